@@ -1,0 +1,70 @@
+/* roteq_cli.h - the `roteq` executable: a table of subcommands, each `int main(argc, argv)` with
+ * its own usage(FILE *), and helpers they share (hyperparameter flags, error reporting).
+ *
+ * Exit codes: 0 success; 1 the job ran but its result failed (a verification FAIL, a gnuplot
+ * error); 2 usage errors and bad input (one line on stderr naming the flag, file, line or tensor). */
+#ifndef ROTEQ_CLI_H
+#define ROTEQ_CLI_H
+
+#include "roteq_optimizer.h"
+#include "roteq_schedule.h"
+#include "roteq_util.h"
+
+#include <getopt.h>
+#include <stdio.h>
+
+enum { ROTEQ_EXIT_OK = 0, ROTEQ_EXIT_FAIL = 1, ROTEQ_EXIT_USAGE = 2 };
+
+typedef struct {
+    const char *name;
+    const char *summary;
+    int (*main)(int argc, char **argv);
+} roteq_cli_command;
+
+int roteq_cmd_theory(int argc, char **argv);
+int roteq_cmd_simulate(int argc, char **argv);
+int roteq_cmd_verify(int argc, char **argv);
+int roteq_cmd_sweep(int argc, char **argv);
+int roteq_cmd_analyze(int argc, char **argv);
+int roteq_cmd_plot(int argc, char **argv);
+int roteq_cmd_bench(int argc, char **argv);
+
+/* Print "roteq CMD: message" on stderr and return ROTEQ_EXIT_USAGE. */
+int roteq_cli_fail(const char *cmd, const char *fmt, ...) ROTEQ_PRINTF(2, 3);
+/* The same with the library's last error message ("roteq CMD: <message>"); returns `code`. */
+int roteq_cli_fail_lib(const char *cmd, int code);
+
+/* Hyperparameter flags (--lr, --weight-decay, --beta1, ... --nesterov), generated from
+ * roteq_hparam_descs so every subcommand spells them the same way. Option values are
+ * ROTEQ_CLI_HP_OPT + roteq_hparam_id. */
+#define ROTEQ_CLI_HP_OPT 0x1000
+#define ROTEQ_CLI_HP_OPTIONS_MAX ROTEQ_HP_COUNT
+
+typedef struct {
+    roteq_hparams values;
+    unsigned given; /* ROTEQ_HP_BIT mask of flags given on the command line */
+} roteq_cli_hparams;
+
+void roteq_cli_hparams_init(roteq_cli_hparams *h);
+/* Append the hyperparameter long options to `opts` (which has room); returns the new count. */
+size_t roteq_cli_hparam_options(struct option *opts, size_t n);
+/* If `opt` is a hyperparameter option, parse it into `h` and return 1; 0 if not ours;
+ * on a malformed value print "roteq CMD: --FLAG: 'x' is not a number" and return -1. */
+int roteq_cli_hparam_option(const char *cmd, int opt, const char *arg, roteq_cli_hparams *h);
+/* Merge the given flags over the optimizer's defaults and validate. Flags that do not apply to
+ * the optimizer and invalid values are reported ("roteq CMD: --beta1: must be in [0, 1), got 1.5")
+ * and give -1. `--nesterov` on sgdm selects nesterov (*opt is updated). */
+int roteq_cli_hparams_finish(const char *cmd, const roteq_optimizer_type **opt,
+                             const roteq_cli_hparams *h, roteq_hparams *out);
+/* Usage lines for the hyperparameter flags. */
+void roteq_cli_hparam_usage(FILE *out);
+
+/* Parse helpers that report "roteq CMD: --FLAG: <why>" and return -1 on failure. */
+int roteq_cli_double(const char *cmd, const char *flag, const char *arg, double *out);
+int roteq_cli_size(const char *cmd, const char *flag, const char *arg, size_t *out);
+int roteq_cli_schedule(const char *cmd, const char *flag, const char *arg, roteq_schedule *out);
+/* --format text|csv|json (any subset given by `allowed`, e.g. "text,csv,json"). */
+typedef enum { ROTEQ_FORMAT_TEXT, ROTEQ_FORMAT_CSV, ROTEQ_FORMAT_JSON } roteq_format;
+int roteq_cli_format(const char *cmd, const char *arg, const char *allowed, roteq_format *out);
+
+#endif

@@ -1,0 +1,61 @@
+/* roteq_theory.h - what the theory of rotational equilibrium predicts (Kosson, Messmer, Jaggi,
+ * ICML 2024, arXiv 2305.17212): closed-form equilibria per optimizer, and expected-value
+ * recurrences for the transient that leads there. Pure functions of hyperparameters: no I/O,
+ * no random numbers. Derivations live in theory/README.md. */
+#ifndef ROTEQ_THEORY_H
+#define ROTEQ_THEORY_H
+
+#include "roteq_optimizer.h"
+#include "roteq_schedule.h"
+
+/* The neuron the prediction is for. */
+typedef struct {
+    size_t dim;       /* C, the length of the weight vector */
+    double grad_norm; /* RMS of ||g~||, the gradient norm at unit weight norm; NAN when unknown */
+} roteq_setting;
+
+/* Which prediction: the best roteq has, the paper's formula, or the plain uncorrelated form.
+ * They differ only for the Lion family; for other optimizers all three are the same. */
+typedef enum { ROTEQ_PRED_BEST, ROTEQ_PRED_PAPER, ROTEQ_PRED_PLAIN, ROTEQ_PRED_COUNT } roteq_prediction;
+
+extern const char *const roteq_prediction_names[ROTEQ_PRED_COUNT]; /* "best", "paper", "plain" */
+
+typedef struct {
+    double norm;           /* expected equilibrium ||w||; NAN when it needs grad_norm and none is set */
+    double angular_update; /* RMS over neurons and steps of the angle between w_t and w_{t+1} */
+    int exact;             /* 1 when exact under the random-walk model (C large), 0 if approximate */
+    const char *source;    /* where it comes from: "paper Table 1", "derived here (theory/README.md)" */
+} roteq_equilibrium;
+
+/* Equilibrium for `opt` with validated hyperparameters `hp`. ROTEQ_EINVAL on invalid input. */
+int roteq_theory_equilibrium(const roteq_optimizer_type *opt, const roteq_hparams *hp,
+                             const roteq_setting *s, roteq_prediction which, roteq_equilibrium *out);
+
+/* Human-readable formulas for `roteq theory --list`. */
+const char *roteq_theory_formula(const roteq_optimizer_type *opt);
+
+/* Transient: expected-value recurrences for E||w_t||^2 and the expected angular update at each
+ * step, from ||w_0|| = init_norm, under per-step lr and weight decay (schedules). */
+typedef struct roteq_transient roteq_transient;
+
+roteq_transient *roteq_transient_alloc(const roteq_optimizer_type *opt, const roteq_hparams *hp,
+                                       const roteq_setting *s, double init_norm);
+void roteq_transient_free(roteq_transient *tr);
+/* Advance one optimizer step using the lr and weight decay in force at that step; writes the
+ * predicted RMS norm after the step and the predicted RMS angular update of the step (NAN
+ * where the prediction needs grad_norm and none is set). */
+int roteq_transient_step(roteq_transient *tr, double lr, double weight_decay, double *norm,
+                         double *angular_update);
+
+/* Steps until the predicted norm and angular update stay within `tol` (relative) of equilibrium,
+ * with constant hyperparameters; -1 if not reached within max_steps. */
+long roteq_theory_steps_to_equilibrium(const roteq_optimizer_type *opt, const roteq_hparams *hp,
+                                       const roteq_setting *s, double init_norm, double tol,
+                                       long max_steps);
+
+/* RMS angle between w_t and w_{t+k} at equilibrium (checkpoints k steps apart). k = 1 gives the
+ * angular update. */
+double roteq_theory_kstep_angle(const roteq_optimizer_type *opt, const roteq_hparams *hp,
+                                const roteq_setting *s, long k);
+
+#endif
