@@ -1,0 +1,456 @@
+"""roteq_recorder.py - feed roteq from a PyTorch training loop.
+
+Records, around each optimizer step, every neuron's weight norm after the step and the angle its
+weight vector turned through during the step, into roteq's long CSV trace
+(`step,layer,neuron,norm,angle,lr,weight_decay`, docs/FORMATS.md section 1), and writes the run
+metadata JSON that `roteq analyze` needs to compute the predictions (optimizer name in roteq's
+table, hyperparameters, per-layer dim and per-layer overrides). Optionally saves snapshots of the
+recorded weights as safetensors, written here byte by byte from the published format, so that the
+same run can be analysed from checkpoints too.
+
+One file, needing only torch and the Python standard library: copy it next to your training
+script. Usage (see adapters/torch/README.md):
+
+    rec = RoteqRecorder(model, optimizer, "run/trace.csv")
+    for x, y in loader:
+        optimizer.zero_grad()
+        loss_fn(model(x), y).backward()
+        rec.step()                # optimizer.step() with recording around it
+        scheduler.step()
+    rec.close()                   # trace.csv appears complete (written as trace.csv.tmp.* until then)
+
+A "neuron" is one row of a weight tensor (an output unit of a Linear layer, an output channel of
+a convolution with the trailing axes flattened). Angles are computed in float64 whatever the
+parameter dtype, as 2*atan2(||u - v||, ||u + v||) on the unit vectors u, v: exact to rounding for
+every angle in [0, pi], where acos of the cosine loses half its digits near 0 (at 1e-3 rad the
+cosine is 1 - 5e-7).
+"""
+
+import contextlib
+import ctypes
+import json
+import math
+import os
+import sys
+import tempfile
+import time
+import warnings
+
+import torch
+
+__all__ = ["RoteqRecorder", "optimizer_metadata", "row_norms_and_angles", "save_safetensors"]
+
+# safetensors dtype names for the dtypes roteq reads (docs/FORMATS.md, issue 4).
+_UMASK = os.umask(0o22)
+os.umask(_UMASK)
+
+_ST_DTYPES = {torch.float64: "F64", torch.float32: "F32", torch.float16: "F16",
+              torch.bfloat16: "BF16"}
+
+# Hyperparameter keys per roteq optimizer, as in theory/optimizer.c's table: only the keys that
+# apply are written, so that the metadata validates against roteq's table as it stands.
+_HP_KEYS = {
+    "sgd": ("lr", "weight_decay"),
+    "sgdm": ("lr", "weight_decay", "momentum", "dampening"),
+    "nesterov": ("lr", "weight_decay", "momentum"),
+    "adam_l2": ("lr", "weight_decay", "beta1", "beta2", "eps"),
+    "adamw": ("lr", "weight_decay", "beta1", "beta2", "eps"),
+    "lion": ("lr", "weight_decay", "beta1", "beta2"),
+}
+
+
+def _num(x):
+    """A param-group value as a Python float (torch 2.x allows tensor lr)."""
+    return float(x.item()) if isinstance(x, torch.Tensor) else float(x)
+
+
+def _group_hparams(optimizer, group):
+    """(roteq optimizer name, {hyperparameter: value}) for one param group of a torch optimizer.
+
+    Raises ValueError for optimizers roteq has no prediction for; pass `optimizer_name` and
+    `hparams` to RoteqRecorder to describe those by hand."""
+    cls = type(optimizer)
+    lr, wd = _num(group["lr"]), _num(group.get("weight_decay", 0.0))
+    if isinstance(optimizer, torch.optim.AdamW) or (
+            isinstance(optimizer, torch.optim.Adam) and group.get("decoupled_weight_decay")):
+        name = "adamw"
+    elif isinstance(optimizer, torch.optim.Adam):
+        name = "adam_l2"  # torch.optim.Adam adds weight_decay * w to the gradient
+    elif isinstance(optimizer, torch.optim.SGD):
+        momentum = _num(group.get("momentum", 0.0))
+        if momentum == 0.0:
+            return "sgd", {"lr": lr, "weight_decay": wd}
+        if group.get("nesterov", False):
+            return "nesterov", {"lr": lr, "weight_decay": wd, "momentum": momentum}
+        return "sgdm", {"lr": lr, "weight_decay": wd, "momentum": momentum,
+                        "dampening": _num(group.get("dampening", 0.0))}
+    elif cls.__name__ == "Lion" and "betas" in group:  # lion-pytorch and most ports
+        beta1, beta2 = (_num(b) for b in group["betas"])
+        return "lion", {"lr": lr, "weight_decay": wd, "beta1": beta1, "beta2": beta2}
+    else:
+        raise ValueError(
+            f"roteq_recorder: no roteq optimizer for {cls.__module__}.{cls.__name__}; pass "
+            "optimizer_name= and hparams= (see adapters/torch/README.md)")
+    if group.get("amsgrad", False):
+        warnings.warn("roteq_recorder: amsgrad=True; roteq's Adam predictions assume plain Adam",
+                      stacklevel=3)
+    beta1, beta2 = (_num(b) for b in group["betas"])
+    return name, {"lr": lr, "weight_decay": wd, "beta1": beta1, "beta2": beta2,
+                  "eps": _num(group["eps"])}
+
+
+def optimizer_metadata(optimizer, layers, optimizer_name=None, hparams=None):
+    """The run-metadata object `roteq analyze` reads (issue 4, "Run metadata").
+
+    `layers` maps layer name -> (param, dim). Top-level hyperparameters come from the param group
+    holding the most recorded layers; a layer whose group differs gets the differing keys as
+    per-layer overrides. `optimizer_name`/`hparams` override what is read from the optimizer."""
+    group_of = {}
+    for gi, group in enumerate(optimizer.param_groups):
+        for p in group["params"]:
+            group_of[id(p)] = gi
+    per_layer = {}
+    for name, (param, dim) in layers.items():
+        gi = group_of.get(id(param))
+        if gi is None:
+            raise ValueError(f"roteq_recorder: layer {name} is not in the optimizer's param groups")
+        if optimizer_name is not None:
+            opt, hp = optimizer_name, {}
+            group = optimizer.param_groups[gi]
+            for key in ("lr", "weight_decay"):
+                if key in group:
+                    hp[key] = _num(group[key])
+        else:
+            opt, hp = _group_hparams(optimizer, optimizer.param_groups[gi])
+        if hparams:
+            hp.update({k: float(v) for k, v in hparams.items()})
+        per_layer[name] = (gi, opt, hp, dim)
+    if not per_layer:
+        raise ValueError("roteq_recorder: no layers to record")
+    counts = {}
+    for gi, _, _, _ in per_layer.values():
+        counts[gi] = counts.get(gi, 0) + 1
+    main_gi = max(counts, key=lambda g: (counts[g], -g))
+    main_opt, main_hp = next((o, h) for g, o, h, _ in per_layer.values() if g == main_gi)
+    meta = {"optimizer": main_opt}
+    meta.update(main_hp)
+    meta["layers"] = {}
+    for name, (gi, opt, hp, dim) in per_layer.items():
+        entry = {"dim": dim}
+        if opt != main_opt:
+            entry["optimizer"] = opt
+        entry.update({k: v for k, v in hp.items() if main_hp.get(k) != v})
+        meta["layers"][name] = entry
+    return meta
+
+
+def row_norms_and_angles(before, after):
+    """Per-row norm of `after` and angle between rows of `before` and `after` (2-D, float64).
+
+    Returns (norms, angles) as float64 tensors; the angle is NaN where either row is zero (the
+    direction is undefined there). 2*atan2(||u - v||, ||u + v||) for unit u, v is the angle with
+    full relative precision from 0 to pi (||u - v|| = 2 sin(theta/2), ||u + v|| = 2 cos(theta/2))."""
+    # Squares summed by hand: torch.linalg.vector_norm(dim=1) is ~3x slower on CPU float64.
+    n_before = before.square().sum(1).sqrt_()
+    n_after = after.square().sum(1).sqrt_()
+    u = before / n_before.unsqueeze(1)
+    v = after / n_after.unsqueeze(1)
+    cos_part = (u + v).square_().sum(1).sqrt_()
+    sin_part = u.sub_(v).square_().sum(1).sqrt_()
+    angles = 2.0 * torch.atan2(sin_part, cos_part)
+    angles = torch.where((n_before > 0) & (n_after > 0), angles,
+                         torch.full_like(angles, math.nan))
+    return n_after, angles
+
+
+class _Workspace:
+    """Preallocated float64 buffers for one layer, reused every recorded step: allocating fresh
+    multi-megabyte tensors each step costs more in page faults than the arithmetic itself.
+    Computes the same as row_norms_and_angles, with three rows x C buffers per layer."""
+
+    def __init__(self, p):
+        dev = p.device if p.device.type in ("cpu", "cuda") else torch.device("cpu")
+        rows, cols = p.shape[0], math.prod(p.shape[1:])
+        self.before = torch.empty(rows, cols, dtype=torch.float64, device=dev)
+        self.u = torch.empty_like(self.before)
+        self.v = torch.empty_like(self.before)
+        self.n_before, self.n_after, self.cos_part, self.sin_part, self.angles = (
+            torch.empty(rows, dtype=torch.float64, device=dev) for _ in range(5))
+
+    @staticmethod
+    def _flat(p):
+        return p.detach().reshape(p.shape[0], -1)
+
+    def save_before(self, p):
+        self.before.copy_(self._flat(p))
+
+    def compute(self, p):
+        """(norms, angles) for the step from the saved weights to p's current weights."""
+        b, u, v = self.before, self.u, self.v
+        v.copy_(self._flat(p))
+        torch.sum(torch.mul(b, b, out=u), 1, out=self.n_before).sqrt_()
+        torch.sum(torch.mul(v, v, out=u), 1, out=self.n_after).sqrt_()
+        torch.div(b, self.n_before.unsqueeze(1), out=u)
+        v.div_(self.n_after.unsqueeze(1))
+        torch.sum(torch.add(u, v, out=b).square_(), 1, out=self.cos_part).sqrt_()
+        torch.sum(u.sub_(v).square_(), 1, out=self.sin_part).sqrt_()
+        torch.atan2(self.sin_part, self.cos_part, out=self.angles).mul_(2.0)
+        zero = (self.n_before == 0) | (self.n_after == 0)
+        self.angles.masked_fill_(zero, math.nan)
+        return self.n_after, self.angles
+
+
+def _tensor_bytes(t):
+    """Raw little-endian bytes of a tensor (C order), without numpy."""
+    t = t.detach().to("cpu").contiguous()
+    if sys.byteorder != "little" and t.element_size() > 1:
+        t = t.view(torch.uint8).view(-1, t.element_size()).flip(1).contiguous()
+    n = t.numel() * t.element_size()
+    return ctypes.string_at(t.data_ptr(), n) if n else b""
+
+
+def _mkstemp_beside(path):
+    """PATH.tmp.XXXXXX in path's folder, with the permissions a plain open() would give
+    (mkstemp's are 0600)."""
+    fd, tmp = tempfile.mkstemp(prefix=os.path.basename(path) + ".tmp.",
+                               dir=os.path.dirname(os.path.abspath(path)))
+    os.chmod(tmp, 0o666 & ~_UMASK)
+    return fd, tmp
+
+
+def _atomic_write(path, chunks):
+    """Write `chunks` (bytes) to PATH.tmp.XXXXXX beside `path`, then rename over `path`, as roteq
+    does for its own outputs: a reader never sees a truncated file."""
+    fd, tmp = _mkstemp_beside(path)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            for c in chunks:
+                f.write(c)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def save_safetensors(path, tensors, metadata=None):
+    """Write `tensors` (name -> tensor of a float dtype roteq reads) as a safetensors file.
+
+    Format (huggingface/safetensors, docs "format"): an unsigned 64-bit little-endian header
+    length N, then N bytes of JSON {name: {"dtype", "shape", "data_offsets": [begin, end]}, ...,
+    "__metadata__": {str: str}} padded with spaces to a multiple of 8, then the tensors' raw
+    little-endian bytes, back to back, offsets relative to the end of the header."""
+    header, blobs, offset = {}, [], 0
+    if metadata:
+        header["__metadata__"] = {str(k): str(v) for k, v in metadata.items()}
+    for name, t in tensors.items():
+        if t.dtype not in _ST_DTYPES:
+            raise ValueError(f"roteq_recorder: tensor {name}: dtype {t.dtype} not supported "
+                             f"(use one of {', '.join(str(d) for d in _ST_DTYPES)})")
+        data = _tensor_bytes(t)
+        header[name] = {"dtype": _ST_DTYPES[t.dtype], "shape": list(t.shape),
+                        "data_offsets": [offset, offset + len(data)]}
+        blobs.append(data)
+        offset += len(data)
+    text = json.dumps(header, separators=(",", ":")).encode("utf-8")
+    text += b" " * (-len(text) % 8)
+    _atomic_write(path, [len(text).to_bytes(8, "little"), text] + blobs)
+
+
+def _default_selection(name, param, group):
+    return param.dim() >= 2 and _num(group.get("weight_decay", 0.0)) > 0.0
+
+
+class RoteqRecorder:
+    """Records per-neuron norms and angular updates of a model trained by a torch optimizer.
+
+    model, optimizer: the module being trained and its torch.optim optimizer.
+    trace: path of the CSV trace; the metadata JSON goes beside it with the extension .json
+        (trace.csv -> trace.json) unless `meta` names another path.
+    neurons: which parameters are layers of neurons. None: every parameter of rank >= 2 whose
+        param group has weight decay > 0. Or an iterable of parameter names
+        (model.named_parameters() names, e.g. "fc1.weight"), or a predicate
+        f(name, param, param_group) -> bool. Layers are named by their parameter names.
+    every: record the steps whose number is a multiple of `every` (1: every step). Each recorded
+        row holds the norm after that step and the angle of that single step.
+    snapshot_dir, snapshot_every: also save the recorded weights before the first step (step 0)
+        and after every `snapshot_every`-th step, as safetensors in `snapshot_dir`.
+    snapshot_layout: "files" (snapshot_dir/step_00000100.safetensors) or "hf"
+        (snapshot_dir/checkpoint-100/model.safetensors, HF Trainer's layout).
+    snapshot_dtype: None (the parameter's dtype) or torch.float64/float32/float16/bfloat16.
+    optimizer_name, hparams: describe an optimizer this file does not map (roteq names:
+        sgd, sgdm, nesterov, adam_l2, adamw, lion, rv_*), or override values read from it.
+    check_finite: raise FloatingPointError when a recorded weight becomes NaN or Inf (a trace
+        with a non-finite norm is rejected by roteq analyze).
+
+    Steps are counted from 1 (the first optimizer.step() is step 1), as in `roteq simulate`.
+    """
+
+    def __init__(self, model, optimizer, trace, neurons=None, every=1, meta=None,
+                 snapshot_dir=None, snapshot_every=0, snapshot_layout="files",
+                 snapshot_dtype=None, optimizer_name=None, hparams=None, check_finite=True):
+        if int(every) < 1:
+            raise ValueError("roteq_recorder: every must be >= 1")
+        if snapshot_layout not in ("files", "hf"):
+            raise ValueError("roteq_recorder: snapshot_layout must be 'files' or 'hf'")
+        if snapshot_dtype is not None and snapshot_dtype not in _ST_DTYPES:
+            raise ValueError(f"roteq_recorder: snapshot_dtype {snapshot_dtype} not supported")
+        if (snapshot_dir is None) != (int(snapshot_every) <= 0):
+            raise ValueError("roteq_recorder: snapshot_dir and snapshot_every > 0 go together")
+        self.optimizer = optimizer
+        self.every = int(every)
+        self.snapshot_dir = snapshot_dir
+        self.snapshot_every = int(snapshot_every)
+        self.snapshot_layout = snapshot_layout
+        self.snapshot_dtype = snapshot_dtype
+        self.check_finite = check_finite
+        self.step_count = 0
+        self.seconds = 0.0  # time spent inside the recorder (overhead), for reporting
+        self._recording = None  # (lr, wd) per layer while a recorded step is under way
+
+        group_of = {}
+        for group in optimizer.param_groups:
+            for p in group["params"]:
+                group_of[id(p)] = group
+        if neurons is None:
+            select = _default_selection
+        elif callable(neurons):
+            select = neurons
+        else:
+            wanted = set(neurons)
+            select = lambda name, p, g: name in wanted  # noqa: E731
+        self.layers = {}  # name -> (param, param group)
+        for name, p in model.named_parameters():
+            group = group_of.get(id(p))
+            if group is not None and p.dim() >= 1 and select(name, p, group):
+                if p.dim() < 2:
+                    raise ValueError(f"roteq_recorder: {name} has rank 1; a layer of neurons "
+                                     "needs rank >= 2 (rows = neurons)")
+                if "," in name:
+                    raise ValueError(f"roteq_recorder: layer name {name!r} contains a comma")
+                self.layers[name] = (p, group)
+        if not callable(neurons) and neurons is not None:
+            missing = set(neurons) - set(self.layers)
+            if missing:
+                raise ValueError("roteq_recorder: not trainable parameters of the model in the "
+                                 f"optimizer: {', '.join(sorted(missing))}")
+        if not self.layers:
+            raise ValueError("roteq_recorder: no parameter selected (default: rank >= 2 with "
+                             "weight decay > 0); pass neurons=")
+        for name, (p, group) in self.layers.items():
+            if _num(group.get("weight_decay", 0.0)) <= 0.0:
+                warnings.warn(f"roteq_recorder: {name} has no weight decay: no equilibrium to "
+                              "predict", stacklevel=2)
+
+        dims = {n: (p, math.prod(p.shape[1:])) for n, (p, _) in self.layers.items()}
+        self.metadata = optimizer_metadata(optimizer, dims, optimizer_name, hparams)
+        self.trace_path = trace
+        base = trace[:-4] if trace.endswith(".csv") else trace
+        self.meta_path = meta if meta is not None else base + ".json"
+        d = os.path.dirname(os.path.abspath(trace))
+        os.makedirs(d, exist_ok=True)
+        fd, self._tmp_path = _mkstemp_beside(trace)
+        self._file = os.fdopen(fd, "w", encoding="utf-8", newline="\n", buffering=1 << 20)
+        self._file.write(
+            f"# roteq_recorder.py: torch {torch.__version__}, {type(optimizer).__name__} -> "
+            f"{self.metadata['optimizer']}, every {self.every} step(s)\n"
+            "step,layer,neuron,norm,angle,lr,weight_decay\n")
+        # ",<layer>,<i>," prefixes built once: formatting rows is the recorder's main cost.
+        self._prefix = {n: [f",{n},{i}," for i in range(p.shape[0])]
+                        for n, (p, _) in self.layers.items()}
+        self._work = {n: _Workspace(p) for n, (p, _) in self.layers.items()}
+        self._write_json(self.meta_path, self.metadata)
+        if self.snapshot_dir is not None:
+            os.makedirs(self.snapshot_dir, exist_ok=True)
+            self._snapshot(0)
+
+    # -- the step -------------------------------------------------------------------------------
+
+    def before_step(self):
+        """Call right before optimizer.step() (or scaler.step(optimizer))."""
+        t0 = time.perf_counter()
+        step = self.step_count + 1
+        if step % self.every == 0:
+            # The values in force during this step, read before a scheduler changes them.
+            for name, (p, _) in self.layers.items():
+                self._work[name].save_before(p)
+            self._recording = [(_num(g["lr"]), _num(g.get("weight_decay", 0.0)))
+                               for _, g in self.layers.values()]
+        self.seconds += time.perf_counter() - t0
+
+    def after_step(self):
+        """Call right after optimizer.step(); records the step if it is a recorded one."""
+        t0 = time.perf_counter()
+        self.step_count += 1
+        step = self.step_count
+        if self._recording is not None:
+            out = []
+            for (name, (p, _)), (lr, wd) in zip(self.layers.items(), self._recording):
+                norms, angles = self._work[name].compute(p)
+                if self.check_finite and not bool(torch.isfinite(norms).all()):
+                    bad = int((~torch.isfinite(norms)).nonzero()[0])
+                    raise FloatingPointError(f"roteq_recorder: {name} neuron {bad} has a "
+                                             f"non-finite weight after step {step}")
+                tail = f",{lr!r},{wd!r}\n"
+                head = str(step)
+                # repr(float) is the shortest text that reads back to the same double.
+                out.extend(f"{head}{pre}{n!r},{'' if a != a else repr(a)}{tail}"
+                           for pre, n, a in zip(self._prefix[name], norms.tolist(),
+                                                angles.tolist()))
+            self._file.write("".join(out))
+            self._recording = None
+        if self.snapshot_dir is not None and step % self.snapshot_every == 0:
+            self._snapshot(step)
+        self.seconds += time.perf_counter() - t0
+
+    def step(self, closure=None):
+        """optimizer.step(closure) with recording around it; returns what the optimizer returns."""
+        self.before_step()
+        result = self.optimizer.step() if closure is None else self.optimizer.step(closure)
+        self.after_step()
+        return result
+
+    @contextlib.contextmanager
+    def around_step(self):
+        """`with rec.around_step(): scaler.step(optimizer)` for loops that step elsewhere."""
+        self.before_step()
+        yield
+        self.after_step()
+
+    # -- files ----------------------------------------------------------------------------------
+
+    def close(self):
+        """Flush the trace and move it into place (idempotent)."""
+        if self._file is None:
+            return
+        self._file.close()
+        self._file = None
+        os.replace(self._tmp_path, self.trace_path)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        # Also on an exception (e.g. Ctrl-C): the trace holds whole steps only, and the steps
+        # recorded so far are worth analysing.
+        self.close()
+        return False
+
+    def _snapshot(self, step):
+        tensors = {}
+        for name, (p, _) in self.layers.items():
+            w = p.detach()
+            tensors[name] = w if self.snapshot_dtype is None else w.to(self.snapshot_dtype)
+        meta = {"step": step, "optimizer": self.metadata["optimizer"], "format": "pt"}
+        if self.snapshot_layout == "files":
+            path = os.path.join(self.snapshot_dir, f"step_{step:08d}.safetensors")
+        else:
+            folder = os.path.join(self.snapshot_dir, f"checkpoint-{step}")
+            os.makedirs(folder, exist_ok=True)
+            path = os.path.join(folder, "model.safetensors")
+        save_safetensors(path, tensors, meta)
+
+    @staticmethod
+    def _write_json(path, obj):
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        _atomic_write(path, [(json.dumps(obj, indent=1) + "\n").encode("utf-8")])
