@@ -174,15 +174,31 @@ class _Workspace:
         self.before = torch.empty(rows, cols, dtype=torch.float64, device=dev)
         self.u = torch.empty_like(self.before)
         self.v = torch.empty_like(self.before)
-        self.n_before, self.n_after, self.cos_part, self.sin_part, self.angles = (
-            torch.empty(rows, dtype=torch.float64, device=dev) for _ in range(5))
+        self.n_before, self.n_after, self.cos_part, self.sin_part, self.angles, self.grad_sq = (
+            torch.empty(rows, dtype=torch.float64, device=dev) for _ in range(6))
+        self.has_grad = False
 
     @staticmethod
     def _flat(p):
         return p.detach().reshape(p.shape[0], -1)
 
-    def save_before(self, p):
+    def save_before(self, p, grad):
         self.before.copy_(self._flat(p))
+        self.has_grad = grad and p.grad is not None
+        if self.has_grad:
+            torch.sum(self.u.copy_(self._flat(p.grad)).square_(), 1, out=self.grad_sq)
+
+    def mean_sq_scaled_grad(self):
+        """Mean over the layer's non-zero rows of ||g||^2 ||w||^2 for the step just computed:
+        ||g~||^2, the squared gradient norm at unit weight norm, for a scale-invariant neuron
+        (whose gradient scales as 1/||w||). NaN when there was no gradient."""
+        if not self.has_grad:
+            return math.nan
+        live = self.n_before > 0
+        n = int(live.sum())
+        if n == 0:
+            return math.nan
+        return float((self.grad_sq * self.n_before.square())[live].sum()) / n
 
     def compute(self, p):
         """(norms, angles) for the step from the saved weights to p's current weights."""
@@ -280,6 +296,12 @@ class RoteqRecorder:
     snapshot_dtype: None (the parameter's dtype) or torch.float64/float32/float16/bfloat16.
     optimizer_name, hparams: describe an optimizer this file does not map (roteq names:
         sgd, sgdm, nesterov, adam_l2, adamw, lion, rv_*), or override values read from it.
+    record_grad_norm: measure each layer's RMS gradient norm at unit weight norm,
+        ||g~|| = ||grad|| * ||w|| per neuron (exact for scale-invariant neurons), over the last
+        quarter of the recorded steps, and write it as the layer's "grad_norm" in the metadata
+        at close(). roteq's predictions for SGD's norm and for Adam+L2 need it. The gradient
+        must be unscaled when the step is recorded (with a GradScaler, call
+        scaler.unscale_(optimizer) first).
     check_finite: raise FloatingPointError when a recorded weight becomes NaN or Inf (a trace
         with a non-finite norm is rejected by roteq analyze).
 
@@ -288,7 +310,8 @@ class RoteqRecorder:
 
     def __init__(self, model, optimizer, trace, neurons=None, every=1, meta=None,
                  snapshot_dir=None, snapshot_every=0, snapshot_layout="files",
-                 snapshot_dtype=None, optimizer_name=None, hparams=None, check_finite=True):
+                 snapshot_dtype=None, optimizer_name=None, hparams=None, record_grad_norm=True,
+                 check_finite=True):
         if int(every) < 1:
             raise ValueError("roteq_recorder: every must be >= 1")
         if snapshot_layout not in ("files", "hf"):
@@ -304,6 +327,7 @@ class RoteqRecorder:
         self.snapshot_layout = snapshot_layout
         self.snapshot_dtype = snapshot_dtype
         self.check_finite = check_finite
+        self.record_grad_norm = record_grad_norm
         self.step_count = 0
         self.seconds = 0.0  # time spent inside the recorder (overhead), for reporting
         self._recording = None  # (lr, wd) per layer while a recorded step is under way
@@ -359,6 +383,7 @@ class RoteqRecorder:
         self._prefix = {n: [f",{n},{i}," for i in range(p.shape[0])]
                         for n, (p, _) in self.layers.items()}
         self._work = {n: _Workspace(p) for n, (p, _) in self.layers.items()}
+        self._grad_sq = {n: [] for n in self.layers}  # per recorded step: mean ||g~||^2
         self._write_json(self.meta_path, self.metadata)
         if self.snapshot_dir is not None:
             os.makedirs(self.snapshot_dir, exist_ok=True)
@@ -373,7 +398,7 @@ class RoteqRecorder:
         if step % self.every == 0:
             # The values in force during this step, read before a scheduler changes them.
             for name, (p, _) in self.layers.items():
-                self._work[name].save_before(p)
+                self._work[name].save_before(p, self.record_grad_norm)
             self._recording = [(_num(g["lr"]), _num(g.get("weight_decay", 0.0)))
                                for _, g in self.layers.values()]
         self.seconds += time.perf_counter() - t0
@@ -386,7 +411,11 @@ class RoteqRecorder:
         if self._recording is not None:
             out = []
             for (name, (p, _)), (lr, wd) in zip(self.layers.items(), self._recording):
-                norms, angles = self._work[name].compute(p)
+                work = self._work[name]
+                norms, angles = work.compute(p)
+                g2 = work.mean_sq_scaled_grad()
+                if g2 == g2:
+                    self._grad_sq[name].append(g2)
                 if self.check_finite and not bool(torch.isfinite(norms).all()):
                     bad = int((~torch.isfinite(norms)).nonzero()[0])
                     raise FloatingPointError(f"roteq_recorder: {name} neuron {bad} has a "
@@ -420,12 +449,21 @@ class RoteqRecorder:
     # -- files ----------------------------------------------------------------------------------
 
     def close(self):
-        """Flush the trace and move it into place (idempotent)."""
+        """Flush the trace and move it into place, and complete the metadata with the measured
+        gradient norms (idempotent)."""
         if self._file is None:
             return
         self._file.close()
         self._file = None
         os.replace(self._tmp_path, self.trace_path)
+        changed = False
+        for name, g2 in self._grad_sq.items():
+            if g2:
+                tail = g2[len(g2) - max(1, len(g2) // 4):]
+                self.metadata["layers"][name]["grad_norm"] = math.sqrt(sum(tail) / len(tail))
+                changed = True
+        if changed:
+            self._write_json(self.meta_path, self.metadata)
 
     def __enter__(self):
         return self
