@@ -1,0 +1,516 @@
+/* grid.c - GRID files: JSON with fixed parameters, axes (their product) and explicit points,
+ * nested in groups, expanded into a flat list of points each holding a full simulator config.
+ *
+ * Two kinds of trouble are kept apart on purpose. A malformed grid (bad JSON, an unknown key, a
+ * string where a number belongs, an empty axis) stops everything with one message naming the
+ * key, because nothing sensible can run. A point whose values are out of range (beta1 = 1.5, an
+ * unknown optimizer, a hyperparameter that does not apply) is still a point: it carries its
+ * reason, is reported as an ERROR row, and the other points run. */
+#include "roteq_sweep.h"
+#include "roteq_util.h"
+
+#include <errno.h>
+#include <jansson.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define WHERE_MAX 512
+
+/* ---- keys ------------------------------------------------------------------------------ */
+
+typedef enum { KT_STRING, KT_NUMBER, KT_FLAG, KT_COUNT } key_type;
+
+typedef enum {
+    K_OPTIMIZER,
+    K_NEURONS,
+    K_DIM,
+    K_STEPS,
+    K_GRADIENT,
+    K_GRAD_NORM,
+    K_GRAD_SPREAD,
+    K_DEAD_FRACTION,
+    K_RADIAL,
+    K_INIT_NORM,
+    K_LR_SCHEDULE,
+    K_WD_SCHEDULE,
+    K_NONHP_COUNT
+} point_key;
+
+static const struct {
+    const char *key;
+    key_type type;
+} point_keys[K_NONHP_COUNT] = {
+    [K_OPTIMIZER] = {"optimizer", KT_STRING},   [K_NEURONS] = {"neurons", KT_COUNT},
+    [K_DIM] = {"dim", KT_COUNT},                [K_STEPS] = {"steps", KT_COUNT},
+    [K_GRADIENT] = {"gradient", KT_STRING},     [K_GRAD_NORM] = {"grad_norm", KT_NUMBER},
+    [K_GRAD_SPREAD] = {"grad_spread", KT_NUMBER}, [K_DEAD_FRACTION] = {"dead_fraction", KT_NUMBER},
+    [K_RADIAL] = {"radial", KT_NUMBER},         [K_INIT_NORM] = {"init_norm", KT_NUMBER},
+    [K_LR_SCHEDULE] = {"lr_schedule", KT_STRING}, [K_WD_SCHEDULE] = {"wd_schedule", KT_STRING},
+};
+
+/* Check one key = value pair of the grid; `where` names it ("axes.lr[2]"). */
+static int check_value(const char *name, const char *where, const char *key, const json_t *v)
+{
+    key_type type = KT_COUNT;
+    int found = 0;
+    for (int i = 0; i < K_NONHP_COUNT; i++)
+        if (strcmp(point_keys[i].key, key) == 0) {
+            type = point_keys[i].type;
+            found = 1;
+        }
+    if (!found) {
+        const roteq_hparam_desc *d = roteq_hparam_lookup(key);
+        if (d == NULL || strcmp(d->key, key) != 0) {
+            if (strcmp(key, "seed") == 0)
+                return roteq_error_set(ROTEQ_EFORMAT,
+                                       "%s: %s: the seed is set once, at the top of the grid",
+                                       name, where);
+            return roteq_error_set(ROTEQ_EFORMAT, "%s: %s: unknown key '%s'", name, where, key);
+        }
+        type = d->kind == ROTEQ_HPKIND_FLAG ? KT_FLAG : KT_NUMBER;
+    }
+    switch (type) {
+    case KT_STRING:
+        if (!json_is_string(v))
+            return roteq_error_set(ROTEQ_EFORMAT, "%s: %s: expected a string", name, where);
+        break;
+    case KT_NUMBER:
+        if (!json_is_number(v))
+            return roteq_error_set(ROTEQ_EFORMAT, "%s: %s: expected a number", name, where);
+        break;
+    case KT_FLAG:
+        if (!json_is_boolean(v) && !json_is_integer(v))
+            return roteq_error_set(ROTEQ_EFORMAT, "%s: %s: expected true or false", name, where);
+        break;
+    case KT_COUNT:
+        if (!json_is_integer(v) && !(json_is_real(v) && json_real_value(v) == floor(json_real_value(v))))
+            return roteq_error_set(ROTEQ_EFORMAT, "%s: %s: expected an integer", name, where);
+        break;
+    }
+    return ROTEQ_OK;
+}
+
+/* ---- building one point from its merged key/value object --------------------------------- */
+
+static double num(const json_t *v)
+{
+    if (json_is_boolean(v))
+        return json_is_true(v) ? 1.0 : 0.0;
+    return json_number_value(v);
+}
+
+uint64_t roteq_sweep_point_seed(uint64_t grid_seed, size_t index)
+{
+    /* splitmix64 (Steele, Lea, Flood 2014): a bijective mixer, so distinct indices give
+     * distinct seeds for one grid seed, and nearby grid seeds give unrelated streams. */
+    uint64_t z = grid_seed;
+    for (int round = 0; round < 2; round++) {
+        z += 0x9e3779b97f4a7c15u;
+        z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9u;
+        z = (z ^ (z >> 27)) * 0x94d049bb133111ebu;
+        z ^= z >> 31;
+        if (round == 0)
+            z ^= (uint64_t)index;
+    }
+    return z;
+}
+
+static void point_fail(roteq_sweep_point *p, const char *fmt, ...) ROTEQ_PRINTF(2, 3);
+static void point_fail(roteq_sweep_point *p, const char *fmt, ...)
+{
+    if (p->error[0])
+        return; /* the first problem is the reason; the other fields are still filled in */
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(p->error, sizeof p->error, fmt, ap);
+    va_end(ap);
+}
+
+static void build_point(roteq_sweep_point *p, const json_t *kv)
+{
+    const json_t *v = json_object_get(kv, "optimizer");
+    const roteq_optimizer_type *opt = NULL;
+    snprintf(p->lr_schedule, sizeof p->lr_schedule, "constant");
+    snprintf(p->wd_schedule, sizeof p->wd_schedule, "constant");
+    if (v == NULL) {
+        point_fail(p, "optimizer: not given");
+        return;
+    }
+    snprintf(p->optimizer, sizeof p->optimizer, "%s", json_string_value(v));
+    opt = roteq_optimizer_lookup(json_string_value(v));
+    if (opt == NULL) {
+        point_fail(p, "optimizer: %s", roteq_error_message());
+        return;
+    }
+    roteq_sim_config_init(&p->cfg, opt);
+    p->cfg.seed = p->seed;
+    p->cfg.threads = 0;
+
+    const char *key;
+    json_t *val;
+    json_object_foreach((json_t *)kv, key, val)
+    {
+        const roteq_hparam_desc *d = roteq_hparam_lookup(key);
+        if (d == NULL)
+            continue;
+        if (!(opt->hparams & ROTEQ_HP_BIT(d->id))) {
+            point_fail(p, "%s: does not apply to %s", key, opt->name);
+            continue;
+        }
+        roteq_hparams_set(&p->cfg.hp, d->id, num(val));
+    }
+    roteq_hparam_id bad;
+    if (roteq_hparams_validate(opt, &p->cfg.hp, &bad))
+        point_fail(p, "%s: %s", roteq_hparam_descs[bad].key, roteq_error_message());
+    /* Counts are checked for range here: a negative value must not wrap around in size_t. */
+    size_t *counts[] = {[K_NEURONS] = &p->cfg.neurons, [K_DIM] = &p->cfg.dim,
+                        [K_STEPS] = &p->cfg.steps};
+    for (int k = K_NEURONS; k <= K_STEPS; k++) {
+        v = json_object_get(kv, point_keys[k].key);
+        if (v == NULL)
+            continue;
+        double x = num(v);
+        if (!(x >= 1.0 && x <= 1e15)) {
+            point_fail(p, "%s: must be a positive integer, got %.17g", point_keys[k].key, x);
+            continue;
+        }
+        *counts[k] = (size_t)x;
+    }
+    double *reals[] = {[K_GRAD_NORM] = &p->cfg.grad_norm, [K_GRAD_SPREAD] = &p->cfg.grad_spread,
+                       [K_DEAD_FRACTION] = &p->cfg.dead_fraction, [K_RADIAL] = &p->cfg.radial,
+                       [K_INIT_NORM] = &p->cfg.init_norm};
+    for (int k = K_GRAD_NORM; k <= K_INIT_NORM; k++)
+        if ((v = json_object_get(kv, point_keys[k].key)) != NULL)
+            *reals[k] = num(v);
+    if ((v = json_object_get(kv, "gradient")) != NULL &&
+        roteq_grad_model_lookup(json_string_value(v), &p->cfg.grad_model))
+        point_fail(p, "gradient: %s", roteq_error_message());
+    struct {
+        int key;
+        roteq_schedule *s;
+        char *text;
+    } sch[] = {{K_LR_SCHEDULE, &p->cfg.lr_schedule, p->lr_schedule},
+               {K_WD_SCHEDULE, &p->cfg.wd_schedule, p->wd_schedule}};
+    for (int i = 0; i < 2; i++) {
+        if ((v = json_object_get(kv, point_keys[sch[i].key].key)) == NULL)
+            continue;
+        if (roteq_schedule_parse(json_string_value(v), sch[i].s)) {
+            point_fail(p, "%s: %s", point_keys[sch[i].key].key, roteq_error_message());
+            snprintf(sch[i].text, ROTEQ_SWEEP_SCHEDULE_MAX, "%s", json_string_value(v));
+            continue;
+        }
+        roteq_schedule_format(sch[i].s, sch[i].text, ROTEQ_SWEEP_SCHEDULE_MAX);
+    }
+    if (!p->error[0] && roteq_sim_config_validate(&p->cfg))
+        point_fail(p, "%s", roteq_error_message());
+}
+
+/* Paths like "groups[1].axes.lr[2]" for messages; silently shortened if absurdly deep. */
+static void where_fmt(char *buf, size_t n, const char *fmt, ...) ROTEQ_PRINTF(3, 4);
+static void where_fmt(char *buf, size_t n, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, n, fmt, ap);
+    va_end(ap);
+}
+
+/* ---- expansion --------------------------------------------------------------------------- */
+
+typedef struct {
+    const char *name;
+    uint64_t seed;
+    json_t **objs; /* merged key/value object per point */
+    size_t n, cap;
+} expander;
+
+static int emit(expander *e, json_t *kv)
+{
+    if (e->n == e->cap) {
+        size_t cap = e->cap ? 2 * e->cap : 64;
+        json_t **objs = realloc(e->objs, cap * sizeof *objs);
+        if (objs == NULL)
+            return roteq_error_set(ROTEQ_ENOMEM, "%s: out of memory", e->name);
+        e->objs = objs;
+        e->cap = cap;
+    }
+    e->objs[e->n++] = json_deep_copy(kv);
+    return e->objs[e->n - 1] ? ROTEQ_OK : roteq_error_set(ROTEQ_ENOMEM, "out of memory");
+}
+
+static int check_object(const char *name, const char *where, const json_t *obj)
+{
+    if (!json_is_object(obj))
+        return roteq_error_set(ROTEQ_EFORMAT, "%s: %s: expected an object", name, where);
+    const char *key;
+    json_t *val;
+    char sub[WHERE_MAX];
+    json_object_foreach((json_t *)obj, key, val)
+    {
+        where_fmt(sub, sizeof sub, "%s.%s", where, key);
+        int st = check_value(name, sub, key, val);
+        if (st)
+            return st;
+    }
+    return ROTEQ_OK;
+}
+
+static int expand(expander *e, const json_t *node, const json_t *base, const char *where,
+                  int top);
+
+/* Enumerate the product of `axes` (file order, last axis fastest) over `kv`, then recurse. */
+static int expand_axes(expander *e, const json_t *node, json_t *kv, const char *where, void *iter)
+{
+    const json_t *axes = json_object_get(node, "axes");
+    if (axes == NULL || iter == NULL) {
+        const json_t *groups = json_object_get(node, "groups");
+        if (groups == NULL)
+            return emit(e, kv);
+        size_t i;
+        json_t *g;
+        json_array_foreach(groups, i, g)
+        {
+            char sub[WHERE_MAX];
+            where_fmt(sub, sizeof sub, "%sgroups[%zu]", where, i);
+            int st = expand(e, g, kv, sub, 0);
+            if (st)
+                return st;
+        }
+        return ROTEQ_OK;
+    }
+    const char *key = json_object_iter_key(iter);
+    json_t *values = json_object_iter_value(iter);
+    size_t i;
+    json_t *v;
+    json_array_foreach(values, i, v)
+    {
+        json_t *next = json_copy(kv);
+        if (next == NULL || json_object_set(next, key, v))
+            return roteq_error_set(ROTEQ_ENOMEM, "out of memory");
+        int st = expand_axes(e, node, next, where, json_object_iter_next((json_t *)axes, iter));
+        json_decref(next);
+        if (st)
+            return st;
+    }
+    return ROTEQ_OK;
+}
+
+static int expand(expander *e, const json_t *node, const json_t *base, const char *where, int top)
+{
+    char sub[WHERE_MAX], prefix[WHERE_MAX];
+    where_fmt(prefix, sizeof prefix, "%s%s", where, *where ? "." : "");
+    if (!json_is_object(node))
+        return roteq_error_set(ROTEQ_EFORMAT, "%s: %s: expected an object", e->name,
+                               *where ? where : "top level");
+    const char *key;
+    json_t *val;
+    json_object_foreach((json_t *)node, key, val)
+    {
+        where_fmt(sub, sizeof sub, "%s%s", prefix, key);
+        if (strcmp(key, "fixed") == 0) {
+            int st = check_object(e->name, sub, val);
+            if (st)
+                return st;
+        } else if (strcmp(key, "axes") == 0) {
+            if (!json_is_object(val))
+                return roteq_error_set(ROTEQ_EFORMAT, "%s: %s: expected an object of lists",
+                                       e->name, sub);
+            const char *ak;
+            json_t *av;
+            json_object_foreach(val, ak, av)
+            {
+                char asub[WHERE_MAX];
+                where_fmt(asub, sizeof asub, "%s.%s", sub, ak);
+                if (!json_is_array(av) || json_array_size(av) == 0)
+                    return roteq_error_set(ROTEQ_EFORMAT, "%s: %s: expected a non-empty list",
+                                           e->name, asub);
+                size_t i;
+                json_t *x;
+                json_array_foreach(av, i, x)
+                {
+                    char isub[WHERE_MAX];
+                    where_fmt(isub, sizeof isub, "%s[%zu]", asub, i);
+                    int st = check_value(e->name, isub, ak, x);
+                    if (st)
+                        return st;
+                }
+            }
+        } else if (strcmp(key, "points") == 0 || strcmp(key, "groups") == 0) {
+            if (!json_is_array(val) || json_array_size(val) == 0)
+                return roteq_error_set(ROTEQ_EFORMAT, "%s: %s: expected a non-empty list of objects",
+                                       e->name, sub);
+            if (key[0] == 'p') {
+                size_t i;
+                json_t *x;
+                json_array_foreach(val, i, x)
+                {
+                    char isub[WHERE_MAX];
+                    where_fmt(isub, sizeof isub, "%s[%zu]", sub, i);
+                    int st = check_object(e->name, isub, x);
+                    if (st)
+                        return st;
+                }
+            }
+        } else if (top && strcmp(key, "seed") == 0) {
+            if (!json_is_integer(val) || json_integer_value(val) < 0)
+                return roteq_error_set(ROTEQ_EFORMAT, "%s: seed: expected a non-negative integer",
+                                       e->name);
+        } else if (strcmp(key, "name") == 0 || strcmp(key, "description") == 0) {
+            if (!json_is_string(val))
+                return roteq_error_set(ROTEQ_EFORMAT, "%s: %s: expected a string", e->name, sub);
+        } else {
+            return roteq_error_set(ROTEQ_EFORMAT,
+                                   "%s: %s: unknown key (known: seed, name, description, fixed, "
+                                   "axes, points, groups)",
+                                   e->name, sub);
+        }
+    }
+
+    json_t *kv = json_copy((json_t *)base);
+    const json_t *fixed = json_object_get(node, "fixed");
+    if (kv == NULL || (fixed && json_object_update(kv, (json_t *)fixed)))
+        return roteq_error_set(ROTEQ_ENOMEM, "out of memory");
+    const json_t *points = json_object_get(node, "points");
+    const json_t *axes = json_object_get(node, "axes");
+    int st = ROTEQ_OK;
+    if (points == NULL) {
+        st = expand_axes(e, node, kv, prefix, axes ? json_object_iter((json_t *)axes) : NULL);
+    } else {
+        size_t i;
+        json_t *pt;
+        json_array_foreach(points, i, pt)
+        {
+            json_t *merged = json_copy(kv);
+            if (merged == NULL || json_object_update(merged, pt)) {
+                json_decref(merged);
+                st = roteq_error_set(ROTEQ_ENOMEM, "out of memory");
+                break;
+            }
+            st = expand_axes(e, node, merged, prefix,
+                             axes ? json_object_iter((json_t *)axes) : NULL);
+            json_decref(merged);
+            if (st)
+                break;
+        }
+    }
+    json_decref(kv);
+    return st;
+}
+
+/* ---- the grid ------------------------------------------------------------------------------ */
+
+static uint64_t fnv1a(uint64_t h, const char *s, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        h ^= (unsigned char)s[i];
+        h *= 0x100000001b3u;
+    }
+    return h;
+}
+
+void roteq_sweep_grid_free(roteq_sweep_grid *g)
+{
+    if (g == NULL)
+        return;
+    free(g->name);
+    free(g->points);
+    free(g);
+}
+
+roteq_sweep_grid *roteq_sweep_grid_parse(const char *text, const char *name)
+{
+    json_error_t jerr;
+    json_t *root = json_loads(text, JSON_REJECT_DUPLICATES, &jerr);
+    if (root == NULL) {
+        roteq_error_set(ROTEQ_EFORMAT, "%s: line %d: %s", name, jerr.line, jerr.text);
+        return NULL;
+    }
+    expander e = {.name = name};
+    roteq_sweep_grid *g = NULL;
+    json_t *empty = json_object();
+    int st = empty ? expand(&e, root, empty, "", 1) : roteq_error_set(ROTEQ_ENOMEM, "out of memory");
+    if (st == ROTEQ_OK && e.n == 0)
+        st = roteq_error_set(ROTEQ_EFORMAT, "%s: the grid has no points", name);
+    if (st)
+        goto done;
+    g = calloc(1, sizeof *g);
+    if (g == NULL || (g->name = strdup(name)) == NULL ||
+        (g->points = calloc(e.n, sizeof *g->points)) == NULL) {
+        roteq_error_set(ROTEQ_ENOMEM, "%s: out of memory", name);
+        roteq_sweep_grid_free(g);
+        g = NULL;
+        goto done;
+    }
+    const json_t *seed = json_object_get(root, "seed");
+    g->seed = seed ? (uint64_t)json_integer_value(seed) : 1;
+    g->npoints = e.n;
+    g->hash = 0xcbf29ce484222325u;
+    char buf[64];
+    for (size_t i = 0; i < e.n; i++) {
+        roteq_sweep_point *p = &g->points[i];
+        p->index = i;
+        p->seed = roteq_sweep_point_seed(g->seed, i);
+        build_point(p, e.objs[i]);
+        /* The hash covers what decides a point's numbers: its merged parameters as written
+         * (canonical: keys sorted, reals round-tripped) and its seed. */
+        char *canon = json_dumps(e.objs[i], JSON_SORT_KEYS | JSON_COMPACT | JSON_REAL_PRECISION(17));
+        if (canon == NULL) {
+            roteq_error_set(ROTEQ_ENOMEM, "%s: out of memory", name);
+            roteq_sweep_grid_free(g);
+            g = NULL;
+            goto done;
+        }
+        g->hash = fnv1a(g->hash, canon, strlen(canon) + 1);
+        free(canon);
+        int len = snprintf(buf, sizeof buf, "%llu;", (unsigned long long)p->seed);
+        g->hash = fnv1a(g->hash, buf, (size_t)len);
+    }
+done:
+    for (size_t i = 0; i < e.n; i++)
+        json_decref(e.objs[i]);
+    free(e.objs);
+    json_decref(empty);
+    json_decref(root);
+    return g;
+}
+
+roteq_sweep_grid *roteq_sweep_grid_load(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    if (f == NULL) {
+        roteq_error_set(ROTEQ_EIO, "cannot read '%s': %s", path, strerror(errno));
+        return NULL;
+    }
+    char *text = NULL;
+    size_t len = 0, cap = 0;
+    for (;;) {
+        if (len + 4096 + 1 > cap) {
+            cap = (len + 4096 + 1) * 2;
+            char *t = realloc(text, cap);
+            if (t == NULL) {
+                free(text);
+                fclose(f);
+                roteq_error_set(ROTEQ_ENOMEM, "%s: out of memory", path);
+                return NULL;
+            }
+            text = t;
+        }
+        size_t n = fread(text + len, 1, 4096, f);
+        len += n;
+        if (n < 4096)
+            break;
+    }
+    int err = ferror(f);
+    fclose(f);
+    if (err) {
+        free(text);
+        roteq_error_set(ROTEQ_EIO, "cannot read '%s'", path);
+        return NULL;
+    }
+    text[len] = '\0';
+    roteq_sweep_grid *g = roteq_sweep_grid_parse(text, path);
+    free(text);
+    return g;
+}

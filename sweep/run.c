@@ -1,0 +1,155 @@
+/* run.c - running a grid on one machine: `jobs` worker threads take points from a shared queue
+ * (most expensive first) and hand finished records to the caller's sink one at a time.
+ *
+ * Each point is independent and seeded from its index, so the order in which points finish does
+ * not change any number; the output file is sorted by index when the sweep completes. Why points
+ * run one at a time with all cores inside (the default) rather than several at once is measured
+ * in sweep/README.md. */
+#include "sweep_internal.h"
+#include "roteq_util.h"
+
+#include <math.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+void roteq_sweep_eval(const roteq_sweep_grid *g, const roteq_sweep_options *o, size_t index,
+                      unsigned threads, roteq_sweep_record *rec)
+{
+    const roteq_sweep_point *p = &g->points[index];
+    memset(rec, 0, sizeof *rec);
+    rec->index = index;
+    rec->seed = p->seed;
+    for (int k = 0; k < ROTEQ_PRED_COUNT; k++)
+        rec->pred[k] = (roteq_sweep_prediction){NAN, NAN, 0};
+    rec->norm = rec->norm_se = rec->angle = rec->angle_se = NAN;
+    rec->seconds = 0.0;
+    if (p->error[0]) {
+        rec->verdict = ROTEQ_VERDICT_ERROR;
+        snprintf(rec->reason, sizeof rec->reason, "%s", p->error);
+        return;
+    }
+    roteq_sweep_runner runner = o->runner ? o->runner : roteq_sweep_sim_runner;
+    roteq_error_clear();
+    double t0 = roteq_seconds();
+    int st = runner(p, threads, rec, o->runner_ctx);
+    rec->seconds = roteq_seconds() - t0;
+    if (st) {
+        rec->verdict = ROTEQ_VERDICT_ERROR;
+        const char *msg = roteq_error_message();
+        snprintf(rec->reason, sizeof rec->reason, "%s", *msg ? msg : roteq_strerror(st));
+        return;
+    }
+    rec->verdict = ROTEQ_VERDICT_PASS;
+    roteq_sweep_judge(rec, o->tolerance > 0 ? o->tolerance : ROTEQ_SWEEP_TOLERANCE);
+}
+
+static double point_cost(const roteq_sweep_point *p)
+{
+    if (p->error[0])
+        return 0.0;
+    return (double)p->cfg.neurons * (double)p->cfg.dim * (double)p->cfg.steps;
+}
+
+size_t *roteq_sweep_deal_order(const roteq_sweep_grid *g, const unsigned char *skip, size_t *n)
+{
+    size_t *order = malloc((g->npoints ? g->npoints : 1) * sizeof *order);
+    if (order == NULL) {
+        roteq_error_set(ROTEQ_ENOMEM, "out of memory");
+        return NULL;
+    }
+    size_t m = 0;
+    for (size_t i = 0; i < g->npoints; i++)
+        if (skip == NULL || !skip[i])
+            order[m++] = i;
+    /* Insertion sort by decreasing cost, stable (ties keep index order); grids are small. */
+    for (size_t i = 1; i < m; i++) {
+        size_t x = order[i], j = i;
+        double cx = point_cost(&g->points[x]);
+        while (j > 0 && point_cost(&g->points[order[j - 1]]) < cx) {
+            order[j] = order[j - 1];
+            j--;
+        }
+        order[j] = x;
+    }
+    *n = m;
+    return order;
+}
+
+unsigned roteq_sweep_threads_per_point(const roteq_sweep_options *o, unsigned jobs)
+{
+    if (o->threads > 0)
+        return o->threads;
+    if (jobs <= 1)
+        return 0; /* the simulator's default: all cores */
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    unsigned per = cores > 0 ? (unsigned)cores / jobs : 1;
+    return per > 0 ? per : 1;
+}
+
+typedef struct {
+    const roteq_sweep_grid *g;
+    const roteq_sweep_options *o;
+    const size_t *order;
+    size_t n, next;
+    unsigned threads;
+    pthread_mutex_t lock;
+    int stop, status;
+} local_queue;
+
+static void *local_worker(void *arg)
+{
+    local_queue *q = arg;
+    roteq_sweep_record rec;
+    for (;;) {
+        pthread_mutex_lock(&q->lock);
+        if (q->stop || q->next == q->n) {
+            pthread_mutex_unlock(&q->lock);
+            break;
+        }
+        size_t idx = q->order[q->next++];
+        pthread_mutex_unlock(&q->lock);
+
+        roteq_sweep_eval(q->g, q->o, idx, q->threads, &rec);
+
+        pthread_mutex_lock(&q->lock);
+        if (!q->stop && q->o->sink) {
+            int st = q->o->sink(q->o->sink_ctx, &q->g->points[idx], &rec);
+            if (st) {
+                q->stop = 1;
+                q->status = st;
+            }
+        }
+        pthread_mutex_unlock(&q->lock);
+    }
+    return NULL;
+}
+
+int roteq_sweep_run(const roteq_sweep_grid *g, const unsigned char *skip,
+                    const roteq_sweep_options *o)
+{
+    local_queue q = {.g = g, .o = o};
+    size_t *order = roteq_sweep_deal_order(g, skip, &q.n);
+    if (order == NULL)
+        return ROTEQ_ENOMEM;
+    q.order = order;
+    unsigned jobs = o->jobs > 0 ? o->jobs : 1;
+    if (jobs > q.n)
+        jobs = q.n > 0 ? (unsigned)q.n : 1;
+    q.threads = roteq_sweep_threads_per_point(o, jobs);
+    pthread_mutex_init(&q.lock, NULL);
+    pthread_t *tids = jobs > 1 ? calloc(jobs - 1, sizeof *tids) : NULL;
+    unsigned started = 0;
+    if (tids != NULL)
+        for (; started < jobs - 1; started++)
+            if (pthread_create(&tids[started], NULL, local_worker, &q) != 0)
+                break; /* fewer workers is still correct, only slower */
+    local_worker(&q);
+    for (unsigned i = 0; i < started; i++)
+        pthread_join(tids[i], NULL);
+    pthread_mutex_destroy(&q.lock);
+    free(tids);
+    free(order);
+    return q.status;
+}
