@@ -91,4 +91,84 @@ int roteq_sim_run(const roteq_sim_config *cfg, const roteq_sim_observer *obs,
                   roteq_sim_result *out);
 void roteq_sim_result_free(roteq_sim_result *r);
 
+/* ---- Update rules (additions by the sim issue) ------------------------------------------------
+ * One optimizer step on one neuron given its gradient: the reference form of each rule, indexed
+ * by roteq_opt_id like theory's optimizer table. The engine's fused kernels inline the same
+ * per-coordinate arithmetic (sim/rules_inline.h), and tests/sim/test_parity.c drives this table
+ * with PyTorch's recorded trajectories. */
+
+/* Per-step coefficients of a rule, computed once per step from the hyperparameters, the step
+ * number t (1-based) and the lr / weight decay in force (schedules applied). */
+typedef struct {
+    size_t t;
+    double lr, wd;      /* in force at this step */
+    double neg_lr;      /* -lr */
+    double decay;       /* 1 - lr*wd (decoupled rules) */
+    double momentum, mom_keep, mom_new; /* SGD: buf = keep*buf + new*d (keep 0, new 1 at t = 1) */
+    int nesterov;
+    double beta1, one_m_beta1, beta2, one_m_beta2, eps;
+    double bc1, bc2_sqrt, neg_step_size; /* Adam: 1-beta1^t, sqrt(1-beta2^t), -lr/(1-beta1^t) */
+    double rv_rate;  /* RV: target angular update eta_r at this step */
+    double rv_decay; /* RV: update_norm_decay */
+    double rv_bc;    /* RV: 1 - update_norm_decay^t */
+} roteq_sim_coef;
+
+/* `rv_rate` is the equilibrium angular update of the base optimizer at the base lr and weight
+ * decay (from theory; ignored for non-RV rules); it is rescaled here by sqrt(lr*wd) in force. */
+void roteq_sim_coef_init(roteq_sim_coef *k, const roteq_optimizer_type *opt,
+                         const roteq_hparams *hp, size_t t, double lr, double wd, double rv_rate);
+
+typedef struct {
+    roteq_opt_id id;
+    unsigned state_vectors; /* per-coordinate state vectors beside w (m, v, momentum buffer) */
+    unsigned scalars;       /* per-neuron scalar state (RV: target norm, running update size) */
+    /* Prepare a fresh neuron: zero state; RV also centres w and records its norm. */
+    void (*init)(double *w, double *state, double *scalars, size_t dim, size_t stride);
+    /* One step: w and the state vectors (vector j at state + j*stride) are updated in place. */
+    void (*step)(const roteq_sim_coef *k, double *w, const double *g, double *state,
+                 double *scalars, size_t dim, size_t stride);
+} roteq_sim_rule;
+
+extern const roteq_sim_rule roteq_sim_rules[ROTEQ_OPT_COUNT];
+
+/* ---- Engine options ---------------------------------------------------------------------------
+ * The kernels are compiled for several instruction sets and give identical bits on each
+ * (tests/sim/test_engine.c checks); ROTEQ_SIM_ISA_AUTO picks the widest the CPU supports. */
+typedef enum {
+    ROTEQ_SIM_ISA_AUTO,
+    ROTEQ_SIM_ISA_GENERIC, /* portable C, any x86-64 (or other) CPU */
+    ROTEQ_SIM_ISA_AVX2,    /* AVX2 + FMA units (x86-64-v3) */
+    ROTEQ_SIM_ISA_AVX512,  /* AVX-512 (x86-64-v4) */
+    ROTEQ_SIM_ISA_COUNT
+} roteq_sim_isa;
+
+extern const char *const roteq_sim_isa_names[ROTEQ_SIM_ISA_COUNT]; /* "auto", "generic", ... */
+/* 1 when this build and this CPU can run `isa` (AUTO: always). */
+int roteq_sim_isa_available(roteq_sim_isa isa);
+/* The instruction set AUTO resolves to here. */
+roteq_sim_isa roteq_sim_isa_best(void);
+
+/* Extended run options, kept apart from roteq_sim_config so its layout (used by sweep/) stays as
+ * agreed. roteq_sim_run() uses the defaults (all zero: auto ISA, fused kernels). */
+typedef struct {
+    roteq_sim_isa isa;
+    int reference; /* 1: drive the rule table with materialised gradients instead of the fused
+                      kernels (slow; tests use it to check the kernels bit for bit) */
+} roteq_sim_options;
+
+int roteq_sim_run_ex(const roteq_sim_config *cfg, const roteq_sim_options *ex,
+                     const roteq_sim_observer *obs, roteq_sim_result *out);
+
+/* The floor of the engine: draw the same normals (Philox4x32-10 + Box-Muller, `dim` per neuron
+ * and step) and nothing else, over `threads` threads (0: all). Returns seconds elapsed, or a
+ * negative status. `checksum` (may be NULL) receives the sum of all normals so the work cannot
+ * be optimised away. */
+double roteq_sim_bench_normals(size_t neurons, size_t dim, size_t steps, unsigned threads,
+                               roteq_sim_isa isa, double *checksum);
+
+/* n standard normals for (seed, stream, step), exactly as the engine draws a neuron's gradient
+ * coordinates (stream = neuron index); out must hold roteq_sim_normals_padded(n) doubles. */
+size_t roteq_sim_normals_padded(size_t n);
+void roteq_sim_normals(uint64_t seed, uint32_t stream, uint64_t step, double *out, size_t n);
+
 #endif

@@ -1,0 +1,720 @@
+/* engine.c - roteq_sim_run(): configuration in, statistics out, no globals.
+ *
+ * The ensemble lives in one 64-byte aligned block: per neuron its weight vector then the rule's
+ * state vectors, each padded to a multiple of 8 doubles, contiguous so one neuron's state stays
+ * in L1 while it is stepped. Threads own contiguous ranges of neurons and step each neuron
+ * through a chunk of steps at a time; they meet at a barrier only at recorded steps, where each
+ * has written its neurons' statistics into one of two buffers (double buffering: the calling
+ * thread summarises buffer r while the workers fill buffer r+1). Nothing is allocated after the
+ * threads start. Every random number is a function of (seed, neuron, step, coordinate), so the
+ * result does not depend on the thread count or on the instruction set chosen. */
+#include "kernel.h"
+#include "roteq_sim.h"
+#include "roteq_util.h"
+
+#include <math.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+const char *const roteq_grad_model_names[ROTEQ_GRAD_COUNT] = {"scale-invariant", "heterogeneous",
+                                                              "anisotropic", "radial"};
+
+const char *const roteq_sim_isa_names[ROTEQ_SIM_ISA_COUNT] = {"auto", "generic", "avx2",
+                                                              "avx512"};
+
+int roteq_grad_model_lookup(const char *name, roteq_grad_model *out)
+{
+    for (int i = 0; i < ROTEQ_GRAD_COUNT; i++)
+        if (name && strcmp(name, roteq_grad_model_names[i]) == 0) {
+            *out = (roteq_grad_model)i;
+            return ROTEQ_OK;
+        }
+    return roteq_error_set(ROTEQ_ENOTFOUND,
+                           "unknown gradient model '%s' (known: scale-invariant, heterogeneous, "
+                           "anisotropic, radial)",
+                           name ? name : "");
+}
+
+void roteq_sim_config_init(roteq_sim_config *cfg, const roteq_optimizer_type *opt)
+{
+    memset(cfg, 0, sizeof *cfg);
+    cfg->opt = opt;
+    cfg->hp = roteq_optimizer_defaults(opt);
+    cfg->lr_schedule = roteq_schedule_constant();
+    cfg->wd_schedule = roteq_schedule_constant();
+    cfg->neurons = 128;
+    cfg->dim = 128;
+    cfg->steps = 10000;
+    cfg->seed = 1;
+    cfg->threads = 0;
+    cfg->grad_model = ROTEQ_GRAD_SCALE_INVARIANT;
+    cfg->grad_norm = NAN;
+    cfg->grad_spread = 0.5;
+    cfg->dead_fraction = 0.25;
+    cfg->radial = 0.0;
+    cfg->init_norm = NAN;
+    cfg->every = 0;
+}
+
+int roteq_sim_config_validate(const roteq_sim_config *cfg)
+{
+    if (!cfg->opt)
+        return roteq_error_set(ROTEQ_EINVAL, "no optimizer given");
+    roteq_hparam_id bad;
+    if (roteq_hparams_validate(cfg->opt, &cfg->hp, &bad))
+        return roteq_error_set(ROTEQ_EINVAL, "%s: %s", roteq_hparam_descs[bad].key,
+                               roteq_error_message());
+    if (cfg->neurons == 0)
+        return roteq_error_set(ROTEQ_EINVAL, "neurons must be positive");
+    if (cfg->neurons > UINT32_MAX)
+        return roteq_error_set(ROTEQ_EINVAL, "neurons must be below 2^32, got %zu", cfg->neurons);
+    if (cfg->dim < 2)
+        return roteq_error_set(ROTEQ_EINVAL, "dim must be at least 2, got %zu", cfg->dim);
+    if (cfg->dim > ((size_t)1 << 34))
+        return roteq_error_set(ROTEQ_EINVAL, "dim %zu is too large", cfg->dim);
+    if (cfg->steps == 0)
+        return roteq_error_set(ROTEQ_EINVAL, "steps must be positive");
+    if ((unsigned)cfg->grad_model >= ROTEQ_GRAD_COUNT)
+        return roteq_error_set(ROTEQ_EINVAL, "unknown gradient model %d", (int)cfg->grad_model);
+    if (!isnan(cfg->grad_norm) && !(cfg->grad_norm > 0.0 && isfinite(cfg->grad_norm)))
+        return roteq_error_set(ROTEQ_EINVAL, "grad_norm must be positive, got %g", cfg->grad_norm);
+    if (!(cfg->grad_spread >= 0.0 && cfg->grad_spread <= 5.0))
+        return roteq_error_set(ROTEQ_EINVAL, "grad_spread must be in [0, 5], got %g",
+                               cfg->grad_spread);
+    if (!(cfg->dead_fraction >= 0.0 && cfg->dead_fraction < 1.0))
+        return roteq_error_set(ROTEQ_EINVAL, "dead_fraction must be in [0, 1), got %g",
+                               cfg->dead_fraction);
+    if (!isfinite(cfg->radial))
+        return roteq_error_set(ROTEQ_EINVAL, "radial must be finite");
+    if (!isnan(cfg->init_norm) && !(cfg->init_norm > 0.0 && isfinite(cfg->init_norm)))
+        return roteq_error_set(ROTEQ_EINVAL, "init_norm must be positive, got %g", cfg->init_norm);
+    return ROTEQ_OK;
+}
+
+/* ---- Instruction sets ---- */
+
+int roteq_sim_isa_available(roteq_sim_isa isa)
+{
+    switch (isa) {
+    case ROTEQ_SIM_ISA_AUTO:
+    case ROTEQ_SIM_ISA_GENERIC:
+        return 1;
+#if defined(ROTEQ_HAVE_X86_KERNELS)
+    case ROTEQ_SIM_ISA_AVX2:
+        __builtin_cpu_init();
+        return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+               __builtin_cpu_supports("bmi2");
+    case ROTEQ_SIM_ISA_AVX512:
+        __builtin_cpu_init();
+        return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") &&
+               __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") &&
+               __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+#endif
+    default:
+        return 0;
+    }
+}
+
+roteq_sim_isa roteq_sim_isa_best(void)
+{
+    if (roteq_sim_isa_available(ROTEQ_SIM_ISA_AVX512))
+        return ROTEQ_SIM_ISA_AVX512;
+    if (roteq_sim_isa_available(ROTEQ_SIM_ISA_AVX2))
+        return ROTEQ_SIM_ISA_AVX2;
+    return ROTEQ_SIM_ISA_GENERIC;
+}
+
+static const roteq_kernel_ops *kernel_for(roteq_sim_isa isa)
+{
+    if (isa == ROTEQ_SIM_ISA_AUTO)
+        isa = roteq_sim_isa_best();
+    if (!roteq_sim_isa_available(isa))
+        return NULL;
+#if defined(ROTEQ_HAVE_X86_KERNELS)
+    if (isa == ROTEQ_SIM_ISA_AVX512)
+        return &roteq_kernel_avx512;
+    if (isa == ROTEQ_SIM_ISA_AVX2)
+        return &roteq_kernel_avx2;
+#endif
+    return &roteq_kernel_generic;
+}
+
+/* ---- Shared helpers ---- */
+
+double roteq_kernel_angle(double a2, double dd, double dw, const double *wnew, const double *d,
+                          size_t n)
+{
+    /* tan(theta) = |d_perp| / (|w| + d.w/|w|) with |d_perp|^2 = |d|^2 - (d.w)^2/|w|^2: an atan2
+     * of the sine and cosine parts (never acos). When d is nearly radial that difference
+     * cancels, so the orthogonal part is then summed directly (w_old = w_new - d). */
+    double perp2 = dd - dw * dw / a2;
+    if (!(perp2 > 1e-2 * dd)) {
+        double c = dw / a2, s = 0.0;
+        for (size_t i = 0; i < n; i++) {
+            double e = d[i] - c * (wnew[i] - d[i]);
+            s += e * e;
+        }
+        perp2 = s;
+    }
+    return atan2(sqrt(a2 * perp2), a2 + dw);
+}
+
+size_t roteq_sim_normals_padded(size_t n)
+{
+    return (n + ROTEQ_KERNEL_BATCH - 1) / ROTEQ_KERNEL_BATCH * ROTEQ_KERNEL_BATCH;
+}
+
+void roteq_sim_normals(uint64_t seed, uint32_t stream, uint64_t step, double *out, size_t n)
+{
+    roteq_kernel_generic.normals(seed, stream, step, out, roteq_sim_normals_padded(n));
+}
+
+static unsigned online_cores(void)
+{
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n > 0 ? (unsigned)n : 1u;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* Mean, sample std (n-1) and linearly interpolated quantiles (NumPy's default) of x[0..n);
+ * `tmp` holds n doubles. NaNs (undefined angles) are skipped. */
+static roteq_sim_stat summarise(const double *x, size_t n, double *tmp)
+{
+    size_t m = 0;
+    double sum = 0.0;
+    for (size_t i = 0; i < n; i++)
+        if (!isnan(x[i])) {
+            tmp[m++] = x[i];
+            sum += x[i];
+        }
+    roteq_sim_stat s = {NAN, NAN, NAN, NAN, NAN};
+    if (m == 0)
+        return s;
+    s.mean = sum / (double)m;
+    double ss = 0.0;
+    for (size_t i = 0; i < m; i++)
+        ss += (tmp[i] - s.mean) * (tmp[i] - s.mean);
+    s.std = m > 1 ? sqrt(ss / (double)(m - 1)) : 0.0;
+    qsort(tmp, m, sizeof *tmp, cmp_double);
+    double qs[3] = {0.05, 0.5, 0.95}, *dst[3] = {&s.q05, &s.q50, &s.q95};
+    for (int j = 0; j < 3; j++) {
+        double h = (double)(m - 1) * qs[j];
+        size_t lo = (size_t)floor(h), hi = lo + 1 < m ? lo + 1 : lo;
+        *dst[j] = tmp[lo] + (h - (double)lo) * (tmp[hi] - tmp[lo]);
+    }
+    return s;
+}
+
+/* ---- The run ---- */
+
+#define CHUNK 256 /* steps whose coefficients a thread prepares at once */
+
+typedef struct run run;
+
+typedef struct {
+    run *r;
+    size_t n0, n1;
+    double *scratch;         /* 3*ngen doubles */
+    roteq_sim_coef *coef;    /* CHUNK */
+    pthread_t thread;
+    int started;
+} worker;
+
+struct run {
+    const roteq_sim_config *cfg;
+    const roteq_kernel_ops *ops;
+    roteq_kernel_cfg kc;
+    double rv_rate;
+    size_t nvec, neuron_doubles;
+    double *vec, *nsc;
+    double *rec[2];          /* per buffer: norm[N], angle[N], urms[N] */
+    double *sum_norm, *sum_ang2; /* per neuron, over the last quarter */
+    size_t q_start;          /* first step of the last quarter */
+    size_t *rec_steps;       /* recorded steps */
+    size_t nrec;
+    pthread_barrier_t barrier;
+    int use_barrier;
+    volatile int abort_flag;
+    pthread_mutex_t gate_mu;
+    pthread_cond_t gate_cv;
+    int gate_open;
+    const roteq_sim_observer *obs;
+};
+
+static void run_range(worker *wk, size_t t0, size_t t1, double *rec)
+{
+    run *r = wk->r;
+    const roteq_sim_config *cfg = r->cfg;
+    for (size_t c0 = t0; c0 < t1; c0 += CHUNK) {
+        size_t c1 = c0 + CHUNK < t1 ? c0 + CHUNK : t1;
+        for (size_t t = c0; t < c1; t++)
+            roteq_sim_coef_init(&wk->coef[t - c0], cfg->opt, &cfg->hp, t,
+                                cfg->hp.lr * roteq_schedule_factor(&cfg->lr_schedule, (long)t),
+                                cfg->hp.weight_decay *
+                                    roteq_schedule_factor(&cfg->wd_schedule, (long)t),
+                                r->rv_rate);
+        for (size_t n = wk->n0; n < wk->n1; n++) {
+            double *v = r->vec + n * r->neuron_doubles, *ns = r->nsc + n * ROTEQ_NS_COUNT;
+            roteq_kernel_out o = {0, 0, 0};
+            double sn = 0.0, sa = 0.0;
+            for (size_t t = c0; t < c1; t++) {
+                r->ops->step(&r->kc, &wk->coef[t - c0], t, (uint32_t)n, v, ns, wk->scratch, &o);
+                if (t >= r->q_start) {
+                    sn += o.norm;
+                    sa += o.angle * o.angle;
+                }
+            }
+            r->sum_norm[n] += sn;
+            r->sum_ang2[n] += sa;
+            if (c1 == t1 && rec) {
+                rec[n] = o.norm;
+                rec[cfg->neurons + n] = o.angle;
+                rec[2 * cfg->neurons + n] = o.update_rms;
+            }
+        }
+    }
+}
+
+static void *worker_main(void *arg)
+{
+    worker *wk = arg;
+    run *r = wk->r;
+    size_t prev = 0;
+    pthread_mutex_lock(&r->gate_mu);
+    while (!r->gate_open)
+        pthread_cond_wait(&r->gate_cv, &r->gate_mu);
+    pthread_mutex_unlock(&r->gate_mu);
+    if (r->abort_flag)
+        return NULL; /* the run never started */
+    for (size_t j = 0; j < r->nrec; j++) {
+        if (r->abort_flag)
+            break;
+        run_range(wk, prev + 1, r->rec_steps[j] + 1, r->rec[j % 2]);
+        prev = r->rec_steps[j];
+        if (r->use_barrier)
+            pthread_barrier_wait(&r->barrier);
+    }
+    return NULL;
+}
+
+static double *aligned_doubles(size_t n)
+{
+    void *p = NULL;
+    size_t bytes = (n * sizeof(double) + 63) / 64 * 64;
+    if (bytes == 0)
+        bytes = 64;
+    if (posix_memalign(&p, 64, bytes))
+        return NULL;
+    memset(p, 0, bytes);
+    return p;
+}
+
+/* Theory's equilibria for the result and the RV target rate. */
+static void predict(const roteq_sim_config *cfg, double gnorm, roteq_sim_result *out)
+{
+    roteq_setting s = {cfg->dim, gnorm};
+    for (int p = 0; p < ROTEQ_PRED_COUNT; p++) {
+        roteq_equilibrium e = {NAN, NAN, 0, NULL};
+        if (roteq_theory_equilibrium(cfg->opt, &cfg->hp, &s, (roteq_prediction)p, &e)) {
+            e.norm = e.angular_update = NAN;
+            e.exact = 0;
+            e.source = NULL;
+        }
+        out->predicted[p] = e;
+    }
+    roteq_error_clear();
+}
+
+static int rv_target_rate(const roteq_sim_config *cfg, double gnorm, double *rate)
+{
+    const roteq_optimizer_type *base = roteq_optimizers[cfg->opt->base];
+    roteq_setting s = {cfg->dim, gnorm};
+    roteq_equilibrium e;
+    int st = roteq_theory_equilibrium(base, &cfg->hp, &s, ROTEQ_PRED_BEST, &e);
+    if (st || !(e.angular_update > 0.0))
+        return roteq_error_set(st ? st : ROTEQ_EUNSUPPORTED,
+                               "%s needs theory's equilibrium rotation of %s: %s", cfg->opt->name,
+                               base->name, st ? roteq_error_message() : "not available");
+    *rate = e.angular_update;
+    return ROTEQ_OK;
+}
+
+/* Anisotropic coordinate scales (sim/README.md): the last floor(f*C) coordinates are dead
+ * (always zero, like inputs that never fire); the live ones have variances spread
+ * log-uniformly over a factor 10, normalised so the total variance is C as in the isotropic
+ * model. */
+static double *anisotropic_scales(const roteq_sim_config *cfg, size_t cpad)
+{
+    double *sc = aligned_doubles(cpad);
+    if (!sc)
+        return NULL;
+    size_t dead = (size_t)floor(cfg->dead_fraction * (double)cfg->dim);
+    size_t live = cfg->dim - dead;
+    if (live < 2)
+        live = 2;
+    double total = 0.0;
+    for (size_t i = 0; i < live; i++) {
+        double var = pow(10.0, live > 1 ? (double)i / (double)(live - 1) : 0.0);
+        sc[i] = var;
+        total += var;
+    }
+    for (size_t i = 0; i < live; i++)
+        sc[i] = sqrt(sc[i] * (double)cfg->dim / total);
+    return sc;
+}
+
+static void free_run(run *r, worker *wk, size_t nw)
+{
+    for (size_t i = 0; i < nw; i++) {
+        free(wk[i].scratch);
+        free(wk[i].coef);
+    }
+    free(wk);
+    free(r->vec);
+    free(r->nsc);
+    free(r->rec[0]);
+    free(r->rec[1]);
+    free(r->sum_norm);
+    free(r->sum_ang2);
+    free(r->rec_steps);
+    free((void *)r->kc.coord_scale);
+}
+
+int roteq_sim_run(const roteq_sim_config *cfg, const roteq_sim_observer *obs,
+                  roteq_sim_result *out)
+{
+    return roteq_sim_run_ex(cfg, NULL, obs, out);
+}
+
+int roteq_sim_run_ex(const roteq_sim_config *cfg, const roteq_sim_options *ex,
+                     const roteq_sim_observer *obs, roteq_sim_result *out)
+{
+    memset(out, 0, sizeof *out);
+    int st = roteq_sim_config_validate(cfg);
+    if (st)
+        return st;
+    roteq_sim_options defaults = {ROTEQ_SIM_ISA_AUTO, 0};
+    if (!ex)
+        ex = &defaults;
+    if ((unsigned)ex->isa >= ROTEQ_SIM_ISA_COUNT)
+        return roteq_error_set(ROTEQ_EINVAL, "unknown instruction set %d", (int)ex->isa);
+    const roteq_kernel_ops *ops = kernel_for(ex->isa);
+    if (!ops)
+        return roteq_error_set(ROTEQ_EUNSUPPORTED, "instruction set %s is not available here",
+                               roteq_sim_isa_names[ex->isa]);
+    double t_start = roteq_seconds();
+    const size_t N = cfg->neurons, C = cfg->dim;
+    const double gnorm = isnan(cfg->grad_norm) ? sqrt((double)C - 1.0) : cfg->grad_norm;
+    predict(cfg, gnorm, out);
+
+    run r;
+    memset(&r, 0, sizeof r);
+    r.cfg = cfg;
+    r.ops = ops;
+    r.obs = obs;
+    if ((cfg->opt->flags & ROTEQ_OPTF_ROTATIONAL) && (st = rv_target_rate(cfg, gnorm, &r.rv_rate)))
+        return st;
+    const roteq_sim_rule *rule = &roteq_sim_rules[cfg->opt->id];
+    size_t cpad = (C + ROTEQ_KERNEL_PAD - 1) / ROTEQ_KERNEL_PAD * ROTEQ_KERNEL_PAD;
+    r.kc = (roteq_kernel_cfg){
+        .opt = cfg->opt->id,
+        .rule = rule,
+        .reference = ex->reference,
+        .dim = C,
+        .cpad = cpad,
+        .ngen = roteq_sim_normals_padded(cpad),
+        .stride = cpad,
+        .seed = cfg->seed,
+        /* isotropic: E||g~||^2 = s^2 (C-1) after projection, so s = G/sqrt(C-1) */
+        .g_scale = isnan(cfg->grad_norm) ? 1.0 : cfg->grad_norm / sqrt((double)C - 1.0),
+        .radial_coef = cfg->grad_model == ROTEQ_GRAD_RADIAL ? cfg->radial * gnorm : 0.0,
+        .coord_scale = NULL,
+    };
+    r.nvec = 1 + rule->state_vectors;
+    r.neuron_doubles = r.nvec * cpad;
+
+    unsigned nthreads = cfg->threads ? cfg->threads : online_cores();
+    if (nthreads > N)
+        nthreads = (unsigned)N;
+    size_t every = cfg->every ? cfg->every : (cfg->steps + 199) / 200;
+    r.nrec = (cfg->steps + every - 1) / every;
+    size_t quarter = cfg->steps / 4 ? cfg->steps / 4 : 1;
+    r.q_start = cfg->steps - quarter + 1;
+
+    worker *wk = calloc(nthreads, sizeof *wk);
+    r.vec = aligned_doubles(N * r.neuron_doubles);
+    r.nsc = aligned_doubles(N * ROTEQ_NS_COUNT);
+    r.rec[0] = aligned_doubles(3 * N);
+    r.rec[1] = aligned_doubles(3 * N);
+    r.sum_norm = aligned_doubles(N);
+    r.sum_ang2 = aligned_doubles(N);
+    r.rec_steps = calloc(r.nrec, sizeof *r.rec_steps);
+    out->rows = calloc(r.nrec, sizeof *out->rows);
+    double *tmp = aligned_doubles(N);
+    double *init = aligned_doubles(r.kc.ngen);
+    int ok = wk && r.vec && r.nsc && r.rec[0] && r.rec[1] && r.sum_norm && r.sum_ang2 &&
+             r.rec_steps && out->rows && tmp && init;
+    if (ok && cfg->grad_model == ROTEQ_GRAD_ANISOTROPIC)
+        ok = (r.kc.coord_scale = anisotropic_scales(cfg, cpad)) != NULL;
+    for (unsigned i = 0; ok && i < nthreads; i++) {
+        wk[i].r = &r;
+        wk[i].n0 = N * i / nthreads;
+        wk[i].n1 = N * (i + 1) / nthreads;
+        wk[i].scratch = aligned_doubles(3 * r.kc.ngen);
+        wk[i].coef = calloc(CHUNK, sizeof *wk[i].coef);
+        ok = wk[i].scratch && wk[i].coef;
+    }
+    if (!ok) {
+        free(tmp);
+        free(init);
+        free_run(&r, wk, wk ? nthreads : 0);
+        roteq_sim_result_free(out);
+        return roteq_error_set(ROTEQ_ENOMEM, "out of memory for %zu neurons of dimension %zu", N,
+                               C);
+    }
+    for (size_t j = 0; j < r.nrec; j++)
+        r.rec_steps[j] = (j + 1) * every < cfg->steps ? (j + 1) * every : cfg->steps;
+
+    /* Initial weights: a uniformly random direction (normals of step counter 0) scaled to the
+     * initial norm; the heterogeneous model's per-neuron scale from a reserved counter. */
+    double init_norm = cfg->init_norm;
+    if (isnan(init_norm))
+        init_norm = isfinite(out->predicted[ROTEQ_PRED_BEST].norm) &&
+                            out->predicted[ROTEQ_PRED_BEST].norm > 0
+                        ? out->predicted[ROTEQ_PRED_BEST].norm
+                        : 1.0;
+    for (size_t n = 0; n < N; n++) {
+        double *w = r.vec + n * r.neuron_doubles, *ns = r.nsc + n * ROTEQ_NS_COUNT;
+        ops->normals(cfg->seed, (uint32_t)n, 0, init, r.kc.ngen);
+        double ss = 0.0;
+        for (size_t i = 0; i < C; i++)
+            ss += init[i] * init[i];
+        double f = init_norm / sqrt(ss);
+        for (size_t i = 0; i < C; i++)
+            w[i] = init[i] * f;
+        rule->init(w, w + cpad, ns + ROTEQ_NS_RULE, C, cpad);
+        double acc[8] = {0};
+        for (size_t i = 0; i < cpad; i += 8)
+            for (int l = 0; l < 8; l++)
+                acc[l] += w[i + l] * w[i + l];
+        ns[ROTEQ_NS_A2] = ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
+        ns[ROTEQ_NS_GSCALE] = 1.0;
+        if (cfg->grad_model == ROTEQ_GRAD_HETEROGENEOUS) {
+            ops->normals(cfg->seed, (uint32_t)n, ROTEQ_KERNEL_STEP_NEURON, init, r.kc.ngen);
+            ns[ROTEQ_NS_GSCALE] = exp(cfg->grad_spread * init[0]);
+        }
+    }
+    free(init);
+
+    /* The transient prediction, advanced by the calling thread between recorded steps. */
+    roteq_setting setting = {C, gnorm};
+    roteq_transient *tr = roteq_transient_alloc(cfg->opt, &cfg->hp, &setting, init_norm);
+    roteq_error_clear();
+    int constant = roteq_schedule_is_constant(&cfg->lr_schedule) &&
+                   roteq_schedule_is_constant(&cfg->wd_schedule);
+    size_t tr_step = 0;
+    double pn = NAN, pa = NAN;
+
+    pthread_mutex_init(&r.gate_mu, NULL);
+    pthread_cond_init(&r.gate_cv, NULL);
+    r.use_barrier = nthreads > 1;
+    if (r.use_barrier && pthread_barrier_init(&r.barrier, NULL, nthreads)) {
+        roteq_transient_free(tr);
+        free(tmp);
+        free_run(&r, wk, nthreads);
+        roteq_sim_result_free(out);
+        return roteq_error_set(ROTEQ_ERUNTIME, "cannot create a thread barrier");
+    }
+    /* Workers wait at a gate until every thread exists, so a failed pthread_create can still
+     * release the others without a barrier they would never pass. */
+    unsigned started = 1;
+    pthread_mutex_lock(&r.gate_mu);
+    for (unsigned i = 1; i < nthreads; i++) {
+        if (pthread_create(&wk[i].thread, NULL, worker_main, &wk[i]) != 0)
+            break;
+        wk[i].started = 1;
+        started++;
+    }
+    if (started < nthreads)
+        r.abort_flag = 1;
+    r.gate_open = 1;
+    pthread_cond_broadcast(&r.gate_cv);
+    pthread_mutex_unlock(&r.gate_mu);
+    int status = ROTEQ_OK;
+    if (started == nthreads) {
+        size_t prev = 0;
+        for (size_t j = 0; j < r.nrec; j++) {
+            double *rec = r.rec[j % 2];
+            if (!r.abort_flag)
+                run_range(&wk[0], prev + 1, r.rec_steps[j] + 1, rec);
+            if (r.use_barrier)
+                pthread_barrier_wait(&r.barrier);
+            if (r.abort_flag)
+                break;
+            size_t t = r.rec_steps[j];
+            prev = t;
+            roteq_sim_row *row = &out->rows[out->nrows++];
+            row->step = t;
+            row->lr = cfg->hp.lr * roteq_schedule_factor(&cfg->lr_schedule, (long)t);
+            row->weight_decay =
+                cfg->hp.weight_decay * roteq_schedule_factor(&cfg->wd_schedule, (long)t);
+            row->norm = summarise(rec, N, tmp);
+            row->angle = summarise(rec + N, N, tmp);
+            double a2 = 0.0;
+            for (size_t n = 0; n < N; n++)
+                a2 += rec[N + n] * rec[N + n];
+            row->angle_rms = sqrt(a2 / (double)N);
+            row->update_rms = summarise(rec + 2 * N, N, tmp);
+            if (tr) {
+                for (; tr_step < t; tr_step++) {
+                    long s = (long)tr_step + 1;
+                    if (roteq_transient_step(
+                            tr, cfg->hp.lr * roteq_schedule_factor(&cfg->lr_schedule, s),
+                            cfg->hp.weight_decay * roteq_schedule_factor(&cfg->wd_schedule, s),
+                            &pn, &pa)) {
+                        pn = pa = NAN;
+                        roteq_error_clear();
+                    }
+                }
+            } else if (constant) {
+                pn = out->predicted[ROTEQ_PRED_BEST].norm;
+                pa = out->predicted[ROTEQ_PRED_BEST].angular_update;
+            }
+            row->pred_norm = pn;
+            row->pred_angle = pa;
+            if (obs && obs->on_record) {
+                int rc = obs->on_record(obs->ctx, t, row->lr, row->weight_decay, rec, rec + N, N);
+                if (rc) {
+                    status = rc;
+                    r.abort_flag = 1;
+                }
+            }
+            if (obs && obs->on_progress)
+                obs->on_progress(obs->ctx, t, cfg->steps);
+        }
+    }
+    for (unsigned i = 1; i < nthreads; i++)
+        if (wk[i].started)
+            pthread_join(wk[i].thread, NULL);
+    if (r.use_barrier)
+        pthread_barrier_destroy(&r.barrier);
+    pthread_mutex_destroy(&r.gate_mu);
+    pthread_cond_destroy(&r.gate_cv);
+    roteq_transient_free(tr);
+    if (started < nthreads && status == ROTEQ_OK)
+        status = roteq_error_set(ROTEQ_ERUNTIME, "cannot start %u threads", nthreads);
+
+    if (status == ROTEQ_OK) {
+        /* Last-quarter summary: each neuron's time averages are the independent samples. */
+        double qn = (double)quarter, mn = 0.0, ma = 0.0;
+        for (size_t n = 0; n < N; n++) {
+            mn += r.sum_norm[n] / qn;
+            ma += r.sum_ang2[n] / qn;
+        }
+        mn /= (double)N;
+        ma /= (double)N;
+        double vn = 0.0, va = 0.0;
+        for (size_t n = 0; n < N; n++) {
+            double dn = r.sum_norm[n] / qn - mn, da = r.sum_ang2[n] / qn - ma;
+            vn += dn * dn;
+            va += da * da;
+        }
+        double dof = N > 1 ? (double)(N - 1) : 1.0;
+        out->norm_mean = mn;
+        out->norm_se = sqrt(vn / dof / (double)N);
+        out->angle_rms = sqrt(ma);
+        /* delta method: se(sqrt(m)) = se(m) / (2 sqrt(m)) */
+        out->angle_rms_se = ma > 0 ? sqrt(va / dof / (double)N) / (2.0 * sqrt(ma)) : 0.0;
+        out->threads_used = nthreads;
+        out->seconds = roteq_seconds() - t_start;
+    } else {
+        roteq_sim_result_free(out);
+    }
+    free(tmp);
+    free_run(&r, wk, nthreads);
+    return status;
+}
+
+void roteq_sim_result_free(roteq_sim_result *r)
+{
+    if (!r)
+        return;
+    free(r->rows);
+    r->rows = NULL;
+    r->nrows = 0;
+}
+
+/* ---- The bare normal loop (the engine's floor) ---- */
+
+typedef struct {
+    const roteq_kernel_ops *ops;
+    uint64_t seed;
+    size_t n0, n1, steps, ngen;
+    double *scratch, sum;
+    int created;
+} bench_job;
+
+static void *bench_main(void *arg)
+{
+    bench_job *j = arg;
+    j->sum = j->ops->bench(j->seed, j->n0, j->n1, j->steps, j->scratch, j->ngen);
+    return NULL;
+}
+
+double roteq_sim_bench_normals(size_t neurons, size_t dim, size_t steps, unsigned threads,
+                               roteq_sim_isa isa, double *checksum)
+{
+    if ((unsigned)isa >= ROTEQ_SIM_ISA_COUNT)
+        return roteq_error_set(ROTEQ_EINVAL, "unknown instruction set %d", (int)isa);
+    const roteq_kernel_ops *ops = kernel_for(isa);
+    if (!ops)
+        return roteq_error_set(ROTEQ_EUNSUPPORTED, "instruction set %s is not available here",
+                               roteq_sim_isa_names[isa]);
+    if (neurons == 0 || dim == 0 || steps == 0)
+        return roteq_error_set(ROTEQ_EINVAL, "neurons, dim and steps must be positive");
+    unsigned T = threads ? threads : online_cores();
+    if (T > neurons)
+        T = (unsigned)neurons;
+    size_t cpad = (dim + ROTEQ_KERNEL_PAD - 1) / ROTEQ_KERNEL_PAD * ROTEQ_KERNEL_PAD;
+    size_t ngen = roteq_sim_normals_padded(cpad);
+    bench_job *jobs = calloc(T, sizeof *jobs);
+    pthread_t *th = calloc(T, sizeof *th);
+    int ok = jobs && th;
+    for (unsigned i = 0; ok && i < T; i++) {
+        jobs[i] = (bench_job){ops, 1, neurons * i / T, neurons * (i + 1) / T, steps, ngen, NULL, 0, 0};
+        ok = (jobs[i].scratch = aligned_doubles(ngen)) != NULL;
+    }
+    double secs = ROTEQ_ENOMEM;
+    if (ok) {
+        double t0 = roteq_seconds();
+        for (unsigned i = 1; i < T; i++)
+            jobs[i].created = pthread_create(&th[i], NULL, bench_main, &jobs[i]) == 0;
+        bench_main(&jobs[0]);
+        for (unsigned i = 1; i < T; i++) {
+            if (jobs[i].created)
+                pthread_join(th[i], NULL);
+            else
+                bench_main(&jobs[i]); /* could not start a thread: do its share here */
+        }
+        secs = roteq_seconds() - t0;
+        double s = 0.0;
+        for (unsigned i = 0; i < T; i++)
+            s += jobs[i].sum;
+        if (checksum)
+            *checksum = s;
+    } else {
+        roteq_error_set(ROTEQ_ENOMEM, "out of memory");
+    }
+    for (unsigned i = 0; jobs && i < T; i++)
+        free(jobs[i].scratch);
+    free(jobs);
+    free(th);
+    return secs;
+}
