@@ -138,6 +138,10 @@ def optimizer_metadata(optimizer, layers, optimizer_name=None, hparams=None):
     for name, (gi, opt, hp, dim) in per_layer.items():
         entry = {"dim": dim}
         if opt != main_opt:
+            # roteq analyze takes one optimizer per run (and ignores this key): say so.
+            warnings.warn(f"roteq_recorder: layer {name} is optimised as {opt}, the run as "
+                          f"{main_opt}; analyse it separately (--layers, --optimizer)",
+                          stacklevel=3)
             entry["optimizer"] = opt
         entry.update({k: v for k, v in hp.items() if main_hp.get(k) != v})
         meta["layers"][name] = entry
@@ -368,6 +372,11 @@ class RoteqRecorder:
 
         dims = {n: (p, math.prod(p.shape[1:])) for n, (p, _) in self.layers.items()}
         self.metadata = optimizer_metadata(optimizer, dims, optimizer_name, hparams)
+        # Keys roteq does not know are ignored by `roteq analyze`; these say how the trace was made.
+        self.metadata["recorder"] = {
+            "name": "roteq_recorder.py", "torch": torch.__version__,
+            "torch_optimizer": type(optimizer).__name__, "every": self.every,
+            "snapshot_every": self.snapshot_every, "steps": 0}
         self.trace_path = trace
         base = trace[:-4] if trace.endswith(".csv") else trace
         self.meta_path = meta if meta is not None else base + ".json"
@@ -456,14 +465,12 @@ class RoteqRecorder:
         self._file.close()
         self._file = None
         os.replace(self._tmp_path, self.trace_path)
-        changed = False
         for name, g2 in self._grad_sq.items():
             if g2:
                 tail = g2[len(g2) - max(1, len(g2) // 4):]
                 self.metadata["layers"][name]["grad_norm"] = math.sqrt(sum(tail) / len(tail))
-                changed = True
-        if changed:
-            self._write_json(self.meta_path, self.metadata)
+        self.metadata["recorder"]["steps"] = self.step_count
+        self._write_json(self.meta_path, self.metadata)
 
     def __enter__(self):
         return self

@@ -297,7 +297,10 @@ class TestMetadata(TmpCase):
         for opt_fn, want in cases:
             meta = self.meta(opt_fn)
             layers = meta.pop("layers")
+            recorder = meta.pop("recorder")
             self.assertEqual(meta, want)
+            self.assertEqual(recorder["steps"], 0)
+            self.assertEqual(recorder["every"], 1)
             self.assertEqual(layers, {"conv.weight": {"dim": 18}, "fc.weight": {"dim": 54},
                                       "out.weight": {"dim": 7}})
 

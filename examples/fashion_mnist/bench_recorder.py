@@ -1,0 +1,88 @@
+#!/usr/bin/python3
+"""bench_recorder.py - the recorder's overhead on the Fashion-MNIST example, measured fairly.
+
+On a shared machine two separate runs are not comparable, so one process trains one model and
+interleaves blocks of steps in each mode (plain optimizer.step(); the recorder recording every
+step; every 10th step; every step plus a safetensors snapshot every 100 steps), round-robin,
+and reports the median time per step of each mode and its ratio to the plain step. The traces
+go to a temporary folder and are deleted.
+
+    /usr/bin/python3 examples/fashion_mnist/bench_recorder.py [--rounds 5 --block 100 --threads 2]
+"""
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+
+import torch
+import torch.nn.functional as F
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+import train  # noqa: E402  (the example's model, data and optimizer)
+from roteq_recorder import RoteqRecorder  # noqa: E402  (train put adapters/torch on the path)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--block", type=int, default=100, help="steps per block")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--hidden", default="512,256")
+    ap.add_argument("--optimizer", default="adamw", choices=sorted(train.DEFAULTS))
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(1)
+    x, y = train.load(train.DATA_DIR, "train")
+    mean, std = x.float().mean(), x.float().std()
+    model = train.MLP([int(h) for h in args.hidden.split(",")])
+    opt = train.make_optimizer(args.optimizer, model, train.DEFAULTS[args.optimizer])
+    tmp = tempfile.TemporaryDirectory(prefix="roteq-bench-")
+    recs = {
+        "record every step": RoteqRecorder(model, opt, os.path.join(tmp.name, "a.csv")),
+        "record every 10th step": RoteqRecorder(model, opt, os.path.join(tmp.name, "b.csv"),
+                                                every=10),
+        "every step + snapshot/100": RoteqRecorder(
+            model, opt, os.path.join(tmp.name, "c.csv"),
+            snapshot_dir=os.path.join(tmp.name, "snap"), snapshot_every=100),
+    }
+    modes = ["plain optimizer.step()"] + list(recs)
+    times = {m: [] for m in modes}
+    gen = torch.Generator().manual_seed(1)
+
+    def block(mode):
+        step_fn = opt.step if mode == modes[0] else recs[mode].step
+        t0 = time.perf_counter()
+        for _ in range(args.block):
+            idx = torch.randint(0, x.shape[0], (128,), generator=gen)
+            loss = F.cross_entropy(model((x[idx].float() - mean) / std), y[idx])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            step_fn()
+        return (time.perf_counter() - t0) / args.block
+
+    block(modes[0])  # warm-up
+    for _ in range(args.rounds):
+        for m in modes:
+            times[m].append(block(m))
+    for r in recs.values():
+        r.close()
+    n = sum(p.numel() for p, _ in recs["record every step"].layers.values())
+    rows = sum(p.shape[0] for p, _ in recs["record every step"].layers.values())
+    base = statistics.median(times[modes[0]])
+    print(f"bench_recorder: {args.optimizer}, MLP 784-{args.hidden.replace(',', '-')}-10, batch 128, "
+          f"{torch.get_num_threads()} thread(s), {len(recs['record every step'].layers)} layers, "
+          f"{rows} neurons, {n} recorded weights; median of {args.rounds} blocks of "
+          f"{args.block} steps")
+    for m in modes:
+        med = statistics.median(times[m])
+        print(f"  {m:28s} {1e3 * med:7.3f} ms/step  x{med / base:.2f}"
+              f"  (+{1e3 * (med - base):.3f} ms)")
+    tmp.cleanup()
+
+
+if __name__ == "__main__":
+    main()
