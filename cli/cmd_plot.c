@@ -1,8 +1,136 @@
-/* cmd_plot.c - `roteq plot`. FOUNDATION PLACEHOLDER: replaced by the issue that owns this command. */
+/* cmd_plot.c - `roteq plot KIND INPUT...`: draw one figure from files other commands wrote
+ * (docs/FORMATS.md) with the gnuplot scripts in plots/. All the work is roteq_plot(); this file
+ * only parses flags, prints the figure's path on stdout and maps errors to exit codes: bad input
+ * or usage 2, gnuplot missing or failing 1. */
 #include "roteq_cli.h"
+#include "roteq_plots.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static void usage(FILE *out)
+{
+    fputs("usage: roteq plot KIND INPUT... [--out DIR] [--format png|svg] [--title TEXT]\n"
+          "                  [--name NAME] [--log-y] [--max-step N]\n\n"
+          "Draw a figure with gnuplot from roteq's CSV files. Writes DIR/NAME.FORMAT and the data\n"
+          "file DIR/NAME.dat beside it (its '#' lines hold the gnuplot command to redraw it), and\n"
+          "prints the figure's path. An INPUT may be LABEL=FILE to name its run in the legend.\n\n"
+          "Kinds:\n",
+          out);
+    const char *summary;
+    for (size_t i = 0; roteq_plot_kind(i, &summary) != NULL; i++)
+        fprintf(out, "  %-10s %s\n", roteq_plot_kind(i, NULL), summary);
+    fputs("\nOptions:\n"
+          "  --out DIR        folder for the figure and its data (default: .; created if missing)\n"
+          "  --format FMT     png (default) or svg\n"
+          "  --title TEXT     figure title (default: derived from the kind)\n"
+          "  --name NAME      base name of the outputs (default: KIND)\n"
+          "  --log-y          logarithmic y axis (angle, transient, balance)\n"
+          "  --max-step N     series kinds: only steps <= N (e.g. the warmup for transient)\n"
+          "  --help           this text\n\n"
+          "Environment: ROTEQ_PLOTS_DIR (folder of the .gp scripts), ROTEQ_GNUPLOT (the gnuplot\n"
+          "program, default gnuplot on PATH). See plots/README.md for each figure's columns.\n",
+          out);
+}
+
+/* Apply one parsed flag; returns -1 to go on, else the exit code. */
+static int apply(int c, const char *arg, roteq_plot_options *opt)
+{
+    switch (c) {
+    case 'o':
+        opt->out_dir = arg;
+        return -1;
+    case 'f':
+        if (strcmp(arg, "png") != 0 && strcmp(arg, "svg") != 0)
+            return roteq_cli_fail("plot", "--format: '%s' is not png or svg", arg);
+        opt->format = arg;
+        return -1;
+    case 't':
+        opt->title = arg;
+        return -1;
+    case 'n':
+        if (arg[0] == '\0' || strchr(arg, '/') != NULL)
+            return roteq_cli_fail("plot", "--name: '%s' must be a file name without '/'", arg);
+        opt->name = arg;
+        return -1;
+    case 'l':
+        opt->log_y = 1;
+        return -1;
+    case 'm':
+        if (roteq_cli_double("plot", "--max-step", arg, &opt->max_step))
+            return ROTEQ_EXIT_USAGE;
+        if (!(opt->max_step > 0))
+            return roteq_cli_fail("plot", "--max-step: must be positive, got %s", arg);
+        return -1;
+    case 'h':
+        usage(stdout);
+        return ROTEQ_EXIT_OK;
+    default:
+        usage(stderr);
+        return ROTEQ_EXIT_USAGE;
+    }
+}
 
 int roteq_cmd_plot(int argc, char **argv)
 {
-    (void)argc, (void)argv;
-    return roteq_cli_fail("plot", "not implemented yet");
+    static const struct option longopts[] = {
+        {"out", required_argument, NULL, 'o'},   {"format", required_argument, NULL, 'f'},
+        {"title", required_argument, NULL, 't'}, {"name", required_argument, NULL, 'n'},
+        {"log-y", no_argument, NULL, 'l'},       {"max-step", required_argument, NULL, 'm'},
+        {"help", no_argument, NULL, 'h'},        {NULL, 0, NULL, 0},
+    };
+    roteq_plot_options opt = {.out_dir = ".", .format = "png"};
+    const char **inputs = calloc((size_t)argc, sizeof *inputs);
+    if (inputs == NULL)
+        return roteq_cli_fail("plot", "out of memory");
+    const char *kind = NULL;
+    size_t n = 0;
+    /* Flags may come before or after KIND and the inputs: getopt stops ('+') at each word that
+     * is not a flag, which is collected, and parsing goes on after it. */
+    optind = 0;
+    for (;;) {
+        int c = getopt_long(argc, argv, "+o:f:t:n:lm:h", longopts, NULL);
+        if (c != -1) {
+            int rc = apply(c, optarg, &opt);
+            if (rc >= 0) {
+                free(inputs);
+                return rc;
+            }
+            continue;
+        }
+        if (optind >= argc)
+            break;
+        if (kind == NULL)
+            kind = argv[optind];
+        else
+            inputs[n++] = argv[optind];
+        optind++;
+    }
+    if (kind == NULL) {
+        free(inputs);
+        usage(stderr);
+        return ROTEQ_EXIT_USAGE;
+    }
+    int known = 0;
+    for (size_t i = 0; roteq_plot_kind(i, NULL) != NULL; i++)
+        known |= strcmp(kind, roteq_plot_kind(i, NULL)) == 0;
+    if (!known) {
+        free(inputs);
+        return roteq_cli_fail("plot",
+                              "unknown kind '%s' (known: norm, angle, histogram, balance, verify, "
+                              "transient; see roteq plot --help)",
+                              kind);
+    }
+    if (n == 0) {
+        free(inputs);
+        return roteq_cli_fail("plot", "%s: no INPUT file given", kind);
+    }
+    char figure[4400];
+    int status = roteq_plot(kind, inputs, n, &opt, figure, sizeof figure);
+    free(inputs);
+    if (status != ROTEQ_OK)
+        return roteq_cli_fail_lib("plot", status == ROTEQ_ERUNTIME ? ROTEQ_EXIT_FAIL
+                                                                   : ROTEQ_EXIT_USAGE);
+    puts(figure);
+    return ROTEQ_EXIT_OK;
 }

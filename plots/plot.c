@@ -1,0 +1,77 @@
+/* plot.c - roteq_plot(), the one entry point: look the kind up, read the inputs by column name,
+ * let the kind write its data file and script arguments, then run gnuplot. The data file is
+ * committed before gnuplot runs, so even when gnuplot is missing the user keeps the numbers and
+ * the exact command to draw them. */
+#include "plots_internal.h"
+
+#include <string.h>
+
+typedef struct {
+    const char *name;
+    const char *script;
+    roteq_plots_prepare prepare;
+    const char *summary;
+} plot_kind;
+
+static const plot_kind kinds[] = {
+    {"norm", "series.gp", roteq_plots_prepare_norm,
+     "weight norm vs step per group: mean, 5-95% band, predicted transient, equilibrium (series CSV)"},
+    {"angle", "series.gp", roteq_plots_prepare_angle,
+     "angular update vs step per group, the same way; --log-y (series CSV)"},
+    {"histogram", "histogram.gp", roteq_plots_prepare_histogram,
+     "per-neuron measured/predicted angular update, one panel per layer (per-neuron CSV)"},
+    {"balance", "balance.gp", roteq_plots_prepare_balance,
+     "mean angular update per layer side by side for several runs (per-neuron or series CSVs)"},
+    {"verify", "verify.gp", roteq_plots_prepare_verify,
+     "predicted vs measured norm and angular update, log-log, per optimizer (verify/sweep rows)"},
+    {"transient", "transient.gp", roteq_plots_prepare_transient,
+     "rotation and norm relative to equilibrium in the first steps, e.g. AdamW vs RV-AdamW (series CSVs)"},
+};
+
+const char *roteq_plot_kind(size_t i, const char **summary)
+{
+    if (i >= sizeof kinds / sizeof kinds[0])
+        return NULL;
+    if (summary)
+        *summary = kinds[i].summary;
+    return kinds[i].name;
+}
+
+int roteq_plot(const char *kind, const char *const *inputs, size_t ninputs,
+               const roteq_plot_options *opt, char *figure, size_t figure_len)
+{
+    const plot_kind *k = NULL;
+    for (size_t i = 0; i < sizeof kinds / sizeof kinds[0]; i++)
+        if (kind && strcmp(kind, kinds[i].name) == 0)
+            k = &kinds[i];
+    if (k == NULL)
+        return roteq_error_set(ROTEQ_ENOTFOUND,
+                               "unknown figure kind '%s' (known: norm, angle, histogram, balance, "
+                               "verify, transient)",
+                               kind ? kind : "");
+    if (ninputs == 0)
+        return roteq_error_set(ROTEQ_EINVAL, "%s: no input file", kind);
+
+    roteq_plots_job job;
+    int status = roteq_plots_job_init(&job, k->name, k->script, opt);
+    if (status)
+        return status;
+    roteq_plots_csv **tables = NULL;
+    if ((status = roteq_plots_read_inputs(inputs, ninputs, &tables)))
+        return status;
+    roteq_ofile *data = NULL;
+    status = roteq_plots_data_open(&job, inputs, ninputs, tables, opt, &data);
+    if (status == ROTEQ_OK) {
+        status = k->prepare(&job, tables, ninputs, opt, roteq_ofile_stream(data));
+        if (status == ROTEQ_OK)
+            status = roteq_plots_data_finish(&job, data);
+        else
+            roteq_ofile_abort(data);
+    }
+    roteq_plots_free_inputs(tables, ninputs);
+    if (status == ROTEQ_OK)
+        status = roteq_plots_job_run(&job);
+    if (status == ROTEQ_OK && figure != NULL && figure_len > 0)
+        snprintf(figure, figure_len, "%s", job.figure_path);
+    return status;
+}

@@ -1,0 +1,103 @@
+/* test_plot_cli.c - `roteq plot` as a user runs it: --help, usage errors (exit 2), a figure
+ * drawn from a synthetic series with flags before and after the inputs, and a missing gnuplot
+ * (exit 1 with one clear line on stderr). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+
+#include "plots_fixtures.h"
+#include "roteq_test.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void test_help_and_usage(void **state)
+{
+    (void)state;
+    char *out, *err;
+    const char *help[] = {"plot", "--help", NULL};
+    assert_int_equal(roteq_test_run(help, NULL, &out, &err), 0);
+    assert_non_null(strstr(out, "usage: roteq plot KIND INPUT..."));
+    assert_non_null(strstr(out, "transient"));
+    free(out);
+    free(err);
+    const struct {
+        const char *args[6];
+        const char *msg;
+    } bad[] = {
+        {{"plot", NULL}, "usage: roteq plot"},
+        {{"plot", "norm", NULL}, "roteq plot: norm: no INPUT file given"},
+        {{"plot", "pie", "x.csv", NULL}, "roteq plot: unknown kind 'pie'"},
+        {{"plot", "norm", "x.csv", "--format", "gif", NULL}, "roteq plot: --format: 'gif' is not png or svg"},
+        {{"plot", "--max-step", "-3", "norm", "x.csv", NULL}, "roteq plot: --max-step: must be positive"},
+        {{"plot", "norm", "--bogus", NULL}, "usage: roteq plot"},
+        {{"plot", "norm", "/nonexistent.csv", NULL}, "roteq plot: cannot read '/nonexistent.csv'"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        int rc = roteq_test_run(bad[i].args, NULL, &out, &err);
+        if (rc != 2 || strstr(err, bad[i].msg) == NULL)
+            print_error("case %zu: exit %d, stderr: %s\n", i, rc, err);
+        assert_int_equal(rc, 2);
+        assert_non_null(strstr(err, bad[i].msg));
+        assert_string_equal(out, "");
+        free(out);
+        free(err);
+    }
+}
+
+static void test_draw(void **state)
+{
+    (void)state;
+    char *dir = roteq_test_tmpdir();
+    char *in = roteq_test_path(dir, "series.csv"), *outdir = roteq_test_path(dir, "figs/a");
+    const char *groups[] = {"adamw", "rv_adamw"};
+    fx_series(in, groups, 2, 90, 0);
+    char labelled[4200];
+    snprintf(labelled, sizeof labelled, "run=%s", in);
+    const char *args[] = {"plot", "--format", "svg", "angle", labelled, "--out", outdir,
+                          "--log-y", "--title", "two runs", NULL};
+    char *out, *err;
+    int rc = roteq_test_run(args, NULL, &out, &err);
+    if (rc != 0)
+        print_error("stderr: %s\n", err);
+    assert_int_equal(rc, 0);
+    char want[4400];
+    snprintf(want, sizeof want, "%s/angle.svg\n", outdir);
+    assert_string_equal(out, want);
+    want[strlen(want) - 1] = '\0';
+    fx_check_svg(want);
+    snprintf(want, sizeof want, "%s/angle.dat", outdir);
+    char *data = roteq_test_read_file(want, NULL);
+    assert_non_null(strstr(data, "--title 'two runs' --log-y"));
+    assert_non_null(strstr(data, "\"run: rv_adamw\""));
+    free(data);
+    free(out);
+    free(err);
+
+    /* Missing gnuplot: exit 1, one line naming the problem and the fix. */
+    char *path = strdup(getenv("PATH"));
+    setenv("PATH", dir, 1);
+    const char *again[] = {"plot", "norm", in, "--out", outdir, NULL};
+    rc = roteq_test_run(again, NULL, &out, &err);
+    setenv("PATH", path, 1);
+    free(path);
+    assert_int_equal(rc, 1);
+    assert_non_null(strstr(err, "roteq plot: gnuplot not found"));
+    assert_null(strchr(err, '\n') == err + strlen(err) - 1 ? NULL : err);
+    free(out);
+    free(err);
+    free(in);
+    free(outdir);
+    roteq_test_rmtree(dir);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_help_and_usage),
+        cmocka_unit_test(test_draw),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

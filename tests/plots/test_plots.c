@@ -1,0 +1,393 @@
+/* test_plots.c - roteq_plot() end to end on synthetic inputs: every figure kind is drawn into a
+ * temporary folder by the real gnuplot, and the test checks that the figure is a valid PNG/SVG of
+ * plausible size and that the data file beside it holds the expected blocks and rows. Then the
+ * error paths: NaN and single-point inputs, missing columns, malformed numbers, a missing or
+ * failing gnuplot, a scripts folder without the scripts. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+
+#include "plots_fixtures.h"
+#include "roteq_plots.h"
+#include "roteq_test.h"
+#include "roteq_util.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct {
+    char *dir;
+    char path[4][4096];
+} fixture;
+
+static int setup(void **state)
+{
+    fixture *fx = calloc(1, sizeof *fx);
+    fx->dir = roteq_test_tmpdir();
+    for (int i = 0; i < 4; i++)
+        snprintf(fx->path[i], sizeof fx->path[i], "%s/in%d.csv", fx->dir, i);
+    *state = fx;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    fixture *fx = *state;
+    if (getenv("ROTEQ_PLOTS_KEEP") != NULL) { /* to look at the figures: keep the folder */
+        fprintf(stderr, "# kept %s\n", fx->dir);
+        free(fx->dir);
+    } else {
+        roteq_test_rmtree(fx->dir);
+    }
+    free(fx);
+    unsetenv("ROTEQ_GNUPLOT");
+    unsetenv("ROTEQ_PLOTS_DIR");
+    return 0;
+}
+
+/* Draw and check: figure valid, data file with `blocks` blocks and `rows` rows. */
+static void draw(fixture *fx, const char *kind, const char *const *in, size_t n,
+                 const roteq_plot_options *o, size_t blocks, size_t rows)
+{
+    char figure[4400], out[4200];
+    snprintf(out, sizeof out, "%s/out", fx->dir);
+    roteq_plot_options opt = o ? *o : (roteq_plot_options){0};
+    opt.out_dir = out;
+    int status = roteq_plot(kind, in, n, &opt, figure, sizeof figure);
+    if (status != ROTEQ_OK)
+        print_error("roteq_plot(%s): %s\n", kind, roteq_error_message());
+    assert_int_equal(status, ROTEQ_OK);
+    const char *fmt = opt.format ? opt.format : "png";
+    const char *name = opt.name ? opt.name : kind;
+    char want[4400], data[4400];
+    snprintf(want, sizeof want, "%s/%s.%s", out, name, fmt);
+    snprintf(data, sizeof data, "%s/%s.dat", out, name);
+    assert_string_equal(figure, want);
+    if (strcmp(fmt, "svg") == 0)
+        fx_check_svg(figure);
+    else
+        fx_check_png(figure);
+    size_t b, r;
+    fx_count_data(data, &b, &r);
+    if (b != blocks || r != rows)
+        print_error("%s: %zu blocks, %zu rows; want %zu, %zu\n", data, b, r, blocks, rows);
+    assert_int_equal(b, blocks);
+    assert_int_equal(r, rows);
+    char *text = roteq_test_read_file(data, NULL);
+    assert_non_null(strstr(text, "# roteq plot "));
+    assert_non_null(strstr(text, "# redraw: gnuplot -c "));
+    free(text);
+}
+
+static void test_norm_and_angle(void **state)
+{
+    fixture *fx = *state;
+    const char *groups[] = {"adamw", "sgdm"};
+    fx_series(fx->path[0], groups, 2, 150, 0);
+    const char *in[] = {fx->path[0]};
+    draw(fx, "norm", in, 1, NULL, 2, 300);
+    roteq_plot_options o = {.log_y = 1, .title = "angular update, \"log\" y"};
+    draw(fx, "angle", in, 1, &o, 2, 300);
+    /* --max-step keeps the first steps only. */
+    o = (roteq_plot_options){.max_step = 40, .name = "angle40"};
+    draw(fx, "angle", in, 1, &o, 2, 80);
+}
+
+static void test_norm_many_groups_panels(void **state)
+{
+    fixture *fx = *state;
+    const char *groups[] = {"l0", "l1", "l2", "l3", "l4", "l5"};
+    fx_series(fx->path[0], groups, 6, 50, 0);
+    const char *in[] = {fx->path[0]};
+    draw(fx, "norm", in, 1, NULL, 6, 300);
+}
+
+static void test_svg(void **state)
+{
+    fixture *fx = *state;
+    const char *groups[] = {"adamw"};
+    fx_series(fx->path[0], groups, 1, 80, 0);
+    const char *in[] = {fx->path[0]};
+    roteq_plot_options o = {.format = "svg"};
+    draw(fx, "norm", in, 1, &o, 1, 80);
+}
+
+static void test_transient_labels(void **state)
+{
+    fixture *fx = *state;
+    const char *g0[] = {"adamw"}, *g1[] = {"rv_adamw"};
+    fx_series(fx->path[0], g0, 1, 120, 0);
+    fx_series(fx->path[1], g1, 1, 120, 0);
+    char a[4200], b[4200];
+    snprintf(a, sizeof a, "AdamW=%s", fx->path[0]);
+    snprintf(b, sizeof b, "RV-AdamW=%s", fx->path[1]);
+    const char *in[] = {a, b};
+    draw(fx, "transient", in, 2, NULL, 2, 240);
+    char data[4400];
+    snprintf(data, sizeof data, "%s/out/transient.dat", fx->dir);
+    char *text = roteq_test_read_file(data, NULL);
+    assert_non_null(strstr(text, "\"step\" \"AdamW\""));
+    assert_non_null(strstr(text, "\"step\" \"RV-AdamW\""));
+    assert_non_null(strstr(text, "synthetic test series")); /* the inputs' '#' lines */
+    free(text);
+    /* One group is not a comparison. */
+    const char *one[] = {fx->path[0]};
+    char out[4200];
+    snprintf(out, sizeof out, "%s/out", fx->dir);
+    roteq_plot_options o = {.out_dir = out};
+    assert_int_equal(roteq_plot("transient", one, 1, &o, NULL, 0), ROTEQ_EINVAL);
+    assert_non_null(strstr(roteq_error_message(), "two or more"));
+}
+
+static void test_histogram(void **state)
+{
+    fixture *fx = *state;
+    fx_per_neuron(fx->path[0], 3, 64, 0.05, 11);
+    const char *in[] = {fx->path[0]};
+    /* 3 layers, 62 usable neurons each: ceil(sqrt(62)) = 8 bins per panel. */
+    draw(fx, "histogram", in, 1, NULL, 3, 24);
+    char data[4400];
+    snprintf(data, sizeof data, "%s/out/histogram.dat", fx->dir);
+    char *text = roteq_test_read_file(data, NULL);
+    assert_non_null(strstr(text, "n=62"));
+    assert_non_null(strstr(text, "(2 excluded)"));
+    assert_non_null(strstr(text, "linear"));
+    free(text);
+    /* A wide spread gives log-spaced bins. */
+    fx_per_neuron(fx->path[1], 2, 400, 1.5, 5);
+    const char *wide[] = {fx->path[1]};
+    roteq_plot_options o = {.name = "wide"};
+    draw(fx, "histogram", wide, 1, &o, 2, 40);
+    snprintf(data, sizeof data, "%s/out/wide.dat", fx->dir);
+    text = roteq_test_read_file(data, NULL);
+    assert_non_null(strstr(text, "log-spaced"));
+    free(text);
+}
+
+static void test_balance_layers(void **state)
+{
+    fixture *fx = *state;
+    fx_per_neuron(fx->path[0], 4, 40, 0.05, 1);
+    fx_per_neuron(fx->path[1], 4, 40, 0.8, 2);
+    char a[4200], b[4200];
+    snprintf(a, sizeof a, "AdamW=%s", fx->path[0]);
+    snprintf(b, sizeof b, "Adam+L2=%s", fx->path[1]);
+    const char *in[] = {a, b};
+    draw(fx, "balance", in, 2, NULL, 2, 8);
+    roteq_plot_options o = {.log_y = 1, .name = "balance_log"};
+    draw(fx, "balance", in, 2, &o, 2, 8);
+    /* Series CSVs whose groups are layers (roteq analyze --series) work the same way. */
+    const char *layers[] = {"conv1", "conv2", "fc"};
+    fx_series(fx->path[2], layers, 3, 60, 0);
+    const char *series[] = {fx->path[2]};
+    o = (roteq_plot_options){.name = "balance_series"};
+    draw(fx, "balance", series, 1, &o, 1, 3);
+}
+
+static void test_balance_neurons(void **state)
+{
+    fixture *fx = *state;
+    fx_per_neuron(fx->path[0], 1, 50, 0.05, 3);
+    fx_per_neuron(fx->path[1], 1, 50, 0.9, 4);
+    const char *in[] = {fx->path[0], fx->path[1]};
+    /* One layer per run: neurons sorted, 48 usable neurons each. */
+    draw(fx, "balance", in, 2, NULL, 2, 96);
+    const char *one[] = {fx->path[0]};
+    assert_int_equal(roteq_plot("balance", one, 1, NULL, NULL, 0), ROTEQ_EINVAL);
+    assert_non_null(strstr(roteq_error_message(), "one layer"));
+}
+
+static void test_verify(void **state)
+{
+    fixture *fx = *state;
+    fx_verify(fx->path[0], 4);
+    const char *in[] = {fx->path[0]};
+    /* 3 optimizers x 4 rows, one ERROR row skipped. */
+    draw(fx, "verify", in, 1, NULL, 3, 11);
+    char data[4400];
+    snprintf(data, sizeof data, "%s/out/verify.dat", fx->dir);
+    char *text = roteq_test_read_file(data, NULL);
+    assert_non_null(strstr(text, "11 points drawn, 1 rows skipped"));
+    assert_non_null(strstr(text, " 1 0\n")); /* an APPROX row */
+    assert_non_null(strstr(text, " 0 1\n")); /* a FAIL row */
+    free(text);
+}
+
+static void test_nan_and_single_point(void **state)
+{
+    fixture *fx = *state;
+    const char *groups[] = {"adamw", "lion"};
+    fx_series(fx->path[0], groups, 2, 60, 7);
+    const char *in[] = {fx->path[0]};
+    draw(fx, "angle", in, 1, NULL, 2, 120);
+    char data[4400];
+    snprintf(data, sizeof data, "%s/out/angle.dat", fx->dir);
+    char *text = roteq_test_read_file(data, NULL);
+    assert_non_null(strstr(text, "NaN")); /* missing values stay missing, drawn as gaps */
+    free(text);
+
+    fx_series(fx->path[1], groups, 1, 1, 0);
+    const char *single[] = {fx->path[1]};
+    char out[4200];
+    snprintf(out, sizeof out, "%s/single", fx->dir);
+    roteq_plot_options o = {.out_dir = out};
+    assert_int_equal(roteq_plot("norm", single, 1, &o, NULL, 0), ROTEQ_EFORMAT);
+    assert_non_null(strstr(roteq_error_message(), "1 recorded step; a curve needs two or more"));
+    assert_int_equal(fx_count_entries(out), 0); /* nothing half-written */
+
+    /* Every measured value missing. */
+    fx_series(fx->path[2], groups, 1, 5, 1);
+    const char *allnan[] = {fx->path[2]};
+    assert_int_equal(roteq_plot("angle", allnan, 1, &o, NULL, 0), ROTEQ_EFORMAT);
+    assert_non_null(strstr(roteq_error_message(), "no finite angle value"));
+
+    /* A single neuron per layer still draws a histogram. */
+    roteq_test_write_file(fx->path[3], "layer,neuron,norm,angular_update,pred_norm,pred_angle,"
+                                       "ratio,status\nfc,0,1.2,0.0105,1.2,0.01,1.05,ok\n");
+    const char *one[] = {fx->path[3]};
+    draw(fx, "histogram", one, 1, NULL, 1, 8);
+}
+
+static void test_input_errors(void **state)
+{
+    fixture *fx = *state;
+    char out[4200];
+    snprintf(out, sizeof out, "%s/err", fx->dir);
+    roteq_plot_options o = {.out_dir = out};
+    const char *in[] = {fx->path[0]};
+
+    roteq_test_write_file(fx->path[0], "# c\nstep,group,norm_mean\n1,a,1\n2,a,1\n");
+    assert_int_equal(roteq_plot("norm", in, 1, &o, NULL, 0), ROTEQ_ENOTFOUND);
+    assert_non_null(strstr(roteq_error_message(), "no column 'norm_q05'"));
+    assert_non_null(strstr(roteq_error_message(), "columns: step,group,norm_mean"));
+
+    roteq_test_write_file(fx->path[0], "step,group,angle_rms,angle_q05,angle_q95,pred_angle\n"
+                                       "1,a,0.1,0.1,0.1,0.1\n2,a,0.1x,0.1,0.1,0.1\n");
+    assert_int_equal(roteq_plot("angle", in, 1, &o, NULL, 0), ROTEQ_EFORMAT);
+    assert_non_null(strstr(roteq_error_message(), ":3: column 'angle_rms': '0.1x' is not a number"));
+
+    roteq_test_write_file(fx->path[0], "step,group\n1,a,3\n");
+    assert_int_equal(roteq_plot("norm", in, 1, &o, NULL, 0), ROTEQ_EFORMAT);
+    assert_non_null(strstr(roteq_error_message(), ":2: 3 fields, the header has 2"));
+
+    roteq_test_write_file(fx->path[0], "step,\"group\n1,a\n");
+    assert_int_equal(roteq_plot("norm", in, 1, &o, NULL, 0), ROTEQ_EFORMAT);
+    assert_non_null(strstr(roteq_error_message(), "unterminated quote"));
+
+    roteq_test_write_file(fx->path[0], "# only comments\n");
+    assert_int_equal(roteq_plot("norm", in, 1, &o, NULL, 0), ROTEQ_EFORMAT);
+    assert_non_null(strstr(roteq_error_message(), "no header line"));
+
+    const char *missing[] = {"/nonexistent/series.csv"};
+    assert_int_equal(roteq_plot("norm", missing, 1, &o, NULL, 0), ROTEQ_EIO);
+    assert_non_null(strstr(roteq_error_message(), "cannot read '/nonexistent/series.csv'"));
+
+    assert_int_equal(roteq_plot("pie", in, 1, &o, NULL, 0), ROTEQ_ENOTFOUND);
+    assert_non_null(strstr(roteq_error_message(), "unknown figure kind 'pie'"));
+    assert_int_equal(roteq_plot("norm", in, 0, &o, NULL, 0), ROTEQ_EINVAL);
+    roteq_plot_options bad = {.out_dir = out, .format = "jpeg"};
+    assert_int_equal(roteq_plot("norm", in, 1, &bad, NULL, 0), ROTEQ_EINVAL);
+    assert_non_null(strstr(roteq_error_message(), "'jpeg' is not png or svg"));
+    bad = (roteq_plot_options){.out_dir = out, .name = "a/b"};
+    assert_int_equal(roteq_plot("norm", in, 1, &bad, NULL, 0), ROTEQ_EINVAL);
+    bad = (roteq_plot_options){.out_dir = fx->path[0]}; /* a file, not a folder */
+    assert_int_equal(roteq_plot("norm", in, 1, &bad, NULL, 0), ROTEQ_EIO);
+
+    /* Per-neuron input without any usable neuron, verify rows without usable points. */
+    roteq_test_write_file(fx->path[1], "layer,neuron,angular_update,pred_angle,ratio,status\n"
+                                       "fc,0,0,0.01,0,dead\n");
+    const char *dead[] = {fx->path[1]};
+    assert_int_equal(roteq_plot("histogram", dead, 1, &o, NULL, 0), ROTEQ_EFORMAT);
+    assert_non_null(strstr(roteq_error_message(), "no neuron with status ok"));
+    roteq_test_write_file(fx->path[1], "optimizer,pred_norm,norm,pred_angle,angle,status\n"
+                                       "adamw,,,,,ERROR\n");
+    assert_int_equal(roteq_plot("verify", dead, 1, &o, NULL, 0), ROTEQ_EFORMAT);
+    assert_non_null(strstr(roteq_error_message(), "no row with a positive prediction"));
+    roteq_test_write_file(fx->path[1], "layer,x\nfc,1\n");
+    const char *odd[] = {fx->path[1], fx->path[1]};
+    assert_int_equal(roteq_plot("balance", odd, 2, &o, NULL, 0), ROTEQ_EFORMAT);
+    assert_non_null(strstr(roteq_error_message(), "neither a per-neuron CSV"));
+}
+
+static void test_gnuplot_missing(void **state)
+{
+    fixture *fx = *state;
+    const char *groups[] = {"adamw"};
+    fx_series(fx->path[0], groups, 1, 30, 0);
+    const char *in[] = {fx->path[0]};
+    char out[4200];
+    snprintf(out, sizeof out, "%s/nognuplot", fx->dir);
+    roteq_plot_options o = {.out_dir = out};
+    char *path = strdup(getenv("PATH"));
+    setenv("PATH", fx->dir, 1); /* a folder without gnuplot */
+    int status = roteq_plot("norm", in, 1, &o, NULL, 0);
+    setenv("PATH", path, 1);
+    free(path);
+    assert_int_equal(status, ROTEQ_ERUNTIME);
+    assert_non_null(strstr(roteq_error_message(), "gnuplot not found"));
+    assert_non_null(strstr(roteq_error_message(), "gnuplot-nox"));
+    /* The data file is kept (the numbers and the command to draw them), no figure, no temp. */
+    assert_int_equal(fx_count_entries(out), 1);
+
+    setenv("ROTEQ_GNUPLOT", "/bin/false", 1);
+    assert_int_equal(roteq_plot("norm", in, 1, &o, NULL, 0), ROTEQ_ERUNTIME);
+    assert_non_null(strstr(roteq_error_message(), "gnuplot failed"));
+    assert_int_equal(fx_count_entries(out), 1);
+    setenv("ROTEQ_GNUPLOT", "/bin/true", 1); /* exits 0 but draws nothing */
+    assert_int_equal(roteq_plot("norm", in, 1, &o, NULL, 0), ROTEQ_ERUNTIME);
+    assert_non_null(strstr(roteq_error_message(), "no figure written"));
+    assert_int_equal(fx_count_entries(out), 1);
+    unsetenv("ROTEQ_GNUPLOT");
+}
+
+static void test_scripts_dir(void **state)
+{
+    fixture *fx = *state;
+    const char *groups[] = {"adamw"};
+    fx_series(fx->path[0], groups, 1, 30, 0);
+    const char *in[] = {fx->path[0]};
+    char out[4200];
+    snprintf(out, sizeof out, "%s/dir", fx->dir);
+    roteq_plot_options o = {.out_dir = out};
+    setenv("ROTEQ_PLOTS_DIR", fx->dir, 1);
+    assert_int_equal(roteq_plot("norm", in, 1, &o, NULL, 0), ROTEQ_ENOTFOUND);
+    assert_non_null(strstr(roteq_error_message(), "holds no style.gp"));
+    /* The source folder named explicitly works like the built-in default. */
+    char src[4200];
+    snprintf(src, sizeof src, "%s/plots", roteq_test_source_dir());
+    setenv("ROTEQ_PLOTS_DIR", src, 1);
+    assert_int_equal(roteq_plot("norm", in, 1, &o, NULL, 0), ROTEQ_OK);
+    unsetenv("ROTEQ_PLOTS_DIR");
+    /* A script error surfaces gnuplot's own message: a copy of the scripts with a broken one. */
+    char bad[4200], cmd[20000];
+    snprintf(bad, sizeof bad, "%s/badplots", fx->dir);
+    snprintf(cmd, sizeof cmd, "mkdir -p '%s' && cp '%s'/*.gp '%s' && echo 'plot nosuchvar' >> '%s/series.gp'",
+             bad, src, bad, bad);
+    assert_int_equal(system(cmd), 0);
+    setenv("ROTEQ_PLOTS_DIR", bad, 1);
+    assert_int_equal(roteq_plot("norm", in, 1, &o, NULL, 0), ROTEQ_ERUNTIME);
+    assert_non_null(strstr(roteq_error_message(), "gnuplot failed"));
+    assert_non_null(strstr(roteq_error_message(), "undefined variable"));
+    unsetenv("ROTEQ_PLOTS_DIR");
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_norm_and_angle, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_norm_many_groups_panels, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_svg, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_transient_labels, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_histogram, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_balance_layers, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_balance_neurons, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_verify, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_nan_and_single_point, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_input_errors, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_gnuplot_missing, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_scripts_dir, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
