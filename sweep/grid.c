@@ -144,6 +144,15 @@ static void build_point(roteq_sweep_point *p, const json_t *kv)
         point_fail(p, "optimizer: %s", roteq_error_message());
         return;
     }
+    /* As on the command line: nesterov = true on sgdm selects the nesterov optimizer. */
+    const json_t *nest = json_object_get(kv, "nesterov");
+    if (nest && (opt == &roteq_sgdm || opt == &roteq_nesterov)) {
+        if (num(nest) == 1.0)
+            opt = &roteq_nesterov;
+        else if (opt == &roteq_nesterov)
+            point_fail(p, "nesterov: must be true for optimizer nesterov");
+    }
+    snprintf(p->optimizer, sizeof p->optimizer, "%s", opt->name);
     roteq_sim_config_init(&p->cfg, opt);
     p->cfg.seed = p->seed;
     p->cfg.threads = 0;
@@ -153,7 +162,8 @@ static void build_point(roteq_sweep_point *p, const json_t *kv)
     json_object_foreach((json_t *)kv, key, val)
     {
         const roteq_hparam_desc *d = roteq_hparam_lookup(key);
-        if (d == NULL)
+        if (d == NULL || (d->id == ROTEQ_HP_NESTEROV && nest &&
+                          (opt == &roteq_sgdm || opt == &roteq_nesterov)))
             continue;
         if (!(opt->hparams & ROTEQ_HP_BIT(d->id))) {
             point_fail(p, "%s: does not apply to %s", key, opt->name);

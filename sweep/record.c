@@ -33,7 +33,8 @@ void roteq_sweep_judge(roteq_sweep_record *rec, double tolerance)
     if (rec->verdict == ROTEQ_VERDICT_ERROR)
         return;
     const roteq_sweep_prediction *best = &rec->pred[ROTEQ_PRED_BEST];
-    if (!isfinite(best->norm) || !isfinite(best->angular_update)) {
+    int has_norm = isfinite(best->norm), has_angle = isfinite(best->angular_update);
+    if (!has_norm && !has_angle) {
         rec->verdict = ROTEQ_VERDICT_UNKNOWN;
         return;
     }
@@ -41,11 +42,13 @@ void roteq_sweep_judge(roteq_sweep_record *rec, double tolerance)
         rec->verdict = ROTEQ_VERDICT_APPROX;
         return;
     }
+    /* Judge what is predicted: the rotational variants predict the angular update only (their
+     * norm is whatever it started at). A NAN z (no standard error, e.g. one neuron) cannot
+     * pass: the check would be vacuous. */
     double zn = roteq_sweep_z(rec->norm, best->norm, rec->norm_se);
     double za = roteq_sweep_z(rec->angle, best->angular_update, rec->angle_se);
-    /* A NAN z (no standard error, e.g. one neuron) cannot pass: the check would be vacuous. */
-    rec->verdict = fabs(zn) <= tolerance && fabs(za) <= tolerance ? ROTEQ_VERDICT_PASS
-                                                                  : ROTEQ_VERDICT_FAIL;
+    int ok = (!has_norm || fabs(zn) <= tolerance) && (!has_angle || fabs(za) <= tolerance);
+    rec->verdict = ok ? ROTEQ_VERDICT_PASS : ROTEQ_VERDICT_FAIL;
 }
 
 /* ---- CSV ---------------------------------------------------------------------------------- */
@@ -122,7 +125,7 @@ static void csv_row(FILE *out, const roteq_sweep_grid *g, const roteq_sweep_poin
                                  *pl = &r->pred[ROTEQ_PRED_PLAIN];
     csv_num(out, pb->norm);
     csv_num(out, pb->angular_update);
-    if (isfinite(pb->norm))
+    if (isfinite(pb->norm) || isfinite(pb->angular_update))
         fprintf(out, ",%d", pb->exact ? 1 : 0);
     else
         fputc(',', out);
@@ -182,7 +185,9 @@ static void json_pred(FILE *out, const char *key, const roteq_sweep_prediction *
     fprintf(out, "\"%s\":{", key);
     json_num(out, "norm", pr->norm, 0);
     json_num(out, "angular_update", pr->angular_update, 1);
-    fprintf(out, ",\"exact\":%s", isfinite(pr->norm) ? (pr->exact ? "true" : "false") : "null");
+    fprintf(out, ",\"exact\":%s",
+            isfinite(pr->norm) || isfinite(pr->angular_update) ? (pr->exact ? "true" : "false")
+                                                               : "null");
     json_num(out, "norm_rel_err", roteq_sweep_rel_err(r->norm, pr->norm), 1);
     json_num(out, "angular_update_rel_err", roteq_sweep_rel_err(r->angle, pr->angular_update), 1);
     fputc('}', out);
@@ -220,7 +225,9 @@ static void json_row(FILE *out, const roteq_sweep_grid *g, const roteq_sweep_poi
     json_num(out, "norm", r->pred[ROTEQ_PRED_BEST].norm, 0);
     json_num(out, "angular_update", r->pred[ROTEQ_PRED_BEST].angular_update, 1);
     fprintf(out, ",\"exact\":%s}",
-            isfinite(r->pred[0].norm) ? (r->pred[0].exact ? "true" : "false") : "null");
+            isfinite(r->pred[0].norm) || isfinite(r->pred[0].angular_update)
+                ? (r->pred[0].exact ? "true" : "false")
+                : "null");
     fputs(",\"predictions\":{", out);
     for (int k = 0; k < ROTEQ_PRED_COUNT; k++) {
         if (k)
