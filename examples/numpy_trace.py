@@ -23,5 +23,5 @@ with open(out, "w") as f:
         W = W_new
         f.writelines(f"{step},toy,{i},{n!r},{a!r},{lr!r},{wd!r}\n"
                      for i, (n, a) in enumerate(zip(np.linalg.norm(W, axis=1).tolist(), angle.tolist())))
-with open(out.removesuffix(".csv") + ".json", "w") as f:
+with open(out + ".json", "w") as f:  # metadata: TRACE.json, where roteq analyze looks
     json.dump({"optimizer": "sgd", "lr": lr, "weight_decay": wd, "layers": {"toy": {"dim": dim}}}, f)

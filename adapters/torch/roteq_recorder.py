@@ -11,13 +11,13 @@ same run can be analysed from checkpoints too.
 One file, needing only torch and the Python standard library: copy it next to your training
 script. Usage (see adapters/torch/README.md):
 
-    rec = RoteqRecorder(model, optimizer, "run/trace.csv")
+    rec = RoteqRecorder(model, optimizer, "run/trace.csv")   # + metadata run/trace.csv.json
     for x, y in loader:
         optimizer.zero_grad()
         loss_fn(model(x), y).backward()
         rec.step()                # optimizer.step() with recording around it
         scheduler.step()
-    rec.close()                   # trace.csv appears complete (written as trace.csv.tmp.* until then)
+    rec.close()                   # run/trace.csv appears complete (written as .tmp.* until then)
 
 A "neuron" is one row of a weight tensor (an output unit of a Linear layer, an output channel of
 a convolution with the trailing axes flattened). Angles are computed in float64 whatever the
@@ -285,8 +285,9 @@ class RoteqRecorder:
     """Records per-neuron norms and angular updates of a model trained by a torch optimizer.
 
     model, optimizer: the module being trained and its torch.optim optimizer.
-    trace: path of the CSV trace; the metadata JSON goes beside it with the extension .json
-        (trace.csv -> trace.json) unless `meta` names another path.
+    trace: path of the CSV trace; the metadata JSON goes beside it as TRACE.json
+        (trace.csv -> trace.csv.json, where `roteq analyze` looks for it, as `roteq simulate
+        --trace` writes it) unless `meta` names another path.
     neurons: which parameters are layers of neurons. None: every parameter of rank >= 2 whose
         param group has weight decay > 0. Or an iterable of parameter names
         (model.named_parameters() names, e.g. "fc1.weight"), or a predicate
@@ -378,8 +379,7 @@ class RoteqRecorder:
             "torch_optimizer": type(optimizer).__name__, "every": self.every,
             "snapshot_every": self.snapshot_every, "steps": 0}
         self.trace_path = trace
-        base = trace[:-4] if trace.endswith(".csv") else trace
-        self.meta_path = meta if meta is not None else base + ".json"
+        self.meta_path = meta if meta is not None else trace + ".json"
         d = os.path.dirname(os.path.abspath(trace))
         os.makedirs(d, exist_ok=True)
         fd, self._tmp_path = _mkstemp_beside(trace)

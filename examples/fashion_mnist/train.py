@@ -8,7 +8,7 @@ scale-invariant; it is recorded anyway, to show what roteq says about such a lay
 
 Weight decay goes on the Linear weights only (biases and BatchNorm parameters get none, the
 usual recipe). The recorder (adapters/torch/roteq_recorder.py) writes OUT/trace.csv, its
-metadata OUT/trace.json and, with --snapshot-every, safetensors snapshots in OUT/snapshots.
+metadata OUT/trace.csv.json and, with --snapshot-every, safetensors snapshots in OUT/snapshots.
 
     /usr/bin/python3 examples/fashion_mnist/train.py --optimizer adamw --steps 3000 --out runs/adamw
 
@@ -122,7 +122,7 @@ def main():
     ap.add_argument("--lr", type=float)
     ap.add_argument("--weight-decay", type=float)
     ap.add_argument("--momentum", type=float)
-    ap.add_argument("--out", required=True, help="output folder (trace.csv, trace.json, ...)")
+    ap.add_argument("--out", required=True, help="output folder (trace.csv, trace.csv.json, ...)")
     ap.add_argument("--every", type=int, default=1, help="record every k-th step")
     ap.add_argument("--snapshot-every", type=int, default=0)
     ap.add_argument("--snapshot-layout", choices=["files", "hf"], default="files")

@@ -212,7 +212,7 @@ class TestTrace(TmpCase):
         rec.step()
         self.assertFalse(os.path.exists(path))
         self.assertEqual(len(glob.glob(path + ".tmp.*")), 1)
-        self.assertTrue(os.path.exists(os.path.join(self.dir, "t.json")))
+        self.assertTrue(os.path.exists(os.path.join(self.dir, "t.csv.json")))
         rec.close()
         rec.close()  # idempotent
         self.assertTrue(os.path.exists(path))
@@ -275,7 +275,7 @@ class TestMetadata(TmpCase):
         model = Net()
         rec = rr.RoteqRecorder(model, opt_fn(model), os.path.join(self.dir, "m.csv"), **kw)
         rec.close()
-        with open(os.path.join(self.dir, "m.json")) as f:
+        with open(os.path.join(self.dir, "m.csv.json")) as f:
             return json.load(f)
 
     def test_optimizer_names_and_hyperparameters(self):
@@ -331,7 +331,7 @@ class TestMetadata(TmpCase):
             g = lin.weight.grad.double()
             want.append(float((g.norm(dim=1) ** 2 * w.norm(dim=1) ** 2).mean()))
         rec.close()
-        with open(os.path.join(self.dir, "g.json")) as f:
+        with open(os.path.join(self.dir, "g.csv.json")) as f:
             meta = json.load(f)
         self.assertAlmostEqual(meta["layers"]["weight"]["grad_norm"],
                                math.sqrt((want[6] + want[7]) / 2), delta=1e-12)
@@ -424,7 +424,7 @@ class TestNumpyExample(TmpCase):
         for r in rows[:: 997]:
             self.assertTrue(math.isfinite(float(r["norm"])) and float(r["norm"]) > 0)
             self.assertTrue(0 < float(r["angle"]) < math.pi)
-        with open(os.path.join(self.dir, "np.json")) as f:
+        with open(os.path.join(self.dir, "np.csv.json")) as f:
             meta = json.load(f)
         self.assertEqual(meta["layers"], {"toy": {"dim": 128}})
         # The toy is SGD on a scale-invariant random walk: its RMS angle over the last third
