@@ -1,8 +1,366 @@
-/* cmd_verify.c - `roteq verify`. FOUNDATION PLACEHOLDER: replaced by the issue that owns this command. */
+/* cmd_verify.c - `roteq verify [--quick]`: every optimizer's equilibrium formula against
+ * simulation, through the sweep machinery (one roteq_sim_run per grid point, same rows as
+ * `roteq sweep`, MPI when started by mpirun).
+ *
+ * The grid is built in here (print it with --print-grid; run it with `roteq sweep` to get the
+ * same rows). Its points are chosen so that each run measures an equilibrium and not a
+ * transient, and so that the corrections the exact formulas leave out (order eta*lambda,
+ * 1 - beta2 and 1/C) stay below the standard error; sweep/README.md gives the reasoning and the
+ * measurements behind the choice. The PASS rule: an exact formula passes when both predicted
+ * quantities lie within --tolerance (4) standard errors of the measurement. Approximate
+ * formulas (Adam+L2, Lion with momentum) are APPROX with their measured error; for Lion all
+ * three predictions (best, paper, plain) are shown. */
 #include "roteq_cli.h"
+#include "roteq_plots.h"
+#include "roteq_sweep.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+/* Steps: at least 4/(eta*lambda_eff) so the last quarter (where measurements are taken) starts
+ * a full relaxation time after the start, even though runs start at the predicted norm. */
+/* Why these points (measurements in sweep/README.md):
+ * - steps >= 4/(eta*lambda_eff): the last quarter, where measurements are taken, starts a full
+ *   relaxation time after the start, although runs start at the predicted norm;
+ * - AdamW's norm sits about 0.1% below sqrt(eta*C/(2*lambda)) at beta2 = 0.999 (a correction of
+ *   order 1 - beta2 the formula leaves out), visible once C is large enough for the standard
+ *   error to shrink below it: beta2 = 0.999 points use C = 64, the C = 256 point beta2 = 0.9999;
+ * - the rotational variants hold the angular update almost deterministically (standard errors
+ *   of 1e-5 relative), so the O((1 - update_norm_decay)/C) bias of normalising by a running RMS
+ *   shows at decay 0.9; decay 0.99 and C = 64 keep it below the standard error. */
+static const char *const quick_grid =
+    "{\"seed\": %llu, \"name\": \"roteq verify\",\n"
+    " \"fixed\": {\"neurons\": %zu, \"dim\": 128, \"steps\": %zu},\n"
+    " \"groups\": [\n"
+    "  {\"fixed\": {\"optimizer\": \"sgd\", \"weight_decay\": 0.001}, \"axes\": {\"lr\": [0.1, 0.05]}},\n"
+    "  {\"fixed\": {\"optimizer\": \"sgdm\", \"lr\": 0.01, \"weight_decay\": 0.001},\n"
+    "   \"axes\": {\"momentum\": [0.9, 0.5]}},\n"
+    "  {\"fixed\": {\"optimizer\": \"nesterov\", \"lr\": 0.01, \"weight_decay\": 0.001, \"momentum\": 0.9}},\n"
+    "  {\"fixed\": {\"optimizer\": \"adamw\", \"lr\": 0.001, \"weight_decay\": 0.1},\n"
+    "   \"points\": [{\"beta1\": 0.9, \"dim\": 64}, {\"beta1\": 0.5, \"dim\": 64},\n"
+    "              {\"beta1\": 0.9, \"beta2\": 0.9999, \"dim\": 256}]},\n"
+    "  {\"fixed\": {\"optimizer\": \"adam_l2\", \"lr\": 0.001, \"weight_decay\": 0.05}},\n"
+    "  {\"fixed\": {\"optimizer\": \"lion\", \"lr\": 0.001, \"weight_decay\": 0.1},\n"
+    "   \"points\": [{\"beta1\": 0, \"beta2\": 0}, {\"beta1\": 0.5, \"beta2\": 0.9},\n"
+    "              {\"beta1\": 0.9, \"beta2\": 0.99}, {\"beta1\": 0.95, \"beta2\": 0.98}]},\n"
+    "  {\"fixed\": {\"dim\": 64, \"update_norm_decay\": 0.99}, \"points\": [\n"
+    "    {\"optimizer\": \"rv_adamw\", \"lr\": 0.001, \"weight_decay\": 0.1},\n"
+    "    {\"optimizer\": \"rv_sgdm\", \"lr\": 0.01, \"weight_decay\": 0.001, \"momentum\": 0.9}]},\n"
+    "  {\"fixed\": {\"optimizer\": \"rv_lion\", \"lr\": 0.001, \"weight_decay\": 0.1}}\n"
+    " ]}\n";
+
+static void usage(FILE *out)
+{
+    fputs("usage: roteq verify [--quick] [--out FILE] [--format csv|json] [--plot DIR]\n"
+          "                    [--seed S] [--tolerance K] [--jobs J] [--threads K] [--print-grid]\n\n"
+          "Simulate every optimizer at several (lr, weight decay, betas/momentum, C) points,\n"
+          "including Lion at betas (0,0), (0.5,0.9), (0.9,0.99), (0.95,0.98), and compare the\n"
+          "measured equilibrium norm and angular update (95% confidence intervals from the\n"
+          "simulator's standard errors) with theory. Verdicts: PASS / FAIL for exact formulas\n"
+          "(PASS when both lie within K standard errors), APPROX for approximations (with their\n"
+          "measured error), UNKNOWN without a prediction, ERROR when a run failed.\n\n"
+          "Options:\n"
+          "  --quick           the small grid (under a minute on 2 cores; part of the tests)\n"
+          "  --out FILE        also write the rows (the format of roteq sweep --out)\n"
+          "  --format F        csv (default) or json, for --out\n"
+          "  --plot DIR        draw the verification figure into DIR (rows go to DIR/verify.csv\n"
+          "                    unless --out is given)\n"
+          "  --seed S          grid seed (default 20240723)\n"
+          "  --tolerance K     PASS rule in standard errors (default 4)\n"
+          "  --jobs J, --threads K   as in roteq sweep\n"
+          "  --print-grid      print the grid as a roteq sweep GRID file and exit\n\n"
+          "Exit status: 0 every exact formula passed; 1 a FAIL, ERROR or UNKNOWN row; 2 usage.\n",
+          out);
+}
+
+typedef struct {
+    roteq_sweep_record *recs;
+    roteq_sweep_out *out;
+    int write_failed;
+} verify_ctx;
+
+static int verify_sink(void *ctx, const roteq_sweep_point *p, const roteq_sweep_record *rec)
+{
+    verify_ctx *v = ctx;
+    v->recs[p->index] = *rec;
+    if (v->out && roteq_sweep_out_write(v->out, p, rec)) {
+        v->write_failed = 1;
+        return ROTEQ_EIO;
+    }
+    return 0;
+}
+
+/* "lr=0.001 wd=0.1 b1=0.9 b2=0.999": the hyperparameters that set the equilibrium. */
+static void settings(char *buf, size_t n, const roteq_sweep_point *p)
+{
+    const roteq_hparams *h = &p->cfg.hp;
+    const roteq_optimizer_type *opt = p->cfg.opt;
+    int len = snprintf(buf, n, "lr=%g wd=%g", h->lr, h->weight_decay);
+    if (opt && (opt->hparams & ROTEQ_HP_BIT(ROTEQ_HP_MOMENTUM)) && len >= 0 && (size_t)len < n)
+        len += snprintf(buf + len, n - (size_t)len, " mom=%g", h->momentum);
+    if (opt && (opt->hparams & ROTEQ_HP_BIT(ROTEQ_HP_BETA1)) && len >= 0 && (size_t)len < n)
+        snprintf(buf + len, n - (size_t)len, " b1=%g b2=%g", h->beta1, h->beta2);
+}
+
+static void print_pct(double x)
+{
+    if (isfinite(x))
+        printf(" %+7.3f%%", 100 * x);
+    else
+        printf(" %8s", "-");
+}
+
+static void print_quantity(double pred, double meas, double se)
+{
+    if (isfinite(pred))
+        printf(" %10.5g", pred);
+    else
+        printf(" %10s", "-");
+    if (isfinite(meas))
+        printf(" %10.5g +-%9.2g", meas, ROTEQ_SWEEP_CI_Z * se);
+    else
+        printf(" %10s   %9s", "-", "");
+    print_pct(roteq_sweep_rel_err(meas, pred));
+    double z = roteq_sweep_z(meas, pred, se);
+    if (isfinite(z))
+        printf(" %6.1f", z);
+    else
+        printf(" %6s", "-");
+}
+
+static void print_table(const roteq_sweep_grid *g, const roteq_sweep_record *recs,
+                        double tolerance, double wall, int ranks)
+{
+    printf("roteq verify: %zu points, seed %llu; an exact formula PASSes when "
+           "|measured - predicted| <= %g SE + lr*wd*|predicted| for each predicted quantity\n",
+           g->npoints, (unsigned long long)g->seed, tolerance);
+    printf("(measured: mean norm and RMS angular update over the last quarter of the steps, "
+           "+- 95%% CI; err = relative error; z = error in standard errors)\n\n");
+    printf("%3s %-9s %-32s %5s %4s %6s |%11s %24s %9s %6s |%11s %24s %9s %6s | %s\n", "#",
+           "optimizer", "hyperparameters", "C", "N", "steps", "pred norm", "measured norm",
+           "err", "z", "pred angle", "measured angle", "err", "z", "verdict");
+    size_t count[ROTEQ_VERDICT_COUNT] = {0};
+    for (size_t i = 0; i < g->npoints; i++) {
+        const roteq_sweep_point *p = &g->points[i];
+        const roteq_sweep_record *r = &recs[i];
+        char hp[64];
+        settings(hp, sizeof hp, p);
+        printf("%3zu %-9s %-32s %5zu %4zu %6zu |", i, p->optimizer, hp, p->cfg.dim,
+               p->cfg.neurons, p->cfg.steps);
+        print_quantity(r->pred[ROTEQ_PRED_BEST].norm, r->norm, r->norm_se);
+        printf(" |");
+        print_quantity(r->pred[ROTEQ_PRED_BEST].angular_update, r->angle, r->angle_se);
+        printf(" | %s\n", roteq_verdict_names[r->verdict]);
+        count[r->verdict]++;
+        if (r->verdict == ROTEQ_VERDICT_ERROR)
+            printf("    %s\n", r->reason);
+        /* The Lion family: the paper's and the plain prediction beside roteq's best. */
+        if (p->cfg.opt && (p->cfg.opt->flags & ROTEQ_OPTF_SIGN) && r->verdict != ROTEQ_VERDICT_ERROR)
+            for (int k = ROTEQ_PRED_PAPER; k < ROTEQ_PRED_COUNT; k++) {
+                const roteq_sweep_prediction *pr = &r->pred[k];
+                printf("    %-5s %-38s %5s %4s %6s |", roteq_prediction_names[k],
+                       pr->exact ? "(exact here)" : "(approximate)", "", "", "");
+                print_quantity(pr->norm, r->norm, r->norm_se);
+                printf(" |");
+                print_quantity(pr->angular_update, r->angle, r->angle_se);
+                printf(" |\n");
+            }
+    }
+    printf("\n%zu PASS, %zu FAIL, %zu APPROX, %zu UNKNOWN, %zu ERROR; %d rank%s, wall %.1f s\n",
+           count[ROTEQ_VERDICT_PASS], count[ROTEQ_VERDICT_FAIL], count[ROTEQ_VERDICT_APPROX],
+           count[ROTEQ_VERDICT_UNKNOWN], count[ROTEQ_VERDICT_ERROR], ranks, ranks > 1 ? "s" : "",
+           wall);
+}
 
 int roteq_cmd_verify(int argc, char **argv)
 {
-    (void)argc, (void)argv;
-    return roteq_cli_fail("verify", "not implemented yet");
+    int rank = 0, size = 1;
+    if (roteq_sweep_mpi_init(&argc, &argv, &rank, &size))
+        return roteq_cli_fail_lib("verify", ROTEQ_EXIT_USAGE);
+    int code = ROTEQ_EXIT_USAGE, quick = 0, print_grid = 0;
+    const char *out_path = NULL, *plot_dir = NULL;
+    roteq_format fmt = ROTEQ_FORMAT_CSV;
+    size_t jobs = 1, threads = 0;
+    uint64_t seed = 20240723;
+    double tolerance = ROTEQ_SWEEP_TOLERANCE;
+    roteq_sweep_grid *g = NULL;
+    roteq_sweep_record *recs = NULL;
+    unsigned char *skip = NULL;
+    char *rows_path = NULL;
+    verify_ctx ctx = {0};
+
+    static const struct option opts[] = {
+        {"quick", no_argument, NULL, 'q'},         {"out", required_argument, NULL, 'o'},
+        {"format", required_argument, NULL, 'f'},  {"plot", required_argument, NULL, 'P'},
+        {"seed", required_argument, NULL, 's'},    {"tolerance", required_argument, NULL, 'k'},
+        {"jobs", required_argument, NULL, 'j'},    {"threads", required_argument, NULL, 't'},
+        {"print-grid", no_argument, NULL, 'g'},    {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    optind = 1;
+    opterr = 0;
+    int c;
+    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        switch (c) {
+        case 'q':
+            quick = 1;
+            break;
+        case 'o':
+            out_path = optarg;
+            break;
+        case 'f':
+            if (roteq_cli_format("verify", optarg, "csv,json", &fmt))
+                goto done;
+            break;
+        case 'P':
+            plot_dir = optarg;
+            break;
+        case 's':
+            if (roteq_parse_u64(optarg, &seed)) {
+                roteq_cli_fail("verify", "--seed: %s", roteq_error_message());
+                goto done;
+            }
+            break;
+        case 'k':
+            if (roteq_cli_double("verify", "tolerance", optarg, &tolerance))
+                goto done;
+            if (!(tolerance > 0)) {
+                roteq_cli_fail("verify", "--tolerance: must be positive, got %s", optarg);
+                goto done;
+            }
+            break;
+        case 'j':
+            if (roteq_cli_size("verify", "jobs", optarg, &jobs))
+                goto done;
+            if (jobs == 0 || jobs > 4096) {
+                roteq_cli_fail("verify", "--jobs: must be in 1..4096, got %s", optarg);
+                goto done;
+            }
+            break;
+        case 't':
+            if (roteq_cli_size("verify", "threads", optarg, &threads))
+                goto done;
+            if (threads > 4096) {
+                roteq_cli_fail("verify", "--threads: must be at most 4096, got %s", optarg);
+                goto done;
+            }
+            break;
+        case 'g':
+            print_grid = 1;
+            break;
+        case 'h':
+            if (rank == 0)
+                usage(stdout);
+            code = ROTEQ_EXIT_OK;
+            goto done;
+        default:
+            roteq_cli_fail("verify", "unknown option '%s' (try roteq verify --help)",
+                           argv[optind - 1]);
+            goto done;
+        }
+    }
+    if (optind != argc) {
+        roteq_cli_fail("verify", "unexpected argument '%s'", argv[optind]);
+        goto done;
+    }
+
+    /* The full grid is the quick one with more neurons and longer runs: smaller standard
+     * errors, the same equilibria. */
+    size_t neurons = quick ? 32 : 128, steps = quick ? 40000 : 160000;
+    char text[4096];
+    snprintf(text, sizeof text, quick_grid, (unsigned long long)seed, neurons, steps);
+    if (print_grid) {
+        if (rank == 0)
+            fputs(text, stdout);
+        code = ROTEQ_EXIT_OK;
+        goto done;
+    }
+    g = roteq_sweep_grid_parse(text, quick ? "verify --quick grid" : "verify grid");
+    if (g == NULL) {
+        code = roteq_cli_fail_lib("verify", ROTEQ_EXIT_FAIL);
+        goto done;
+    }
+    recs = calloc(g->npoints, sizeof *recs);
+    skip = calloc(g->npoints, 1);
+    if (recs == NULL || skip == NULL) {
+        roteq_cli_fail("verify", "out of memory");
+        goto done;
+    }
+    ctx.recs = recs;
+
+    int ok = 1;
+    if (rank == 0 && plot_dir && out_path == NULL) {
+        if (mkdir(plot_dir, 0777) != 0 && access(plot_dir, W_OK) != 0) {
+            roteq_cli_fail("verify", "--plot: cannot write to '%s'", plot_dir);
+            ok = 0;
+        }
+        size_t n = strlen(plot_dir) + sizeof "/verify.csv";
+        rows_path = malloc(n);
+        if (rows_path)
+            snprintf(rows_path, n, "%s/verify.csv", plot_dir);
+        out_path = rows_path;
+        fmt = ROTEQ_FORMAT_CSV; /* the figure reads CSV */
+    }
+    if (ok && rank == 0 && out_path) {
+        ctx.out = roteq_sweep_out_open(out_path,
+                                       fmt == ROTEQ_FORMAT_JSON ? ROTEQ_SWEEP_JSON : ROTEQ_SWEEP_CSV,
+                                       g, 0, quick ? "roteq verify --quick" : "roteq verify", skip);
+        if (ctx.out == NULL) {
+            roteq_cli_fail_lib("verify", ROTEQ_EXIT_USAGE);
+            ok = 0;
+        }
+    }
+    if (!roteq_sweep_mpi_all(ok))
+        goto done;
+
+    roteq_sweep_options o = {.jobs = (unsigned)jobs,
+                             .threads = (unsigned)threads,
+                             .tolerance = tolerance,
+                             .sink = verify_sink,
+                             .sink_ctx = &ctx};
+    double t0 = roteq_seconds();
+    int st = roteq_sweep_run_mpi(g, NULL, &o);
+    double wall = roteq_seconds() - t0;
+    if (rank != 0) {
+        code = ROTEQ_EXIT_OK;
+        goto done;
+    }
+    if (st || ctx.write_failed) {
+        code = roteq_cli_fail_lib("verify", ROTEQ_EXIT_FAIL);
+        goto done;
+    }
+    if (ctx.out) {
+        st = roteq_sweep_out_close(ctx.out);
+        ctx.out = NULL;
+        if (st) {
+            code = roteq_cli_fail_lib("verify", ROTEQ_EXIT_FAIL);
+            goto done;
+        }
+    }
+    print_table(g, recs, tolerance, wall, size);
+    code = ROTEQ_EXIT_OK;
+    for (size_t i = 0; i < g->npoints; i++)
+        if (recs[i].verdict == ROTEQ_VERDICT_FAIL || recs[i].verdict == ROTEQ_VERDICT_ERROR ||
+            recs[i].verdict == ROTEQ_VERDICT_UNKNOWN)
+            code = ROTEQ_EXIT_FAIL;
+    if (plot_dir) {
+        const char *inputs[] = {out_path};
+        roteq_plot_options po = {.out_dir = plot_dir, .format = "png", .title = NULL};
+        char figure[4096];
+        if (roteq_plot("verify", inputs, 1, &po, figure, sizeof figure))
+            code = roteq_cli_fail_lib("verify", ROTEQ_EXIT_FAIL);
+        else
+            fprintf(stderr, "roteq verify: figure %s\n", figure);
+    }
+done:
+    roteq_sweep_out_abandon(ctx.out);
+    free(rows_path);
+    free(skip);
+    free(recs);
+    roteq_sweep_grid_free(g);
+    roteq_sweep_mpi_finalize();
+    return code;
 }

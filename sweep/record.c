@@ -28,7 +28,15 @@ double roteq_sweep_z(double measured, double predicted, double se)
     return (measured - predicted) / se;
 }
 
-void roteq_sweep_judge(roteq_sweep_record *rec, double tolerance)
+static int within(double measured, double predicted, double se, double k, double rel_floor)
+{
+    /* NAN anywhere (no standard error, e.g. one neuron) fails: the check would be vacuous. */
+    if (!isfinite(measured) || !isfinite(se) || !(se > 0.0))
+        return 0;
+    return fabs(measured - predicted) <= k * se + rel_floor * fabs(predicted);
+}
+
+void roteq_sweep_judge(roteq_sweep_record *rec, double tolerance, double rel_floor)
 {
     if (rec->verdict == ROTEQ_VERDICT_ERROR)
         return;
@@ -43,11 +51,10 @@ void roteq_sweep_judge(roteq_sweep_record *rec, double tolerance)
         return;
     }
     /* Judge what is predicted: the rotational variants predict the angular update only (their
-     * norm is whatever it started at). A NAN z (no standard error, e.g. one neuron) cannot
-     * pass: the check would be vacuous. */
-    double zn = roteq_sweep_z(rec->norm, best->norm, rec->norm_se);
-    double za = roteq_sweep_z(rec->angle, best->angular_update, rec->angle_se);
-    int ok = (!has_norm || fabs(zn) <= tolerance) && (!has_angle || fabs(za) <= tolerance);
+     * norm is whatever it started at). */
+    int ok = (!has_norm || within(rec->norm, best->norm, rec->norm_se, tolerance, rel_floor)) &&
+             (!has_angle ||
+              within(rec->angle, best->angular_update, rec->angle_se, tolerance, rel_floor));
     rec->verdict = ok ? ROTEQ_VERDICT_PASS : ROTEQ_VERDICT_FAIL;
 }
 

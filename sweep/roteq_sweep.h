@@ -83,8 +83,12 @@ typedef struct {
 /* Default PASS rule: |measured - predicted| <= 4 SE for both norm and angular update. */
 #define ROTEQ_SWEEP_TOLERANCE 4.0
 
-/* Set rec->verdict from the best prediction, the measurement and `tolerance` (in SEs). */
-void roteq_sweep_judge(roteq_sweep_record *rec, double tolerance);
+/* Set rec->verdict from the best prediction and the measurement: an exact formula PASSes when
+ * each predicted quantity lies within tolerance * SE + rel_floor * |predicted| of the
+ * measurement. rel_floor is eta*lambda for grid points: the exact formulas are exact to leading
+ * order and omit corrections of relative order eta*lambda, which matter only where the standard
+ * error is tinier still (the rotational variants hold their rotation almost deterministically). */
+void roteq_sweep_judge(roteq_sweep_record *rec, double tolerance, double rel_floor);
 /* (measured - predicted) / predicted, and (measured - predicted) / SE. NAN when unknown. */
 double roteq_sweep_rel_err(double measured, double predicted);
 double roteq_sweep_z(double measured, double predicted, double se);

@@ -42,7 +42,8 @@ void roteq_sweep_eval(const roteq_sweep_grid *g, const roteq_sweep_options *o, s
         return;
     }
     rec->verdict = ROTEQ_VERDICT_PASS;
-    roteq_sweep_judge(rec, o->tolerance > 0 ? o->tolerance : ROTEQ_SWEEP_TOLERANCE);
+    roteq_sweep_judge(rec, o->tolerance > 0 ? o->tolerance : ROTEQ_SWEEP_TOLERANCE,
+                      p->cfg.hp.lr * p->cfg.hp.weight_decay);
 }
 
 static double point_cost(const roteq_sweep_point *p)

@@ -158,33 +158,38 @@ static void test_judge(void **state)
     r.angle = 0.01 - 3.9e-5;
     r.angle_se = 1e-5;
     r.verdict = ROTEQ_VERDICT_PASS;
-    roteq_sweep_judge(&r, 4.0);
+    roteq_sweep_judge(&r, 4.0, 0.0);
     assert_int_equal(r.verdict, ROTEQ_VERDICT_PASS);
     r.angle = 0.01 - 4.1e-5;
-    roteq_sweep_judge(&r, 4.0);
+    roteq_sweep_judge(&r, 4.0, 0.0);
     assert_int_equal(r.verdict, ROTEQ_VERDICT_FAIL);
-    roteq_sweep_judge(&r, 5.0);
+    roteq_sweep_judge(&r, 5.0, 0.0);
     assert_int_equal(r.verdict, ROTEQ_VERDICT_PASS);
+    /* The relative floor (eta*lambda): 4.1 SE = 4.1e-3 relative passes with a 1e-3 floor. */
+    roteq_sweep_judge(&r, 4.0, 1e-3);
+    assert_int_equal(r.verdict, ROTEQ_VERDICT_PASS);
+    roteq_sweep_judge(&r, 4.0, 1e-5);
+    assert_int_equal(r.verdict, ROTEQ_VERDICT_FAIL);
     r.norm_se = NAN; /* no standard error: nothing to pass with */
-    roteq_sweep_judge(&r, 4.0);
+    roteq_sweep_judge(&r, 4.0, 0.0);
     assert_int_equal(r.verdict, ROTEQ_VERDICT_FAIL);
     r.pred[ROTEQ_PRED_BEST].exact = 0;
-    roteq_sweep_judge(&r, 4.0);
+    roteq_sweep_judge(&r, 4.0, 0.0);
     assert_int_equal(r.verdict, ROTEQ_VERDICT_APPROX);
     /* Angle-only predictions (rotational variants) are judged on the angle alone. */
     r.pred[ROTEQ_PRED_BEST].exact = 1;
     r.pred[ROTEQ_PRED_BEST].norm = NAN;
     r.norm_se = 0.01;
-    roteq_sweep_judge(&r, 4.0);
+    roteq_sweep_judge(&r, 4.0, 0.0);
     assert_int_equal(r.verdict, ROTEQ_VERDICT_FAIL); /* angle is 4.1 SE off */
     r.angle = 0.01 - 3.9e-5;
-    roteq_sweep_judge(&r, 4.0);
+    roteq_sweep_judge(&r, 4.0, 0.0);
     assert_int_equal(r.verdict, ROTEQ_VERDICT_PASS);
     r.pred[ROTEQ_PRED_BEST].angular_update = NAN;
-    roteq_sweep_judge(&r, 4.0);
+    roteq_sweep_judge(&r, 4.0, 0.0);
     assert_int_equal(r.verdict, ROTEQ_VERDICT_UNKNOWN);
     r.verdict = ROTEQ_VERDICT_ERROR;
-    roteq_sweep_judge(&r, 4.0);
+    roteq_sweep_judge(&r, 4.0, 0.0);
     assert_int_equal(r.verdict, ROTEQ_VERDICT_ERROR);
     assert_close(roteq_sweep_rel_err(1.1, 1.0), 0.1, 1e-12);
     assert_close(roteq_sweep_z(1.1, 1.0, 0.05), 2.0, 1e-12);
@@ -221,7 +226,7 @@ static void write_all_points(roteq_sweep_out *out, const roteq_sweep_grid *g,
             rec.verdict = ROTEQ_VERDICT_ERROR;
             snprintf(rec.reason, sizeof rec.reason, "bad, \"quoted\"");
         } else {
-            roteq_sweep_judge(&rec, 4.0);
+            roteq_sweep_judge(&rec, 4.0, 0.0);
         }
         assert_int_equal(roteq_sweep_out_write(out, &g->points[i], &rec), 0);
         written++;
