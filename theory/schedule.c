@@ -47,6 +47,11 @@ int roteq_schedule_parse(const char *spec, roteq_schedule *out)
         return roteq_error_set(ROTEQ_EINVAL, "malformed schedule: longer than %zu characters",
                                sizeof buf - 1);
     strcpy(buf, spec);
+    /* strtok would silently skip empty parts ("warmup:5+", "a++b"); they are malformed. */
+    size_t len = strlen(spec);
+    if (spec[0] == '+' || spec[len - 1] == '+' || strstr(spec, "++") != NULL)
+        return roteq_error_set(ROTEQ_EINVAL, "malformed schedule '%s': empty part between '+'",
+                               spec);
     roteq_schedule s = roteq_schedule_constant();
     int have_warmup = 0, have_shape = 0;
     char *save = NULL;
