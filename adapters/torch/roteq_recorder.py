@@ -295,12 +295,15 @@ class RoteqRecorder:
     every: record the steps whose number is a multiple of `every` (1: every step). Each recorded
         row holds the norm after that step and the angle of that single step.
     snapshot_dir, snapshot_every: also save the recorded weights before the first step (step 0)
-        and after every `snapshot_every`-th step, as safetensors in `snapshot_dir`.
+        and after every `snapshot_every`-th step, as safetensors in `snapshot_dir`; the
+        metadata is also written to `snapshot_dir`.json, where `roteq analyze` looks for it.
     snapshot_layout: "files" (snapshot_dir/step_00000100.safetensors) or "hf"
         (snapshot_dir/checkpoint-100/model.safetensors, HF Trainer's layout).
     snapshot_dtype: None (the parameter's dtype) or torch.float64/float32/float16/bfloat16.
     optimizer_name, hparams: describe an optimizer this file does not map (roteq names:
         sgd, sgdm, nesterov, adam_l2, adamw, lion, rv_*), or override values read from it.
+    record_initial: write step-0 rows with the initial norms and an empty angle (the trace then
+        carries what a step-0 snapshot does: the starting point of the transient).
     record_grad_norm: measure each layer's RMS gradient norm at unit weight norm,
         ||g~|| = ||grad|| * ||w|| per neuron (exact for scale-invariant neurons), over the last
         quarter of the recorded steps, and write it as the layer's "grad_norm" in the metadata
@@ -310,13 +313,14 @@ class RoteqRecorder:
     check_finite: raise FloatingPointError when a recorded weight becomes NaN or Inf (a trace
         with a non-finite norm is rejected by roteq analyze).
 
-    Steps are counted from 1 (the first optimizer.step() is step 1), as in `roteq simulate`.
+    Steps are counted from 1 (the first optimizer.step() is step 1), as in `roteq simulate`;
+    step 0 is the state before training.
     """
 
     def __init__(self, model, optimizer, trace, neurons=None, every=1, meta=None,
                  snapshot_dir=None, snapshot_every=0, snapshot_layout="files",
-                 snapshot_dtype=None, optimizer_name=None, hparams=None, record_grad_norm=True,
-                 check_finite=True):
+                 snapshot_dtype=None, optimizer_name=None, hparams=None, record_initial=True,
+                 record_grad_norm=True, check_finite=True):
         if int(every) < 1:
             raise ValueError("roteq_recorder: every must be >= 1")
         if snapshot_layout not in ("files", "hf"):
@@ -393,10 +397,27 @@ class RoteqRecorder:
                         for n, (p, _) in self.layers.items()}
         self._work = {n: _Workspace(p) for n, (p, _) in self.layers.items()}
         self._grad_sq = {n: [] for n in self.layers}  # per recorded step: mean ||g~||^2
-        self._write_json(self.meta_path, self.metadata)
+        # A copy beside the snapshot folder (run/snapshots.json) is where `roteq analyze
+        # run/snapshots` looks for metadata, as TRACE.json is for a trace.
+        self._meta_paths = [self.meta_path]
+        if snapshot_dir is not None:
+            self._meta_paths.append(os.path.normpath(snapshot_dir) + ".json")
+        self._write_meta()
+        if record_initial:
+            self._write_initial()
         if self.snapshot_dir is not None:
             os.makedirs(self.snapshot_dir, exist_ok=True)
             self._snapshot(0)
+
+    def _write_initial(self):
+        """Step-0 rows: the initial norms (no angle yet), as the step-0 snapshot carries them."""
+        out = []
+        for name, (p, g) in self.layers.items():
+            rows = p.detach().reshape(p.shape[0], -1).to(torch.float64)
+            norms = rows.square().sum(1).sqrt_().tolist()
+            tail = f",,{_num(g['lr'])!r},{_num(g.get('weight_decay', 0.0))!r}\n"
+            out.extend(f"0{pre}{n!r}{tail}" for pre, n in zip(self._prefix[name], norms))
+        self._file.write("".join(out))
 
     # -- the step -------------------------------------------------------------------------------
 
@@ -470,7 +491,7 @@ class RoteqRecorder:
                 tail = g2[len(g2) - max(1, len(g2) // 4):]
                 self.metadata["layers"][name]["grad_norm"] = math.sqrt(sum(tail) / len(tail))
         self.metadata["recorder"]["steps"] = self.step_count
-        self._write_json(self.meta_path, self.metadata)
+        self._write_meta()
 
     def __enter__(self):
         return self
@@ -495,7 +516,8 @@ class RoteqRecorder:
             path = os.path.join(folder, "model.safetensors")
         save_safetensors(path, tensors, meta)
 
-    @staticmethod
-    def _write_json(path, obj):
-        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-        _atomic_write(path, [(json.dumps(obj, indent=1) + "\n").encode("utf-8")])
+    def _write_meta(self):
+        text = (json.dumps(self.metadata, indent=1) + "\n").encode("utf-8")
+        for path in self._meta_paths:
+            os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+            _atomic_write(path, [text])

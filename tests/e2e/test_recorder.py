@@ -181,7 +181,7 @@ class TestTrace(TmpCase):
         model, rec, hist, lrs = self.train(lambda m: torch.optim.AdamW(groups(m, 0.1), lr=3e-3))
         rows = read_trace(os.path.join(self.dir, "trace.csv"))
         layers = {"conv.weight": 6, "fc.weight": 7, "out.weight": 3}
-        self.assertEqual(len(rows), 12 * sum(layers.values()))
+        self.assertEqual(len(rows), 13 * sum(layers.values()))
         seen = set()
         for r in rows:
             step, layer, i = int(r["step"]), r["layer"], int(r["neuron"])
@@ -189,6 +189,10 @@ class TestTrace(TmpCase):
             self.assertNotIn(key, seen)
             seen.add(key)
             w1 = hist[step][layer].double().reshape(layers[layer], -1)[i]
+            if step == 0:  # the initial norms, no angle
+                self.assertAlmostEqual(float(r["norm"]), float(w1.norm()), delta=1e-15)
+                self.assertEqual(r["angle"], "")
+                continue
             w0 = hist[step - 1][layer].double().reshape(layers[layer], -1)[i]
             self.assertAlmostEqual(float(r["norm"]), float(w1.norm()), delta=1e-14 * float(w1.norm()))
             cos = float(w0 @ w1 / (w0.norm() * w1.norm()))
@@ -198,8 +202,11 @@ class TestTrace(TmpCase):
             self.assertEqual(float(r["lr"]), 3e-3)
             self.assertEqual(float(r["weight_decay"]), 0.1)
         self.assertEqual({r["layer"] for r in rows}, set(layers))
-        # Steps are 1-based and ascending within each layer.
-        self.assertEqual(min(int(r["step"]) for r in rows), 1)
+        # Step 0 (initial state), then optimizer steps from 1, ascending within each layer.
+        for layer in layers:
+            steps = [int(r["step"]) for r in rows if r["layer"] == layer]
+            self.assertEqual(steps, sorted(steps))
+            self.assertEqual(sorted(set(steps)), list(range(13)))
 
     def test_file_appears_only_on_close(self):
         torch.manual_seed(1)
@@ -223,6 +230,7 @@ class TestTrace(TmpCase):
             lambda m: torch.optim.SGD(groups(m, 0.01), lr=0.1, momentum=0.9),
             sched=lambda o: torch.optim.lr_scheduler.StepLR(o, step_size=4, gamma=0.5))
         rows = read_trace(os.path.join(self.dir, "trace.csv"))
+        lrs[0] = 0.1
         for r in rows:
             self.assertEqual(float(r["lr"]), lrs[int(r["step"])])
         self.assertEqual(sorted({float(r["lr"]) for r in rows}), [0.025, 0.05, 0.1])
@@ -231,9 +239,9 @@ class TestTrace(TmpCase):
         model, rec, hist, _ = self.train(lambda m: torch.optim.AdamW(groups(m, 0.1), lr=3e-3),
                                          steps=10, every=3)
         rows = read_trace(os.path.join(self.dir, "trace.csv"))
-        self.assertEqual(sorted({int(r["step"]) for r in rows}), [3, 6, 9])
+        self.assertEqual(sorted({int(r["step"]) for r in rows}), [0, 3, 6, 9])
         for r in rows:
-            if r["layer"] != "fc.weight":
+            if r["layer"] != "fc.weight" or r["step"] == "0":
                 continue
             s, i = int(r["step"]), int(r["neuron"])
             _, ref = rr.row_norms_and_angles(hist[s - 1]["fc.weight"].double(),
@@ -252,9 +260,10 @@ class TestTrace(TmpCase):
         rec.step()
         rec.close()
         rows = read_trace(os.path.join(self.dir, "z.csv"))
-        self.assertEqual([r["angle"] for r in rows if r["neuron"] == "2"], [""])
-        self.assertEqual([float(r["norm"]) for r in rows if r["neuron"] == "2"], [0.0])
-        self.assertTrue(all(r["angle"] == "0.0" for r in rows if r["neuron"] != "2"))
+        self.assertEqual([r["angle"] for r in rows if r["neuron"] == "2"], ["", ""])
+        self.assertEqual([float(r["norm"]) for r in rows if r["neuron"] == "2"], [0.0, 0.0])
+        self.assertTrue(all(r["angle"] == "0.0" for r in rows
+                            if r["neuron"] != "2" and r["step"] == "1"))
 
     def test_non_finite_weights_raise(self):
         torch.manual_seed(1)
@@ -406,6 +415,8 @@ class TestSnapshots(TmpCase):
                         self.assertEqual(t.shape, want.shape)
                         self.assertTrue(torch.equal(t, want), name)
                 self.assertEqual(glob.glob(os.path.join(snap, "**", "*.tmp.*"), recursive=True), [])
+                with open(snap + ".json") as f, open(os.path.join(self.dir, "trace.csv.json")) as g:
+                    self.assertEqual(json.load(f), json.load(g))
 
     def test_writer_rejects_integer_tensors(self):
         with self.assertRaisesRegex(ValueError, "dtype"):

@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# The Fashion-MNIST example in one command: train the BatchNorm MLP with AdamW, SGD with
+# momentum and Adam+L2 (recorded by adapters/torch/roteq_recorder.py), then `roteq analyze` each
+# trace (text table, JSON, series and per-neuron CSVs) and `roteq plot` the figures.
+#
+#   examples/fashion_mnist/run.sh [--steps N] [--out DIR] [--threads T] [--quick]
+#
+# --quick: 300 steps (a smoke test). Outputs in DIR (default runs/fashion_mnist):
+#   DIR/OPT/{trace.csv,trace.csv.json,run.json,analysis.txt,analysis.json,series.csv,neurons.csv}
+#   DIR/figures/*.png (norm and angle per optimizer, per-neuron histograms, layer balance)
+# Environment: ROTEQ (the roteq binary; default build/cli/roteq, built if missing), PYTHON
+# (default /usr/bin/python3, Debian's, which has python3-torch).
+set -euo pipefail
+root="$(cd "$(dirname "$0")/../.." && pwd)"
+steps=3000
+out=runs/fashion_mnist
+threads=2
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --steps) steps="$2"; shift 2 ;;
+    --out) out="$2"; shift 2 ;;
+    --threads) threads="$2"; shift 2 ;;
+    --quick) steps=300; shift ;;
+    -h|--help) sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) echo "run.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
+  esac
+done
+PYTHON="${PYTHON:-/usr/bin/python3}"
+ROTEQ="${ROTEQ:-$root/build/cli/roteq}"
+if [ ! -x "$ROTEQ" ]; then
+  echo "run.sh: building roteq in $root/build" >&2
+  [ -d "$root/build" ] || meson setup "$root/build" >/dev/null
+  meson compile -C "$root/build" >/dev/null
+fi
+"$PYTHON" -c 'import torch' || {
+  echo "run.sh: $PYTHON has no torch: run scripts/setup.sh (Debian python3-torch)" >&2; exit 1; }
+
+mkdir -p "$out/figures"
+optimizers=(adamw sgdm adam_l2)
+for opt in "${optimizers[@]}"; do
+  d="$out/$opt"
+  echo "== $opt: training $steps steps (recorded) =="
+  "$PYTHON" "$root/examples/fashion_mnist/train.py" --optimizer "$opt" --steps "$steps" \
+    --threads "$threads" --out "$d"
+  echo "== $opt: roteq analyze $d/trace.csv =="
+  "$ROTEQ" analyze "$d/trace.csv" --series "$d/series.csv" | tee "$d/analysis.txt"
+  "$ROTEQ" analyze "$d/trace.csv" --format json > "$d/analysis.json"
+  "$ROTEQ" analyze "$d/trace.csv" --per-neuron --format csv > "$d/neurons.csv"
+  "$ROTEQ" plot norm "$d/series.csv" --out "$out/figures" --name "$opt-norm" \
+    --title "$opt: weight norm per layer (Fashion-MNIST MLP)"
+  "$ROTEQ" plot angle "$d/series.csv" --out "$out/figures" --name "$opt-angle" --log-y \
+    --title "$opt: angular update per layer (Fashion-MNIST MLP)"
+  "$ROTEQ" plot histogram "$d/neurons.csv" --out "$out/figures" --name "$opt-neurons" \
+    --title "$opt: per-neuron angular update / prediction"
+done
+echo "== layer balance across optimizers =="
+"$ROTEQ" plot balance adamw="$out/adamw/neurons.csv" sgdm="$out/sgdm/neurons.csv" \
+  adam_l2="$out/adam_l2/neurons.csv" --out "$out/figures" --name balance \
+  --title "mean angular update per layer"
+echo "== summary =="
+"$PYTHON" - "$out" "${optimizers[@]}" <<'EOF'
+import json, sys
+out, opts = sys.argv[1], sys.argv[2:]
+print(f"{'optimizer':9s} {'test acc':>8s} {'ms/step':>8s} {'rec ms':>7s} {'balance':>8s}  layers "
+      "(measured/predicted angular update, verdict)")
+for o in opts:
+    run = json.load(open(f"{out}/{o}/run.json"))
+    an = json.load(open(f"{out}/{o}/analysis.json"))
+    layers = "; ".join(
+        f"{l['layer']} {l['measured']['angular_update']:.3g}/"
+        f"{l['predicted']['angular_update'] if l['predicted']['angular_update'] is not None else float('nan'):.3g}"
+        f" {l['verdict']}" for l in an["layers"])
+    bal = an.get("balance")
+    print(f"{o:9s} {run['test_accuracy']:8.4f} {run['ms_per_step']:8.2f} "
+          f"{run['recorder_ms_per_step']:7.2f} {bal if bal is None else format(bal, '8.3f')}  {layers}")
+EOF
+echo "figures: $out/figures"
