@@ -1,0 +1,260 @@
+/* test_cli.c - `roteq sweep` and `roteq verify` end to end with the real simulator on small
+ * grids: usage and malformed grids, a bad point among good ones, rerunning one point bit for
+ * bit, a sweep killed part-way and resumed (identical to an uninterrupted run). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+
+#include "roteq_test.h"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+extern char **environ;
+
+/* Rows of a CSV sweep file with the run-dependent columns (seconds, threads: the last two)
+ * removed and comment lines dropped, so two runs can be compared with strcmp. */
+static char *comparable(const char *text)
+{
+    size_t n = strlen(text);
+    char *out = malloc(n + 1), *o = out;
+    assert_non_null(out);
+    for (const char *line = text; *line;) {
+        const char *end = strchr(line, '\n');
+        size_t len = end ? (size_t)(end - line) : strlen(line);
+        if (*line != '#') {
+            size_t keep = len;
+            int commas = 0;
+            while (keep > 0 && commas < 2)
+                if (line[--keep] == ',')
+                    commas++;
+            memcpy(o, line, keep);
+            o += keep;
+            *o++ = '\n';
+        }
+        line += len + (end != NULL);
+    }
+    *o = '\0';
+    return out;
+}
+
+static size_t count_rows(const char *text)
+{
+    size_t n = 0;
+    for (const char *p = text; *p;) {
+        const char *end = strchr(p, '\n');
+        if (end == NULL)
+            break; /* a line without newline is not a row yet */
+        if (*p != '#' && strncmp(p, "index,", 6) != 0)
+            n++;
+        p = end + 1;
+    }
+    return n;
+}
+
+static const char *const small_grid =
+    "{\"seed\": 2024, \"fixed\": {\"neurons\": 16, \"dim\": 32, \"steps\": 3000},\n"
+    " \"points\": [\n"
+    "  {\"optimizer\": \"adamw\", \"lr\": 0.003, \"weight_decay\": 0.1},\n"
+    "  {\"optimizer\": \"sgdm\", \"lr\": 0.05, \"weight_decay\": 0.01, \"momentum\": 0.8},\n"
+    "  {\"optimizer\": \"adamw\", \"lr\": 0.003, \"weight_decay\": 0.1, \"beta1\": 1.5},\n"
+    "  {\"optimizer\": \"lion\", \"lr\": 0.001, \"weight_decay\": 0.3}\n"
+    " ]}\n";
+
+static void test_usage_and_malformed(void **state)
+{
+    (void)state;
+    char *out, *err;
+    assert_int_equal(roteq_test_run((const char *[]){"sweep", "--help", NULL}, NULL, &out, &err),
+                     0);
+    assert_non_null(strstr(out, "usage: roteq sweep GRID --out FILE"));
+    free(out);
+    free(err);
+    assert_int_equal(roteq_test_run((const char *[]){"verify", "--help", NULL}, NULL, &out, &err),
+                     0);
+    assert_non_null(strstr(out, "usage: roteq verify"));
+    free(out);
+    free(err);
+
+    char *dir = roteq_test_tmpdir();
+    char *grid = roteq_test_path(dir, "bad.json"), *rows = roteq_test_path(dir, "rows.csv");
+    roteq_test_write_file(grid, "{\"fixed\": {\"optimizer\": \"adamw\"},\n"
+                                " \"axes\": {\"lr\": [0.001, \"0.002\"]}}\n");
+    assert_int_equal(roteq_test_run((const char *[]){"sweep", grid, "--out", rows, NULL}, NULL,
+                                    &out, &err),
+                     2);
+    assert_non_null(strstr(err, "roteq sweep: "));
+    assert_non_null(strstr(err, "axes.lr[1]: expected a number"));
+    assert_int_equal(strchr(err, '\n') - err + 1, (long)strlen(err)); /* one line */
+    assert_int_equal(access(rows, F_OK), -1);                         /* no output file */
+    free(out);
+    free(err);
+    const char *const bad_args[][6] = {
+        {"sweep", grid, NULL},                                   /* no --out */
+        {"sweep", "--out", rows, NULL},                          /* no GRID */
+        {"sweep", grid, "--out", rows, "--bogus"},               /* unknown option */
+        {"sweep", grid, "--out", rows, "--jobs"},                /* missing value */
+        {"sweep", "/nonexistent.json", "--out", rows, NULL},     /* unreadable GRID */
+        {"verify", "--tolerance", "-1", NULL},                   /* bad value */
+    };
+    for (size_t i = 0; i < sizeof bad_args / sizeof bad_args[0]; i++) {
+        const char *args[7] = {0};
+        memcpy(args, bad_args[i], sizeof bad_args[i]);
+        assert_int_equal(roteq_test_run(args, NULL, &out, &err), 2);
+        assert_non_null(strstr(err, "roteq "));
+        free(out);
+        free(err);
+    }
+    free(grid);
+    free(rows);
+    roteq_test_rmtree(dir);
+}
+
+static void test_bad_point_and_rerun(void **state)
+{
+    (void)state;
+    char *dir = roteq_test_tmpdir();
+    char *grid = roteq_test_path(dir, "g.json"), *rows = roteq_test_path(dir, "rows.csv");
+    roteq_test_write_file(grid, small_grid);
+    char *out, *err;
+    /* Exit 1: one point is bad; the other three still ran and have rows. */
+    assert_int_equal(roteq_test_run((const char *[]){"sweep", grid, "--out", rows, NULL}, NULL,
+                                    &out, &err),
+                     1);
+    assert_non_null(strstr(err, "roteq sweep: point 2: beta1: must be in [0, 1), got 1.5"));
+    free(out);
+    free(err);
+    char *text = roteq_test_read_file(rows, NULL);
+    assert_non_null(text);
+    assert_int_equal(count_rows(text), 4);
+    assert_non_null(strstr(text, ",ERROR,\"beta1: must be in [0, 1), got 1.5\","));
+    assert_non_null(strstr(text, "\n0,"));
+    assert_non_null(strstr(text, "\n3,"));
+    assert_null(strstr(text, "UNKNOWN")); /* every optimizer here has a prediction */
+
+    /* Any point rerun alone gives its row again, bit for bit (timing aside). */
+    assert_int_equal(roteq_test_run((const char *[]){"sweep", grid, "--point", "3", NULL}, NULL,
+                                    &out, &err),
+                     0);
+    char *a = comparable(out), *b = comparable(text);
+    const char *row3 = strstr(b, "\n3,");
+    assert_non_null(row3);
+    assert_non_null(strstr(a, row3 + 1));
+    free(a);
+    free(b);
+    free(out);
+    free(err);
+    /* Two threads per point or one: the same numbers. */
+    char *rows1 = roteq_test_path(dir, "rows1.csv");
+    assert_int_equal(roteq_test_run((const char *[]){"sweep", grid, "--out", rows1, "--threads",
+                                                     "1", "--jobs", "2", NULL},
+                                    NULL, &out, &err),
+                     1);
+    char *text1 = roteq_test_read_file(rows1, NULL);
+    a = comparable(text);
+    b = comparable(text1);
+    assert_string_equal(a, b);
+    free(a);
+    free(b);
+    free(text1);
+    free(rows1);
+    free(out);
+    free(err);
+    free(text);
+    free(grid);
+    free(rows);
+    roteq_test_rmtree(dir);
+}
+
+static void test_kill_and_resume(void **state)
+{
+    (void)state;
+    char *dir = roteq_test_tmpdir();
+    char *grid = roteq_test_path(dir, "g.json"), *full = roteq_test_path(dir, "full.csv"),
+         *part = roteq_test_path(dir, "part.csv");
+    /* 12 points of a few tens of milliseconds each: long enough to kill in the middle. */
+    roteq_test_write_file(grid, "{\"seed\": 77, \"fixed\": {\"optimizer\": \"adamw\","
+                                " \"neurons\": 32, \"dim\": 64, \"steps\": 6000,"
+                                " \"weight_decay\": 0.1},"
+                                " \"axes\": {\"lr\": [0.001, 0.0015, 0.002, 0.003],"
+                                " \"beta1\": [0.8, 0.9, 0.95]}}\n");
+    char *out, *err;
+    assert_int_equal(roteq_test_run((const char *[]){"sweep", grid, "--out", full, "--threads",
+                                                     "1", NULL},
+                                    NULL, &out, &err),
+                     0);
+    free(out);
+    free(err);
+
+    const char *exe = getenv("ROTEQ_EXE");
+    char *argv[] = {(char *)exe, "sweep", grid, "--out", part, "--threads", "1", NULL};
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
+    posix_spawn_file_actions_addopen(&fa, 2, "/dev/null", O_WRONLY, 0);
+    pid_t pid;
+    assert_int_equal(posix_spawn(&pid, exe, &fa, NULL, argv, environ), 0);
+    posix_spawn_file_actions_destroy(&fa);
+    /* Kill it once 3 rows are in the file (SIGKILL: no chance to tidy up). */
+    size_t rows = 0;
+    for (int i = 0; i < 20000 && rows < 3; i++) {
+        char *t = roteq_test_read_file(part, NULL);
+        rows = t ? count_rows(t) : 0;
+        free(t);
+        struct timespec ts = {0, 1000000};
+        nanosleep(&ts, NULL);
+    }
+    kill(pid, SIGKILL);
+    int status;
+    waitpid(pid, &status, 0);
+    assert_true(WIFSIGNALED(status)); /* it was still running: the test is not vacuous */
+    char *text = roteq_test_read_file(part, NULL);
+    size_t kept = count_rows(text);
+    assert_true(kept >= 3 && kept < 12);
+    free(text);
+
+    assert_int_equal(roteq_test_run((const char *[]){"sweep", grid, "--out", part, "--resume",
+                                                     "--threads", "1", NULL},
+                                    NULL, &out, &err),
+                     0);
+    assert_non_null(strstr(err, "resumed rows kept"));
+    free(out);
+    free(err);
+    char *want = roteq_test_read_file(full, NULL), *got = roteq_test_read_file(part, NULL);
+    char *cw = comparable(want), *cg = comparable(got);
+    assert_string_equal(cg, cw);
+    free(cw);
+    free(cg);
+    free(want);
+    free(got);
+    /* --resume of a complete file runs nothing and changes nothing. */
+    assert_int_equal(roteq_test_run((const char *[]){"sweep", grid, "--out", full, "--resume",
+                                                     NULL},
+                                    NULL, &out, &err),
+                     0);
+    assert_non_null(strstr(err, "0 run here (12 resumed rows kept)"));
+    free(out);
+    free(err);
+    free(grid);
+    free(full);
+    free(part);
+    roteq_test_rmtree(dir);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_usage_and_malformed),
+        cmocka_unit_test(test_bad_point_and_rerun),
+        cmocka_unit_test(test_kill_and_resume),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
