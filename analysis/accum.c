@@ -1,0 +1,556 @@
+/* accum.c - the streaming accumulator: rows (step, layer, neuron, norm, angle) in, bounded state
+ * out. Per layer it keeps a ring of the last `window` values of every neuron (the final window),
+ * layer-level statistics of each recorded step with the prediction in force then, two
+ * convergence trackers (static equilibrium, predicted transient), and a decimated trajectory for
+ * the rate fit: O(layers x neurons x window) memory whatever the length of the trace.
+ * finish.c turns this state into results; the estimators are explained in analysis/README.md. */
+#include "analysis_internal.h"
+#include "roteq_util.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+void roteq_analysis_config_init(roteq_analysis_config *cfg, const roteq_analysis_meta *meta)
+{
+    memset(cfg, 0, sizeof *cfg);
+    cfg->meta = meta;
+    cfg->source = "trace";
+    cfg->tolerance = 0.05;
+    cfg->window = 200;
+    cfg->smooth = 5;
+}
+
+roteq_analysis *roteq_analysis_alloc(const roteq_analysis_config *cfg)
+{
+    if (cfg->meta == NULL || !(cfg->tolerance > 0.0) || cfg->window == 0 ||
+        cfg->window > ((size_t)1 << 20)) {
+        roteq_error_set(ROTEQ_EINVAL, "analysis: need metadata, tolerance > 0 and a window of "
+                                      "1..1048576 records");
+        return NULL;
+    }
+    roteq_analysis *a = calloc(1, sizeof *a);
+    if (a == NULL) {
+        roteq_error_set(ROTEQ_ENOMEM, "out of memory");
+        return NULL;
+    }
+    a->cfg = *cfg;
+    if (a->cfg.smooth == 0)
+        a->cfg.smooth = 1;
+    if (a->cfg.smooth > a->cfg.window)
+        a->cfg.smooth = a->cfg.window;
+    a->last_layer = SIZE_MAX;
+    if (cfg->series)
+        fputs("step,group,lr,weight_decay,n,norm_mean,norm_std,norm_q05,norm_q50,norm_q95,"
+              "angle_rms,angle_mean,angle_std,angle_q05,angle_q50,angle_q95,pred_norm,pred_angle\n",
+              cfg->series);
+    return a;
+}
+
+static void layer_free(roteq_layer *L)
+{
+    free(L->name);
+    free(L->ring_norm);
+    free(L->ring_angle);
+    free(L->last_step);
+    free(L->recs);
+    free(L->traj);
+    roteq_transient_free(L->tr);
+}
+
+void roteq_analysis_free(roteq_analysis *a)
+{
+    if (a == NULL)
+        return;
+    for (size_t i = 0; i < a->nlayers; i++)
+        layer_free(&a->layers[i]);
+    free(a->layers);
+    free(a->scratch);
+    free(a);
+}
+
+void roteq_analysis_set_columns(roteq_analysis *a, int has_lr, int has_wd)
+{
+    a->has_lr = has_lr;
+    a->has_wd = has_wd;
+}
+
+static const char *meta_name(const roteq_analysis_meta *m)
+{
+    return m->path ? m->path : "metadata";
+}
+
+/* Resolve the layer's hyperparameters: optimizer defaults < metadata < layer override (the CLI
+ * has already been merged into the metadata). A value the optimizer requires and nobody gives
+ * is an error, unless a trace column supplies it row by row. */
+static int resolve_layer(roteq_analysis *a, roteq_layer *L, size_t dim)
+{
+    const roteq_analysis_meta *m = a->cfg.meta;
+    const roteq_analysis_layer_meta *lm = roteq_analysis_meta_layer(m, L->name);
+    L->dim = lm && lm->dim ? lm->dim : m->dim;
+    if (dim) {
+        if (L->dim && L->dim != dim)
+            return roteq_error_set(ROTEQ_EINVAL,
+                                   "%s: layer '%s' has dim %zu but the data has rows of %zu",
+                                   meta_name(m), L->name, L->dim, dim);
+        L->dim = dim;
+    }
+    L->grad_norm = lm && !isnan(lm->grad_norm) ? lm->grad_norm : m->grad_norm;
+    if (m->opt == NULL)
+        return ROTEQ_OK;
+    L->hp = roteq_optimizer_defaults(m->opt);
+    for (int i = 0; i < ROTEQ_HP_COUNT; i++) {
+        if (m->given & ROTEQ_HP_BIT(i))
+            roteq_hparams_set(&L->hp, (roteq_hparam_id)i, roteq_hparams_get(&m->hp, i));
+        if (lm && (lm->given & ROTEQ_HP_BIT(i)))
+            roteq_hparams_set(&L->hp, (roteq_hparam_id)i, roteq_hparams_get(&lm->hp, i));
+    }
+    roteq_hparams check = L->hp;
+    if (isnan(check.lr) && a->has_lr)
+        check.lr = 1.0; /* placeholder: the column gives it */
+    if (isnan(check.weight_decay) && a->has_wd)
+        check.weight_decay = 1.0;
+    roteq_hparam_id bad;
+    if (roteq_hparams_validate(m->opt, &check, &bad)) {
+        const char *key = roteq_hparam_descs[bad].key;
+        if (isnan(roteq_hparams_get(&check, bad)))
+            return roteq_error_set(ROTEQ_EINVAL,
+                                   "%s: layer '%s': missing hyperparameter '%s' needed by %s "
+                                   "(give it in the metadata, as --%s%s)",
+                                   meta_name(m), L->name, key, m->opt->name,
+                                   roteq_hparam_descs[bad].flag,
+                                   bad == ROTEQ_HP_LR || bad == ROTEQ_HP_WEIGHT_DECAY
+                                       ? " or as a trace column"
+                                       : "");
+        return roteq_error_set(ROTEQ_EINVAL, "%s: layer '%s': %s %s", meta_name(m), L->name, key,
+                               roteq_error_message());
+    }
+    return ROTEQ_OK;
+}
+
+int roteq_analysis_layer(roteq_analysis *a, const char *name, size_t len, size_t dim,
+                         size_t *index)
+{
+    if (a->last_layer < a->nlayers) {
+        roteq_layer *L = &a->layers[a->last_layer];
+        if (strncmp(L->name, name, len) == 0 && L->name[len] == '\0') {
+            *index = a->last_layer;
+            return ROTEQ_OK;
+        }
+    }
+    /* Layers are few (tens to hundreds) and consecutive rows share one: a linear scan on a
+     * cache miss costs nothing measurable. */
+    for (size_t i = 0; i < a->nlayers; i++) {
+        roteq_layer *L = &a->layers[i];
+        if (strncmp(L->name, name, len) == 0 && L->name[len] == '\0') {
+            a->last_layer = *index = i;
+            return ROTEQ_OK;
+        }
+    }
+    if (len == 0)
+        return roteq_error_set(ROTEQ_EFORMAT, "empty layer name");
+    if (memchr(name, '\0', len))
+        return roteq_error_set(ROTEQ_EFORMAT, "layer name contains a NUL byte");
+    if (a->nlayers == a->cap) {
+        size_t cap = a->cap ? 2 * a->cap : 8;
+        roteq_layer *l = realloc(a->layers, cap * sizeof *l);
+        if (l == NULL)
+            return roteq_error_set(ROTEQ_ENOMEM, "out of memory");
+        a->layers = l;
+        a->cap = cap;
+    }
+    roteq_layer *L = &a->layers[a->nlayers];
+    memset(L, 0, sizeof *L);
+    L->name = malloc(len + 1);
+    L->recs = calloc(a->cfg.window, sizeof *L->recs);
+    L->traj = malloc(ROTEQ_TRAJ_CAP * sizeof *L->traj);
+    if (L->name == NULL || L->recs == NULL || L->traj == NULL) {
+        layer_free(L);
+        return roteq_error_set(ROTEQ_ENOMEM, "out of memory");
+    }
+    memcpy(L->name, name, len);
+    L->name[len] = '\0';
+    L->stride = 1;
+    L->c_gap = -1;
+    L->conv_static.candidate = L->conv_tr.candidate = -1;
+    L->lr_min = L->wd_min = ((double)INFINITY);
+    L->lr_max = L->wd_max = -((double)INFINITY);
+    L->gap_first = -1;
+    int st = resolve_layer(a, L, dim);
+    if (st) {
+        layer_free(L);
+        return st;
+    }
+    a->last_layer = *index = a->nlayers++;
+    return ROTEQ_OK;
+}
+
+static int grow_neurons(roteq_analysis *a, roteq_layer *L, size_t need)
+{
+    size_t W = a->cfg.window;
+    size_t cap = L->cap ? L->cap : 16;
+    while (cap < need)
+        cap *= 2;
+    double *rn = realloc(L->ring_norm, cap * W * sizeof *rn);
+    if (rn == NULL)
+        return roteq_error_set(ROTEQ_ENOMEM, "out of memory for %zu neurons", need);
+    L->ring_norm = rn;
+    double *ra = realloc(L->ring_angle, cap * W * sizeof *ra);
+    if (ra == NULL)
+        return roteq_error_set(ROTEQ_ENOMEM, "out of memory for %zu neurons", need);
+    L->ring_angle = ra;
+    long *ls = realloc(L->last_step, cap * sizeof *ls);
+    if (ls == NULL)
+        return roteq_error_set(ROTEQ_ENOMEM, "out of memory for %zu neurons", need);
+    L->last_step = ls;
+    for (size_t i = L->cap * W; i < cap * W; i++)
+        rn[i] = ra[i] = DNAN;
+    for (size_t i = L->cap; i < cap; i++)
+        ls[i] = -1;
+    L->cap = cap;
+    return ROTEQ_OK;
+}
+
+static void open_record(roteq_analysis *a, roteq_layer *L, long step, long gap)
+{
+    size_t W = a->cfg.window;
+    L->open = 1;
+    L->cur_step = step;
+    L->slot = L->records % W;
+    for (size_t i = 0; i < L->nneur; i++)
+        L->ring_norm[i * W + L->slot] = L->ring_angle[i * W + L->slot] = DNAN;
+    L->r_n = L->r_na = 0;
+    L->r_sum_norm = L->r_sum_sq = L->r_sum_a2 = 0.0;
+    L->r_lr = L->r_wd = DNAN;
+    L->r_gap = gap;
+}
+
+int roteq_analysis_add(roteq_analysis *a, size_t layer, const roteq_analysis_row *row)
+{
+    roteq_layer *L = &a->layers[layer];
+    if (!L->open) {
+        open_record(a, L, row->step, row->gap);
+    } else if (row->step != L->cur_step) {
+        if (row->step < L->cur_step)
+            return roteq_error_set(ROTEQ_EFORMAT,
+                                   "step %ld of layer '%s' comes after step %ld (steps go "
+                                   "backwards)",
+                                   row->step, L->name, L->cur_step);
+        int st = roteq_layer_close_record(a, L);
+        if (st)
+            return st;
+        open_record(a, L, row->step, row->gap);
+    }
+    size_t i = row->neuron;
+    if (i >= ROTEQ_ANALYSIS_MAX_NEURONS)
+        return roteq_error_set(ROTEQ_EFORMAT, "neuron index %zu is too large (at most %zu)", i,
+                               ROTEQ_ANALYSIS_MAX_NEURONS - 1);
+    if (i >= L->cap) {
+        int st = grow_neurons(a, L, i + 1);
+        if (st)
+            return st;
+    }
+    if (i >= L->nneur)
+        L->nneur = i + 1;
+    if (L->last_step[i] == row->step)
+        return roteq_error_set(ROTEQ_EFORMAT, "duplicate row for step %ld, layer '%s', neuron %zu",
+                               row->step, L->name, i);
+    L->last_step[i] = row->step;
+    size_t W = a->cfg.window;
+    L->ring_norm[i * W + L->slot] = row->norm;
+    L->ring_angle[i * W + L->slot] = row->angle;
+    L->r_n++;
+    L->r_sum_norm += row->norm;
+    L->r_sum_sq += row->norm * row->norm;
+    if (!isnan(row->angle)) {
+        L->r_na++;
+        L->r_sum_a2 += row->angle * row->angle;
+    }
+    if (!isnan(row->lr))
+        L->r_lr = row->lr;
+    if (!isnan(row->weight_decay))
+        L->r_wd = row->weight_decay;
+    return ROTEQ_OK;
+}
+
+void roteq_layer_static_prediction(const roteq_analysis *a, const roteq_layer *L, double lr,
+                                   double wd, long gap, double *norm, double *angle)
+{
+    const roteq_analysis_meta *m = a->cfg.meta;
+    *norm = *angle = DNAN;
+    if (m->opt == NULL || isnan(lr) || isnan(wd))
+        return;
+    roteq_hparams hp = L->hp;
+    hp.lr = lr;
+    hp.weight_decay = wd;
+    roteq_setting s = {L->dim ? L->dim : 1, L->grad_norm};
+    roteq_equilibrium eq;
+    if (roteq_theory_equilibrium(m->opt, &hp, &s, ROTEQ_PRED_BEST, &eq) == ROTEQ_OK) {
+        /* A norm that scales with C means nothing when C is unknown. */
+        *norm = L->dim && isfinite(eq.norm) ? eq.norm : DNAN;
+        *angle = isfinite(eq.angular_update) ? eq.angular_update : DNAN;
+    }
+    if (gap > 1) {
+        double k = roteq_theory_kstep_angle(m->opt, &hp, &s, gap);
+        *angle = isfinite(k) && k >= 0.0 ? k : DNAN;
+    }
+}
+
+/* Trailing means over the last `smooth` closed records (the newest is at index records-1). */
+static void smoothed(const roteq_analysis *a, const roteq_layer *L, int transient, double *mn,
+                     double *ma, double *pn, double *pa)
+{
+    size_t W = a->cfg.window, S = a->cfg.smooth;
+    if (S > L->records)
+        S = L->records;
+    double sn = 0, sa = 0, spn = 0, spa = 0;
+    size_t nn = 0, na = 0;
+    for (size_t j = 0; j < S; j++) {
+        const roteq_rec *r = &L->recs[(L->records - 1 - j) % W];
+        double p_n = transient ? r->pt_norm : r->ps_norm;
+        double p_a = transient ? r->pt_angle : r->ps_angle;
+        if (r->n) {
+            sn += r->mean_norm;
+            spn += p_n;
+            nn++;
+        }
+        if (r->na) {
+            sa += r->ms_angle;
+            spa += p_a * p_a;
+            na++;
+        }
+    }
+    *mn = nn ? sn / (double)nn : DNAN;
+    *pn = nn ? spn / (double)nn : DNAN;
+    *ma = na ? sqrt(sa / (double)na) : DNAN;
+    *pa = na ? sqrt(spa / (double)na) : DNAN;
+}
+
+static void track(roteq_tracker *t, long step, double mn, double ma, double pn, double pa,
+                  double tol)
+{
+    int known = 0, inside = 1;
+    if (isfinite(pn) && pn > 0 && isfinite(mn)) {
+        known = 1;
+        inside &= fabs(mn / pn - 1.0) <= tol;
+    }
+    if (isfinite(pa) && pa > 0 && isfinite(ma)) {
+        known = 1;
+        inside &= fabs(ma / pa - 1.0) <= tol;
+    }
+    if (known && inside) {
+        if (t->candidate < 0)
+            t->candidate = step;
+    } else {
+        t->candidate = -1;
+    }
+}
+
+/* Largest jump in steps the transient is advanced through (records far apart in steps). */
+#define ROTEQ_TRANSIENT_MAX_JUMP 10000000L
+
+static void advance_transient(roteq_analysis *a, roteq_layer *L, roteq_rec *r)
+{
+    const roteq_analysis_meta *m = a->cfg.meta;
+    if (m->opt == NULL || r->gap > 1 || isnan(r->lr) || isnan(r->wd) || L->tr_state < 0) {
+        if (m->opt != NULL && r->gap > 1)
+            L->tr_state = -1; /* the transient predicts single steps, not k-step angles */
+        return;
+    }
+    if (L->tr_state == 0) {
+        roteq_setting s = {L->dim ? L->dim : 1, L->grad_norm};
+        roteq_hparams hp = L->hp;
+        hp.lr = r->lr;
+        hp.weight_decay = r->wd;
+        L->tr = roteq_transient_alloc(m->opt, &hp, &s, sqrt(r->msq_norm));
+        if (L->tr == NULL) {
+            L->tr_state = -1;
+            return;
+        }
+        L->tr_state = 1;
+        L->tr_step = r->step;
+        L->tr_norm = sqrt(r->msq_norm);
+        L->tr_angle = r->ps_angle; /* the step into the first record is not modelled */
+        return;
+    }
+    if (r->step - L->tr_step > ROTEQ_TRANSIENT_MAX_JUMP) {
+        L->tr_state = -1;
+        return;
+    }
+    for (long s = L->tr_step + 1; s <= r->step; s++) {
+        if (roteq_transient_step(L->tr, r->lr, r->wd, &L->tr_norm, &L->tr_angle)) {
+            L->tr_state = -1;
+            return;
+        }
+    }
+    L->tr_step = r->step;
+}
+
+static int cmp_double(const void *x, const void *y)
+{
+    double a = *(const double *)x, b = *(const double *)y;
+    return (a > b) - (a < b);
+}
+
+/* Quantile of sorted x[0..n) with linear interpolation (Hyndman-Fan type 7, numpy's default). */
+double roteq_quantile_sorted(const double *x, size_t n, double q);
+double roteq_quantile_sorted(const double *x, size_t n, double q)
+{
+    if (n == 0)
+        return DNAN;
+    double h = q * (double)(n - 1);
+    size_t lo = (size_t)h;
+    if (lo + 1 >= n)
+        return x[n - 1];
+    return x[lo] + (h - (double)lo) * (x[lo + 1] - x[lo]);
+}
+
+static void print_csv_name(FILE *f, const char *s)
+{
+    if (strpbrk(s, ",\"\n\r") == NULL) {
+        fputs(s, f);
+        return;
+    }
+    fputc('"', f);
+    for (; *s; s++) {
+        if (*s == '"')
+            fputc('"', f);
+        fputc(*s, f);
+    }
+    fputc('"', f);
+}
+
+/* Mean, std, and the 5/50/95% quantiles of the finite values of column `slot` of a ring. */
+static int column_stats(roteq_analysis *a, const roteq_layer *L, const double *ring, double st[5])
+{
+    size_t W = a->cfg.window;
+    if (a->scratch_cap < L->nneur) {
+        double *s = realloc(a->scratch, L->nneur * sizeof *s);
+        if (s == NULL)
+            return roteq_error_set(ROTEQ_ENOMEM, "out of memory");
+        a->scratch = s;
+        a->scratch_cap = L->nneur;
+    }
+    size_t n = 0;
+    double sum = 0;
+    for (size_t i = 0; i < L->nneur; i++) {
+        double v = ring[i * W + L->slot];
+        if (isfinite(v)) {
+            a->scratch[n++] = v;
+            sum += v;
+        }
+    }
+    double mean = n ? sum / (double)n : DNAN, ss = 0;
+    for (size_t i = 0; i < n; i++)
+        ss += (a->scratch[i] - mean) * (a->scratch[i] - mean);
+    qsort(a->scratch, n, sizeof *a->scratch, cmp_double);
+    st[0] = mean;
+    st[1] = n > 1 ? sqrt(ss / (double)(n - 1)) : DNAN;
+    st[2] = roteq_quantile_sorted(a->scratch, n, 0.05);
+    st[3] = roteq_quantile_sorted(a->scratch, n, 0.50);
+    st[4] = roteq_quantile_sorted(a->scratch, n, 0.95);
+    return ROTEQ_OK;
+}
+
+static int write_series_row(roteq_analysis *a, const roteq_layer *L, const roteq_rec *r)
+{
+    FILE *f = a->cfg.series;
+    double sn[5], sa[5];
+    int st = column_stats(a, L, L->ring_norm, sn);
+    if (!st)
+        st = column_stats(a, L, L->ring_angle, sa);
+    if (st)
+        return st;
+    fprintf(f, "%ld,", r->step);
+    print_csv_name(f, L->name);
+    double v[] = {r->lr, r->wd, (double)r->n, sn[0], sn[1], sn[2], sn[3], sn[4],
+                  r->na ? sqrt(r->ms_angle) : DNAN, sa[0], sa[1], sa[2], sa[3], sa[4],
+                  r->pt_norm, r->pt_angle};
+    for (size_t i = 0; i < sizeof v / sizeof v[0]; i++) {
+        fputc(',', f);
+        if (i == 2)
+            fprintf(f, "%zu", r->n);
+        else
+            roteq_fprint_csv_double(f, v[i]);
+    }
+    fputc('\n', f);
+    return ferror(f) ? roteq_error_set(ROTEQ_EIO, "cannot write the series file") : ROTEQ_OK;
+}
+
+static void add_traj(roteq_layer *L, const roteq_rec *r)
+{
+    /* Keep every stride-th record; when full, drop every other point and double the stride,
+     * so the trajectory spans the whole run at bounded size. */
+    if ((L->records - 1) % L->stride != 0)
+        return;
+    if (L->ntraj == ROTEQ_TRAJ_CAP) {
+        for (size_t i = 0; i < ROTEQ_TRAJ_CAP / 2; i++)
+            L->traj[i] = L->traj[2 * i];
+        L->ntraj = ROTEQ_TRAJ_CAP / 2;
+        L->stride *= 2;
+        if ((L->records - 1) % L->stride != 0)
+            return;
+    }
+    L->traj[L->ntraj++] = (roteq_traj_point){r->step, r->msq_norm, r->pt_norm * r->pt_norm};
+}
+
+int roteq_layer_close_record(roteq_analysis *a, roteq_layer *L)
+{
+    if (!L->open)
+        return ROTEQ_OK;
+    L->open = 0;
+    size_t W = a->cfg.window;
+    roteq_rec *r = &L->recs[L->records % W];
+    memset(r, 0, sizeof *r);
+    r->step = L->cur_step;
+    r->gap = L->r_gap;
+    r->lr = isnan(L->r_lr) ? L->hp.lr : L->r_lr;
+    r->wd = isnan(L->r_wd) ? L->hp.weight_decay : L->r_wd;
+    if (a->cfg.meta->opt == NULL) { /* no resolved hyperparameters: only what rows say */
+        r->lr = L->r_lr;
+        r->wd = L->r_wd;
+    }
+    r->n = L->r_n;
+    r->na = L->r_na;
+    r->mean_norm = L->r_n ? L->r_sum_norm / (double)L->r_n : DNAN;
+    r->msq_norm = L->r_n ? L->r_sum_sq / (double)L->r_n : DNAN;
+    r->ms_angle = L->r_na ? L->r_sum_a2 / (double)L->r_na : DNAN;
+
+    if (r->lr != L->c_lr || r->wd != L->c_wd || r->gap != L->c_gap) {
+        roteq_layer_static_prediction(a, L, r->lr, r->wd, r->gap, &L->c_pn, &L->c_pa);
+        L->c_lr = r->lr;
+        L->c_wd = r->wd;
+        L->c_gap = r->gap;
+    }
+    r->ps_norm = L->c_pn;
+    r->ps_angle = L->c_pa;
+    advance_transient(a, L, r);
+    r->pt_norm = L->tr_state > 0 ? L->tr_norm : r->ps_norm;
+    r->pt_angle = L->tr_state > 0 ? L->tr_angle : r->ps_angle;
+
+    if (!isnan(r->lr)) {
+        L->lr_min = fmin(L->lr_min, r->lr);
+        L->lr_max = fmax(L->lr_max, r->lr);
+    }
+    if (!isnan(r->wd)) {
+        L->wd_min = fmin(L->wd_min, r->wd);
+        L->wd_max = fmax(L->wd_max, r->wd);
+    }
+    if (r->gap > 0) { /* the first snapshot has no angle (gap -1) */
+        if (L->gap_first < 0)
+            L->gap_first = r->gap;
+        else if (r->gap != L->gap_first)
+            L->gap_varies = 1;
+    }
+
+    L->records++;
+    double mn, ma, pn, pa;
+    smoothed(a, L, 0, &mn, &ma, &pn, &pa);
+    track(&L->conv_static, r->step, mn, ma, pn, pa, a->cfg.tolerance);
+    smoothed(a, L, 1, &mn, &ma, &pn, &pa);
+    track(&L->conv_tr, r->step, mn, ma, pn, pa, a->cfg.tolerance);
+    add_traj(L, r);
+    if (a->cfg.series)
+        return write_series_row(a, L, r);
+    return ROTEQ_OK;
+}

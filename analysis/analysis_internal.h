@@ -1,0 +1,91 @@
+/* analysis_internal.h - the accumulator's state, shared by accum.c (streaming rows in) and
+ * finish.c (results out). Not installed, not included outside analysis/. */
+#ifndef ROTEQ_ANALYSIS_INTERNAL_H
+#define ROTEQ_ANALYSIS_INTERNAL_H
+
+#include "roteq_analysis.h"
+
+/* Layer-level statistics of one recorded step, with the predictions in force then. */
+typedef struct {
+    long step, gap;
+    double lr, wd;
+    size_t n;          /* neurons with a row */
+    size_t na;         /* neurons with a defined angle */
+    double mean_norm;  /* over neurons with a row */
+    double msq_norm;   /* mean of ||w||^2 */
+    double ms_angle;   /* mean of angle^2 over defined angles */
+    double ps_norm, ps_angle; /* static (instantaneous) equilibrium at this record's lr, wd, gap */
+    double pt_norm, pt_angle; /* transient (falls back to the static values) */
+} roteq_rec;
+
+/* A point of the decimated trajectory kept for the convergence-rate fit. */
+typedef struct {
+    long step;
+    double msq, pt_msq;
+} roteq_traj_point;
+
+#define ROTEQ_TRAJ_CAP 2048
+
+/* Convergence tracker: the step from which every later record stayed inside the band. */
+typedef struct {
+    long candidate; /* -1: currently outside (or never inside) */
+} roteq_tracker;
+
+typedef struct {
+    char *name;
+    size_t dim;
+    double grad_norm;
+    roteq_hparams hp; /* resolved; lr / weight_decay may be NAN when a column supplies them */
+
+    size_t nneur, cap;
+    double *ring_norm, *ring_angle; /* [cap][window] */
+    long *last_step;                /* per neuron: step of its last row, -1 none */
+
+    int open;
+    long cur_step;
+    size_t records; /* closed records */
+    size_t slot;    /* ring slot of the open record */
+    /* sums of the open record */
+    size_t r_n, r_na;
+    double r_sum_norm, r_sum_sq, r_sum_a2, r_lr, r_wd;
+    long r_gap;
+
+    roteq_rec *recs; /* [window] ring of closed records */
+
+    /* cached static prediction */
+    double c_lr, c_wd;
+    long c_gap;
+    double c_pn, c_pa;
+
+    roteq_transient *tr;
+    int tr_state; /* 0 not started, 1 running, -1 unavailable */
+    long tr_step;
+    double tr_norm, tr_angle;
+
+    double lr_min, lr_max, wd_min, wd_max;
+    long gap_first;
+    int gap_varies;
+
+    roteq_tracker conv_static, conv_tr;
+
+    roteq_traj_point *traj;
+    size_t ntraj, stride;
+} roteq_layer;
+
+struct roteq_analysis {
+    roteq_analysis_config cfg;
+    int has_lr, has_wd;
+    roteq_layer *layers;
+    size_t nlayers, cap;
+    size_t last_layer; /* cache for consecutive rows of one layer */
+    double *scratch;   /* quantiles of the series */
+    size_t scratch_cap;
+};
+
+/* Static equilibrium at (lr, wd, gap): NAN where theory has none. */
+void roteq_layer_static_prediction(const roteq_analysis *a, const roteq_layer *L, double lr,
+                                   double wd, long gap, double *norm, double *angle);
+/* Close the open record of layer L (no-op if none is open). */
+int roteq_layer_close_record(roteq_analysis *a, roteq_layer *L);
+
+#endif

@@ -1,0 +1,236 @@
+/* meta.c - the run metadata sidecar (JSON, parsed with jansson): the optimizer, its
+ * hyperparameters, and per-layer dimension and overrides (param groups differ). The command line
+ * is merged over this by the CLI. Keys that are not roteq's are ignored so that recorders may add
+ * their own; a hyperparameter that does not apply to the optimizer is an error (a typo or a
+ * wrong optimizer would silently change every prediction). */
+#include "roteq_analysis.h"
+#include "roteq_util.h"
+
+#include <jansson.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+void roteq_analysis_meta_init(roteq_analysis_meta *m)
+{
+    memset(m, 0, sizeof *m);
+    m->grad_norm = DNAN;
+}
+
+void roteq_analysis_meta_clear(roteq_analysis_meta *m)
+{
+    if (m == NULL)
+        return;
+    for (size_t i = 0; i < m->nlayers; i++)
+        free(m->layers[i].name);
+    free(m->layers);
+    free(m->path);
+    roteq_analysis_meta_init(m);
+}
+
+const roteq_analysis_layer_meta *roteq_analysis_meta_layer(const roteq_analysis_meta *m,
+                                                           const char *name)
+{
+    for (size_t i = 0; i < m->nlayers; i++)
+        if (strcmp(m->layers[i].name, name) == 0)
+            return &m->layers[i];
+    return NULL;
+}
+
+/* A positive integer dimension. */
+static int get_dim(const char *path, const char *where, json_t *v, size_t *out)
+{
+    if (v == NULL || json_is_null(v))
+        return ROTEQ_OK;
+    if (!json_is_integer(v) || json_integer_value(v) <= 0)
+        return roteq_error_set(ROTEQ_EFORMAT, "%s: %sdim must be a positive integer", path,
+                               where);
+    *out = (size_t)json_integer_value(v);
+    return ROTEQ_OK;
+}
+
+static int get_number(const char *path, const char *where, const char *key, json_t *v,
+                      double *out)
+{
+    if (json_is_boolean(v) && strcmp(key, "nesterov") == 0) {
+        *out = json_is_true(v) ? 1.0 : 0.0;
+        return ROTEQ_OK;
+    }
+    if (!json_is_number(v))
+        return roteq_error_set(ROTEQ_EFORMAT, "%s: %s%s must be a number", path, where, key);
+    *out = json_number_value(v);
+    return ROTEQ_OK;
+}
+
+/* Hyperparameters of one object (top level or a layer) into hp/given. */
+static int get_hparams(const char *path, const char *where, const roteq_optimizer_type *opt,
+                       json_t *obj, roteq_hparams *hp, unsigned *given, double *grad_norm)
+{
+    const char *key;
+    json_t *v;
+    json_object_foreach(obj, key, v)
+    {
+        if (json_is_null(v))
+            continue;
+        if (strcmp(key, "grad_norm") == 0) {
+            int st = get_number(path, where, key, v, grad_norm);
+            if (st)
+                return st;
+            continue;
+        }
+        if (strcmp(key, "betas") == 0) { /* PyTorch spells them as a pair */
+            if (!json_is_array(v) || json_array_size(v) != 2)
+                return roteq_error_set(ROTEQ_EFORMAT, "%s: %sbetas must be a pair of numbers",
+                                       path, where);
+            for (size_t i = 0; i < 2; i++) {
+                double b = 0;
+                int st = get_number(path, where, i ? "betas[1]" : "betas[0]",
+                                    json_array_get(v, i), &b);
+                if (st)
+                    return st;
+                roteq_hparam_id id = i ? ROTEQ_HP_BETA2 : ROTEQ_HP_BETA1;
+                if (opt && !(opt->hparams & ROTEQ_HP_BIT(id)))
+                    return roteq_error_set(ROTEQ_EINVAL, "%s: %sbetas do not apply to %s", path,
+                                           where, opt->name);
+                roteq_hparams_set(hp, id, b);
+                *given |= ROTEQ_HP_BIT(id);
+            }
+            continue;
+        }
+        const roteq_hparam_desc *d = NULL;
+        for (int i = 0; i < ROTEQ_HP_COUNT; i++)
+            if (strcmp(roteq_hparam_descs[i].key, key) == 0)
+                d = &roteq_hparam_descs[i];
+        if (d == NULL)
+            continue; /* not ours: recorders may add their own keys */
+        double x = 0;
+        int st = get_number(path, where, key, v, &x);
+        if (st)
+            return st;
+        if (opt && !(opt->hparams & ROTEQ_HP_BIT(d->id)))
+            return roteq_error_set(ROTEQ_EINVAL, "%s: %s%s does not apply to %s", path, where,
+                                   key, opt->name);
+        roteq_hparams_set(hp, d->id, x);
+        *given |= ROTEQ_HP_BIT(d->id);
+    }
+    return ROTEQ_OK;
+}
+
+int roteq_analysis_meta_parse(const char *path, const char *text, size_t len,
+                              roteq_analysis_meta *out)
+{
+    roteq_analysis_meta_init(out);
+    json_error_t jerr;
+    json_t *root = json_loadb(text, len, 0, &jerr);
+    if (root == NULL)
+        return roteq_error_set(ROTEQ_EFORMAT, "%s:%d: %s", path, jerr.line, jerr.text);
+    int st = ROTEQ_OK;
+    out->path = strdup(path);
+    if (out->path == NULL) {
+        st = roteq_error_set(ROTEQ_ENOMEM, "out of memory");
+        goto done;
+    }
+    if (!json_is_object(root)) {
+        st = roteq_error_set(ROTEQ_EFORMAT, "%s: the metadata must be a JSON object", path);
+        goto done;
+    }
+    json_t *o = json_object_get(root, "optimizer");
+    if (o && !json_is_null(o)) {
+        if (!json_is_string(o)) {
+            st = roteq_error_set(ROTEQ_EFORMAT, "%s: optimizer must be a string", path);
+            goto done;
+        }
+        out->opt = roteq_optimizer_lookup(json_string_value(o));
+        if (out->opt == NULL) {
+            char msg[256];
+            snprintf(msg, sizeof msg, "%s", roteq_error_message());
+            st = roteq_error_set(ROTEQ_ENOTFOUND, "%s: %s", path, msg);
+            goto done;
+        }
+    }
+    st = get_dim(path, "", json_object_get(root, "dim"), &out->dim);
+    if (!st)
+        st = get_hparams(path, "", out->opt, root, &out->hp, &out->given, &out->grad_norm);
+    if (st)
+        goto done;
+    json_t *layers = json_object_get(root, "layers");
+    if (layers && !json_is_null(layers)) {
+        if (!json_is_object(layers)) {
+            st = roteq_error_set(ROTEQ_EFORMAT, "%s: layers must be an object of layer names",
+                                 path);
+            goto done;
+        }
+        out->layers = calloc(json_object_size(layers) + 1, sizeof *out->layers);
+        if (out->layers == NULL) {
+            st = roteq_error_set(ROTEQ_ENOMEM, "out of memory");
+            goto done;
+        }
+        const char *name;
+        json_t *l;
+        json_object_foreach(layers, name, l)
+        {
+            roteq_analysis_layer_meta *lm = &out->layers[out->nlayers];
+            lm->grad_norm = DNAN;
+            lm->name = strdup(name);
+            if (lm->name == NULL) {
+                st = roteq_error_set(ROTEQ_ENOMEM, "out of memory");
+                goto done;
+            }
+            out->nlayers++;
+            char where[300];
+            snprintf(where, sizeof where, "layers.%s.", name);
+            if (!json_is_object(l)) {
+                st = roteq_error_set(ROTEQ_EFORMAT, "%s: layers.%s must be an object", path,
+                                     name);
+                goto done;
+            }
+            st = get_dim(path, where, json_object_get(l, "dim"), &lm->dim);
+            if (!st)
+                st = get_hparams(path, where, out->opt, l, &lm->hp, &lm->given, &lm->grad_norm);
+            if (st)
+                goto done;
+        }
+    }
+done:
+    json_decref(root);
+    if (st)
+        roteq_analysis_meta_clear(out);
+    return st;
+}
+
+int roteq_analysis_meta_load(const char *path, roteq_analysis_meta *out)
+{
+    FILE *f = fopen(path, "rb");
+    if (f == NULL)
+        return roteq_error_set(ROTEQ_EIO, "%s: cannot open", path);
+    size_t cap = 4096, n = 0;
+    char *buf = malloc(cap);
+    int st = ROTEQ_OK;
+    while (buf) {
+        n += fread(buf + n, 1, cap - n, f);
+        if (n < cap)
+            break;
+        if (cap >= ((size_t)64 << 20)) {
+            st = roteq_error_set(ROTEQ_EFORMAT, "%s: larger than 64 MiB", path);
+            break;
+        }
+        char *b = realloc(buf, cap * 2);
+        if (b == NULL) {
+            free(buf);
+            buf = NULL;
+            break;
+        }
+        buf = b;
+        cap *= 2;
+    }
+    int err = ferror(f);
+    fclose(f);
+    if (buf == NULL)
+        return roteq_error_set(ROTEQ_ENOMEM, "out of memory");
+    if (!st && err)
+        st = roteq_error_set(ROTEQ_EIO, "%s: read error", path);
+    if (!st)
+        st = roteq_analysis_meta_parse(path, buf, n, out);
+    free(buf);
+    return st;
+}

@@ -1,0 +1,244 @@
+/* report.c - the analysis results as a table a person reads at a glance, a per-layer CSV, the
+ * per-neuron CSV of docs/FORMATS.md §3 and the JSON of §5. Unknown values are '-' in the table,
+ * empty in CSV and null in JSON: never a NaN. */
+#include "roteq_analysis.h"
+#include "roteq_util.h"
+
+#include <jansson.h>
+#include <math.h>
+#include <string.h>
+
+static void cell(FILE *out, int width, const char *fmt, double x)
+{
+    if (isfinite(x))
+        fprintf(out, fmt, width, x);
+    else
+        fprintf(out, "%*s", width, "-");
+}
+
+static void pct(FILE *out, int width, double x)
+{
+    if (isfinite(x))
+        fprintf(out, "%+*.1f%%", width - 1, 100 * x);
+    else
+        fprintf(out, "%*s", width, "-");
+}
+
+static int check(FILE *out)
+{
+    return ferror(out) ? roteq_error_set(ROTEQ_EIO, "cannot write the report") : ROTEQ_OK;
+}
+
+int roteq_analysis_write_text(FILE *out, const roteq_analysis_result *r)
+{
+    int w = 5;
+    for (size_t i = 0; i < r->nlayers; i++) {
+        int n = (int)strlen(r->layers[i].name);
+        w = n > w ? n : w;
+    }
+    if (w > 40)
+        w = 40;
+    fprintf(out, "optimizer %s, tolerance %g%%, final window: last quarter of the records (at "
+                 "most %zu)\n\n",
+            r->optimizer ? r->optimizer : "(none: no predictions)", 100 * r->tolerance,
+            r->window);
+    fprintf(out, "%-*s %6s %7s %5s %10s %10s %7s %10s %10s %7s %9s %6s  %s\n", w, "layer", "dim",
+            "neurons", "dead", "norm", "predicted", "error", "angle", "predicted", "error",
+            "eq. step", "CV", "verdict");
+    for (size_t i = 0; i < r->nlayers; i++) {
+        const roteq_analysis_layer_result *L = &r->layers[i];
+        fprintf(out, "%-*.*s ", w, w, L->name);
+        if (L->dim)
+            fprintf(out, "%6zu", L->dim);
+        else
+            fprintf(out, "%6s", "-");
+        fprintf(out, " %7zu %5zu ", L->neurons, L->dead + L->collapsed);
+        cell(out, 10, "%*.4g", L->norm);
+        fputc(' ', out);
+        cell(out, 10, "%*.4g", L->pred_norm);
+        fputc(' ', out);
+        pct(out, 7, L->rel_norm);
+        fputc(' ', out);
+        cell(out, 10, "%*.4g", L->angular_update);
+        fputc(' ', out);
+        cell(out, 10, "%*.4g", L->pred_angle);
+        fputc(' ', out);
+        pct(out, 7, L->rel_angle);
+        if (L->converged_at >= 0)
+            fprintf(out, " %9ld", L->converged_at);
+        else
+            fprintf(out, " %9s", "never");
+        fputc(' ', out);
+        cell(out, 6, "%*.3f", L->cv);
+        fprintf(out, "  %s", roteq_analysis_verdict_names[L->verdict]);
+        if ((L->verdict == ROTEQ_ANALYSIS_OFF_PREDICTION ||
+             L->verdict == ROTEQ_ANALYSIS_NOT_SCALE_INVARIANT) &&
+            isfinite(L->ratio))
+            fprintf(out, " (x%.3g)", L->ratio);
+        fputc('\n', out);
+    }
+    fputc('\n', out);
+    if (isfinite(r->balance)) {
+        fprintf(out, "balance (max/min of the layers' RMS angular update): %.3g", r->balance);
+        if (isfinite(r->balance_pred))
+            fprintf(out, ", predicted %.3g", r->balance_pred);
+        fputc('\n', out);
+    }
+    for (size_t i = 0; i < r->nlayers; i++) {
+        const roteq_analysis_layer_result *L = &r->layers[i];
+        if (L->dead || L->collapsed)
+            fprintf(out, "%s: %zu dead and %zu collapsed neurons left out of the estimates\n",
+                    L->name, L->dead, L->collapsed);
+        if (L->gap > 1)
+            fprintf(out, "%s: snapshots %ld steps apart; angles are %ld-step angles\n", L->name,
+                    L->gap, L->gap);
+        else if (L->gap == 0 && L->records > 1)
+            fprintf(out, "%s: snapshot gaps vary; each angle is compared with its k-step "
+                         "prediction\n",
+                    L->name);
+        if (L->scheduled)
+            fprintf(out, "%s: lr/weight decay follow a schedule; compared with the %s "
+                         "prediction\n",
+                    L->name, L->prediction);
+    }
+    return check(out);
+}
+
+static const char *csv_header = "layer,dim,neurons,dead,collapsed,records,first_step,last_step,"
+                                "window_start,prediction,pred_norm,pred_angle,norm,"
+                                "angular_update,rel_err_norm,rel_err_angle,converged_at_step,"
+                                "rate,pred_rate,angular_update_cv,angular_update_q05,"
+                                "angular_update_q50,angular_update_q95,verdict,ratio\n";
+
+int roteq_analysis_write_csv(FILE *out, const roteq_analysis_result *r)
+{
+    fputs(csv_header, out);
+    for (size_t i = 0; i < r->nlayers; i++) {
+        const roteq_analysis_layer_result *L = &r->layers[i];
+        fprintf(out, "%s,", L->name);
+        if (L->dim)
+            fprintf(out, "%zu", L->dim);
+        fprintf(out, ",%zu,%zu,%zu,%zu,%ld,%ld,%ld,%s", L->neurons, L->dead, L->collapsed,
+                L->records, L->first_step, L->last_step, L->window_start, L->prediction);
+        double v[] = {L->pred_norm, L->pred_angle, L->norm, L->angular_update, L->rel_norm,
+                      L->rel_angle};
+        for (size_t k = 0; k < sizeof v / sizeof v[0]; k++) {
+            fputc(',', out);
+            roteq_fprint_csv_double(out, v[k]);
+        }
+        fputc(',', out);
+        if (L->converged_at >= 0)
+            fprintf(out, "%ld", L->converged_at);
+        double w[] = {L->rate, L->pred_rate, L->cv, L->q05, L->q50, L->q95};
+        for (size_t k = 0; k < sizeof w / sizeof w[0]; k++) {
+            fputc(',', out);
+            roteq_fprint_csv_double(out, w[k]);
+        }
+        fprintf(out, ",%s,", roteq_analysis_verdict_names[L->verdict]);
+        roteq_fprint_csv_double(out, L->ratio);
+        fputc('\n', out);
+    }
+    return check(out);
+}
+
+int roteq_analysis_write_per_neuron_csv(FILE *out, const roteq_analysis_result *r)
+{
+    fputs("layer,neuron,norm,angular_update,pred_norm,pred_angle,ratio,status\n", out);
+    for (size_t i = 0; i < r->nlayers; i++) {
+        const roteq_analysis_layer_result *L = &r->layers[i];
+        if (L->per_neuron == NULL)
+            continue;
+        for (size_t k = 0; k < L->neurons; k++) {
+            const roteq_analysis_neuron *n = &L->per_neuron[k];
+            fprintf(out, "%s,%zu,", L->name, k);
+            double ratio = isfinite(n->angular_update) && n->pred_angle > 0
+                               ? n->angular_update / n->pred_angle
+                               : DNAN;
+            double v[] = {n->norm, n->angular_update, n->pred_norm, n->pred_angle, ratio};
+            for (size_t j = 0; j < sizeof v / sizeof v[0]; j++) {
+                roteq_fprint_csv_double(out, v[j]);
+                fputc(',', out);
+            }
+            fprintf(out, "%s\n", roteq_analysis_status_names[n->status]);
+        }
+    }
+    return check(out);
+}
+
+static json_t *num(double x)
+{
+    return isfinite(x) ? json_real(x) : json_null();
+}
+
+static json_t *pair(double norm, double angle)
+{
+    return json_pack("{s:o,s:o}", "norm", num(norm), "angular_update", num(angle));
+}
+
+int roteq_analysis_write_json(FILE *out, const roteq_analysis_result *r)
+{
+    json_t *root = json_object(), *layers = json_array();
+    if (root == NULL || layers == NULL) {
+        json_decref(root);
+        json_decref(layers);
+        return roteq_error_set(ROTEQ_ENOMEM, "out of memory");
+    }
+    json_object_set_new(root, "optimizer",
+                        r->optimizer ? json_string(r->optimizer) : json_null());
+    json_object_set_new(root, "tolerance", json_real(r->tolerance));
+    json_object_set_new(root, "window", json_integer((json_int_t)r->window));
+    for (size_t i = 0; i < r->nlayers; i++) {
+        const roteq_analysis_layer_result *L = &r->layers[i];
+        json_t *o = json_object();
+        json_object_set_new(o, "layer", json_string(L->name));
+        json_object_set_new(o, "dim", L->dim ? json_integer((json_int_t)L->dim) : json_null());
+        json_object_set_new(o, "neurons", json_integer((json_int_t)L->neurons));
+        json_object_set_new(o, "dead", json_integer((json_int_t)L->dead));
+        json_object_set_new(o, "collapsed", json_integer((json_int_t)L->collapsed));
+        json_object_set_new(o, "records", json_integer((json_int_t)L->records));
+        json_object_set_new(o, "first_step", json_integer(L->first_step));
+        json_object_set_new(o, "last_step", json_integer(L->last_step));
+        json_object_set_new(o, "window_start_step", json_integer(L->window_start));
+        json_object_set_new(o, "window_records", json_integer((json_int_t)L->window_records));
+        json_object_set_new(o, "gap_steps", L->gap > 0 ? json_integer(L->gap) : json_null());
+        json_object_set_new(o, "scheduled", json_boolean(L->scheduled));
+        json_object_set_new(o, "prediction", json_string(L->prediction));
+        json_object_set_new(o, "lr", num(L->lr));
+        json_object_set_new(o, "weight_decay", num(L->weight_decay));
+        json_object_set_new(o, "predicted", pair(L->pred_norm, L->pred_angle));
+        json_object_set_new(o, "measured", pair(L->norm, L->angular_update));
+        json_object_set_new(o, "relative_error", pair(L->rel_norm, L->rel_angle));
+        json_object_set_new(o, "converged_at_step",
+                            L->converged_at >= 0 ? json_integer(L->converged_at) : json_null());
+        json_object_set_new(o, "convergence_rate",
+                            json_pack("{s:o,s:o}", "measured", num(L->rate), "predicted",
+                                      num(L->pred_rate)));
+        json_object_set_new(o, "angular_update_cv", num(L->cv));
+        json_object_set_new(o, "angular_update_quantiles",
+                            json_pack("{s:o,s:o,s:o}", "q05", num(L->q05), "q50", num(L->q50),
+                                      "q95", num(L->q95)));
+        json_object_set_new(o, "verdict", json_string(roteq_analysis_verdict_names[L->verdict]));
+        json_object_set_new(o, "ratio", num(L->ratio));
+        if (L->per_neuron) {
+            json_t *arr = json_array();
+            for (size_t k = 0; k < L->neurons; k++) {
+                const roteq_analysis_neuron *n = &L->per_neuron[k];
+                json_array_append_new(
+                    arr, json_pack("{s:I,s:o,s:o,s:s}", "neuron", (json_int_t)k, "norm",
+                                   num(n->norm), "angular_update", num(n->angular_update),
+                                   "status", roteq_analysis_status_names[n->status]));
+            }
+            json_object_set_new(o, "per_neuron", arr);
+        }
+        json_array_append_new(layers, o);
+    }
+    json_object_set_new(root, "layers", layers);
+    json_object_set_new(root, "balance", num(r->balance));
+    json_object_set_new(root, "balance_predicted", num(r->balance_pred));
+    int rc = json_dumpf(root, out, JSON_INDENT(2) | JSON_REAL_PRECISION(17));
+    json_decref(root);
+    fputc('\n', out);
+    if (rc)
+        return roteq_error_set(ROTEQ_EIO, "cannot write the JSON report");
+    return check(out);
+}

@@ -1,0 +1,253 @@
+/* roteq_analysis.h - measure rotational equilibrium in training runs of other trainers.
+ *
+ * Two kinds of input feed one streaming accumulator:
+ *   - a long CSV trace (docs/FORMATS.md §1), parsed from memory chunks by roteq_csv_reader, and
+ *   - a snapshot series (a directory of .safetensors files, HF checkpoint-N/ folders, or folders
+ *     of one .npy per layer), from which per-neuron norms and the angles between consecutive
+ *     snapshots are computed here.
+ * The accumulator (roteq_analysis) keeps O(layers x neurons x window) state, never O(rows): a ring
+ * of the last `window` records per neuron, a small decimated per-layer trajectory for the rate fit,
+ * and the convergence trackers. roteq_analysis_finish() turns it into per-layer results that the
+ * writers print as text, CSV or JSON. Predictions come from theory/ only; where theory has none,
+ * the prediction is NAN and the verdict is "no prediction". Estimators and verdict rules:
+ * analysis/README.md. */
+#ifndef ROTEQ_ANALYSIS_H
+#define ROTEQ_ANALYSIS_H
+
+#include "roteq_optimizer.h"
+#include "roteq_theory.h"
+
+#include <math.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+/* NAN as a double (C's NAN is a float, which -Wdouble-promotion flags in conditionals). */
+#define DNAN ((double)NAN)
+
+/* ---------------------------------------------------------------- run metadata (meta.c) */
+
+/* Per-layer entry of the metadata: dimension and hyperparameter overrides (param groups). */
+typedef struct {
+    char *name;
+    size_t dim;          /* 0: unknown */
+    roteq_hparams hp;    /* values of the bits in `given` */
+    unsigned given;      /* ROTEQ_HP_BIT mask of overrides */
+    double grad_norm;    /* NAN: unknown */
+} roteq_analysis_layer_meta;
+
+/* The run metadata after merging the JSON sidecar and the command line (the caller applies CLI
+ * flags over what roteq_analysis_meta_load read: CLI wins over file, layer overrides included). */
+typedef struct {
+    const roteq_optimizer_type *opt; /* NULL: no optimizer known, measure without predictions */
+    roteq_hparams hp;                /* top-level values of the bits in `given` */
+    unsigned given;
+    size_t dim;       /* default dimension for layers without one; 0 unknown */
+    double grad_norm; /* NAN unknown */
+    roteq_analysis_layer_meta *layers;
+    size_t nlayers;
+    char *path; /* the file it came from (for messages), NULL if none */
+} roteq_analysis_meta;
+
+/* Empty metadata (no optimizer, nothing given). */
+void roteq_analysis_meta_init(roteq_analysis_meta *m);
+void roteq_analysis_meta_clear(roteq_analysis_meta *m);
+/* Parse JSON text (`path` names it in messages). ROTEQ_EFORMAT "PATH: ..." on malformed JSON or
+ * fields of the wrong type; ROTEQ_ENOTFOUND for an unknown optimizer; ROTEQ_EINVAL for an
+ * unknown hyperparameter key or one that does not apply to the optimizer. */
+int roteq_analysis_meta_parse(const char *path, const char *text, size_t len,
+                              roteq_analysis_meta *out);
+int roteq_analysis_meta_load(const char *path, roteq_analysis_meta *out);
+/* The layer's entry or NULL. */
+const roteq_analysis_layer_meta *roteq_analysis_meta_layer(const roteq_analysis_meta *m,
+                                                           const char *name);
+
+/* ---------------------------------------------------------------- accumulator (accum.c) */
+
+typedef struct {
+    const roteq_analysis_meta *meta; /* required; may hold no optimizer */
+    const char *source;              /* trace file or directory, for messages */
+    double tolerance;                /* relative band for "at equilibrium" (default 0.05) */
+    size_t window;                   /* records kept per neuron for the final window (default 200) */
+    size_t smooth;                   /* records in the trailing average of the convergence test (5) */
+    int per_neuron;                  /* keep per-neuron results */
+    FILE *series; /* NULL, or where to write the series CSV of docs/FORMATS.md §2 */
+} roteq_analysis_config;
+
+void roteq_analysis_config_init(roteq_analysis_config *cfg, const roteq_analysis_meta *meta);
+
+typedef struct roteq_analysis roteq_analysis;
+
+/* One (step, layer, neuron) observation. angle NAN: unknown or undefined; lr/wd NAN: not given
+ * (the metadata's values apply). gap: optimizer steps the angle spans (1 for a trace; k for
+ * snapshots k steps apart). */
+typedef struct {
+    long step;
+    size_t neuron;
+    double norm, angle, lr, weight_decay;
+    long gap;
+} roteq_analysis_row;
+
+roteq_analysis *roteq_analysis_alloc(const roteq_analysis_config *cfg);
+void roteq_analysis_free(roteq_analysis *a);
+/* Whether rows carry lr / weight decay (then they may stand in for missing metadata). Call
+ * before the first layer is created (the CSV reader does so after the header). */
+void roteq_analysis_set_columns(roteq_analysis *a, int has_lr, int has_wd);
+/* Index of the layer called name[0..len), created on first sight with `dim` (0 unknown; a
+ * snapshot knows it). Fails (ROTEQ_EINVAL) when the prediction needs a hyperparameter that
+ * neither metadata, command line nor a trace column gives, or a known dim disagrees. */
+int roteq_analysis_layer(roteq_analysis *a, const char *name, size_t len, size_t dim,
+                         size_t *index);
+/* Add one row. Rows of one layer come in non-decreasing step order; ROTEQ_EFORMAT (message
+ * without location, the reader prefixes file and line) on steps going backwards, a duplicate
+ * (step, layer, neuron), or a neuron index beyond ROTEQ_ANALYSIS_MAX_NEURONS. */
+int roteq_analysis_add(roteq_analysis *a, size_t layer, const roteq_analysis_row *row);
+#define ROTEQ_ANALYSIS_MAX_NEURONS ((size_t)1 << 24)
+
+/* ---------------------------------------------------------------- results (finish.c) */
+
+typedef enum {
+    ROTEQ_ANALYSIS_NEURON_OK,
+    ROTEQ_ANALYSIS_NEURON_DEAD,      /* no defined, non-zero angle in the window: the unit does not move */
+    ROTEQ_ANALYSIS_NEURON_COLLAPSED, /* norm reached 0, or below 1% of the layer's median */
+} roteq_analysis_status;
+
+extern const char *const roteq_analysis_status_names[3]; /* "ok", "dead", "collapsed" */
+
+typedef struct {
+    double norm, angular_update; /* window mean norm and RMS angle; NAN if none */
+    double pred_norm, pred_angle;
+    roteq_analysis_status status;
+} roteq_analysis_neuron;
+
+typedef enum {
+    ROTEQ_ANALYSIS_NO_PREDICTION,
+    ROTEQ_ANALYSIS_AT_EQUILIBRIUM,
+    ROTEQ_ANALYSIS_CONVERGING,
+    ROTEQ_ANALYSIS_OFF_PREDICTION,
+    ROTEQ_ANALYSIS_NOT_SCALE_INVARIANT,
+    ROTEQ_ANALYSIS_NO_DATA,
+} roteq_analysis_verdict;
+
+extern const char *const roteq_analysis_verdict_names[6];
+
+typedef struct {
+    char *name;
+    size_t dim, neurons, dead, collapsed;
+    size_t records;             /* recorded steps seen */
+    long first_step, last_step; /* of the records */
+    long window_start;          /* first step of the final window */
+    size_t window_records;
+    long gap; /* steps each angle spans (1 for a trace), 0 when it varies */
+    int scheduled;              /* lr or weight decay changed during the run */
+    const char *prediction;     /* "static", "transient", "instantaneous", "none" */
+    double lr, weight_decay;    /* in force at the last record (NAN unknown) */
+    double pred_norm, pred_angle, norm, angular_update;
+    double rel_norm, rel_angle; /* measured / predicted - 1, NAN where no prediction */
+    long converged_at;          /* -1: never */
+    double rate, pred_rate;     /* convergence rate per step of the mean square norm; NAN */
+    double cv, q05, q50, q95;   /* across ok neurons of their RMS angular update */
+    roteq_analysis_verdict verdict;
+    double ratio; /* measured / predicted angular update (norm if no angle prediction) */
+    roteq_analysis_neuron *per_neuron; /* NULL unless config.per_neuron */
+} roteq_analysis_layer_result;
+
+typedef struct {
+    roteq_analysis_layer_result *layers;
+    size_t nlayers;
+    double balance;      /* max/min of the layers' measured angular update; NAN if none */
+    double balance_pred; /* the same for the predictions */
+    const char *optimizer; /* NULL if none */
+    double tolerance;
+    size_t window;
+} roteq_analysis_result;
+
+/* Close every open record and compute the results (the accumulator stays allocated). */
+int roteq_analysis_finish(roteq_analysis *a, roteq_analysis_result **out);
+void roteq_analysis_result_free(roteq_analysis_result *r);
+
+/* ---------------------------------------------------------------- output (report.c) */
+
+int roteq_analysis_write_text(FILE *out, const roteq_analysis_result *r);
+int roteq_analysis_write_csv(FILE *out, const roteq_analysis_result *r);
+/* docs/FORMATS.md §3 (needs config.per_neuron). */
+int roteq_analysis_write_per_neuron_csv(FILE *out, const roteq_analysis_result *r);
+int roteq_analysis_write_json(FILE *out, const roteq_analysis_result *r);
+
+/* ---------------------------------------------------------------- CSV trace (csv.c) */
+
+/* A streaming parser of the trace CSV that can be fed from memory in arbitrary chunks (the file
+ * reader and the fuzz target use the same code). When the header has been parsed the reader
+ * tells the sink which optional columns exist (roteq_analysis_set_columns). Errors name `name`
+ * and the line. */
+typedef struct roteq_csv_reader roteq_csv_reader;
+
+roteq_csv_reader *roteq_csv_reader_alloc(const char *name, roteq_analysis *sink);
+void roteq_csv_reader_free(roteq_csv_reader *r);
+/* Feed bytes; complete lines are parsed, a partial last line is kept for the next call. */
+int roteq_csv_reader_feed(roteq_csv_reader *r, const char *buf, size_t n);
+/* End of input: parse a last line without newline; fail if the header never came. */
+int roteq_csv_reader_finish(roteq_csv_reader *r);
+/* Lines consumed so far (for messages and tests). */
+size_t roteq_csv_reader_lines(const roteq_csv_reader *r);
+
+/* Read a whole trace file ("-" for stdin) into an accumulator made from `cfg`. On success the
+ * caller owns *out. */
+int roteq_analysis_read_csv(const char *path, const roteq_analysis_config *cfg,
+                            roteq_analysis **out);
+
+/* ---------------------------------------------------------------- tensors (safetensors.c, npy.c) */
+
+typedef enum { ROTEQ_DT_F64, ROTEQ_DT_F32, ROTEQ_DT_F16, ROTEQ_DT_BF16, ROTEQ_DT_OTHER } roteq_dtype;
+
+#define ROTEQ_TENSOR_MAX_RANK 8
+
+typedef struct {
+    char *name;
+    roteq_dtype dtype;
+    size_t rank;
+    uint64_t shape[ROTEQ_TENSOR_MAX_RANK];
+    uint64_t offset, nbytes; /* of the data, from the start of the file */
+    int fortran_order;       /* npy only: column-major data */
+} roteq_tensor_info;
+
+size_t roteq_dtype_size(roteq_dtype dt);
+
+/* Parse a safetensors file image (the first `n` bytes of a file of `file_size` bytes: the header
+ * parser needs only 8 + header length bytes). Tensors of every dtype are listed (dtype OTHER for
+ * integer/bool/F8 ones, which are not weights). ROTEQ_EFORMAT naming `name` and the tensor on a
+ * truncated or oversized header, malformed JSON, a shape/dtype that disagrees with data_offsets,
+ * or offsets outside the file. *out is a malloc'd array (free with roteq_tensor_infos_free). */
+int roteq_safetensors_parse(const char *name, const unsigned char *data, size_t n,
+                            uint64_t file_size, roteq_tensor_info **out, size_t *count);
+#define ROTEQ_SAFETENSORS_MAX_HEADER ((uint64_t)100 << 20)
+void roteq_tensor_infos_free(roteq_tensor_info *t, size_t n);
+
+/* Parse an .npy image (version 1, 2 or 3; '<f8' '<f4' '<f2', '|'/'=' on little-endian hosts).
+ * The tensor's name is left NULL. ROTEQ_EFORMAT naming `name` on a bad magic, a truncated header,
+ * an unsupported dtype, or a data size that disagrees with the shape. */
+int roteq_npy_parse(const char *name, const unsigned char *data, size_t n, uint64_t file_size,
+                    roteq_tensor_info *out);
+
+/* ---------------------------------------------------------------- snapshots (snapshots.c) */
+
+typedef struct {
+    const char *layers_regex; /* NULL: every tensor of rank >= 2 */
+} roteq_snapshot_options;
+
+/* Analyse a directory of snapshots into an accumulator made from `cfg`. Errors name the
+ * snapshot file and tensor. */
+int roteq_analysis_read_snapshots(const char *dir, const roteq_snapshot_options *opt,
+                                  const roteq_analysis_config *cfg, roteq_analysis **out);
+
+/* Per-row norms and angles between two row-major (or strided) tensors of the same shape, in
+ * float64 with 2*atan2(|a^ - b^|, |a^ + b^|) (exact to rounding at every angle). `norm_a` may
+ * carry norms already known (NULL: computed). Writes rows norms of b and angles (NAN when a row
+ * of a or b is zero). */
+void roteq_rows_angles(const roteq_tensor_info *ta, const void *a, const roteq_tensor_info *tb,
+                       const void *b, size_t rows, size_t cols, const double *norm_a,
+                       double *norm_b, double *angle);
+void roteq_rows_norms(const roteq_tensor_info *t, const void *data, size_t rows, size_t cols,
+                      double *norm);
+
+#endif

@@ -1,0 +1,527 @@
+/* test_trace.c - the CSV trace reader and the accumulator: parsing (columns by name, comments,
+ * CRLF, chunk boundaries, number conversion), the estimators on traces whose answer is known by
+ * construction, dead and collapsed neurons, predictions from theory, the convergence step and
+ * rate, verdicts, the metadata sidecar, and every bad-input error with its file and line. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+
+#include "roteq_analysis.h"
+#include "roteq_test.h"
+#include "roteq_util.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* A growing text buffer for building traces. */
+typedef struct {
+    char *s;
+    size_t n, cap;
+} text;
+
+static void add(text *t, const char *fmt, ...)
+{
+    va_list ap;
+    for (;;) {
+        va_start(ap, fmt);
+        int k = vsnprintf(t->s ? t->s + t->n : NULL, t->s ? t->cap - t->n : 0, fmt, ap);
+        va_end(ap);
+        if (t->s && (size_t)k < t->cap - t->n) {
+            t->n += (size_t)k;
+            return;
+        }
+        t->cap = (t->cap + (size_t)k + 1) * 2;
+        t->s = realloc(t->s, t->cap);
+        assert_non_null(t->s);
+    }
+}
+
+/* Feed `s` in chunks of `chunk` bytes (0: all at once) into a fresh accumulator. */
+static int run(const char *s, size_t chunk, const roteq_analysis_meta *meta, size_t window,
+               roteq_analysis_result **res)
+{
+    roteq_analysis_config cfg;
+    roteq_analysis_config_init(&cfg, meta);
+    cfg.window = window;
+    cfg.per_neuron = 1;
+    roteq_analysis *a = roteq_analysis_alloc(&cfg);
+    assert_non_null(a);
+    roteq_csv_reader *r = roteq_csv_reader_alloc("t.csv", a);
+    assert_non_null(r);
+    size_t n = strlen(s);
+    int st = 0;
+    if (chunk == 0)
+        chunk = n ? n : 1;
+    for (size_t i = 0; i < n && !st; i += chunk)
+        st = roteq_csv_reader_feed(r, s + i, n - i < chunk ? n - i : chunk);
+    if (!st)
+        st = roteq_csv_reader_finish(r);
+    roteq_csv_reader_free(r);
+    if (!st)
+        st = roteq_analysis_finish(a, res);
+    roteq_analysis_free(a);
+    return st;
+}
+
+static roteq_analysis_meta no_meta(void)
+{
+    roteq_analysis_meta m;
+    roteq_analysis_meta_init(&m);
+    return m;
+}
+
+static void test_columns_any_order(void **state)
+{
+    (void)state;
+    roteq_analysis_meta m = no_meta();
+    const char *a = "# written by hand\n# second comment\n"
+                    "step,layer,neuron,norm,angle\n"
+                    "1,fc1,0,2.5,0.01\n1,fc1,1,3.5,0.03\n2,fc1,0,2.5,0.01\n2,fc1,1,3.5,0.03\n";
+    const char *b = "angle,extra,norm,neuron,layer,step\r\n"
+                    "0.01,x,2.5,0,fc1,1\r\n0.03,y,3.5,1,fc1,1\r\n\r\n"
+                    "0.01,,2.5,0,fc1,2\r\n0.03,z,3.5,1,fc1,2";
+    roteq_analysis_result *ra, *rb;
+    assert_int_equal(run(a, 0, &m, 200, &ra), 0);
+    assert_int_equal(run(b, 0, &m, 200, &rb), 0);
+    assert_int_equal(ra->nlayers, 1);
+    assert_int_equal(rb->nlayers, 1);
+    assert_string_equal(rb->layers[0].name, "fc1");
+    assert_int_equal(rb->layers[0].neurons, 2);
+    assert_close(ra->layers[0].norm, 3.0, 1e-15);
+    assert_close(rb->layers[0].norm, 3.0, 1e-15);
+    /* RMS over neurons and steps of {0.01, 0.03}: sqrt((1e-4 + 9e-4) / 2). */
+    assert_close(rb->layers[0].angular_update, sqrt(5e-4), 1e-14);
+    assert_close(rb->layers[0].cv, (0.03 - 0.01) / sqrt(2.0) / 0.02, 1e-12);
+    assert_int_equal(rb->layers[0].verdict, ROTEQ_ANALYSIS_NO_PREDICTION);
+    assert_true(isnan(rb->layers[0].pred_angle));
+    roteq_analysis_result_free(ra);
+    roteq_analysis_result_free(rb);
+}
+
+/* A long synthetic trace: 3 layers, 16 neurons, 400 steps, with angles and norms that vary by
+ * neuron and step so that chunk boundaries fall everywhere. */
+static char *long_trace(void)
+{
+    text t = {0};
+    add(&t, "step,layer,neuron,norm,angle,lr,weight_decay\n");
+    for (int s = 0; s < 400; s++)
+        for (int l = 0; l < 3; l++)
+            for (int i = 0; i < 16; i++)
+                add(&t, "%d,layer.%d,%d,%.17g,%.17g,0.001,0.5\n", s, l, i,
+                    1.0 + 0.1 * l + 0.01 * i + 1e-4 * (s % 7), 0.002 * (1 + l) * (1 + 0.01 * i));
+    return t.s;
+}
+
+static void test_chunk_boundaries(void **state)
+{
+    (void)state;
+    roteq_analysis_meta m = no_meta();
+    char *s = long_trace();
+    roteq_analysis_result *r0, *r1;
+    assert_int_equal(run(s, 0, &m, 50, &r0), 0);
+    const size_t chunks[] = {1, 7, 4096};
+    for (size_t c = 0; c < 3; c++) {
+        assert_int_equal(run(s, chunks[c], &m, 50, &r1), 0);
+        assert_int_equal(r1->nlayers, 3);
+        for (size_t l = 0; l < 3; l++) {
+            assert_true(r1->layers[l].norm == r0->layers[l].norm);
+            assert_true(r1->layers[l].angular_update == r0->layers[l].angular_update);
+            assert_int_equal(r1->layers[l].records, 400);
+        }
+        roteq_analysis_result_free(r1);
+    }
+    /* Window: the last quarter (100 records) capped at 50: steps 350..399. */
+    assert_int_equal(r0->layers[0].window_records, 50);
+    assert_int_equal(r0->layers[0].window_start, 350);
+    /* Balance: layers rotate at 0.002, 0.004, 0.006 (times the same neuron factors). */
+    assert_close(r0->balance, 3.0, 1e-12);
+    roteq_analysis_result_free(r0);
+    free(s);
+}
+
+static void test_number_parser(void **state)
+{
+    (void)state;
+    /* Values written with %.17g must come back to within one ulp (usually exactly). */
+    unsigned long x = 88172645463325252UL;
+    text t = {0};
+    add(&t, "step,layer,neuron,norm,angle\n");
+    double want[500];
+    for (int i = 0; i < 500; i++) {
+        x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+        double v = ldexp((double)(x >> 11), -53) * pow(10.0, (double)(i % 40) - 20);
+        want[i] = v;
+        add(&t, "%d,L,0,%.17g,\n", i, v);
+    }
+    add(&t, "500,L,0,1e-3,\n501,L,0,+2.5E+2,\n502,L,0,.5,\n503,L,0,7.,\n504,L,0,0,\n");
+    roteq_analysis_meta m = no_meta();
+    roteq_analysis_config cfg;
+    roteq_analysis_config_init(&cfg, &m);
+    cfg.window = 1;
+    /* Read the values back through the series file: it prints the layer mean norm of each
+     * record with %.17g. */
+    FILE *series = tmpfile();
+    assert_non_null(series);
+    cfg.series = series;
+    roteq_analysis *a = roteq_analysis_alloc(&cfg);
+    roteq_csv_reader *r = roteq_csv_reader_alloc("n.csv", a);
+    assert_int_equal(roteq_csv_reader_feed(r, t.s, t.n), 0);
+    assert_int_equal(roteq_csv_reader_finish(r), 0);
+    roteq_analysis_result *res;
+    assert_int_equal(roteq_analysis_finish(a, &res), 0);
+    rewind(series);
+    char line[1024];
+    assert_non_null(fgets(line, sizeof line, series));
+    const double extra[] = {1e-3, 250.0, 0.5, 7.0, 0.0};
+    for (int i = 0; i < 505; i++) {
+        assert_non_null(fgets(line, sizeof line, series));
+        char *p = line;
+        for (int k = 0; k < 5; k++) /* step,group,lr,weight_decay,n, then norm_mean */
+            p = strchr(p, ',') + 1;
+        double got = strtod(p, NULL), w = i < 500 ? want[i] : extra[i - 500];
+        assert_true(fabs(got - w) <= fabs(w) * 2.3e-16);
+    }
+    fclose(series);
+    roteq_analysis_result_free(res);
+    roteq_csv_reader_free(r);
+    roteq_analysis_free(a);
+    free(t.s);
+}
+
+static void test_dead_and_collapsed(void **state)
+{
+    (void)state;
+    roteq_analysis_meta m = no_meta();
+    text t = {0};
+    add(&t, "step,layer,neuron,norm,angle\n");
+    for (int s = 1; s <= 8; s++) {
+        add(&t, "%d,L,0,2.0,0.02\n", s);
+        add(&t, "%d,L,1,2.0,0.04\n", s);
+        add(&t, "%d,L,2,2.0,0\n", s);                        /* never moves: dead */
+        add(&t, "%d,L,3,0,nan\n", s);                        /* zero vector: collapsed */
+        add(&t, "%d,L,4,%.17g,0.5\n", s, 1e-3 * pow(0.5, s)); /* falling to zero: collapsed */
+        add(&t, "%d,L,5,2.0,\n", s);                         /* angle unknown: dead */
+    }
+    roteq_analysis_result *r;
+    assert_int_equal(run(t.s, 0, &m, 200, &r), 0);
+    const roteq_analysis_layer_result *L = &r->layers[0];
+    assert_int_equal(L->neurons, 6);
+    assert_int_equal(L->dead, 2);
+    assert_int_equal(L->collapsed, 2);
+    assert_close(L->norm, 2.0, 1e-15);
+    assert_close(L->angular_update, sqrt((0.02 * 0.02 + 0.04 * 0.04) / 2), 1e-14);
+    assert_int_equal(L->per_neuron[2].status, ROTEQ_ANALYSIS_NEURON_DEAD);
+    assert_int_equal(L->per_neuron[3].status, ROTEQ_ANALYSIS_NEURON_COLLAPSED);
+    assert_int_equal(L->per_neuron[4].status, ROTEQ_ANALYSIS_NEURON_COLLAPSED);
+    assert_int_equal(L->per_neuron[5].status, ROTEQ_ANALYSIS_NEURON_DEAD);
+    /* No NaN may reach the output: JSON has nulls, CSV empty fields. */
+    FILE *f = tmpfile();
+    assert_int_equal(roteq_analysis_write_json(f, r), 0);
+    assert_int_equal(roteq_analysis_write_per_neuron_csv(f, r), 0);
+    assert_int_equal(roteq_analysis_write_csv(f, r), 0);
+    assert_int_equal(roteq_analysis_write_text(f, r), 0);
+    long n = ftell(f);
+    rewind(f);
+    char *buf = calloc((size_t)n + 1, 1);
+    assert_int_equal(fread(buf, 1, (size_t)n, f), (size_t)n);
+    assert_null(strstr(buf, "nan"));
+    assert_null(strstr(buf, "NaN"));
+    assert_null(strstr(buf, "inf"));
+    free(buf);
+    fclose(f);
+    roteq_analysis_result_free(r);
+    free(t.s);
+}
+
+static roteq_analysis_meta adamw_meta(double lr, double wd, size_t dim)
+{
+    roteq_analysis_meta m;
+    char json[256];
+    snprintf(json, sizeof json,
+             "{\"optimizer\":\"adamw\",\"lr\":%.17g,\"weight_decay\":%.17g,\"beta1\":0.9,"
+             "\"layers\":{\"fc1\":{\"dim\":%zu},\"fc2\":{\"dim\":%zu,\"weight_decay\":%.17g}}}",
+             lr, wd, dim, 2 * dim, 2 * wd);
+    assert_int_equal(roteq_analysis_meta_parse("meta.json", json, strlen(json), &m), 0);
+    return m;
+}
+
+/* A trace that approaches the AdamW equilibrium exactly like the expected-value recurrence:
+ * m_{t+1} = (1 - eta*lambda)^2 m_t + u^2 for the mean square norm. */
+static char *approach_trace(double lr, double wd, size_t dim, double init_factor, long steps,
+                            double angle_factor)
+{
+    roteq_equilibrium eq;
+    roteq_hparams hp = roteq_optimizer_defaults(&roteq_adamw);
+    hp.lr = lr;
+    hp.weight_decay = wd;
+    roteq_setting s = {dim, DNAN};
+    assert_int_equal(roteq_theory_equilibrium(&roteq_adamw, &hp, &s, ROTEQ_PRED_BEST, &eq), 0);
+    double a2 = (1 - lr * wd) * (1 - lr * wd);
+    double m_eq = eq.norm * eq.norm, u2 = (1 - a2) * m_eq;
+    double m = init_factor * init_factor * m_eq;
+    text t = {0};
+    add(&t, "step,layer,neuron,norm,angle\n");
+    for (long k = 1; k <= steps; k++) {
+        double prev = m;
+        m = a2 * m + u2;
+        /* Angle in proportion to the update over the norm (equal to theory's at equilibrium). */
+        double ang = angle_factor * eq.angular_update * sqrt(m_eq / prev);
+        for (int i = 0; i < 8; i++)
+            add(&t, "%ld,fc1,%d,%.17g,%.17g\n", k, i, sqrt(m) * (1 + 1e-3 * (i - 3.5)),
+                ang * (1 + 1e-3 * (i - 3.5)));
+    }
+    return t.s;
+}
+
+static void test_prediction_and_convergence(void **state)
+{
+    (void)state;
+    double lr = 1e-2, wd = 0.5;
+    size_t dim = 64;
+    roteq_analysis_meta m = adamw_meta(lr, wd, dim);
+    char *s = approach_trace(lr, wd, dim, 3.0, 4000, 1.0);
+    roteq_analysis_result *r;
+    assert_int_equal(run(s, 0, &m, 400, &r), 0);
+    const roteq_analysis_layer_result *L = &r->layers[0];
+    roteq_hparams hp = roteq_optimizer_defaults(&roteq_adamw);
+    hp.lr = lr;
+    hp.weight_decay = wd;
+    roteq_setting set = {dim, DNAN};
+    roteq_equilibrium eq;
+    assert_int_equal(roteq_theory_equilibrium(&roteq_adamw, &hp, &set, ROTEQ_PRED_BEST, &eq), 0);
+    assert_int_equal(L->dim, dim);
+    assert_string_equal(L->prediction, "static");
+    assert_close(L->pred_norm, eq.norm, 1e-12);
+    assert_close(L->pred_angle, eq.angular_update, 1e-12);
+    assert_true(fabs(L->rel_norm) < 1e-3);
+    assert_true(fabs(L->rel_angle) < 1e-3);
+    assert_int_equal(L->verdict, ROTEQ_ANALYSIS_AT_EQUILIBRIUM);
+    /* Entered the 5% band: the norm deviation sqrt(1 + 8 a^(2t)) - 1 falls under 5% (and the
+     * smoothed angle with it) after about ln(0.1025/8)/ln(a^2) steps. */
+    double a2 = (1 - lr * wd) * (1 - lr * wd);
+    double t_norm = log(((1.05 * 1.05) - 1) / 8) / log(a2);
+    assert_true(L->converged_at > 0);
+    assert_true(fabs((double)L->converged_at - t_norm) < 0.05 * t_norm + 10);
+    /* Rate of the mean-square-norm approach: exactly -ln(a^2) per step by construction. */
+    assert_close(L->rate, -log(a2), 1e-6);
+    /* The predicted rate is the same fit applied to theory's transient from the same initial
+     * norm; for AdamW it is slower than the decay alone (Adam's second moment lags). */
+    assert_true(L->pred_rate > 0 && L->pred_rate <= -log(a2) * 1.01);
+    roteq_analysis_result_free(r);
+    free(s);
+
+    /* The same run 30% too fast in rotation: off-prediction with the ratio. */
+    s = approach_trace(lr, wd, dim, 1.0, 2000, 1.3);
+    assert_int_equal(run(s, 0, &m, 400, &r), 0);
+    assert_int_equal(r->layers[0].verdict, ROTEQ_ANALYSIS_OFF_PREDICTION);
+    assert_close(r->layers[0].ratio, 1.3, 1e-3);
+    assert_int_equal(r->layers[0].converged_at, -1);
+    roteq_analysis_result_free(r);
+    free(s);
+
+    /* Three times too fast and settled: not scale-invariant-like. */
+    s = approach_trace(lr, wd, dim, 1.0, 2000, 3.0);
+    assert_int_equal(run(s, 0, &m, 400, &r), 0);
+    assert_int_equal(r->layers[0].verdict, ROTEQ_ANALYSIS_NOT_SCALE_INVARIANT);
+    roteq_analysis_result_free(r);
+    free(s);
+
+    /* Cut short while still far: converging. */
+    s = approach_trace(lr, wd, dim, 3.0, 300, 1.0);
+    assert_int_equal(run(s, 0, &m, 400, &r), 0);
+    assert_int_equal(r->layers[0].verdict, ROTEQ_ANALYSIS_CONVERGING);
+    roteq_analysis_result_free(r);
+    free(s);
+    roteq_analysis_meta_clear(&m);
+}
+
+static void test_layer_overrides_and_schedule(void **state)
+{
+    (void)state;
+    roteq_analysis_meta m = adamw_meta(1e-3, 0.1, 32);
+    const roteq_analysis_layer_meta *lm = roteq_analysis_meta_layer(&m, "fc2");
+    assert_non_null(lm);
+    assert_int_equal(lm->dim, 64);
+    assert_close(lm->hp.weight_decay, 0.2, 0);
+    text t = {0};
+    add(&t, "step,layer,neuron,norm,angle,lr,weight_decay\n");
+    for (int s = 1; s <= 100; s++) {
+        add(&t, "%d,fc2,0,1.0,0.01,0.001,\n", s); /* empty weight_decay: metadata's 0.2 */
+        add(&t, "%d,fc1,0,1.0,0.01,%.17g,0.1\n", s, 1e-3 * (s < 50 ? 1.0 : 0.5));
+    }
+    roteq_analysis_result *r;
+    assert_int_equal(run(t.s, 0, &m, 200, &r), 0);
+    assert_int_equal(r->nlayers, 2);
+    const roteq_analysis_layer_result *f2 = &r->layers[0], *f1 = &r->layers[1];
+    assert_string_equal(f2->name, "fc2");
+    assert_int_equal(f2->dim, 64);
+    assert_false(f2->scheduled);
+    assert_close(f2->weight_decay, 0.2, 0);
+    assert_close(f2->pred_angle, sqrt(2 * 1e-3 * 0.2 * 0.1 / 1.9), 1e-12);
+    assert_true(f1->scheduled);
+    assert_true(strcmp(f1->prediction, "transient") == 0 ||
+                strcmp(f1->prediction, "instantaneous") == 0);
+    assert_close(f1->lr, 5e-4, 0);
+    roteq_analysis_result_free(r);
+    free(t.s);
+    roteq_analysis_meta_clear(&m);
+}
+
+/* Bad input: each fails with a message naming the file and line. */
+static void expect_error(const char *csv, const roteq_analysis_meta *m, const char *needle)
+{
+    roteq_analysis_result *r = NULL;
+    int st = run(csv, 0, m, 200, &r);
+    if (st == 0) {
+        roteq_analysis_result_free(r);
+        fail_msg("accepted bad input: %s", csv);
+    }
+    if (strstr(roteq_error_message(), needle) == NULL)
+        fail_msg("message '%s' lacks '%s'", roteq_error_message(), needle);
+    assert_non_null(strstr(roteq_error_message(), "t.csv"));
+    assert_null(strchr(roteq_error_message(), '\n'));
+}
+
+static void test_bad_input(void **state)
+{
+    (void)state;
+    roteq_analysis_meta m = no_meta();
+    const char *H = "step,layer,neuron,norm,angle\n";
+    char buf[512];
+#define BAD(body, needle)                                                                          \
+    do {                                                                                           \
+        snprintf(buf, sizeof buf, "%s%s", H, body);                                                \
+        expect_error(buf, &m, needle);                                                             \
+    } while (0)
+    expect_error("step,layer,neuron,norm\n1,a,0,1\n", &m, "t.csv:1: missing column 'angle'");
+    expect_error("step,layer,neuron,norm,angle,norm\n", &m, "appears twice");
+    expect_error("", &m, "no header");
+    expect_error("# only a comment\n", &m, "no header");
+    BAD("1,a,0,abc,0.1\n", "t.csv:2: column 'norm': 'abc' is not a number");
+    BAD("1,a,0,1.0,0.1x\n", "column 'angle': '0.1x'");
+    BAD("x,a,0,1.0,0.1\n", "column 'step': 'x' is not a non-negative integer");
+    BAD("-1,a,0,1.0,0.1\n", "column 'step'");
+    BAD("1,a,1.5,1.0,0.1\n", "column 'neuron'");
+    BAD("1,a,0,nan,0.1\n", "column 'norm': nan is not finite");
+    BAD("1,a,0,inf,0.1\n", "not finite");
+    BAD("1,a,0,1e999,0.1\n", "not finite");
+    BAD("1,a,0,-0.5,0.1\n", "is negative");
+    BAD("1,a,0,,0.1\n", "column 'norm' is empty");
+    BAD("1,a,0,1.0,-0.1\n", "outside [0, pi]");
+    BAD("1,a,0,1.0,4\n", "outside [0, pi]");
+    BAD("1,a,0,1.0\n", "expected 5 fields, found 4");
+    BAD("1,a,0,1.0,0.1,7\n", "more than 5 fields");
+    BAD("2,a,0,1.0,0.1\n1,a,0,1.0,0.1\n", "t.csv:3: step 1 of layer 'a' comes after step 2");
+    BAD("1,a,0,1.0,0.1\n1,b,0,1.0,0.1\n1,a,0,1.0,0.1\n",
+        "t.csv:4: duplicate row for step 1, layer 'a', neuron 0");
+    BAD("1,,0,1.0,0.1\n", "empty layer name");
+    BAD("1,a,99999999,1.0,0.1\n", "too large");
+    expect_error("step,layer,neuron,norm,angle,lr\n1,a,0,1,0.1,-1\n", &m, "column 'lr'");
+    /* Metadata missing a hyperparameter the optimizer needs (SGD has no default lr). */
+    roteq_analysis_meta sgd;
+    const char *js = "{\"optimizer\":\"sgd\",\"weight_decay\":0.01}";
+    assert_int_equal(roteq_analysis_meta_parse("sgd.json", js, strlen(js), &sgd), 0);
+    expect_error("step,layer,neuron,norm,angle\n1,a,0,1,0.1\n", &sgd,
+                 "sgd.json: layer 'a': missing hyperparameter 'lr' needed by sgd");
+    /* ... which a trace column may supply. */
+    roteq_analysis_result *r;
+    assert_int_equal(run("step,layer,neuron,norm,angle,lr\n1,a,0,1,0.1,0.1\n", 0, &sgd, 10, &r),
+                     0);
+    roteq_analysis_result_free(r);
+    roteq_analysis_meta_clear(&sgd);
+#undef BAD
+}
+
+static void test_meta_errors(void **state)
+{
+    (void)state;
+    struct {
+        const char *json, *needle;
+        int status;
+    } cases[] = {
+        {"{\"optimizer\":", "m.json:1:", ROTEQ_EFORMAT},
+        {"[1,2]", "must be a JSON object", ROTEQ_EFORMAT},
+        {"{\"optimizer\":\"adamx\"}", "unknown optimizer 'adamx'", ROTEQ_ENOTFOUND},
+        {"{\"optimizer\":\"adamw\",\"momentum\":0.9}", "momentum does not apply to adamw",
+         ROTEQ_EINVAL},
+        {"{\"optimizer\":\"adamw\",\"lr\":\"fast\"}", "lr must be a number", ROTEQ_EFORMAT},
+        {"{\"optimizer\":\"adamw\",\"layers\":{\"fc1\":{\"dim\":-3}}}", "layers.fc1.dim must be",
+         ROTEQ_EFORMAT},
+        {"{\"optimizer\":\"adamw\",\"layers\":[1]}", "layers must be an object", ROTEQ_EFORMAT},
+        {"{\"optimizer\":\"adamw\",\"betas\":[0.9]}", "betas must be a pair", ROTEQ_EFORMAT},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        roteq_analysis_meta m;
+        int st = roteq_analysis_meta_parse("m.json", cases[i].json, strlen(cases[i].json), &m);
+        assert_int_equal(st, cases[i].status);
+        if (strstr(roteq_error_message(), cases[i].needle) == NULL)
+            fail_msg("'%s' lacks '%s'", roteq_error_message(), cases[i].needle);
+    }
+    roteq_analysis_meta m;
+    const char *ok = "{\"optimizer\":\"adamw\",\"betas\":[0.8,0.99],\"recorder\":{\"x\":1},"
+                     "\"eps\":null,\"dim\":12}";
+    assert_int_equal(roteq_analysis_meta_parse("m.json", ok, strlen(ok), &m), 0);
+    assert_ptr_equal(m.opt, &roteq_adamw);
+    assert_close(m.hp.beta1, 0.8, 0);
+    assert_close(m.hp.beta2, 0.99, 0);
+    assert_int_equal(m.dim, 12);
+    roteq_analysis_meta_clear(&m);
+    assert_int_equal(roteq_analysis_meta_load("/nonexistent/m.json", &m), ROTEQ_EIO);
+}
+
+static void test_series_output(void **state)
+{
+    (void)state;
+    roteq_analysis_meta m = adamw_meta(1e-2, 0.5, 64);
+    char *s = approach_trace(1e-2, 0.5, 64, 1.0, 50, 1.0);
+    roteq_analysis_config cfg;
+    roteq_analysis_config_init(&cfg, &m);
+    FILE *f = tmpfile();
+    cfg.series = f;
+    roteq_analysis *a = roteq_analysis_alloc(&cfg);
+    roteq_csv_reader *r = roteq_csv_reader_alloc("t.csv", a);
+    assert_int_equal(roteq_csv_reader_feed(r, s, strlen(s)), 0);
+    assert_int_equal(roteq_csv_reader_finish(r), 0);
+    roteq_analysis_result *res;
+    assert_int_equal(roteq_analysis_finish(a, &res), 0);
+    rewind(f);
+    char line[2048];
+    assert_non_null(fgets(line, sizeof line, f));
+    assert_string_equal(line, "step,group,lr,weight_decay,n,norm_mean,norm_std,norm_q05,norm_q50,"
+                              "norm_q95,angle_rms,angle_mean,angle_std,angle_q05,angle_q50,"
+                              "angle_q95,pred_norm,pred_angle\n");
+    int rows = 0;
+    while (fgets(line, sizeof line, f)) {
+        int commas = 0;
+        for (char *p = line; *p; p++)
+            commas += *p == ',';
+        assert_int_equal(commas, 17);
+        assert_non_null(strstr(line, ",fc1,0.01,0.5,8,"));
+        rows++;
+    }
+    assert_int_equal(rows, 50);
+    fclose(f);
+    roteq_analysis_result_free(res);
+    roteq_csv_reader_free(r);
+    roteq_analysis_free(a);
+    free(s);
+    roteq_analysis_meta_clear(&m);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_columns_any_order),
+        cmocka_unit_test(test_chunk_boundaries),
+        cmocka_unit_test(test_number_parser),
+        cmocka_unit_test(test_dead_and_collapsed),
+        cmocka_unit_test(test_prediction_and_convergence),
+        cmocka_unit_test(test_layer_overrides_and_schedule),
+        cmocka_unit_test(test_bad_input),
+        cmocka_unit_test(test_meta_errors),
+        cmocka_unit_test(test_series_output),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
