@@ -18,7 +18,7 @@ _d = ''; _s = ARG0; while (strstrt(_s, '/') > 0) { _k = strstrt(_s, '/'); _d = _
 ROTEQ_OUT = ARG2; load _d . 'style.gp'
 
 DATA = ARG1; N = int(ARG5); L = int(ARG7)
-if (int(ARG4)) { set logscale y }
+if (int(ARG4)) { set logscale y; eval roteq_log_ytics }
 set ylabel 'angular update per step (rad)'
 set title ARG3
 set key outside right top vertical

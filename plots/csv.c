@@ -300,12 +300,16 @@ int roteq_plots_read_inputs(const char *const *inputs, size_t n, roteq_plots_csv
         return roteq_error_set(ROTEQ_ENOMEM, "out of memory");
     for (size_t i = 0; i < n; i++) {
         const char *path = inputs[i];
-        const char *eq = strchr(path, '=');
+        /* LABEL=PATH: the label may itself hold '=' ("lr=1e-3=run.csv"), so split at the
+         * first '=' after which an existing file follows. */
         size_t llen = 0;
-        if (eq != NULL && eq != path && !exists(path) && exists(eq + 1)) {
-            llen = (size_t)(eq - path);
-            path = eq + 1;
-        }
+        if (!exists(path))
+            for (const char *eq = strchr(path + 1, '='); eq != NULL; eq = strchr(eq + 1, '='))
+                if (exists(eq + 1)) {
+                    llen = (size_t)(eq - path);
+                    path = eq + 1;
+                    break;
+                }
         int status = roteq_plots_csv_read(path, &t[i]);
         if (status == ROTEQ_OK && llen > 0 && (t[i]->label = strndup(inputs[i], llen)) == NULL)
             status = roteq_error_set(ROTEQ_ENOMEM, "out of memory");

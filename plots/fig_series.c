@@ -5,8 +5,9 @@
  *
  * The prediction drawn is the `pred_*` column of the input: theory stays the one source and the
  * plot never recomputes it. The equilibrium line is the `eq_norm`/`eq_angle` column when the
- * writer provides one, else the prediction at the group's last recorded step (the transient has
- * settled there when the run is long enough; the data file says which was used). */
+ * writer provides one, else the prediction at the group's last recorded step, also when
+ * --max-step draws only the first steps (the transient has settled there when the run is long
+ * enough; the data file says which was used). */
 #include "plots_internal.h"
 
 #include <math.h>
@@ -130,19 +131,23 @@ static int series_collect(roteq_plots_csv *const *tables, size_t n, double max_s
 }
 
 /* The equilibrium of a group: the eq_* column if present (its last finite value), else the
- * prediction at the last recorded step. */
+ * prediction at the last recorded step of the whole run. */
 static int series_equilibrium(series_group *g)
 {
     const roteq_plots_csv *t = g->t;
     long en = roteq_plots_csv_col(t, "eq_norm"), ea = roteq_plots_csv_col(t, "eq_angle");
     long pn = roteq_plots_csv_col(t, "pred_norm"), pa = roteq_plots_csv_col(t, "pred_angle");
+    long gc = roteq_plots_csv_col(t, "group");
     g->eq_from_column = en >= 0 && ea >= 0;
     g->eq_norm = g->eq_angle = NAN;
-    for (size_t k = 0; k < g->nrows; k++) {
+    /* Every row of the group, also those beyond --max-step: the last prediction of the run. */
+    for (size_t r = 0; r < t->nrows; r++) {
         double vn, va;
         int status;
-        if ((status = roteq_plots_csv_num(t, g->rows[k], en >= 0 ? en : pn, &vn)) ||
-            (status = roteq_plots_csv_num(t, g->rows[k], ea >= 0 ? ea : pa, &va)))
+        if (gc >= 0 && strcmp(roteq_plots_csv_str(t, r, gc), g->group) != 0)
+            continue;
+        if ((status = roteq_plots_csv_num(t, r, en >= 0 ? en : pn, &vn)) ||
+            (status = roteq_plots_csv_num(t, r, ea >= 0 ? ea : pa, &va)))
             return status;
         if (isfinite(vn))
             g->eq_norm = vn;
@@ -165,7 +170,7 @@ static int write_series(roteq_plots_job *job, roteq_plots_csv *const *tables, si
     int status = series_collect(tables, n, opt ? opt->max_step : 0, &s);
     if (status)
         goto done;
-    int log_y = opt && opt->log_y;
+    int log_y = opt && opt->log_y, eq_columns = 1;
     fprintf(data, "# %zu blocks (gnuplot index 0..%zu), one per group; columns: step, measured "
                   "(%s, header = legend), %s, %s, %s, equilibrium\n",
             s.n, s.n - 1, cols->measured, cols->q05, cols->q95, cols->pred);
@@ -182,6 +187,7 @@ static int write_series(roteq_plots_job *job, roteq_plots_csv *const *tables, si
         if ((status = series_equilibrium(g)))
             goto done;
         double eq = strcmp(cols->what, "norm") == 0 ? g->eq_norm : g->eq_angle;
+        eq_columns &= g->eq_from_column;
         fprintf(data, "# block %zu: %s from %s; equilibrium %s\n", i, g->label, t->path,
                 g->eq_from_column ? "from the eq_* column" : "= prediction at the last step");
         if (i > 0)
@@ -226,7 +232,9 @@ static int write_series(roteq_plots_job *job, roteq_plots_csv *const *tables, si
     if ((status = roteq_plots_job_arg(job, "%s", title)) ||
         (status = roteq_plots_job_arg(job, "%s", ylabel)) ||
         (status = roteq_plots_job_arg(job, "%d", log_y)) ||
-        (status = roteq_plots_job_arg(job, "%zu", s.n)))
+        (status = roteq_plots_job_arg(job, "%zu", s.n)) ||
+        (status = roteq_plots_job_arg(job, "%s", eq_columns ? "equilibrium"
+                                                             : "prediction at the last step")))
         goto done;
 done:
     series_free(&s);

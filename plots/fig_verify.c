@@ -125,8 +125,19 @@ int roteq_plots_prepare_verify(roteq_plots_job *job, roteq_plots_csv *const *tab
         snprintf(title, sizeof title, "%s", opt->title);
     else
         snprintf(title, sizeof title, "verification: predicted vs measured (%zu points)", usable);
+    /* The legend names go to the script as one word list (keyentry), so an optimizer with
+     * points in one panel only still has its entry. */
+    char legend[480] = "";
+    size_t len = 0;
+    for (size_t j = 0; j < ngroups && len + 1 < sizeof legend; j++) {
+        len += (size_t)snprintf(legend + len, sizeof legend - len, "%s%s", j ? " " : "", groups[j]);
+        for (size_t k = len - strlen(groups[j]); k < len && k < sizeof legend; k++)
+            if (legend[k] == ' ' || legend[k] == '"' || legend[k] == '\'')
+                legend[k] = '_';
+    }
     if ((status = roteq_plots_job_arg(job, "%s", title)) ||
-        (status = roteq_plots_job_arg(job, "%zu", ngroups)))
+        (status = roteq_plots_job_arg(job, "%zu", ngroups)) ||
+        (status = roteq_plots_job_arg(job, "%s", legend)))
         goto done;
 done:
     free(groups);

@@ -1,6 +1,7 @@
 # transient.gp - figure 6: the first steps of each run, angular update (top) and weight norm
 # (bottom) divided by the run's own equilibrium value, so over- or under-rotation shows as
-# distance from the line at 1. Solid: measured; dashed: predicted transient.
+# distance from the line at 1. Solid: measured; dashed: predicted transient. Logarithmic step
+# axis.
 #
 #   gnuplot -c transient.gp DATA OUT TITLE LOGY NGROUPS
 #     DATA     data file written by `roteq plot transient`: NGROUPS blocks (gnuplot index), each
@@ -16,22 +17,26 @@ ROTEQ_OUT = ARG2; load _d . 'style.gp'
 DATA = ARG1; N = int(ARG5)
 eval roteq_term(900, 720)
 set output ARG2
-if (int(ARG4)) { set logscale y }
+if (int(ARG4)) { set logscale y; eval roteq_log_ytics }
+# The first steps matter most: a logarithmic step axis shows the first ten steps and the slow
+# return to equilibrium over thousands of steps in one picture.
+set logscale x
+set format x '%g'
 set multiplot layout 2, 1 title ARG3
 set key outside right top vertical
 set lmargin 12; set rmargin 30
 
 set ylabel "angular update / equilibrium"
 unset xlabel
-plot for [i=0:N-1] DATA index i using 1:2 with lines lw 2 lc i+1 title columnheader(2), \
-     for [i=0:N-1] DATA index i using 1:3 with lines dt (6,4) lw 1.5 lc i+1 notitle, \
-     1 with lines dt (2,3) lw 1 lc rgb '#333333' title 'equilibrium', \
-     NaN with lines dt (6,4) lw 1.5 lc rgb '#333333' title 'predicted transient'
+plot 1 with lines dt (2,3) lw 1 lc rgb '#333333' title 'equilibrium', \
+     for [i=0:N-1] DATA index i using 1:2 with lines lw 2 lc i+1 title columnheader(2), \
+     for [i=0:N-1] DATA index i using 1:3 with lines dt (5,4) lw 1 lc rgb '#222222' notitle, \
+     NaN with lines dt (5,4) lw 1 lc rgb '#222222' title 'predicted transient'
 
 set ylabel "‖w‖ / equilibrium norm"
 set xlabel 'step'
-plot for [i=0:N-1] DATA index i using 1:4 with lines lw 2 lc i+1 title columnheader(2), \
-     for [i=0:N-1] DATA index i using 1:5 with lines dt (6,4) lw 1.5 lc i+1 notitle, \
-     1 with lines dt (2,3) lw 1 lc rgb '#333333' notitle
+plot 1 with lines dt (2,3) lw 1 lc rgb '#333333' notitle, \
+     for [i=0:N-1] DATA index i using 1:4 with lines lw 2 lc i+1 notitle, \
+     for [i=0:N-1] DATA index i using 1:5 with lines dt (5,4) lw 1 lc rgb '#222222' notitle
 unset multiplot
 unset output

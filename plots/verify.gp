@@ -3,18 +3,19 @@
 # style and colour per optimizer; APPROX rows (approximate formula) are ringed, FAIL rows are
 # crossed. Error bars: the measurement's 95% confidence interval when the rows carry it.
 #
-#   gnuplot -c verify.gp DATA OUT TITLE NOPT
+#   gnuplot -c verify.gp DATA OUT TITLE NOPT NAMES
 #     DATA     data file written by `roteq plot verify`: NOPT blocks (gnuplot index), each
 #              starting with a header line; columns 1 pred_norm, 2 norm (header = legend:
 #              optimizer), 3 norm_ci_lo, 4 norm_ci_hi, 5 pred_angle, 6 angle, 7 angle_ci_lo,
 #              8 angle_ci_hi, 9 approx (0/1), 10 fail (0/1)
 #     OUT      figure file; .svg gives SVG, anything else PNG
 #     TITLE    figure title    NOPT number of blocks
+#     NAMES    the optimizers' legend names, space-separated, in block order
 
 _d = ''; _s = ARG0; while (strstrt(_s, '/') > 0) { _k = strstrt(_s, '/'); _d = _d . _s[1:_k]; _s = _s[_k+1:] }
 ROTEQ_OUT = ARG2; load _d . 'style.gp'
 
-DATA = ARG1; N = int(ARG4)
+DATA = ARG1; N = int(ARG4); NAMES = ARG5
 eval roteq_term(1100, 520)
 set output ARG2
 set logscale xy
@@ -29,7 +30,8 @@ ring(a, v) = (a > 0.5) ? v : NaN
 set xlabel 'predicted equilibrium norm'
 set ylabel 'measured norm'
 plot x with lines dt (4,3) lw 1 lc rgb '#555555' title 'y = x', \
-     for [i=0:N-1] DATA index i using 1:2:3:4 with yerrorbars lw 1 lc i+1 pt opt_pt(i) ps 1.1 title columnheader(2), \
+     for [i=0:N-1] keyentry with points lc i+1 pt opt_pt(i) ps 1.1 title word(NAMES, i + 1), \
+     for [i=0:N-1] DATA index i using 1:2:3:4 with yerrorbars lw 1 lc i+1 pt opt_pt(i) ps 1.1 notitle, \
      for [i=0:N-1] DATA index i using 1:(ring($9, $2)) with points pt 6 ps 2.4 lw 1.2 lc rgb '#333333' notitle, \
      for [i=0:N-1] DATA index i using 1:(ring($10, $2)) with points pt 2 ps 2.4 lw 2 lc rgb '#cc0000' notitle, \
      NaN with points pt 6 ps 2.0 lc rgb '#333333' title 'APPROX formula', \
