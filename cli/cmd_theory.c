@@ -69,6 +69,7 @@ typedef struct {
     long kstep;
     roteq_format format;
     roteq_equilibrium eq[ROTEQ_PRED_COUNT];
+    roteq_equilibrium stat; /* fixed point of the discrete-time recurrence */
     long steps_to_eq;
     double kstep_angle;
 } job;
@@ -206,6 +207,8 @@ static int print_json(const job *j)
             snprintf(key, sizeof key, "exact_%s", roteq_prediction_names[p]);
             json_object_set_new(o, key, json_boolean(j->eq[p].exact));
         }
+    json_object_set_new(o, "stationary_norm", json_num(j->stat.norm));
+    json_object_set_new(o, "stationary_angular_update", json_num(j->stat.angular_update));
     json_object_set_new(o, "init_norm", json_num(j->init_norm));
     json_object_set_new(o, "steps_to_equilibrium",
                         j->steps_to_eq >= 0 ? json_integer(j->steps_to_eq) : json_null());
@@ -252,6 +255,11 @@ static int print_csv(const job *j)
             printf("%ld", j->steps_to_eq);
         fputc('\n', stdout);
     }
+    printf("%s,stationary,", j->opt->name);
+    roteq_fprint_csv_double(stdout, j->stat.norm);
+    fputc(',', stdout);
+    roteq_fprint_csv_double(stdout, j->stat.angular_update);
+    printf(",%d,\n", j->stat.exact);
     return ROTEQ_EXIT_OK;
 }
 
@@ -272,6 +280,11 @@ static int print_text(const job *j)
         print_text_double(e->angular_update);
         printf(" rad  [%s; %s]\n", e->exact ? "exact" : "approximate", e->source);
     }
+    fputs("discrete-time fixed point norm ", stdout);
+    print_text_double(j->stat.norm);
+    fputs("  angular update ", stdout);
+    print_text_double(j->stat.angular_update);
+    fputs(" rad  [the transient's limit]\n", stdout);
     if (isnan(j->eq[0].norm))
         printf("%-20s %s\n", "", roteq_optimizers[j->opt->id]->flags & ROTEQ_OPTF_ROTATIONAL
                                      ? "(the norm is held at its initial value)"
@@ -426,9 +439,13 @@ int roteq_cmd_theory(int argc, char **argv)
     for (int p = 0; p < ROTEQ_PRED_COUNT; p++)
         if (roteq_theory_equilibrium(j.opt, &j.hp, &j.setting, (roteq_prediction)p, &j.eq[p]))
             return roteq_cli_fail_lib(CMD, ROTEQ_EXIT_USAGE);
-    if (j.opt->flags & ROTEQ_OPTF_ROTATIONAL && !isnan(j.init_norm))
+    if (roteq_theory_stationary(j.opt, &j.hp, &j.setting, &j.stat))
+        return roteq_cli_fail_lib(CMD, ROTEQ_EXIT_USAGE);
+    if (j.opt->flags & ROTEQ_OPTF_ROTATIONAL && !isnan(j.init_norm)) {
         for (int p = 0; p < ROTEQ_PRED_COUNT; p++)
             j.eq[p].norm = j.init_norm; /* held at its initial value */
+        j.stat.norm = j.init_norm;
+    }
     /* Time scale 1/(eta*lambda); give up (null) beyond 100 of them or 10^7 steps. */
     double horizon = 100.0 / (j.hp.lr * j.hp.weight_decay) + 1000.0;
     long max_steps = horizon < 1e7 ? (long)horizon : 10000000L;

@@ -31,6 +31,15 @@ typedef struct {
 int roteq_theory_equilibrium(const roteq_optimizer_type *opt, const roteq_hparams *hp,
                              const roteq_setting *s, roteq_prediction which, roteq_equilibrium *out);
 
+/* The exact fixed point of the transient recurrences below at constant hyperparameters: the
+ * discrete-time equilibrium of the random-walk model, without the first-order expansion in
+ * eta*lambda of the closed forms (they differ by O(eta*lambda/(1-beta)): -0.45% in AdamW's
+ * norm at eta*lambda = 1e-3, beta1 = 0.9). For Lion it equals the `best` closed form. Norm NAN
+ * where the scale is unknown, as above; RV variants give their target rotation.
+ * (Added by the theory issue; derivation in theory/README.md.) */
+int roteq_theory_stationary(const roteq_optimizer_type *opt, const roteq_hparams *hp,
+                            const roteq_setting *s, roteq_equilibrium *out);
+
 /* Human-readable formulas for `roteq theory --list`. */
 const char *roteq_theory_formula(const roteq_optimizer_type *opt);
 

@@ -615,3 +615,28 @@ double roteq_theory_kstep_angle(const roteq_optimizer_type *opt, const roteq_hpa
     roteq_transient_free(tr);
     return a;
 }
+
+int roteq_theory_stationary(const roteq_optimizer_type *opt, const roteq_hparams *hp,
+                            const roteq_setting *s, roteq_equilibrium *out)
+{
+    if (opt == NULL || hp == NULL || s == NULL || out == NULL)
+        return roteq_error_set(ROTEQ_EINVAL, "roteq_theory_stationary: NULL argument");
+    roteq_transient *tr = roteq_transient_alloc(opt, hp, s, ROTEQ_NAN);
+    if (tr == NULL)
+        return roteq_error_status() ? roteq_error_status() : ROTEQ_EINVAL;
+    stationary st;
+    int rc = stationary_state(tr, hp->lr, hp->weight_decay, &st);
+    if (rc == ROTEQ_OK) {
+        out->norm = tr->norm_known ? sqrt(st.A) : ROTEQ_NAN;
+        out->angular_update = tr->angle_known ? st.angle : ROTEQ_NAN;
+        /* Exact under the model as C grows, except where the model itself needs more: Adam+L2
+         * treats the second moment as the same for every coordinate, Lion's lag sums assume
+         * Gaussian pre-sign signals in a fixed frame (README). */
+        out->exact = tr->fam != FAM_ADAM_L2 && tr->fam != FAM_LION;
+        out->source = tr->fam == FAM_RV ? "rotation fixed by construction (epfml/REQ etar)"
+                                        : "derived here: fixed point of the transient "
+                                          "recurrence (theory/README.md)";
+    }
+    roteq_transient_free(tr);
+    return rc;
+}

@@ -83,6 +83,10 @@ static void test_adamw_json(void **state)
     assert_non_null(strstr(out, "\"exact\": true"));
     assert_true(json_number(out, "steps_to_equilibrium") >= 1);
     assert_non_null(strstr(out, "\"grad_norm\": null"));
+    /* The discrete-time fixed point sits O(eta lambda beta1/(1-beta1)) below (test_transient.c
+     * checks its value). */
+    double st = json_number(out, "stationary_norm");
+    assert_true(st < 0.7155 && st > 0.71);
     free(out), free(err);
 }
 
@@ -158,6 +162,7 @@ static void test_csv_trajectory(void **state)
     assert_non_null(strstr(out, "\nlion,best,"));
     assert_non_null(strstr(out, "\nlion,paper,"));
     assert_non_null(strstr(out, "\nlion,plain,"));
+    assert_non_null(strstr(out, "\nlion,stationary,"));
     free(out), free(err);
 }
 

@@ -92,6 +92,42 @@ static void test_fixed_points(void **state)
     }
 }
 
+static void test_stationary(void **state)
+{
+    (void)state;
+    /* The public fixed point equals the recurrence's limit and the independent values. */
+    roteq_hparams hp = roteq_optimizer_defaults(&roteq_adamw);
+    hp.lr = 0.002385, hp.weight_decay = 0.3121, hp.beta1 = 0.83, hp.beta2 = 0.994, hp.eps = 0;
+    roteq_setting s = {384, NAN};
+    roteq_equilibrium e, b;
+    assert_int_equal(roteq_theory_stationary(&roteq_adamw, &hp, &s, &e), 0);
+    assert_close(e.norm, 1.209115257675442, 1e-12); /* mpmath, test_fixed_points */
+    assert_true(e.exact);
+    hp = roteq_optimizer_defaults(&roteq_lion);
+    hp.lr = 1e-3, hp.weight_decay = 0.7;
+    assert_int_equal(roteq_theory_stationary(&roteq_lion, &hp, &s, &e), 0);
+    assert_int_equal(roteq_theory_equilibrium(&roteq_lion, &hp, &s, ROTEQ_PRED_BEST, &b), 0);
+    assert_close(e.norm, b.norm, 1e-14);
+    assert_close(e.angular_update, b.angular_update, 1e-14);
+    hp = roteq_optimizer_defaults(&roteq_sgd);
+    hp.lr = 0.01, hp.weight_decay = 0.1;
+    s.grad_norm = 2.0;
+    assert_int_equal(roteq_theory_stationary(&roteq_sgd, &hp, &s, &e), 0);
+    assert_close(e.norm, pow(4.0 * 0.01 / (0.1 * (2 - 1e-3)), 0.25), 1e-14);
+    s.grad_norm = NAN; /* rotation still known */
+    assert_int_equal(roteq_theory_stationary(&roteq_sgd, &hp, &s, &e), 0);
+    assert_true(isnan(e.norm));
+    assert_close(e.angular_update, atan(sqrt(1e-3 * (2 - 1e-3)) / (1 - 1e-3)), 1e-12);
+    hp = roteq_optimizer_defaults(&roteq_rv_lion);
+    hp.weight_decay = 0.5;
+    assert_int_equal(roteq_theory_stationary(&roteq_rv_lion, &hp, &s, &e), 0);
+    assert_int_equal(roteq_theory_equilibrium(&roteq_rv_lion, &hp, &s, 0, &b), 0);
+    assert_close(e.angular_update, b.angular_update, 1e-15);
+    assert_int_equal(roteq_theory_stationary(NULL, &hp, &s, &e), ROTEQ_EINVAL);
+    hp.beta1 = 2;
+    assert_int_equal(roteq_theory_stationary(&roteq_rv_lion, &hp, &s, &e), ROTEQ_EINVAL);
+}
+
 /* ---- Monte Carlo: a direct float64 random walk of N neurons (PyTorch update rules) ---- */
 
 typedef struct {
@@ -394,7 +430,8 @@ static void test_errors(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_fixed_points),  cmocka_unit_test(test_monte_carlo),
+        cmocka_unit_test(test_fixed_points),  cmocka_unit_test(test_stationary),
+        cmocka_unit_test(test_monte_carlo),
         cmocka_unit_test(test_steps_to_equilibrium), cmocka_unit_test(test_kstep),
         cmocka_unit_test(test_unknown_scales), cmocka_unit_test(test_errors),
     };
