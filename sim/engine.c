@@ -14,6 +14,7 @@
 
 #include <math.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -241,7 +242,8 @@ struct run {
     size_t nrec;
     pthread_barrier_t barrier;
     int use_barrier;
-    volatile int abort_flag;
+    volatile int abort_flag;  /* set before the threads start: never run */
+    atomic_size_t abort_rec; /* record index at which the observer stopped the run */
     pthread_mutex_t gate_mu;
     pthread_cond_t gate_cv;
     int gate_open;
@@ -293,13 +295,15 @@ static void *worker_main(void *arg)
     pthread_mutex_unlock(&r->gate_mu);
     if (r->abort_flag)
         return NULL; /* the run never started */
+    /* The calling thread may decide to stop while it summarises record j (abort_rec = j); it
+     * then skips its share of record j+1 but still meets barrier j+1, after which every thread
+     * stops. Workers compare with their own j, so seeing the decision early changes nothing. */
     for (size_t j = 0; j < r->nrec; j++) {
-        if (r->abort_flag)
-            break;
         run_range(wk, prev + 1, r->rec_steps[j] + 1, r->rec[j % 2]);
         prev = r->rec_steps[j];
-        if (r->use_barrier)
-            pthread_barrier_wait(&r->barrier);
+        pthread_barrier_wait(&r->barrier);
+        if (atomic_load(&r->abort_rec) < j)
+            break;
     }
     return NULL;
 }
@@ -332,16 +336,22 @@ static void predict(const roteq_sim_config *cfg, double gnorm, roteq_sim_result 
     roteq_error_clear();
 }
 
+/* The RV target rotation: theory's equilibrium angular update for the RV optimizer itself (the
+ * theory module defines which formula an RV variant enforces, e.g. the paper's Lion rate, as the
+ * published code does); the base optimizer's best prediction if theory has none for it. */
 static int rv_target_rate(const roteq_sim_config *cfg, double gnorm, double *rate)
 {
     const roteq_optimizer_type *base = roteq_optimizers[cfg->opt->base];
     roteq_setting s = {cfg->dim, gnorm};
     roteq_equilibrium e;
-    int st = roteq_theory_equilibrium(base, &cfg->hp, &s, ROTEQ_PRED_BEST, &e);
+    int st = roteq_theory_equilibrium(cfg->opt, &cfg->hp, &s, ROTEQ_PRED_BEST, &e);
+    if (st || !(e.angular_update > 0.0))
+        st = roteq_theory_equilibrium(base, &cfg->hp, &s, ROTEQ_PRED_BEST, &e);
     if (st || !(e.angular_update > 0.0))
         return roteq_error_set(st ? st : ROTEQ_EUNSUPPORTED,
                                "%s needs theory's equilibrium rotation of %s: %s", cfg->opt->name,
                                base->name, st ? roteq_error_message() : "not available");
+    roteq_error_clear();
     *rate = e.angular_update;
     return ROTEQ_OK;
 }
@@ -416,6 +426,7 @@ int roteq_sim_run_ex(const roteq_sim_config *cfg, const roteq_sim_options *ex,
 
     run r;
     memset(&r, 0, sizeof r);
+    atomic_init(&r.abort_rec, SIZE_MAX);
     r.cfg = cfg;
     r.ops = ops;
     r.obs = obs;
@@ -552,11 +563,12 @@ int roteq_sim_run_ex(const roteq_sim_config *cfg, const roteq_sim_options *ex,
         size_t prev = 0;
         for (size_t j = 0; j < r.nrec; j++) {
             double *rec = r.rec[j % 2];
-            if (!r.abort_flag)
+            int stopping = status != ROTEQ_OK;
+            if (!stopping)
                 run_range(&wk[0], prev + 1, r.rec_steps[j] + 1, rec);
             if (r.use_barrier)
                 pthread_barrier_wait(&r.barrier);
-            if (r.abort_flag)
+            if (stopping)
                 break;
             size_t t = r.rec_steps[j];
             prev = t;
@@ -593,7 +605,7 @@ int roteq_sim_run_ex(const roteq_sim_config *cfg, const roteq_sim_options *ex,
                 int rc = obs->on_record(obs->ctx, t, row->lr, row->weight_decay, rec, rec + N, N);
                 if (rc) {
                     status = rc;
-                    r.abort_flag = 1;
+                    atomic_store(&r.abort_rec, j);
                 }
             }
             if (obs && obs->on_progress)

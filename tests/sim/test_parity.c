@@ -1,6 +1,6 @@
 /* test_parity.c - the update rules reproduce PyTorch's (and Lion's published) trajectories.
  *
- * Reads every file in $ROTEQ_SHARED_DIR/reference/optimizer_steps/*.csv: `#` header lines give
+ * Reads every CSV file in $ROTEQ_SHARED_DIR/reference/optimizer_steps: `#` header lines give
  * the source and the hyperparameters ("# optimizer=NAME lr=... weight_decay=..."), then rows
  * step,kind,x0..: the initial parameters (step 0), and for each step the gradient PyTorch saw
  * and the parameters after its step. Each file is replayed through roteq_sim_rules and every

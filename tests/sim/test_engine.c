@@ -1,0 +1,347 @@
+/* test_engine.c - the simulator engine: its random numbers are Random123's Philox with an
+ * accurate Box-Muller; results are bit-identical across thread counts, instruction sets and the
+ * reference (unfused) path; configurations are validated; the exact equilibrium formulas hold
+ * within standard errors. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+
+#include "roteq_sim.h"
+#include "roteq_test.h"
+#include "roteq_util.h"
+
+#include <Random123/philox.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* The kernel's normals are Random123's philox4x32 (10 rounds) with key (seed lo, stream) and
+ * counter (block, step lo, step hi, seed hi), turned into normals by Box-Muller; compare with
+ * the header and libm to a few ulp. */
+static void test_normals_match_random123(void **state)
+{
+    (void)state;
+    const uint64_t seed = 0x123456789abcdefull, step = 0x100000007ull;
+    const uint32_t stream = 77;
+    size_t n = 200, np = roteq_sim_normals_padded(n);
+    assert_int_equal(np % 64, 0);
+    assert_true(np >= n);
+    double *z = malloc(np * sizeof *z);
+    assert_non_null(z);
+    roteq_sim_normals(seed, stream, step, z, n);
+    double worst = 0.0;
+    for (size_t b = 0; b < np / 64; b++)
+        for (uint32_t j = 0; j < 16; j++) {
+            philox4x32_ctr_t ctr = {{(uint32_t)(16 * b + j), (uint32_t)step,
+                                     (uint32_t)(step >> 32), (uint32_t)(seed >> 32)}};
+            philox4x32_key_t key = {{(uint32_t)seed, stream}};
+            philox4x32_ctr_t x = philox4x32(ctr, key);
+            for (int h = 0; h < 2; h++) {
+                double u1 = ((double)x.v[2 * h] + 0.5) * 0x1p-32;
+                double u2 = ((double)x.v[2 * h + 1] + 0.5) * 0x1p-32;
+                double r = sqrt(-2.0 * log(u1)), th = 2.0 * M_PI * u2;
+                double want[2] = {r * cos(th), r * sin(th)};
+                for (int k = 0; k < 2; k++) {
+                    double got = z[64 * b + 16 * (2 * h + k) + j];
+                    double err = fabs(got - want[k]) / (r > 1 ? r : 1);
+                    if (err > worst)
+                        worst = err;
+                }
+            }
+        }
+    printf("# worst Box-Muller difference to libm: %.2g\n", worst);
+    assert_true(worst < 4e-15);
+    free(z);
+}
+
+/* Moments of many normals within standard errors (mean, variance, fourth moment, tail mass). */
+static void test_normals_moments(void **state)
+{
+    (void)state;
+    const size_t n = 256, reps = 4000;
+    double *z = malloc(roteq_sim_normals_padded(n) * sizeof *z);
+    double s1 = 0, s2 = 0, s4 = 0, tail = 0;
+    for (size_t r = 0; r < reps; r++) {
+        roteq_sim_normals(42, (uint32_t)(r % 7), r / 7 + 1, z, n);
+        for (size_t i = 0; i < n; i++) {
+            double x = z[i];
+            s1 += x;
+            s2 += x * x;
+            s4 += x * x * x * x;
+            tail += fabs(x) > 2.0;
+        }
+    }
+    double N = (double)(n * reps);
+    assert_within_se(s1 / N, 0.0, 1.0 / sqrt(N), 4, 42);
+    assert_within_se(s2 / N, 1.0, sqrt(2.0 / N), 4, 42);
+    assert_within_se(s4 / N, 3.0, sqrt(96.0 / N), 4, 42);
+    double p = 0.045500263896358; /* P(|Z| > 2) */
+    assert_within_se(tail / N, p, sqrt(p * (1 - p) / N), 4, 42);
+    free(z);
+}
+
+static roteq_sim_config small_config(const roteq_optimizer_type *opt)
+{
+    roteq_sim_config c;
+    roteq_sim_config_init(&c, opt);
+    c.neurons = 7;
+    c.dim = 37; /* not a multiple of 8: exercises the padding */
+    c.steps = 260;
+    c.every = 50;
+    c.seed = 2385;
+    c.threads = 1;
+    c.hp.lr = opt->flags & ROTEQ_OPTF_SIGN ? 1e-3 : (opt->flags & ROTEQ_OPTF_ADAPTIVE ? 1e-3 : 0.1);
+    c.hp.weight_decay = opt->flags & ROTEQ_OPTF_ADAPTIVE ? 0.5 : (opt->flags & ROTEQ_OPTF_SIGN ? 1.0 : 0.01);
+    return c;
+}
+
+static void assert_same_result(const roteq_sim_result *a, const roteq_sim_result *b,
+                               const char *what)
+{
+    if (a->nrows != b->nrows || memcmp(a->rows, b->rows, a->nrows * sizeof *a->rows) != 0 ||
+        memcmp(&a->norm_mean, &b->norm_mean, sizeof(double)) != 0 ||
+        memcmp(&a->angle_rms, &b->angle_rms, sizeof(double)) != 0 ||
+        memcmp(&a->norm_se, &b->norm_se, sizeof(double)) != 0)
+        fail_msg("results differ: %s (norm %.17g vs %.17g)", what, a->norm_mean, b->norm_mean);
+}
+
+/* Bit-identical whatever the thread count, the instruction set, or fused vs reference path;
+ * for every optimizer and every gradient model. */
+static void test_determinism(void **state)
+{
+    (void)state;
+    for (int id = 0; id < ROTEQ_OPT_COUNT; id++) {
+        for (int gm = 0; gm < ROTEQ_GRAD_COUNT; gm++) {
+            if (gm != 0 && id != ROTEQ_OPT_ADAMW && id != ROTEQ_OPT_SGDM)
+                continue;
+            roteq_sim_config c = small_config(roteq_optimizers[id]);
+            c.grad_model = (roteq_grad_model)gm;
+            c.radial = 0.3;
+            roteq_sim_result base, other;
+            roteq_sim_options ex = {ROTEQ_SIM_ISA_GENERIC, 1};
+            assert_int_equal(roteq_sim_run_ex(&c, &ex, NULL, &base), 0);
+            char what[128];
+            for (int isa = ROTEQ_SIM_ISA_GENERIC; isa < ROTEQ_SIM_ISA_COUNT; isa++) {
+                if (!roteq_sim_isa_available((roteq_sim_isa)isa))
+                    continue;
+                for (unsigned th = 1; th <= 3; th += 2) {
+                    c.threads = th;
+                    ex = (roteq_sim_options){(roteq_sim_isa)isa, 0};
+                    assert_int_equal(roteq_sim_run_ex(&c, &ex, NULL, &other), 0);
+                    snprintf(what, sizeof what, "%s %s, %s, %u threads vs reference",
+                             roteq_optimizers[id]->name, roteq_grad_model_names[gm],
+                             roteq_sim_isa_names[isa], th);
+                    assert_same_result(&base, &other, what);
+                    roteq_sim_result_free(&other);
+                }
+            }
+            assert_true(isfinite(base.norm_mean) && base.norm_mean > 0);
+            roteq_sim_result_free(&base);
+        }
+    }
+}
+
+/* A different seed gives a different run; the same seed the same run. */
+static void test_seed(void **state)
+{
+    (void)state;
+    roteq_sim_config c = small_config(&roteq_adamw);
+    roteq_sim_result a, b;
+    assert_int_equal(roteq_sim_run(&c, NULL, &a), 0);
+    c.seed++;
+    assert_int_equal(roteq_sim_run(&c, NULL, &b), 0);
+    assert_true(a.norm_mean != b.norm_mean);
+    roteq_sim_result_free(&a);
+    roteq_sim_result_free(&b);
+}
+
+static void test_validation(void **state)
+{
+    (void)state;
+    roteq_sim_config c = small_config(&roteq_adamw);
+    roteq_sim_result r;
+    struct {
+        void (*mutate)(roteq_sim_config *);
+        const char *msg;
+    } cases[] = {
+        {NULL, NULL},
+    };
+    (void)cases;
+    roteq_sim_config bad = c;
+    bad.neurons = 0;
+    assert_int_equal(roteq_sim_run(&bad, NULL, &r), ROTEQ_EINVAL);
+    assert_non_null(strstr(roteq_error_message(), "neurons"));
+    bad = c;
+    bad.dim = 1;
+    assert_int_equal(roteq_sim_run(&bad, NULL, &r), ROTEQ_EINVAL);
+    assert_non_null(strstr(roteq_error_message(), "dim"));
+    bad = c;
+    bad.steps = 0;
+    assert_int_equal(roteq_sim_run(&bad, NULL, &r), ROTEQ_EINVAL);
+    assert_non_null(strstr(roteq_error_message(), "steps"));
+    bad = c;
+    bad.hp.beta1 = 1.5;
+    assert_int_equal(roteq_sim_run(&bad, NULL, &r), ROTEQ_EINVAL);
+    assert_non_null(strstr(roteq_error_message(), "beta1"));
+    bad = c;
+    bad.grad_norm = -1;
+    assert_int_equal(roteq_sim_run(&bad, NULL, &r), ROTEQ_EINVAL);
+    bad = c;
+    bad.dead_fraction = 1.0;
+    assert_int_equal(roteq_sim_run(&bad, NULL, &r), ROTEQ_EINVAL);
+    bad = c;
+    bad.grad_spread = -1.0;
+    assert_int_equal(roteq_sim_run(&bad, NULL, &r), ROTEQ_EINVAL);
+    bad = c;
+    bad.init_norm = 0.0;
+    assert_int_equal(roteq_sim_run(&bad, NULL, &r), ROTEQ_EINVAL);
+    bad = c;
+    bad.grad_model = ROTEQ_GRAD_COUNT;
+    assert_int_equal(roteq_sim_run(&bad, NULL, &r), ROTEQ_EINVAL);
+    bad = c;
+    bad.opt = NULL;
+    assert_int_equal(roteq_sim_run(&bad, NULL, &r), ROTEQ_EINVAL);
+    roteq_sim_options ex = {(roteq_sim_isa)99, 0};
+    assert_int_equal(roteq_sim_run_ex(&c, &ex, NULL, &r), ROTEQ_EINVAL);
+    roteq_grad_model gm;
+    assert_int_equal(roteq_grad_model_lookup("sideways", &gm), ROTEQ_ENOTFOUND);
+    assert_non_null(strstr(roteq_error_message(), "scale-invariant"));
+    assert_int_equal(roteq_grad_model_lookup("radial", &gm), 0);
+    assert_int_equal(gm, ROTEQ_GRAD_RADIAL);
+    roteq_sim_result_free(NULL);
+}
+
+/* Rows: recorded every `every` steps and at the last step; statistics are ordered. */
+typedef struct {
+    size_t calls, last_step;
+    int abort_at;
+} obs_ctx;
+
+static int count_records(void *ctx, size_t step, double lr, double wd, const double *norms,
+                         const double *angles, size_t n)
+{
+    obs_ctx *o = ctx;
+    (void)lr, (void)wd;
+    o->calls++;
+    o->last_step = step;
+    for (size_t i = 0; i < n; i++) {
+        assert_true(norms[i] > 0);
+        assert_true(angles[i] >= 0 && angles[i] < M_PI);
+    }
+    return o->abort_at && (int)o->calls == o->abort_at ? -99 : 0;
+}
+
+static void test_rows_and_observer(void **state)
+{
+    (void)state;
+    roteq_sim_config c = small_config(&roteq_adamw);
+    c.threads = 2;
+    obs_ctx o = {0, 0, 0};
+    roteq_sim_observer obs = {count_records, NULL, &o};
+    roteq_sim_result r;
+    assert_int_equal(roteq_sim_run(&c, &obs, &r), 0);
+    assert_int_equal(r.nrows, 6); /* 50, 100, ..., 250, 260 */
+    assert_int_equal(o.calls, 6);
+    assert_int_equal(r.rows[5].step, 260);
+    assert_int_equal(r.rows[0].step, 50);
+    for (size_t i = 0; i < r.nrows; i++) {
+        const roteq_sim_row *w = &r.rows[i];
+        assert_true(w->norm.q05 <= w->norm.q50 && w->norm.q50 <= w->norm.q95);
+        assert_true(w->angle.q05 <= w->angle.q50 && w->angle.q50 <= w->angle.q95);
+        assert_true(w->angle_rms >= w->angle.mean);
+        assert_close(w->lr, c.hp.lr, 0);
+    }
+    roteq_sim_result_free(&r);
+    /* A non-zero return from the observer aborts the run and is returned. */
+    o = (obs_ctx){0, 0, 2};
+    assert_int_equal(roteq_sim_run(&c, &obs, &r), -99);
+    assert_int_equal(o.calls, 2);
+    assert_null(r.rows);
+}
+
+/* Schedules reach the rows: a step schedule halves lr at step 100. */
+static void test_schedule(void **state)
+{
+    (void)state;
+    roteq_sim_config c = small_config(&roteq_adamw);
+    assert_int_equal(roteq_schedule_parse("step:100:0.5", &c.lr_schedule), 0);
+    roteq_sim_result r;
+    assert_int_equal(roteq_sim_run(&c, NULL, &r), 0);
+    assert_close(r.rows[0].lr, c.hp.lr, 1e-15);   /* step 50 */
+    assert_close(r.rows[2].lr, c.hp.lr / 2, 1e-15); /* step 150 */
+    roteq_sim_result_free(&r);
+}
+
+/* Stochastic checks of the exact equilibrium formulas (fixed seeds; tolerance k standard errors
+ * plus the formula's own O(eta*lambda, 1/C) bias, stated per case and measured in README). */
+static void check_equilibrium(const roteq_optimizer_type *opt, double lr, double wd, size_t dim,
+                              size_t steps, double norm_bias, double angle_bias)
+{
+    roteq_sim_config c;
+    roteq_sim_config_init(&c, opt);
+    c.hp.lr = lr;
+    c.hp.weight_decay = wd;
+    c.neurons = 64;
+    c.dim = dim;
+    c.steps = steps;
+    c.seed = 2385;
+    roteq_sim_result r;
+    assert_int_equal(roteq_sim_run(&c, NULL, &r), 0);
+    const roteq_equilibrium *p = &r.predicted[ROTEQ_PRED_BEST];
+    printf("# %s: norm %.6g +- %.2g (pred %.6g, %+.3f%%), angle %.6g +- %.2g (pred %.6g, "
+           "%+.3f%%)\n",
+           opt->name, r.norm_mean, r.norm_se, p->norm, 100 * (r.norm_mean / p->norm - 1),
+           r.angle_rms, r.angle_rms_se, p->angular_update,
+           100 * (r.angle_rms / p->angular_update - 1));
+    assert_within_se(r.norm_mean, p->norm, hypot(r.norm_se, norm_bias * p->norm), 4, c.seed);
+    assert_within_se(r.angle_rms, p->angular_update,
+                     hypot(r.angle_rms_se, angle_bias * p->angular_update), 4, c.seed);
+    roteq_sim_result_free(&r);
+}
+
+static void test_adamw_equilibrium(void **state)
+{
+    (void)state;
+    /* The table's norm sqrt(eta*C/(2*lambda)) neglects O(eta*lambda/(1-beta1)) terms: measured
+     * here it is high by about 0.5*eta*lambda/(1-beta1) (0.48% at eta*lambda = 1e-3, 0.96% at
+     * 2e-3; sim/README.md). At eta*lambda = 5e-4 that bias is ~0.25%: allowed 0.3%. The
+     * rotation has no such term at this precision (allowed 0.05%). */
+    check_equilibrium(&roteq_adamw, 1e-3, 0.5, 128, 8000, 3e-3, 5e-4);
+}
+
+static void test_sgdm_equilibrium(void **state)
+{
+    (void)state;
+    check_equilibrium(&roteq_sgdm, 0.1, 0.01, 128, 6000, 2.5e-4, 2.5e-4);
+}
+
+static void test_bench_normals(void **state)
+{
+    (void)state;
+    double sum = 0.0, sum2 = 0.0;
+    double t = roteq_sim_bench_normals(4, 64, 10, 2, ROTEQ_SIM_ISA_AUTO, &sum);
+    assert_true(t >= 0);
+    t = roteq_sim_bench_normals(4, 64, 10, 1, ROTEQ_SIM_ISA_GENERIC, &sum2);
+    assert_true(t >= 0);
+    assert_true(sum == sum2); /* same normals whatever the threads and instruction set */
+    assert_true(roteq_sim_bench_normals(0, 64, 10, 1, ROTEQ_SIM_ISA_AUTO, NULL) < 0);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_normals_match_random123),
+        cmocka_unit_test(test_normals_moments),
+        cmocka_unit_test(test_determinism),
+        cmocka_unit_test(test_seed),
+        cmocka_unit_test(test_validation),
+        cmocka_unit_test(test_rows_and_observer),
+        cmocka_unit_test(test_schedule),
+        cmocka_unit_test(test_adamw_equilibrium),
+        cmocka_unit_test(test_sgdm_equilibrium),
+        cmocka_unit_test(test_bench_normals),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
