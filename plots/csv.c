@@ -170,6 +170,13 @@ int roteq_plots_csv_read(const char *path, roteq_plots_csv **out)
         if (l == 0)
             continue; /* blank lines carry no data */
         if (t->names == NULL) {
+            if (line[0] == '{' || line[0] == '[') {
+                status = roteq_error_set(ROTEQ_EFORMAT,
+                                         "%s:%zu: this is JSON; roteq plot reads the CSV form "
+                                         "(write it with --format csv)",
+                                         path, lineno);
+                goto fail;
+            }
             char *copy = strdup(line);
             t->ncols = copy ? split(copy, NULL, 0) : 0;
             free(copy);

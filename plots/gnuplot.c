@@ -46,15 +46,26 @@ int roteq_plots_scripts_dir(char *buf, size_t len)
         snprintf(buf, len, "%s", env);
         return ROTEQ_OK;
     }
-    const char *candidates[] = {ROTEQ_PLOTS_DIR, ROTEQ_PLOTS_INSTALL_DIR};
-    for (size_t i = 0; i < 2; i++)
+    /* Beside the executable for a relocated install: EXE_DIR/../share/roteq/plots. */
+    char beside[4096] = "";
+    ssize_t n = readlink("/proc/self/exe", beside, sizeof beside - 1);
+    if (n > 0) {
+        beside[n] = '\0';
+        char *slash = strrchr(beside, '/');
+        if (slash != NULL && (size_t)(slash - beside) + sizeof "/../share/roteq/plots" < sizeof beside)
+            memcpy(slash, "/../share/roteq/plots", sizeof "/../share/roteq/plots");
+        else
+            beside[0] = '\0';
+    }
+    const char *candidates[] = {ROTEQ_PLOTS_DIR, ROTEQ_PLOTS_INSTALL_DIR, beside};
+    for (size_t i = 0; i < 3; i++)
         if (has_style(candidates[i])) {
             snprintf(buf, len, "%s", candidates[i]);
             return ROTEQ_OK;
         }
     return roteq_error_set(ROTEQ_ENOTFOUND,
-                           "gnuplot scripts not found in '%s' or '%s': set ROTEQ_PLOTS_DIR to "
-                           "roteq's plots/ folder",
+                           "gnuplot scripts not found in '%s', '%s' or beside the executable: set "
+                           "ROTEQ_PLOTS_DIR to roteq's plots/ folder",
                            ROTEQ_PLOTS_DIR, ROTEQ_PLOTS_INSTALL_DIR);
 }
 

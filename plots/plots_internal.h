@@ -93,7 +93,8 @@ void roteq_plots_put_header(FILE *f, const char *s);
  * NAME.FORMAT only when gnuplot succeeded and wrote something. ROTEQ_ERUNTIME when gnuplot is
  * missing or fails (its last error line in the message). */
 int roteq_plots_job_run(roteq_plots_job *job);
-/* Folder holding the scripts: $ROTEQ_PLOTS_DIR, else the source folder, else the installed one. */
+/* Folder holding the scripts: $ROTEQ_PLOTS_DIR, else the source folder, else the installed one,
+ * else EXE_DIR/../share/roteq/plots. */
 int roteq_plots_scripts_dir(char *buf, size_t len);
 
 /* ---- figure kinds (fig_*.c): write the data file and set the script arguments ------------- */

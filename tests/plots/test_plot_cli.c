@@ -85,7 +85,8 @@ static void test_draw(void **state)
     free(path);
     assert_int_equal(rc, 1);
     assert_non_null(strstr(err, "roteq plot: gnuplot not found"));
-    assert_null(strchr(err, '\n') == err + strlen(err) - 1 ? NULL : err);
+    /* exactly one line */
+    assert_ptr_equal(strchr(err, '\n'), err + strlen(err) - 1);
     free(out);
     free(err);
     free(in);

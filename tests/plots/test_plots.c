@@ -13,6 +13,7 @@
 #include "roteq_test.h"
 #include "roteq_util.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -139,6 +140,71 @@ static void test_transient_labels(void **state)
     roteq_plot_options o = {.out_dir = out};
     assert_int_equal(roteq_plot("transient", one, 1, &o, NULL, 0), ROTEQ_EINVAL);
     assert_non_null(strstr(roteq_error_message(), "two or more"));
+}
+
+/* Read the numbers of data row `row` (0-based, counting data rows of all blocks). */
+static void data_row(const char *path, size_t row, double *v, size_t nv)
+{
+    char *b = roteq_test_read_file(path, NULL);
+    assert_non_null(b);
+    size_t k = 0;
+    int found = 0;
+    for (char *line = strtok(b, "\n"); line && !found; line = strtok(NULL, "\n")) {
+        if (line[0] == '#' || line[0] == '"')
+            continue;
+        if (k++ != row)
+            continue;
+        char *p = line;
+        for (size_t i = 0; i < nv; i++)
+            v[i] = strtod(p, &p);
+        found = 1;
+    }
+    free(b);
+    assert_true(found);
+}
+
+static void test_equilibrium_source(void **state)
+{
+    fixture *fx = *state;
+    /* Without eq_* columns: the prediction at the last step of the whole run, also when
+     * --max-step draws only the beginning; the legend says so. fx_series: pred_norm(s) =
+     * eq + (2.5 - eq) exp(-s / (0.2 T)), eq = 1.3 for group 0. */
+    const char *g0[] = {"adamw"}, *g1[] = {"rv_adamw"};
+    fx_series(fx->path[0], g0, 1, 200, 0);
+    fx_series(fx->path[1], g1, 1, 200, 0);
+    const char *in[] = {fx->path[0], fx->path[1]};
+    roteq_plot_options o = {.max_step = 30};
+    draw(fx, "transient", in, 2, &o, 2, 60);
+    char data[4400];
+    snprintf(data, sizeof data, "%s/out/transient.dat", fx->dir);
+    double v[7];
+    data_row(data, 0, v, 7);
+    double last = 1.3 + 1.2 * exp(-200.0 / 40.0), first = 1.3 + 1.2 * exp(-1.0 / 40.0);
+    assert_close(v[0], 1.0, 0);
+    assert_close(v[4], first / last, 1e-12); /* pred_norm / equilibrium at step 1 */
+    o = (roteq_plot_options){.max_step = 30};
+    draw(fx, "norm", in, 2, &o, 2, 60);
+    snprintf(data, sizeof data, "%s/out/norm.dat", fx->dir);
+    data_row(data, 0, v, 6);
+    assert_close(v[5], last, 1e-12);
+    char *text = roteq_test_read_file(data, NULL);
+    assert_non_null(strstr(text, "'prediction at the last step'"));
+    free(text);
+
+    /* With eq_norm/eq_angle columns they are the equilibrium. */
+    roteq_test_write_file(fx->path[2],
+                          "step,group,norm_mean,norm_q05,norm_q95,pred_norm,eq_norm,eq_angle\n"
+                          "1,a,2,1.9,2.1,2.05,1.25,0.01\n2,a,1.8,1.7,1.9,1.85,1.25,0.01\n"
+                          "3,a,1.6,1.5,1.7,1.65,1.25,0.01\n");
+    const char *eq[] = {fx->path[2]};
+    o = (roteq_plot_options){.name = "norm_eq"};
+    draw(fx, "norm", eq, 1, &o, 1, 3);
+    snprintf(data, sizeof data, "%s/out/norm_eq.dat", fx->dir);
+    data_row(data, 2, v, 6);
+    assert_close(v[5], 1.25, 0);
+    text = roteq_test_read_file(data, NULL);
+    assert_non_null(strstr(text, " equilibrium\n")); /* the legend argument */
+    free(text);
 }
 
 static void test_histogram(void **state)
@@ -276,6 +342,10 @@ static void test_input_errors(void **state)
     assert_int_equal(roteq_plot("norm", in, 1, &o, NULL, 0), ROTEQ_EFORMAT);
     assert_non_null(strstr(roteq_error_message(), "unterminated quote"));
 
+    roteq_test_write_file(fx->path[0], "{\"index\":0,\"optimizer\":\"adamw\"}\n");
+    assert_int_equal(roteq_plot("verify", in, 1, &o, NULL, 0), ROTEQ_EFORMAT);
+    assert_non_null(strstr(roteq_error_message(), ":1: this is JSON"));
+
     roteq_test_write_file(fx->path[0], "# only comments\n");
     assert_int_equal(roteq_plot("norm", in, 1, &o, NULL, 0), ROTEQ_EFORMAT);
     assert_non_null(strstr(roteq_error_message(), "no header line"));
@@ -380,6 +450,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_norm_many_groups_panels, setup, teardown),
         cmocka_unit_test_setup_teardown(test_svg, setup, teardown),
         cmocka_unit_test_setup_teardown(test_transient_labels, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_equilibrium_source, setup, teardown),
         cmocka_unit_test_setup_teardown(test_histogram, setup, teardown),
         cmocka_unit_test_setup_teardown(test_balance_layers, setup, teardown),
         cmocka_unit_test_setup_teardown(test_balance_neurons, setup, teardown),
