@@ -1,7 +1,7 @@
 /* test_equilibrium.c - every closed form against values computed independently: with mpmath
  * at 40 digits from the formulas as written in theory/README.md (the Nesterov sum and the Lion
  * lag correlations summed term by term from the filter coefficients rather than through the
- * closed forms the C code uses). The script is quoted in the README ("Test references").
+ * closed forms the C code uses): theory/tools/test_references.py prints them.
  * Hyperparameters are "high-entropy": eta 0.002385, lambda 0.3121, C 384, G 7.913,
  * alpha 0.87, dampening 0.35, beta1 0.83, beta2 0.994. */
 #include <setjmp.h>
