@@ -1,0 +1,239 @@
+/* test_cli_simulate.c - `roteq simulate` and `roteq bench` from the outside: help, every
+ * bad-input path (one line, exit 2, no output file left behind), and the files a good run
+ * writes (series CSV, trace CSV + metadata, JSON summary). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+
+#include "roteq_test.h"
+
+#include <dirent.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static size_t count_lines(const char *s, const char *prefix)
+{
+    size_t n = 0;
+    for (const char *p = s; p && *p;) {
+        if (!prefix || strncmp(p, prefix, strlen(prefix)) == 0)
+            n++;
+        const char *nl = strchr(p, '\n');
+        p = nl ? nl + 1 : NULL;
+    }
+    return n;
+}
+
+static size_t count_entries(const char *dir)
+{
+    DIR *d = opendir(dir);
+    assert_non_null(d);
+    size_t n = 0;
+    for (struct dirent *e; (e = readdir(d)) != NULL;)
+        if (e->d_name[0] != '.')
+            n++;
+    closedir(d);
+    return n;
+}
+
+static void test_help(void **state)
+{
+    (void)state;
+    char *out = NULL, *err = NULL;
+    const char *args[] = {"simulate", "--help", NULL};
+    assert_int_equal(roteq_test_run(args, NULL, &out, &err), 0);
+    assert_non_null(strstr(out, "usage: roteq simulate"));
+    assert_non_null(strstr(out, "--weight-decay"));
+    free(out);
+    free(err);
+    const char *bargs[] = {"bench", "--help", NULL};
+    assert_int_equal(roteq_test_run(bargs, NULL, &out, &err), 0);
+    assert_non_null(strstr(out, "usage: roteq bench"));
+    free(out);
+    free(err);
+}
+
+/* Each bad input: exit 2, exactly one line on stderr mentioning `needle`, nothing in the output
+ * directory (the --out file is requested in every case). */
+static void test_bad_input(void **state)
+{
+    (void)state;
+    struct {
+        const char *flag, *value, *needle;
+    } cases[] = {
+        {"--gradient", "sideways", "unknown gradient model"},
+        {"--neurons", "0", "--neurons"},
+        {"--dim", "0", "--dim"},
+        {"--steps", "0", "--steps"},
+        {"--steps", "12x", "not a"},
+        {"--lr", "fast", "--lr"},
+        {"--beta1", "1.5", "--beta1"},
+        {"--momentum", "0.9", "does not apply"},
+        {"--schedule", "cosine:", "--schedule"},
+        {"--format", "yaml", "--format"},
+        {"--grad-norm", "-1", "--grad-norm"},
+        {"--dead-fraction", "1", "--dead-fraction"},
+        {"--isa", "sse9", "--isa"},
+        {"--bogus", "1", "unknown option"},
+    };
+    char *dir = roteq_test_tmpdir();
+    char *out_path = roteq_test_path(dir, "series.csv");
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        const char *args[] = {"simulate", "--optimizer", "adamw", "--steps", "20",
+                              "--out", out_path, cases[i].flag, cases[i].value, NULL};
+        char *out = NULL, *err = NULL;
+        int rc = roteq_test_run(args, NULL, &out, &err);
+        if (rc != 2 || !strstr(err, cases[i].needle) || count_lines(err, "roteq simulate:") != 1 ||
+            count_lines(err, NULL) != 1)
+            fail_msg("%s %s: exit %d, stderr '%s'", cases[i].flag, cases[i].value, rc, err);
+        assert_int_equal(count_entries(dir), 0);
+        free(out);
+        free(err);
+    }
+    /* No optimizer, an unknown one, a stray argument. */
+    const char *const *more[] = {
+        (const char *[]){"simulate", "--steps", "10", NULL},
+        (const char *[]){"simulate", "--optimizer", "adamx", NULL},
+        (const char *[]){"simulate", "--optimizer", "adamw", "extra", NULL},
+        (const char *[]){"simulate", "--optimizer", "adamw", "--steps", NULL},
+    };
+    for (size_t i = 0; i < sizeof more / sizeof more[0]; i++) {
+        char *err = NULL;
+        assert_int_equal(roteq_test_run(more[i], NULL, NULL, &err), 2);
+        assert_int_equal(count_lines(err, NULL), 1);
+        free(err);
+    }
+    free(out_path);
+    roteq_test_rmtree(dir);
+}
+
+/* An output path that cannot be written: exit 2 before the run, and the other output that
+ * could be written is not left behind either. */
+static void test_unwritable_output(void **state)
+{
+    (void)state;
+    char *dir = roteq_test_tmpdir();
+    char *good = roteq_test_path(dir, "series.csv");
+    char *bad = roteq_test_path(dir, "missing/trace.csv");
+    const char *args[] = {"simulate", "--optimizer", "adamw", "--steps", "20", "--out", good,
+                          "--trace", bad, NULL};
+    char *err = NULL;
+    assert_int_equal(roteq_test_run(args, NULL, NULL, &err), 2);
+    assert_non_null(strstr(err, "--trace"));
+    assert_int_equal(count_lines(err, NULL), 1);
+    assert_int_equal(count_entries(dir), 0);
+    free(err);
+    free(good);
+    free(bad);
+    roteq_test_rmtree(dir);
+}
+
+static void test_outputs(void **state)
+{
+    (void)state;
+    char *dir = roteq_test_tmpdir();
+    char *series = roteq_test_path(dir, "series.csv");
+    char *trace = roteq_test_path(dir, "trace.csv");
+    char *meta = roteq_test_path(dir, "trace.csv.json");
+    const char *args[] = {"simulate", "--optimizer", "sgdm", "--lr", "0.1", "--weight-decay",
+                          "0.01", "--neurons", "5", "--dim", "19", "--steps", "100", "--every",
+                          "25", "--seed", "2385", "--threads", "2", "--out", series, "--trace",
+                          trace, "--format", "json", NULL};
+    char *out = NULL, *err = NULL;
+    assert_int_equal(roteq_test_run(args, NULL, &out, &err), 0);
+    assert_non_null(strstr(err, "seed 2385"));
+    assert_non_null(strstr(out, "\"predicted\""));
+    assert_non_null(strstr(out, "\"measured\""));
+    assert_non_null(strstr(out, "\"relative_error\""));
+    assert_non_null(strstr(out, "\"angular_update_se\""));
+    assert_non_null(strstr(out, "\"optimizer\": \"sgdm\""));
+    size_t len;
+    char *s = roteq_test_read_file(series, &len);
+    assert_non_null(s);
+    assert_non_null(strstr(s, "step,group,lr,weight_decay,n,norm_mean,norm_std"));
+    assert_non_null(strstr(s, "pred_norm,pred_angle,update_rms_mean"));
+    assert_int_equal(count_lines(s, "#"), 2);
+    assert_int_equal(count_lines(s, NULL), 2 + 1 + 4); /* comments, header, steps 25..100 */
+    assert_non_null(strstr(s, "\n100,sgdm,"));
+    char *t = roteq_test_read_file(trace, &len);
+    assert_non_null(t);
+    assert_non_null(strstr(t, "step,layer,neuron,norm,angle,lr,weight_decay\n"));
+    assert_int_equal(count_lines(t, "100,sgdm,"), 5);
+    assert_int_equal(count_lines(t, NULL), 2 + 1 + 4 * 5);
+    char *m = roteq_test_read_file(meta, &len);
+    assert_non_null(m);
+    assert_non_null(strstr(m, "\"optimizer\": \"sgdm\""));
+    assert_non_null(strstr(m, "\"dim\": 19"));
+    assert_int_equal(count_entries(dir), 3); /* no temporary files left */
+    free(s);
+    free(t);
+    free(m);
+    free(out);
+    free(err);
+
+    /* The same run on one thread writes the same trace, bit for bit. */
+    char *trace1 = roteq_test_path(dir, "trace1.csv");
+    args[18] = "1";
+    args[22] = trace1;
+    assert_string_equal(args[17], "--threads");
+    assert_int_equal(roteq_test_run(args, NULL, NULL, NULL), 0);
+    t = roteq_test_read_file(trace, &len);
+    char *t1 = roteq_test_read_file(trace1, NULL);
+    assert_string_equal(t, t1);
+    free(t);
+    free(t1);
+    free(trace1);
+    free(series);
+    free(trace);
+    free(meta);
+    roteq_test_rmtree(dir);
+}
+
+static void test_text_and_csv(void **state)
+{
+    (void)state;
+    char *out = NULL;
+    const char *args[] = {"simulate", "--optimizer", "lion", "--weight-decay", "1.0",
+                          "--neurons", "4", "--dim", "16", "--steps", "40", "--every", "10",
+                          "--gradient", "heterogeneous", NULL};
+    assert_int_equal(roteq_test_run(args, NULL, &out, NULL), 0);
+    assert_non_null(strstr(out, "angular update"));
+    assert_non_null(strstr(out, "heterogeneous"));
+    free(out);
+    const char *cargs[] = {"simulate", "--optimizer", "rv_adamw", "--neurons", "4", "--dim",
+                           "16", "--steps", "40", "--every", "10", "--format", "csv", NULL};
+    assert_int_equal(roteq_test_run(cargs, NULL, &out, NULL), 0);
+    assert_int_equal(count_lines(out, "40,rv_adamw,"), 1);
+    free(out);
+}
+
+static void test_bench(void **state)
+{
+    (void)state;
+    char *out = NULL, *err = NULL;
+    const char *args[] = {"bench", "--neurons", "4", "--dim", "16", "--steps", "50",
+                          "--optimizer", "adamw", "--no-peers", NULL};
+    assert_int_equal(roteq_test_run(args, NULL, &out, &err), 0);
+    assert_non_null(strstr(out, "normals only"));
+    assert_non_null(strstr(out, "adamw"));
+    free(out);
+    free(err);
+    const char *bad[] = {"bench", "--steps", "0", NULL};
+    assert_int_equal(roteq_test_run(bad, NULL, NULL, &err), 2);
+    assert_int_equal(count_lines(err, NULL), 1);
+    free(err);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_help),
+        cmocka_unit_test(test_bad_input),
+        cmocka_unit_test(test_unwritable_output),
+        cmocka_unit_test(test_outputs),
+        cmocka_unit_test(test_text_and_csv),
+        cmocka_unit_test(test_bench),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
