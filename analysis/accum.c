@@ -504,8 +504,10 @@ int roteq_layer_close_record(roteq_analysis *a, roteq_layer *L)
     memset(r, 0, sizeof *r);
     r->step = L->cur_step;
     r->gap = L->r_gap;
-    r->lr = isnan(L->r_lr) ? L->hp.lr : L->r_lr;
-    r->wd = isnan(L->r_wd) ? L->hp.weight_decay : L->r_wd;
+    unsigned forced = a->cfg.meta->forced;
+    r->lr = isnan(L->r_lr) || (forced & ROTEQ_HP_BIT(ROTEQ_HP_LR)) ? L->hp.lr : L->r_lr;
+    r->wd = isnan(L->r_wd) || (forced & ROTEQ_HP_BIT(ROTEQ_HP_WEIGHT_DECAY)) ? L->hp.weight_decay
+                                                                            : L->r_wd;
     if (a->cfg.meta->opt == NULL) { /* no resolved hyperparameters: only what rows say */
         r->lr = L->r_lr;
         r->wd = L->r_wd;

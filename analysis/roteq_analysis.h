@@ -47,6 +47,8 @@ typedef struct {
     roteq_analysis_layer_meta *layers;
     size_t nlayers;
     char *path; /* the file it came from (for messages), NULL if none */
+    unsigned forced; /* ROTEQ_HP_BIT of lr / weight_decay given on the command line: these win
+                        over a trace's lr / weight_decay columns too */
 } roteq_analysis_meta;
 
 /* Empty metadata (no optimizer, nothing given). */

@@ -117,6 +117,7 @@ static int merge_cli(roteq_analysis_meta *m, const roteq_optimizer_type *opt,
                                   m->opt->name);
         roteq_hparams_set(&m->hp, (roteq_hparam_id)i, roteq_hparams_get(&h->values, i));
         m->given |= ROTEQ_HP_BIT(i);
+        m->forced |= ROTEQ_HP_BIT(i);
         for (size_t k = 0; k < m->nlayers; k++)
             m->layers[k].given &= ~ROTEQ_HP_BIT(i);
     }
@@ -319,9 +320,6 @@ int roteq_cmd_analyze(int argc, char **argv)
         roteq_analysis_meta_clear(&meta);
         return ROTEQ_EXIT_USAGE;
     }
-    if (meta.opt == NULL)
-        fprintf(stderr, "roteq analyze: no optimizer (--optimizer or --meta): measuring without "
-                        "predictions\n");
 
     /* Every output is opened before the work, so a bad path fails at once. */
     char plot_series[4096], plot_neurons[4096];
@@ -386,6 +384,9 @@ int roteq_cmd_analyze(int argc, char **argv)
         goto fail;
     }
     out = NULL;
+    if (meta.opt == NULL)
+        fprintf(stderr, "roteq analyze: no optimizer (--optimizer or --meta): measured without "
+                        "predictions\n");
     roteq_analysis_meta_clear(&meta);
     return a.plot ? draw(a.plot, plot_series, plot_neurons) : ROTEQ_EXIT_OK;
 fail:
