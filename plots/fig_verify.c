@@ -2,7 +2,8 @@
  * `roteq sweep --out` (CSV rows, sweep/README.md) as one point predicted vs measured, for the
  * equilibrium norm and the angular update, on log-log axes around the line y = x. One point style
  * per optimizer; rows whose formula is approximate (status APPROX, or pred_exact = 0) are ringed,
- * rows that FAILed are crossed, so a reader sees at once which formulas hold exactly.
+ * rows that FAILed are crossed, so a reader sees at once which formulas hold exactly. A second
+ * row of panels shows the relative error in percent, which the log-log panels cannot resolve.
  *
  * Columns read by name: optimizer, pred_norm, pred_angle, norm, angle, and when present
  * norm_ci_lo/norm_ci_hi/angle_ci_lo/angle_ci_hi (error bars), pred_exact and status. */
@@ -60,7 +61,8 @@ int roteq_plots_prepare_verify(roteq_plots_job *job, roteq_plots_csv *const *tab
     }
     fprintf(data, "# %zu blocks (gnuplot index), one per optimizer; columns: pred_norm, norm "
                   "(header = legend), norm_ci_lo, norm_ci_hi, pred_angle, angle, angle_ci_lo, "
-                  "angle_ci_hi, approx (1: approximate formula), fail (1: status FAIL)\n",
+                  "angle_ci_hi, approx (1: approximate formula), fail (1: status FAIL), norm error %%, "
+                  "angle error %% (100 (measured - predicted) / predicted)\n",
             ngroups);
     size_t usable = 0, skipped = 0;
     for (size_t j = 0; j < ngroups; j++) {
@@ -69,7 +71,7 @@ int roteq_plots_prepare_verify(roteq_plots_job *job, roteq_plots_csv *const *tab
         fputs("\"pred_norm\" ", data);
         roteq_plots_put_header(data, groups[j]);
         fputs(" \"norm_ci_lo\" \"norm_ci_hi\" \"pred_angle\" \"angle\" \"angle_ci_lo\" "
-              "\"angle_ci_hi\" \"approx\" \"fail\"\n",
+              "\"angle_ci_hi\" \"approx\" \"fail\" \"norm_err_pct\" \"angle_err_pct\"\n",
               data);
         size_t rows = 0;
         for (size_t i = 0; i < n; i++) {
@@ -104,11 +106,15 @@ int roteq_plots_prepare_verify(roteq_plots_job *job, roteq_plots_csv *const *tab
                     roteq_plots_put(data, v[k]);
                     fputc(' ', data);
                 }
-                fprintf(data, "%d %d\n", approx, fail);
+                fprintf(data, "%d %d ", approx, fail);
+                roteq_plots_put(data, 100.0 * (v[1] - v[0]) / v[0]);
+                fputc(' ', data);
+                roteq_plots_put(data, 100.0 * (v[5] - v[4]) / v[4]);
+                fputc('\n', data);
             }
         }
         if (rows == 0) /* keep the block so the legend and point style stay per optimizer */
-            fputs("NaN NaN NaN NaN NaN NaN NaN NaN 0 0\n", data);
+            fputs("NaN NaN NaN NaN NaN NaN NaN NaN 0 0 NaN NaN\n", data);
     }
     fprintf(data, "# %zu points drawn, %zu rows skipped (ERROR, UNKNOWN or no positive "
                   "prediction and measurement)\n",

@@ -276,9 +276,14 @@ static void test_verify(void **state)
     snprintf(data, sizeof data, "%s/out/verify.dat", fx->dir);
     char *text = roteq_test_read_file(data, NULL);
     assert_non_null(strstr(text, "11 points drawn, 1 rows skipped"));
-    assert_non_null(strstr(text, " 1 0\n")); /* an APPROX row */
-    assert_non_null(strstr(text, " 0 1\n")); /* a FAIL row */
+    assert_non_null(strstr(text, " 1 0 ")); /* an APPROX row */
+    assert_non_null(strstr(text, " 0 1 ")); /* a FAIL row */
     free(text);
+    /* The first adamw row: measured = 1.002 x predicted norm, 1.003 x predicted angle. */
+    double v[12];
+    data_row(data, 0, v, 12);
+    assert_close(v[10], 0.2, 1e-9);
+    assert_close(v[11], 0.3, 1e-9);
 }
 
 static void test_nan_and_single_point(void **state)
