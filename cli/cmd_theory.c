@@ -280,11 +280,11 @@ static int print_text(const job *j)
         print_text_double(e->angular_update);
         printf(" rad  [%s; %s]\n", e->exact ? "exact" : "approximate", e->source);
     }
-    fputs("discrete-time fixed point norm ", stdout);
+    fputs("stationary           norm ", stdout);
     print_text_double(j->stat.norm);
     fputs("  angular update ", stdout);
     print_text_double(j->stat.angular_update);
-    fputs(" rad  [the transient's limit]\n", stdout);
+    fputs(" rad  [discrete-time fixed point of the recurrence]\n", stdout);
     if (isnan(j->eq[0].norm))
         printf("%-20s %s\n", "", roteq_optimizers[j->opt->id]->flags & ROTEQ_OPTF_ROTATIONAL
                                      ? "(the norm is held at its initial value)"
