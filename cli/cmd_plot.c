@@ -5,13 +5,20 @@
 #include "roteq_cli.h"
 #include "roteq_plots.h"
 
+#include <errno.h>
+#include <spawn.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+extern char **environ;
 
 static void usage(FILE *out)
 {
     fputs("usage: roteq plot KIND INPUT... [--out DIR] [--format png|svg] [--title TEXT]\n"
-          "                  [--name NAME] [--log-y] [--max-step N]\n\n"
+          "                  [--name NAME] [--log-y] [--max-step N]\n"
+          "       roteq plot gallery [--out DIR]\n\n"
           "Draw a figure with gnuplot from roteq's CSV files. Writes DIR/NAME.FORMAT and the data\n"
           "file DIR/NAME.dat beside it (its '#' lines hold the gnuplot command to redraw it), and\n"
           "prints the figure's path. An INPUT may be LABEL=FILE to name its run in the legend.\n\n"
@@ -20,6 +27,9 @@ static void usage(FILE *out)
     const char *summary;
     for (size_t i = 0; roteq_plot_kind(i, &summary) != NULL; i++)
         fprintf(out, "  %-10s %s\n", roteq_plot_kind(i, NULL), summary);
+    fputs("  gallery    figures 1-6 from the simulator, fixed seeds (plots/gallery.sh; --out\n"
+          "             default gallery; `meson compile -C BUILD figures` writes docs/gallery)\n",
+          out);
     fputs("\nOptions:\n"
           "  --out DIR        folder for the figure and its data (default: .; created if missing)\n"
           "  --format FMT     png (default) or svg\n"
@@ -31,6 +41,37 @@ static void usage(FILE *out)
           "Environment: ROTEQ_PLOTS_DIR (folder of the .gp scripts), ROTEQ_GNUPLOT (the gnuplot\n"
           "program, default gnuplot on PATH). See plots/README.md for each figure's columns.\n",
           out);
+}
+
+/* `roteq plot gallery`: run plots/gallery.sh with this executable. The figures need the
+ * simulator and the analyzer, so the gallery is a script over roteq commands rather than
+ * library calls (plots/ depends on util only). */
+static int gallery(const char *out_dir)
+{
+    char scripts[4096], script[4200], exe[4096];
+    if (roteq_plot_scripts_dir(scripts, sizeof scripts) != 0)
+        return roteq_cli_fail_lib("plot", ROTEQ_EXIT_FAIL);
+    snprintf(script, sizeof script, "%s/gallery.sh", scripts);
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (n <= 0)
+        return roteq_cli_fail("plot", "gallery: cannot find the roteq executable: %s",
+                              strerror(errno));
+    exe[n] = '\0';
+    char *argv[] = {"sh", script, exe, (char *)out_dir, NULL};
+    pid_t pid;
+    int rc = posix_spawn(&pid, "/bin/sh", NULL, NULL, argv, environ);
+    if (rc != 0) {
+        fprintf(stderr, "roteq plot: gallery: cannot run /bin/sh: %s\n", strerror(rc));
+        return ROTEQ_EXIT_FAIL;
+    }
+    int status;
+    while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+        ;
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+        fprintf(stderr, "roteq plot: gallery: %s failed\n", script);
+        return ROTEQ_EXIT_FAIL;
+    }
+    return ROTEQ_EXIT_OK;
 }
 
 /* Apply one parsed flag; returns -1 to go on, else the exit code. */
@@ -79,7 +120,7 @@ int roteq_cmd_plot(int argc, char **argv)
         {"log-y", no_argument, NULL, 'l'},       {"max-step", required_argument, NULL, 'm'},
         {"help", no_argument, NULL, 'h'},        {NULL, 0, NULL, 0},
     };
-    roteq_plot_options opt = {.out_dir = ".", .format = "png"};
+    roteq_plot_options opt = {.out_dir = NULL, .format = "png"}; /* NULL out_dir: "." */
     const char **inputs = calloc((size_t)argc, sizeof *inputs);
     if (inputs == NULL)
         return roteq_cli_fail("plot", "out of memory");
@@ -110,6 +151,12 @@ int roteq_cmd_plot(int argc, char **argv)
         free(inputs);
         usage(stderr);
         return ROTEQ_EXIT_USAGE;
+    }
+    if (strcmp(kind, "gallery") == 0) {
+        int rc = n > 0 ? roteq_cli_fail("plot", "gallery takes no INPUT (got '%s')", inputs[0])
+                       : gallery(opt.out_dir ? opt.out_dir : "gallery");
+        free(inputs);
+        return rc;
     }
     int known = 0;
     for (size_t i = 0; roteq_plot_kind(i, NULL) != NULL; i++)

@@ -15,17 +15,17 @@ typedef struct {
 
 static const plot_kind kinds[] = {
     {"norm", "series.gp", roteq_plots_prepare_norm,
-     "weight norm vs step per group: mean, 5-95% band, predicted transient, equilibrium (series CSV)"},
+     "norm vs step: mean, 5-95% band, predicted transient, equilibrium (series CSV)"},
     {"angle", "series.gp", roteq_plots_prepare_angle,
-     "angular update vs step per group, the same way; --log-y (series CSV)"},
+     "angular update vs step, the same way; --log-y (series CSV)"},
     {"histogram", "histogram.gp", roteq_plots_prepare_histogram,
-     "per-neuron measured/predicted angular update, one panel per layer (per-neuron CSV)"},
+     "per-neuron measured/predicted angular update per layer (per-neuron CSV)"},
     {"balance", "balance.gp", roteq_plots_prepare_balance,
-     "mean angular update per layer side by side for several runs (per-neuron or series CSVs)"},
+     "angular update per layer, runs side by side (per-neuron/series CSVs)"},
     {"verify", "verify.gp", roteq_plots_prepare_verify,
-     "predicted vs measured norm and angular update, log-log, per optimizer (verify/sweep rows)"},
+     "predicted vs measured, log-log and error in % (verify/sweep CSV rows)"},
     {"transient", "transient.gp", roteq_plots_prepare_transient,
-     "rotation and norm relative to equilibrium in the first steps, e.g. AdamW vs RV-AdamW (series CSVs)"},
+     "warmup: rotation and norm relative to equilibrium (series CSVs)"},
 };
 
 const char *roteq_plot_kind(size_t i, const char **summary)
@@ -35,6 +35,11 @@ const char *roteq_plot_kind(size_t i, const char **summary)
     if (summary)
         *summary = kinds[i].summary;
     return kinds[i].name;
+}
+
+int roteq_plot_scripts_dir(char *buf, size_t len)
+{
+    return roteq_plots_scripts_dir(buf, len);
 }
 
 int roteq_plot(const char *kind, const char *const *inputs, size_t ninputs,

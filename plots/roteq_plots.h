@@ -25,6 +25,11 @@ typedef struct {
 int roteq_plot(const char *kind, const char *const *inputs, size_t ninputs,
                const roteq_plot_options *opt, char *figure, size_t figure_len);
 
+/* The folder holding the .gp scripts (and gallery.sh): $ROTEQ_PLOTS_DIR, else the source folder,
+ * else the installed copy, else EXE_DIR/../share/roteq/plots. ROTEQ_ENOTFOUND when none has
+ * style.gp. */
+int roteq_plot_scripts_dir(char *buf, size_t len);
+
 /* The figure kinds in order, with a one-line summary, for usage texts; NULL past the end. */
 const char *roteq_plot_kind(size_t i, const char **summary);
 

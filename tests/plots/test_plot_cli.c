@@ -34,6 +34,7 @@ static void test_help_and_usage(void **state)
         {{"plot", "--max-step", "-3", "norm", "x.csv", NULL}, "roteq plot: --max-step: must be positive"},
         {{"plot", "norm", "--bogus", NULL}, "usage: roteq plot"},
         {{"plot", "norm", "/nonexistent.csv", NULL}, "roteq plot: cannot read '/nonexistent.csv'"},
+        {{"plot", "gallery", "x.csv", NULL}, "roteq plot: gallery takes no INPUT (got 'x.csv')"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         int rc = roteq_test_run(bad[i].args, NULL, &out, &err);
