@@ -349,31 +349,29 @@ typedef struct {
     int per_neuron;
 } balance_run;
 
-/* Order x by increasing value and carry p along (insertion into an index sort). */
+typedef struct {
+    double x, p;
+} pair;
+
+static int cmp_pair(const void *a, const void *b)
+{
+    double x = ((const pair *)a)->x, y = ((const pair *)b)->x;
+    return (x > y) - (x < y);
+}
+
+/* Order x by increasing value and carry p along. */
 static int sort_pairs(double *x, double *p, size_t n)
 {
-    size_t *idx = malloc((n ? n : 1) * sizeof *idx);
-    double *tmp = malloc((n ? n : 1) * 2 * sizeof *tmp);
-    if (idx == NULL || tmp == NULL) {
-        free(idx);
-        free(tmp);
+    pair *tmp = malloc((n ? n : 1) * sizeof *tmp);
+    if (tmp == NULL)
         return roteq_error_set(ROTEQ_ENOMEM, "out of memory");
-    }
+    for (size_t i = 0; i < n; i++)
+        tmp[i] = (pair){x[i], p[i]};
+    qsort(tmp, n, sizeof *tmp, cmp_pair);
     for (size_t i = 0; i < n; i++) {
-        size_t j = i;
-        while (j > 0 && x[idx[j - 1]] > x[i]) {
-            idx[j] = idx[j - 1];
-            j--;
-        }
-        idx[j] = i;
+        x[i] = tmp[i].x;
+        p[i] = tmp[i].p;
     }
-    for (size_t i = 0; i < n; i++) {
-        tmp[i] = x[idx[i]];
-        tmp[n + i] = p[idx[i]];
-    }
-    memcpy(x, tmp, n * sizeof *x);
-    memcpy(p, tmp + n, n * sizeof *p);
-    free(idx);
     free(tmp);
     return ROTEQ_OK;
 }

@@ -10,18 +10,21 @@ typedef struct {
     const char *out_dir; /* where the figure and its data file go (created if missing) */
     const char *format;  /* "png" (default) or "svg" */
     const char *title;   /* NULL: a title derived from the input */
-    int log_y;           /* angle figures: logarithmic y axis */
+    int log_y;           /* logarithmic y axis (norm, angle, balance, transient) */
     /* Added by the plots issue; zero-initialised callers keep the defaults. */
     const char *name; /* base name of the outputs NAME.dat and NAME.FORMAT; NULL: the kind */
-    double max_step;  /* series figures: draw steps <= max_step only; 0: all (transient: all) */
+    double max_step;  /* norm, angle, transient: draw steps <= max_step only; 0: all */
 } roteq_plot_options;
 
-/* Kinds: "norm", "angle", "histogram", "balance", "verify", "transient" (see plots/README.md for
- * what each reads). Draw figure `kind` from `inputs` (files in the formats of docs/FORMATS.md;
- * "balance" and "transient" take two or more) into opt->out_dir; the figure's path is written to
- * `figure` when non-NULL. ROTEQ_ERUNTIME with a clear message when gnuplot is missing or fails.
- * An input may be given as LABEL=PATH to name its run in the legend (default: the file name).
- * The data file NAME.dat is written beside the figure in every case where the inputs were valid. */
+/* Kinds: "norm", "angle", "histogram", "balance", "verify", "transient" (plots/README.md says what
+ * each reads and draws). Draw figure `kind` from `inputs` (CSV files in the formats of
+ * docs/FORMATS.md; "transient" compares two or more groups, "balance" two or more runs or
+ * layers) into opt->out_dir (opt may be NULL: ".", png). The figure's path is written to `figure`
+ * when non-NULL. An input may be given as LABEL=PATH to name its run in the legend (default: the
+ * group or file name). The data file NAME.dat is written beside the figure whenever the inputs
+ * were valid, also when gnuplot then fails. Errors: ROTEQ_EIO/EFORMAT/ENOTFOUND/EINVAL naming the
+ * file, line and column for bad input; ROTEQ_ERUNTIME when gnuplot is missing or fails (with its
+ * last error line). */
 int roteq_plot(const char *kind, const char *const *inputs, size_t ninputs,
                const roteq_plot_options *opt, char *figure, size_t figure_len);
 
