@@ -214,15 +214,31 @@ static void K(step)(const roteq_kernel_cfg *kc, const roteq_sim_coef *k, uint64_
     const double dot = reduce8(acc), a2 = nsc[ROTEQ_NS_A2], a = sqrt(a2);
     const double s = kc->g_scale * nsc[ROTEQ_NS_GSCALE];
     const double alpha = s / a;
-    const double beta = -(alpha * (dot / a2)) + kc->radial_coef * nsc[ROTEQ_NS_GSCALE] / a2;
+    const double radial = kc->radial_coef * nsc[ROTEQ_NS_GSCALE] / a2;
+    /* Dead coordinates (anisotropic) get exactly zero gradient, as a dead input does: the
+     * projection then acts on the live coordinates only, which keeps g orthogonal to w. */
+    double live_a2 = a2;
+    if (kc->coord_scale) {
+        const double *sc = ALIGNED(kc->coord_scale);
+        double al[8] = {0};
+        for (size_t i = 0; i < cp; i += 8)
+            for (int l = 0; l < 8; l++)
+                al[l] += sc[i + l] > 0.0 ? w[i + l] * w[i + l] : 0.0;
+        live_a2 = reduce8(al);
+    }
+    const double proj = -(alpha * (dot / live_a2));
+    const double beta = proj + radial;
 
     double sww[8] = {0}, sdd[8] = {0}, sdw[8] = {0};
-    if (kc->reference || !kc->rule || (roteq_optimizers[kc->opt]->flags & ROTEQ_OPTF_ROTATIONAL)) {
-        /* Materialised gradient through the reference rule table (RV rules, and the check
-         * of the fused loops). */
+    if (kc->reference || kc->coord_scale || !kc->rule ||
+        (roteq_optimizers[kc->opt]->flags & ROTEQ_OPTF_ROTATIONAL)) {
+        /* Materialised gradient through the reference rule table (RV rules, the anisotropic
+         * model, and the check of the fused loops). */
         double *restrict g = ALIGNED(scratch + kc->ngen), *restrict wold = ALIGNED(g + kc->ngen);
+        const double *sc = kc->coord_scale;
         for (size_t i = 0; i < cp; i++) {
-            g[i] = alpha * z[i] + beta * w[i];
+            g[i] = sc ? alpha * z[i] + ((sc[i] > 0.0 ? proj : 0.0) + radial) * w[i]
+                      : alpha * z[i] + beta * w[i];
             wold[i] = w[i];
         }
         kc->rule->step(k, w, g, vec + st, nsc + ROTEQ_NS_RULE, kc->dim, st);
