@@ -71,7 +71,7 @@ int main(int argc, char **argv)
         char *np2[] = {(char *)mpirun, "--oversubscribe", "-np", "2", (char *)exe, "sweep", grid,
                        "--out", out, NULL};
         double r1 = timed(np1), r2 = timed(np2);
-        printf("mpirun -np 1 (one thread per rank):                    %8.2f s\n", r1);
+        printf("mpirun -np 1 (one rank, all cores inside):             %8.2f s\n", r1);
         printf("mpirun -np 2 (one thread per rank):                    %8.2f s  (%.2fx)\n", r2,
                r1 / r2);
     }
