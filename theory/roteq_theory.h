@@ -10,7 +10,8 @@
 
 /* The neuron the prediction is for. */
 typedef struct {
-    size_t dim;       /* C, the length of the weight vector */
+    size_t dim;       /* C, the length of the weight vector; 0 when unknown (norms that grow
+                       * with sqrt(C), AdamW's, Adam+L2's and Lion's, are then NAN) */
     double grad_norm; /* RMS of ||g~||, the gradient norm at unit weight norm; NAN when unknown */
 } roteq_setting;
 
