@@ -176,8 +176,8 @@ int roteq_cmd_plot(int argc, char **argv)
     int status = roteq_plot(kind, inputs, n, &opt, figure, sizeof figure);
     free(inputs);
     if (status != ROTEQ_OK)
-        return roteq_cli_fail_lib("plot", status == ROTEQ_ERUNTIME ? ROTEQ_EXIT_FAIL
-                                                                   : ROTEQ_EXIT_USAGE);
+        return roteq_cli_fail_lib("plot",
+                                  status == ROTEQ_ERUNTIME ? ROTEQ_EXIT_FAIL : ROTEQ_EXIT_USAGE);
     puts(figure);
     return ROTEQ_EXIT_OK;
 }

@@ -191,8 +191,8 @@ int roteq_plots_csv_read(const char *path, roteq_plots_csv **out)
             split(line, t->names, t->ncols);
             for (size_t c = 0; c < t->ncols; c++)
                 if (t->names[c][0] == '\0') {
-                    status = roteq_error_set(ROTEQ_EFORMAT, "%s:%zu: empty column name in the header",
-                                             path, lineno);
+                    status = roteq_error_set(
+                        ROTEQ_EFORMAT, "%s:%zu: empty column name in the header", path, lineno);
                     goto fail;
                 }
             continue;
@@ -258,7 +258,7 @@ int roteq_plots_csv_num(const roteq_plots_csv *t, size_t row, long col, double *
 {
     const char *s = roteq_plots_csv_str(t, row, col);
     if (s[0] == '\0' || strcasecmp(s, "nan") == 0 || strcasecmp(s, "-nan") == 0) {
-        *out = NAN;
+        *out = (double)NAN;
         return ROTEQ_OK;
     }
     char *end;
@@ -359,7 +359,7 @@ int roteq_plots_cmp_double(const void *a, const void *b)
 double roteq_plots_quantile(const double *sorted, size_t n, double p)
 {
     if (n == 0)
-        return NAN;
+        return (double)NAN;
     double h = p * (double)(n - 1);
     size_t lo = (size_t)floor(h);
     if (lo + 1 >= n)

@@ -167,8 +167,9 @@ int roteq_plots_prepare_histogram(roteq_plots_job *job, roteq_plots_csv *const *
     size_t nbins = (size_t)ceil(sqrt((double)nmax));
     nbins = nbins < 8 ? 8 : nbins > 40 ? 40 : nbins;
     double a = logx ? log(lo) : lo, b = logx ? log(hi) : hi;
-    fprintf(data, "# %zu blocks (gnuplot index), one per layer with data; %zu bins %s from %.17g "
-                  "to %.17g (values outside are counted in the edge bins)\n",
+    fprintf(data,
+            "# %zu blocks (gnuplot index), one per layer with data; %zu bins %s from %.17g "
+            "to %.17g (values outside are counted in the edge bins)\n",
             panels, nbins, logx ? "log-spaced" : "linear", lo, hi);
     fputs("# columns: bin centre, fraction of the layer's neurons (header = layer), bin left, bin "
           "right, count (header = summary)\n",
@@ -182,7 +183,8 @@ int roteq_plots_prepare_histogram(roteq_plots_job *job, roteq_plots_csv *const *
     for (size_t i = 0; i < s.n; i++) {
         layer_values *L = &s.l[i];
         if (L->n == 0) {
-            fprintf(data, "# layer %s of %s: no neuron with a finite ratio (%zu excluded): no panel\n",
+            fprintf(data,
+                    "# layer %s of %s: no neuron with a finite ratio (%zu excluded): no panel\n",
                     L->layer, L->t->path, L->excluded);
             continue;
         }
@@ -196,10 +198,10 @@ int roteq_plots_prepare_histogram(roteq_plots_job *job, roteq_plots_csv *const *
         /* The legend is two lines: the layer (header of column 2) and its summary (header of
          * column 5, the counts). */
         char summary[256];
-        int len = snprintf(summary, sizeof summary, "n=%zu  median %.3g  5–95%% %.3g–%.3g", L->n,
-                           roteq_plots_quantile(L->x, L->n, 0.5),
-                           roteq_plots_quantile(L->x, L->n, 0.05),
-                           roteq_plots_quantile(L->x, L->n, 0.95));
+        int len =
+            snprintf(summary, sizeof summary, "n=%zu  median %.3g  5–95%% %.3g–%.3g", L->n,
+                     roteq_plots_quantile(L->x, L->n, 0.5), roteq_plots_quantile(L->x, L->n, 0.05),
+                     roteq_plots_quantile(L->x, L->n, 0.95));
         if (L->excluded && len > 0 && (size_t)len < sizeof summary)
             snprintf(summary + len, sizeof summary - (size_t)len, "  (%zu excluded)", L->excluded);
         if (block++ > 0)
@@ -274,7 +276,7 @@ static int series_layers(const roteq_plots_csv *t, layer_set *s)
         L->t = t;
         L->layer = names[k];
         snprintf(L->label, sizeof L->label, "%s", names[k]);
-        double last = -INFINITY;
+        double last = -(double)INFINITY;
         for (size_t r = 0; r < t->nrows; r++) {
             double step;
             if (strcmp(roteq_plots_csv_str(t, r, gc), names[k]) != 0)
@@ -287,7 +289,7 @@ static int series_layers(const roteq_plots_csv *t, layer_set *s)
         }
         double sum2 = 0, s5 = 0, s95 = 0;
         size_t cnt = 0;
-        L->pred_rms = NAN;
+        L->pred_rms = (double)NAN;
         for (size_t r = 0; r < t->nrows; r++) {
             double step, v, a5, a95, p;
             if (strcmp(roteq_plots_csv_str(t, r, gc), names[k]) != 0)
@@ -333,7 +335,7 @@ static void summarise(layer_values *L)
     L->pred_rms = np ? sqrt(p2 / (double)np) : (double)NAN;
     double *sorted = malloc((L->n ? L->n : 1) * sizeof *sorted);
     if (sorted == NULL) {
-        L->q05 = L->q95 = NAN;
+        L->q05 = L->q95 = (double)NAN;
         return;
     }
     memcpy(sorted, L->x, L->n * sizeof *sorted);
@@ -432,15 +434,17 @@ int roteq_plots_prepare_balance(roteq_plots_job *job, roteq_plots_csv *const *ta
         for (size_t i = 0; i < n; i++) {
             layer_values *L = &runs[i].layers.l[0];
             if (L->n == 0) {
-                status = roteq_error_set(ROTEQ_EFORMAT, "%s: no neuron with status ok and a "
-                                                        "finite angular update",
+                status = roteq_error_set(ROTEQ_EFORMAT,
+                                         "%s: no neuron with status ok and a "
+                                         "finite angular update",
                                          L->t->path);
                 goto done;
             }
             if ((status = sort_pairs(L->x, L->pred, L->n)))
                 goto done;
-            fprintf(data, "# block %zu: %s from %s, %zu neurons (%zu excluded), RMS %.17g, "
-                          "predicted %.17g\n",
+            fprintf(data,
+                    "# block %zu: %s from %s, %zu neurons (%zu excluded), RMS %.17g, "
+                    "predicted %.17g\n",
                     i, runs[i].label, L->t->path, L->n, L->excluded, L->meas, L->pred_rms);
             if (i > 0)
                 fputs("\n\n", data);
@@ -475,9 +479,10 @@ int roteq_plots_prepare_balance(roteq_plots_job *job, roteq_plots_csv *const *ta
                 names = grown;
                 names[nnames++] = name;
             }
-        fprintf(data, "# mode layers: %zu blocks (one per run) of %zu rows (one per layer); "
-                      "columns: layer position, measured RMS angular update (header = legend), "
-                      "q05, q95 across neurons, predicted, layer name\n",
+        fprintf(data,
+                "# mode layers: %zu blocks (one per run) of %zu rows (one per layer); "
+                "columns: layer position, measured RMS angular update (header = legend), "
+                "q05, q95 across neurons, predicted, layer name\n",
                 n, nnames);
         for (size_t i = 0; i < n; i++) {
             fprintf(data, "# block %zu: %s from %s (%s)\n", i, runs[i].label, tables[i]->path,
@@ -493,8 +498,9 @@ int roteq_plots_prepare_balance(roteq_plots_job *job, roteq_plots_csv *const *ta
                 for (size_t k = 0; k < runs[i].layers.n; k++)
                     if (strcmp(runs[i].layers.l[k].layer, names[j]) == 0)
                         L = &runs[i].layers.l[k];
-                const double v[4] = {L ? L->meas : (double)NAN, L ? L->q05 : (double)NAN, L ? L->q95 : (double)NAN,
-                                     L ? L->pred_rms : (double)NAN};
+                const double none = (double)NAN;
+                const double v[4] = {L ? L->meas : none, L ? L->q05 : none, L ? L->q95 : none,
+                                     L ? L->pred_rms : none};
                 fprintf(data, "%zu", j);
                 for (int c = 0; c < 4; c++) {
                     fputc(' ', data);

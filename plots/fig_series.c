@@ -53,8 +53,7 @@ static int group_count_in(roteq_plots_csv *const *tables, size_t n, const char *
 }
 
 /* Collect the groups of every input (rows with step <= max_step when max_step > 0). */
-static int series_collect(roteq_plots_csv *const *tables, size_t n, double max_step,
-                          series_set *s)
+static int series_collect(roteq_plots_csv *const *tables, size_t n, double max_step, series_set *s)
 {
     memset(s, 0, sizeof *s);
     for (size_t i = 0; i < n; i++) {
@@ -139,7 +138,7 @@ static int series_equilibrium(series_group *g)
     long pn = roteq_plots_csv_col(t, "pred_norm"), pa = roteq_plots_csv_col(t, "pred_angle");
     long gc = roteq_plots_csv_col(t, "group");
     g->eq_from_column = en >= 0 && ea >= 0;
-    g->eq_norm = g->eq_angle = NAN;
+    g->eq_norm = g->eq_angle = (double)NAN;
     /* Every row of the group, also those beyond --max-step: the last prediction of the run. */
     for (size_t r = 0; r < t->nrows; r++) {
         double vn, va;
@@ -171,14 +170,17 @@ static int write_series(roteq_plots_job *job, roteq_plots_csv *const *tables, si
     if (status)
         goto done;
     int log_y = opt && opt->log_y, eq_columns = 1;
-    fprintf(data, "# %zu blocks (gnuplot index 0..%zu), one per group; columns: step, measured "
-                  "(%s, header = legend), %s, %s, %s, equilibrium\n",
+    fprintf(data,
+            "# %zu blocks (gnuplot index 0..%zu), one per group; columns: step, measured "
+            "(%s, header = legend), %s, %s, %s, equilibrium\n",
             s.n, s.n - 1, cols->measured, cols->q05, cols->q95, cols->pred);
     for (size_t i = 0; i < s.n; i++) {
         series_group *g = &s.g[i];
         const roteq_plots_csv *t = g->t;
-        const char *const need[][2] = {{cols->measured, NULL}, {cols->q05, NULL},
-                                       {cols->q95, NULL},      {cols->pred, NULL},
+        const char *const need[][2] = {{cols->measured, NULL},
+                                       {cols->q05, NULL},
+                                       {cols->q95, NULL},
+                                       {cols->pred, NULL},
                                        {"step", NULL}};
         long c[5];
         for (int k = 0; k < 5; k++)
@@ -218,9 +220,9 @@ static int write_series(roteq_plots_job *job, roteq_plots_csv *const *tables, si
             goto done;
         }
         if (log_y && positive == 0) {
-            status = roteq_error_set(ROTEQ_EFORMAT,
-                                     "%s: --log-y but '%s' has no positive value for %s", t->path,
-                                     cols->measured, g->label);
+            status =
+                roteq_error_set(ROTEQ_EFORMAT, "%s: --log-y but '%s' has no positive value for %s",
+                                t->path, cols->measured, g->label);
             goto done;
         }
     }
@@ -233,8 +235,8 @@ static int write_series(roteq_plots_job *job, roteq_plots_csv *const *tables, si
         (status = roteq_plots_job_arg(job, "%s", ylabel)) ||
         (status = roteq_plots_job_arg(job, "%d", log_y)) ||
         (status = roteq_plots_job_arg(job, "%zu", s.n)) ||
-        (status = roteq_plots_job_arg(job, "%s", eq_columns ? "equilibrium"
-                                                             : "prediction at the last step")))
+        (status = roteq_plots_job_arg(job, "%s",
+                                      eq_columns ? "equilibrium" : "prediction at the last step")))
         goto done;
 done:
     series_free(&s);
@@ -267,14 +269,16 @@ int roteq_plots_prepare_transient(roteq_plots_job *job, roteq_plots_csv *const *
     if (status)
         goto done;
     if (s.n < 2) {
-        status = roteq_error_set(ROTEQ_EINVAL, "transient compares runs: give two or more groups "
-                                               "(e.g. adamw and rv_adamw series), got %zu",
+        status = roteq_error_set(ROTEQ_EINVAL,
+                                 "transient compares runs: give two or more groups "
+                                 "(e.g. adamw and rv_adamw series), got %zu",
                                  s.n);
         goto done;
     }
-    fprintf(data, "# %zu blocks (gnuplot index 0..%zu), one per group; columns: step, "
-                  "angle_rms/eq_angle (header = legend), pred_angle/eq_angle, "
-                  "norm_mean/eq_norm, pred_norm/eq_norm, angle_rms, norm_mean\n",
+    fprintf(data,
+            "# %zu blocks (gnuplot index 0..%zu), one per group; columns: step, "
+            "angle_rms/eq_angle (header = legend), pred_angle/eq_angle, "
+            "norm_mean/eq_norm, pred_norm/eq_norm, angle_rms, norm_mean\n",
             s.n, s.n - 1);
     static const char *const names[] = {"step", "angle_rms", "pred_angle", "norm_mean",
                                         "pred_norm"};
@@ -296,8 +300,9 @@ int roteq_plots_prepare_transient(roteq_plots_job *job, roteq_plots_csv *const *
                                      t->path, g->label);
             goto done;
         }
-        fprintf(data, "# block %zu: %s from %s; equilibrium norm %.17g, angular update %.17g (%s)\n",
-                i, g->label, t->path, g->eq_norm, g->eq_angle,
+        fprintf(data,
+                "# block %zu: %s from %s; equilibrium norm %.17g, angular update %.17g (%s)\n", i,
+                g->label, t->path, g->eq_norm, g->eq_angle,
                 g->eq_from_column ? "eq_* columns" : "prediction at the last step");
         if (i > 0)
             fputs("\n\n", data);
@@ -310,8 +315,13 @@ int roteq_plots_prepare_transient(roteq_plots_job *job, roteq_plots_csv *const *
             for (int j = 0; j < 5; j++)
                 if ((status = roteq_plots_csv_num(t, g->rows[k], c[j], &v[j])))
                     goto done;
-            const double out[7] = {v[0],           v[1] / g->eq_angle, v[2] / g->eq_angle,
-                                   v[3] / g->eq_norm, v[4] / g->eq_norm, v[1], v[3]};
+            const double out[7] = {v[0],
+                                   v[1] / g->eq_angle,
+                                   v[2] / g->eq_angle,
+                                   v[3] / g->eq_norm,
+                                   v[4] / g->eq_norm,
+                                   v[1],
+                                   v[3]};
             for (int j = 0; j < 7; j++) {
                 if (j)
                     fputc(' ', data);

@@ -17,13 +17,10 @@ int roteq_plots_prepare_verify(roteq_plots_job *job, roteq_plots_csv *const *tab
                                const roteq_plot_options *opt, FILE *data)
 {
     static const char *const need_names[][3] = {
-        {"optimizer", NULL, NULL},
-        {"pred_norm", NULL, NULL},
-        {"norm", "norm_mean", NULL},
-        {"pred_angle", NULL, NULL},
-        {"angle", "angular_update", NULL},
+        {"optimizer", NULL, NULL},  {"pred_norm", NULL, NULL},         {"norm", "norm_mean", NULL},
+        {"pred_angle", NULL, NULL}, {"angle", "angular_update", NULL},
     };
-    static const char *const opt_names[] = {"norm_ci_lo", "norm_ci_hi", "angle_ci_lo",
+    static const char *const opt_names[] = {"norm_ci_lo",  "norm_ci_hi", "angle_ci_lo",
                                             "angle_ci_hi", "pred_exact", "status"};
     /* (table, optimizer) pairs in order of first appearance across inputs. */
     const char **groups = NULL;
@@ -59,10 +56,11 @@ int roteq_plots_prepare_verify(roteq_plots_job *job, roteq_plots_csv *const *tab
         }
         free(g);
     }
-    fprintf(data, "# %zu blocks (gnuplot index), one per optimizer; columns: pred_norm, norm "
-                  "(header = legend), norm_ci_lo, norm_ci_hi, pred_angle, angle, angle_ci_lo, "
-                  "angle_ci_hi, approx (1: approximate formula), fail (1: status FAIL), norm error %%, "
-                  "angle error %% (100 (measured - predicted) / predicted)\n",
+    fprintf(data,
+            "# %zu blocks (gnuplot index), one per optimizer; columns: pred_norm, norm "
+            "(header = legend), norm_ci_lo, norm_ci_hi, pred_angle, angle, angle_ci_lo, "
+            "angle_ci_hi, approx (1: approximate formula), fail (1: status FAIL), norm error %%, "
+            "angle error %% (100 (measured - predicted) / predicted)\n",
             ngroups);
     size_t usable = 0, skipped = 0;
     for (size_t j = 0; j < ngroups; j++) {
@@ -95,7 +93,7 @@ int roteq_plots_prepare_verify(roteq_plots_job *job, roteq_plots_csv *const *tab
                 /* Log axes: a non-positive value cannot be drawn; it becomes missing. */
                 for (int k = 0; k < 8; k++)
                     if (!(v[k] > 0))
-                        v[k] = NAN;
+                        v[k] = (double)NAN;
                 if (!(isfinite(v[0]) && isfinite(v[1])) && !(isfinite(v[4]) && isfinite(v[5]))) {
                     skipped++;
                     continue;
@@ -116,8 +114,9 @@ int roteq_plots_prepare_verify(roteq_plots_job *job, roteq_plots_csv *const *tab
         if (rows == 0) /* keep the block so the legend and point style stay per optimizer */
             fputs("NaN NaN NaN NaN NaN NaN NaN NaN 0 0 NaN NaN\n", data);
     }
-    fprintf(data, "# %zu points drawn, %zu rows skipped (ERROR, UNKNOWN or no positive "
-                  "prediction and measurement)\n",
+    fprintf(data,
+            "# %zu points drawn, %zu rows skipped (ERROR, UNKNOWN or no positive "
+            "prediction and measurement)\n",
             usable, skipped);
     if (usable == 0) {
         status = roteq_error_set(ROTEQ_EFORMAT,

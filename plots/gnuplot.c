@@ -52,7 +52,8 @@ int roteq_plots_scripts_dir(char *buf, size_t len)
     if (n > 0) {
         beside[n] = '\0';
         char *slash = strrchr(beside, '/');
-        if (slash != NULL && (size_t)(slash - beside) + sizeof "/../share/roteq/plots" < sizeof beside)
+        if (slash != NULL &&
+            (size_t)(slash - beside) + sizeof "/../share/roteq/plots" < sizeof beside)
             memcpy(slash, "/../share/roteq/plots", sizeof "/../share/roteq/plots");
         else
             beside[0] = '\0';
@@ -287,10 +288,11 @@ int roteq_plots_job_run(roteq_plots_job *job)
         close(perr[0]);
         unlink(tmp);
         if (rc == ENOENT)
-            return roteq_error_set(ROTEQ_ERUNTIME,
-                                   "gnuplot not found (looked for '%s' on PATH): install gnuplot "
-                                   "(Debian gnuplot-nox, see scripts/setup.sh) or set ROTEQ_GNUPLOT",
-                                   gnuplot);
+            return roteq_error_set(
+                ROTEQ_ERUNTIME,
+                "gnuplot not found (looked for '%s' on PATH): install gnuplot "
+                "(Debian gnuplot-nox, see scripts/setup.sh) or set ROTEQ_GNUPLOT",
+                gnuplot);
         return roteq_error_set(ROTEQ_ERUNTIME, "cannot run '%s': %s", gnuplot, strerror(rc));
     }
     /* Collect stderr (warnings and errors) until gnuplot closes it. */
@@ -335,8 +337,7 @@ int roteq_plots_job_run(roteq_plots_job *job)
         free(text);
         unlink(tmp);
         if (WIFEXITED(wstatus) && WEXITSTATUS(wstatus) == 127)
-            return roteq_error_set(ROTEQ_ERUNTIME, "gnuplot ('%s') could not be executed",
-                                   gnuplot);
+            return roteq_error_set(ROTEQ_ERUNTIME, "gnuplot ('%s') could not be executed", gnuplot);
         return roteq_error_set(ROTEQ_ERUNTIME, "gnuplot failed on %s with %s: %s", job->data_path,
                                job->script, line[0] ? line : "no figure written");
     }

@@ -14,8 +14,8 @@
 /* ---- CSV tables (csv.c) ----------------------------------------------------------------- */
 
 typedef struct {
-    char *path;     /* the file as given */
-    char *label;    /* the LABEL of a LABEL=PATH input, or NULL */
+    char *path;      /* the file as given */
+    char *label;     /* the LABEL of a LABEL=PATH input, or NULL */
     char **comments; /* '#' lines before the header, without the '#' and leading blanks */
     size_t ncomments;
     char **names; /* column names */
@@ -61,8 +61,8 @@ typedef struct {
     const char *kind;   /* "norm", ... */
     const char *script; /* file name in the scripts folder, e.g. "series.gp" */
     char dir[4096];
-    char name[256];      /* base name of the outputs: NAME.dat, NAME.png */
-    const char *format;  /* "png" or "svg" */
+    char name[256];                         /* base name of the outputs: NAME.dat, NAME.png */
+    const char *format;                     /* "png" or "svg" */
     const char *args[ROTEQ_PLOTS_MAX_ARGS]; /* ARG3... (ARG1 = DATA, ARG2 = OUT) */
     char argbuf[ROTEQ_PLOTS_MAX_ARGS][512];
     size_t nargs;
@@ -99,8 +99,8 @@ int roteq_plots_scripts_dir(char *buf, size_t len);
 
 /* ---- figure kinds (fig_*.c): write the data file and set the script arguments ------------- */
 
-typedef int (*roteq_plots_prepare)(roteq_plots_job *job, roteq_plots_csv *const *tables,
-                                   size_t n, const roteq_plot_options *opt, FILE *data);
+typedef int (*roteq_plots_prepare)(roteq_plots_job *job, roteq_plots_csv *const *tables, size_t n,
+                                   const roteq_plot_options *opt, FILE *data);
 
 int roteq_plots_prepare_norm(roteq_plots_job *job, roteq_plots_csv *const *tables, size_t n,
                              const roteq_plot_options *opt, FILE *data);

@@ -52,8 +52,7 @@ static double normal(uint64_t *s)
     return sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2);
 }
 
-void fx_per_neuron(const char *path, size_t nlayers, size_t neurons, double spread,
-                   unsigned seed)
+void fx_per_neuron(const char *path, size_t nlayers, size_t neurons, double spread, unsigned seed)
 {
     FILE *f = fopen(path, "w");
     assert_non_null(f);
@@ -90,8 +89,9 @@ void fx_verify(const char *path, size_t per)
             int approx = o == 2, fail = o == 1 && k == 0, error = o == 0 && k == per - 1;
             double mn = pn * (1.0 + (fail ? 0.2 : approx ? 0.05 : 0.002)), ma = pa * 1.003;
             const char *st = error ? "ERROR" : fail ? "FAIL" : approx ? "APPROX" : "PASS";
-            fprintf(f, "%zu,%zu,%s,%.17g,%.17g,%.17g,%.17g,%d,%.17g,%.17g,%.17g,%.17g,%.17g,"
-                       "%.17g,%.17g,%.17g,%s,%s\n",
+            fprintf(f,
+                    "%zu,%zu,%s,%.17g,%.17g,%.17g,%.17g,%d,%.17g,%.17g,%.17g,%.17g,%.17g,"
+                    "%.17g,%.17g,%.17g,%s,%s\n",
                     idx, 1000 + idx, opts[o], lr, wd, pn, pa, approx ? 0 : 1, mn, 0.01 * mn,
                     0.98 * mn, 1.02 * mn, ma, 0.01 * ma, 0.98 * ma, 1.02 * ma, st,
                     error ? "\"beta1 must be in [0, 1), got 1.5\"" : "");

@@ -13,8 +13,7 @@ void fx_series(const char *path, const char *const *groups, size_t ngroups, size
                size_t nan_every);
 /* Per-neuron CSV (section 3): `nlayers` layers of `neurons` neurons; ratios spread by `spread`
  * (log-normal), two neurons per layer marked dead. */
-void fx_per_neuron(const char *path, size_t nlayers, size_t neurons, double spread,
-                   unsigned seed);
+void fx_per_neuron(const char *path, size_t nlayers, size_t neurons, double spread, unsigned seed);
 /* Verify/sweep rows (section 6): 3 optimizers x `per` rows with PASS, APPROX, FAIL, ERROR. */
 void fx_verify(const char *path, size_t per);
 

@@ -30,8 +30,10 @@ static void test_help_and_usage(void **state)
         {{"plot", NULL}, "usage: roteq plot"},
         {{"plot", "norm", NULL}, "roteq plot: norm: no INPUT file given"},
         {{"plot", "pie", "x.csv", NULL}, "roteq plot: unknown kind 'pie'"},
-        {{"plot", "norm", "x.csv", "--format", "gif", NULL}, "roteq plot: --format: 'gif' is not png or svg"},
-        {{"plot", "--max-step", "-3", "norm", "x.csv", NULL}, "roteq plot: --max-step: must be positive"},
+        {{"plot", "norm", "x.csv", "--format", "gif", NULL},
+         "roteq plot: --format: 'gif' is not png or svg"},
+        {{"plot", "--max-step", "-3", "norm", "x.csv", NULL},
+         "roteq plot: --max-step: must be positive"},
         {{"plot", "norm", "--bogus", NULL}, "usage: roteq plot"},
         {{"plot", "norm", "/nonexistent.csv", NULL}, "roteq plot: cannot read '/nonexistent.csv'"},
         {{"plot", "gallery", "x.csv", NULL}, "roteq plot: gallery takes no INPUT (got 'x.csv')"},
@@ -57,8 +59,8 @@ static void test_draw(void **state)
     fx_series(in, groups, 2, 90, 0);
     char labelled[4200];
     snprintf(labelled, sizeof labelled, "run=%s", in);
-    const char *args[] = {"plot", "--format", "svg", "angle", labelled, "--out", outdir,
-                          "--log-y", "--title", "two runs", NULL};
+    const char *args[] = {"plot", "--format", "svg",     "angle",    labelled, "--out",
+                          outdir, "--log-y",  "--title", "two runs", NULL};
     char *out, *err;
     int rc = roteq_test_run(args, NULL, &out, &err);
     if (rc != 0)

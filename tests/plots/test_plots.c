@@ -337,7 +337,8 @@ static void test_input_errors(void **state)
     roteq_test_write_file(fx->path[0], "step,group,angle_rms,angle_q05,angle_q95,pred_angle\n"
                                        "1,a,0.1,0.1,0.1,0.1\n2,a,0.1x,0.1,0.1,0.1\n");
     assert_int_equal(roteq_plot("angle", in, 1, &o, NULL, 0), ROTEQ_EFORMAT);
-    assert_non_null(strstr(roteq_error_message(), ":3: column 'angle_rms': '0.1x' is not a number"));
+    assert_non_null(
+        strstr(roteq_error_message(), ":3: column 'angle_rms': '0.1x' is not a number"));
 
     roteq_test_write_file(fx->path[0], "step,group\n1,a,3\n");
     assert_int_equal(roteq_plot("norm", in, 1, &o, NULL, 0), ROTEQ_EFORMAT);
@@ -438,8 +439,9 @@ static void test_scripts_dir(void **state)
     /* A script error surfaces gnuplot's own message: a copy of the scripts with a broken one. */
     char bad[4200], cmd[20000];
     snprintf(bad, sizeof bad, "%s/badplots", fx->dir);
-    snprintf(cmd, sizeof cmd, "mkdir -p '%s' && cp '%s'/*.gp '%s' && echo 'plot nosuchvar' >> '%s/series.gp'",
-             bad, src, bad, bad);
+    snprintf(cmd, sizeof cmd,
+             "mkdir -p '%s' && cp '%s'/*.gp '%s' && echo 'plot nosuchvar' >> '%s/series.gp'", bad,
+             src, bad, bad);
     assert_int_equal(system(cmd), 0);
     setenv("ROTEQ_PLOTS_DIR", bad, 1);
     assert_int_equal(roteq_plot("norm", in, 1, &o, NULL, 0), ROTEQ_ERUNTIME);
