@@ -9,6 +9,7 @@
 #include "roteq_analysis.h"
 
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 static double f16_to_double(uint16_t h)
@@ -49,6 +50,14 @@ static void load_row(const roteq_tensor_info *t, const void *data, size_t row, s
                 memcpy(&out[j], p + j * stride * 8, 8);
         break;
     case ROTEQ_DT_F32:
+        if (stride == 1) { /* contiguous: a loop the compiler vectorises */
+            for (size_t j = 0; j < n; j++) {
+                float f;
+                memcpy(&f, p + 4 * j, 4);
+                out[j] = (double)f;
+            }
+            break;
+        }
         for (size_t j = 0; j < n; j++) {
             float f;
             memcpy(&f, p + j * stride * 4, 4);
@@ -63,6 +72,17 @@ static void load_row(const roteq_tensor_info *t, const void *data, size_t row, s
         }
         break;
     case ROTEQ_DT_BF16:
+        if (stride == 1) {
+            for (size_t j = 0; j < n; j++) {
+                uint16_t h;
+                memcpy(&h, p + 2 * j, 2);
+                uint32_t u = (uint32_t)h << 16;
+                float f;
+                memcpy(&f, &u, 4);
+                out[j] = (double)f;
+            }
+            break;
+        }
         for (size_t j = 0; j < n; j++) {
             uint16_t h;
             memcpy(&h, p + j * stride * 2, 2);
@@ -76,37 +96,177 @@ static void load_row(const roteq_tensor_info *t, const void *data, size_t row, s
     }
 }
 
+/* Two-lane vectors (GCC and clang vector extensions: one SSE2 register), two accumulators each:
+ * independent partial sums in a fixed order, so results do not depend on the build's flags. */
+typedef double v2d __attribute__((vector_size(16)));
+
 static double sumsq(const double *x, size_t n)
 {
-    /* Four independent partial sums: no reassociation flags needed for the pipeline to fill. */
-    double s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+    v2d s0 = {0, 0}, s1 = {0, 0};
     size_t j = 0;
     for (; j + 4 <= n; j += 4) {
-        s0 += x[j] * x[j];
-        s1 += x[j + 1] * x[j + 1];
-        s2 += x[j + 2] * x[j + 2];
-        s3 += x[j + 3] * x[j + 3];
+        v2d v0, v1;
+        memcpy(&v0, x + j, sizeof v0);
+        memcpy(&v1, x + j + 2, sizeof v1);
+        s0 += v0 * v0;
+        s1 += v1 * v1;
     }
+    v2d s = s0 + s1;
+    double t = s[0] + s[1];
     for (; j < n; j++)
-        s0 += x[j] * x[j];
-    return (s0 + s1) + (s2 + s3);
+        t += x[j] * x[j];
+    return t;
 }
 
-/* Row buffers live on the stack; longer rows are processed in chunks. */
-#define ROW_CHUNK 2048
+/* Rows longer than this are processed in chunks of it (two buffers of doubles: 256 KiB). */
+#define ROW_CHUNK 16384
 
 void roteq_rows_norms(const roteq_tensor_info *t, const void *data, size_t rows, size_t cols,
                       double *norm)
 {
-    double buf[ROW_CHUNK];
+    size_t cap = cols < ROW_CHUNK ? cols : ROW_CHUNK;
+    double *buf = malloc((cap ? cap : 1) * sizeof *buf);
     for (size_t i = 0; i < rows; i++) {
         double s = 0;
-        for (size_t j0 = 0; j0 < cols; j0 += ROW_CHUNK) {
+        for (size_t j0 = 0; j0 < cols && buf; j0 += ROW_CHUNK) {
             size_t n = cols - j0 < ROW_CHUNK ? cols - j0 : ROW_CHUNK;
             load_row(t, data, i, rows, cols, j0, n, buf);
             s += sumsq(buf, n);
         }
-        norm[i] = sqrt(s);
+        norm[i] = buf ? sqrt(s) : DNAN;
+    }
+    free(buf);
+}
+
+/* Sums of (u - v)^2 and (u + v)^2 for u = a*ia, v = b*ib. */
+static void diff_sum(const double *a, const double *b, size_t n, double ia, double ib, double *d,
+                     double *s)
+{
+    v2d d0 = {0, 0}, d1 = {0, 0}, s0 = {0, 0}, s1 = {0, 0};
+    const v2d iav = {ia, ia}, ibv = {ib, ib};
+    size_t j = 0;
+    for (; j + 4 <= n; j += 4) {
+        v2d u0, v0, u1, v1;
+        memcpy(&u0, a + j, sizeof u0);
+        memcpy(&u1, a + j + 2, sizeof u1);
+        memcpy(&v0, b + j, sizeof v0);
+        memcpy(&v1, b + j + 2, sizeof v1);
+        u0 *= iav, u1 *= iav, v0 *= ibv, v1 *= ibv;
+        v2d m0 = u0 - v0, m1 = u1 - v1, p0 = u0 + v0, p1 = u1 + v1;
+        d0 += m0 * m0;
+        d1 += m1 * m1;
+        s0 += p0 * p0;
+        s1 += p1 * p1;
+    }
+    v2d dv = d0 + d1, sv = s0 + s1;
+    double dt = dv[0] + dv[1], st = sv[0] + sv[1];
+    for (; j < n; j++) {
+        double u = a[j] * ia, v = b[j] * ib;
+        dt += (u - v) * (u - v);
+        st += (u + v) * (u + v);
+    }
+    *d += dt;
+    *s += st;
+}
+
+/* Fused kernels for the common case (both rows contiguous, same dtype): convert on the fly and
+ * accumulate, so the raw bytes are read once per pass and nothing is stored. */
+static inline double ld_f64(const unsigned char *p, size_t j)
+{
+    double d;
+    memcpy(&d, p + 8 * j, 8);
+    return d;
+}
+static inline double ld_f32(const unsigned char *p, size_t j)
+{
+    float f;
+    memcpy(&f, p + 4 * j, 4);
+    return (double)f;
+}
+static inline double ld_bf16(const unsigned char *p, size_t j)
+{
+    uint16_t h;
+    memcpy(&h, p + 2 * j, 2);
+    union {
+        uint32_t u;
+        float f;
+    } v = {(uint32_t)h << 16}; /* type punning through a union is defined in C */
+    return (double)v.f;
+}
+static inline double ld_f16(const unsigned char *p, size_t j)
+{
+    uint16_t h;
+    memcpy(&h, p + 2 * j, 2);
+    return f16_to_double(h);
+}
+
+#define ROTEQ_KERNELS(NAME, LOAD)                                                                  \
+    static double ksumsq_##NAME(const unsigned char *p, size_t n)                                  \
+    {                                                                                              \
+        double s0 = 0, s1 = 0, s2 = 0, s3 = 0;                                                     \
+        size_t j = 0;                                                                              \
+        for (; j + 4 <= n; j += 4) {                                                               \
+            double x0 = LOAD(p, j), x1 = LOAD(p, j + 1), x2 = LOAD(p, j + 2), x3 = LOAD(p, j + 3); \
+            s0 += x0 * x0, s1 += x1 * x1, s2 += x2 * x2, s3 += x3 * x3;                            \
+        }                                                                                          \
+        for (; j < n; j++) {                                                                       \
+            double x = LOAD(p, j);                                                                 \
+            s0 += x * x;                                                                           \
+        }                                                                                          \
+        return (s0 + s1) + (s2 + s3);                                                              \
+    }                                                                                              \
+    static void kdiff_##NAME(const unsigned char *a, const unsigned char *b, size_t n, double ia,  \
+                             double ib, double *d, double *s)                                      \
+    {                                                                                              \
+        double d0 = 0, d1 = 0, s0 = 0, s1 = 0;                                                     \
+        size_t j = 0;                                                                              \
+        for (; j + 2 <= n; j += 2) {                                                               \
+            double u0 = LOAD(a, j) * ia, v0 = LOAD(b, j) * ib;                                     \
+            double u1 = LOAD(a, j + 1) * ia, v1 = LOAD(b, j + 1) * ib;                             \
+            d0 += (u0 - v0) * (u0 - v0), s0 += (u0 + v0) * (u0 + v0);                              \
+            d1 += (u1 - v1) * (u1 - v1), s1 += (u1 + v1) * (u1 + v1);                              \
+        }                                                                                          \
+        for (; j < n; j++) {                                                                       \
+            double u = LOAD(a, j) * ia, v = LOAD(b, j) * ib;                                       \
+            d0 += (u - v) * (u - v), s0 += (u + v) * (u + v);                                      \
+        }                                                                                          \
+        *d = d0 + d1;                                                                              \
+        *s = s0 + s1;                                                                              \
+    }
+
+ROTEQ_KERNELS(f64, ld_f64)
+ROTEQ_KERNELS(f32, ld_f32)
+ROTEQ_KERNELS(bf16, ld_bf16)
+ROTEQ_KERNELS(f16, ld_f16)
+
+typedef struct {
+    double (*sumsq)(const unsigned char *, size_t);
+    void (*diff)(const unsigned char *, const unsigned char *, size_t, double, double, double *,
+                 double *);
+} kernel;
+
+static const kernel kernels[] = {{ksumsq_f64, kdiff_f64},
+                                 {ksumsq_f32, kdiff_f32},
+                                 {ksumsq_f16, kdiff_f16},
+                                 {ksumsq_bf16, kdiff_bf16}};
+
+/* The fused path: C order, same dtype on both sides. */
+static void rows_angles_fused(const kernel *k, size_t es, const unsigned char *a,
+                              const unsigned char *b, size_t rows, size_t cols,
+                              const double *norm_a, double *norm_b, double *angle)
+{
+    for (size_t i = 0; i < rows; i++) {
+        const unsigned char *ra = a + i * cols * es, *rb = b + i * cols * es;
+        double nb = sqrt(k->sumsq(rb, cols));
+        double na = norm_a ? norm_a[i] : sqrt(k->sumsq(ra, cols));
+        norm_b[i] = nb;
+        if (!(na > 0) || !(nb > 0) || !isfinite(na) || !isfinite(nb)) {
+            angle[i] = DNAN;
+            continue;
+        }
+        double d, s;
+        k->diff(ra, rb, cols, 1.0 / na, 1.0 / nb, &d, &s);
+        angle[i] = 2.0 * atan2(sqrt(d), sqrt(s));
     }
 }
 
@@ -114,16 +274,31 @@ void roteq_rows_angles(const roteq_tensor_info *ta, const void *a, const roteq_t
                        const void *b, size_t rows, size_t cols, const double *norm_a,
                        double *norm_b, double *angle)
 {
-    double ba[ROW_CHUNK], bb[ROW_CHUNK];
+    if (ta->dtype == tb->dtype && !ta->fortran_order && !tb->fortran_order &&
+        ta->dtype != ROTEQ_DT_OTHER) {
+        rows_angles_fused(&kernels[ta->dtype], roteq_dtype_size(ta->dtype), a, b, rows, cols,
+                          norm_a, norm_b, angle);
+        return;
+    }
+    size_t cap = cols < ROW_CHUNK ? cols : ROW_CHUNK;
+    double *ba = malloc(2 * (cap ? cap : 1) * sizeof *ba), *bb = ba ? ba + cap : NULL;
+    if (ba == NULL) {
+        for (size_t i = 0; i < rows; i++)
+            norm_b[i] = angle[i] = DNAN;
+        return;
+    }
+    int one_chunk = cols <= ROW_CHUNK;
     for (size_t i = 0; i < rows; i++) {
         double na = 0, nb = 0;
+        /* Pass 1: norms. A row that fits one chunk stays in the buffers for pass 2. */
         for (size_t j0 = 0; j0 < cols; j0 += ROW_CHUNK) {
             size_t n = cols - j0 < ROW_CHUNK ? cols - j0 : ROW_CHUNK;
             load_row(tb, b, i, rows, cols, j0, n, bb);
             nb += sumsq(bb, n);
-            if (norm_a == NULL) {
+            if (norm_a == NULL || one_chunk) {
                 load_row(ta, a, i, rows, cols, j0, n, ba);
-                na += sumsq(ba, n);
+                if (norm_a == NULL)
+                    na += sumsq(ba, n);
             }
         }
         nb = sqrt(nb);
@@ -133,28 +308,17 @@ void roteq_rows_angles(const roteq_tensor_info *ta, const void *a, const roteq_t
             angle[i] = DNAN; /* a zero (or non-finite) vector has no direction */
             continue;
         }
-        double ia = 1.0 / na, ib = 1.0 / nb;
-        double d0 = 0, d1 = 0, s0 = 0, s1 = 0;
+        /* Pass 2: the unit vectors' difference and sum. */
+        double d = 0, s = 0;
         for (size_t j0 = 0; j0 < cols; j0 += ROW_CHUNK) {
             size_t n = cols - j0 < ROW_CHUNK ? cols - j0 : ROW_CHUNK;
-            if (cols > ROW_CHUNK || norm_a != NULL)
+            if (!one_chunk) {
                 load_row(ta, a, i, rows, cols, j0, n, ba);
-            if (cols > ROW_CHUNK)
                 load_row(tb, b, i, rows, cols, j0, n, bb);
-            size_t j = 0;
-            for (; j + 2 <= n; j += 2) {
-                double u0 = ba[j] * ia, v0 = bb[j] * ib, u1 = ba[j + 1] * ia, v1 = bb[j + 1] * ib;
-                d0 += (u0 - v0) * (u0 - v0);
-                s0 += (u0 + v0) * (u0 + v0);
-                d1 += (u1 - v1) * (u1 - v1);
-                s1 += (u1 + v1) * (u1 + v1);
             }
-            for (; j < n; j++) {
-                double u = ba[j] * ia, v = bb[j] * ib;
-                d0 += (u - v) * (u - v);
-                s0 += (u + v) * (u + v);
-            }
+            diff_sum(ba, bb, n, 1.0 / na, 1.0 / nb, &d, &s);
         }
-        angle[i] = 2.0 * atan2(sqrt(d0 + d1), sqrt(s0 + s1));
+        angle[i] = 2.0 * atan2(sqrt(d), sqrt(s));
     }
+    free(ba);
 }
