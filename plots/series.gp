@@ -11,7 +11,7 @@
 #     LOGY     1: logarithmic y axis NGROUPS number of blocks
 #     EQLABEL  legend of column 6: 'equilibrium', or 'prediction at the last step' when the
 #              input had no eq_* column
-#   Up to 4 groups share one panel; more get one panel each (same axes).
+#   Up to 4 groups share one panel; more get one panel each, each with its own y range.
 
 _d = ''; _s = ARG0; while (strstrt(_s, '/') > 0) { _k = strstrt(_s, '/'); _d = _d . _s[1:_k]; _s = _s[_k+1:] }
 ROTEQ_OUT = ARG2; load _d . 'style.gp'
