@@ -20,8 +20,10 @@ ROTEQ_OUT = ARG2; load _d . 'style.gp'
 DATA = ARG1; N = int(ARG4); NAMES = ARG5
 eval roteq_term(1100, 920)
 set output ARG2
-PTS = '7 5 9 11 13 15 3 1'   # filled circle, square, triangles, diamond, pentagon, star, plus
-opt_pt(i) = int(word(PTS, i % 8 + 1))
+# Point types cycle with period 11 and colours with period 8, so up to 88 optimizers get distinct
+# (colour, point) pairs; 6 (open circle) and 2 (cross) are kept for APPROX and FAIL.
+PTS = '7 5 9 11 13 15 3 1 4 8 12'
+opt_pt(i) = int(word(PTS, i % 11 + 1))
 ring(a, v) = (a > 0.5) ? v : NaN
 set multiplot title ARG3
 set key top left font ',9' spacing 1.0
