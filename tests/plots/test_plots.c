@@ -221,6 +221,9 @@ static void test_histogram(void **state)
     assert_non_null(strstr(text, "(2 excluded)"));
     assert_non_null(strstr(text, "linear"));
     free(text);
+    /* SVG works for the multi-panel figures too. */
+    roteq_plot_options svg = {.format = "svg", .name = "histogram_svg"};
+    draw(fx, "histogram", in, 1, &svg, 3, 24);
     /* A wide spread gives log-spaced bins. */
     fx_per_neuron(fx->path[1], 2, 400, 1.5, 5);
     const char *wide[] = {fx->path[1]};
