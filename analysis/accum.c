@@ -133,7 +133,7 @@ int roteq_analysis_layer(roteq_analysis *a, const char *name, size_t len, size_t
 {
     if (a->last_layer < a->nlayers) {
         roteq_layer *L = &a->layers[a->last_layer];
-        if (strncmp(L->name, name, len) == 0 && L->name[len] == '\0') {
+        if (L->name_len == len && memcmp(L->name, name, len) == 0) {
             *index = a->last_layer;
             return ROTEQ_OK;
         }
@@ -142,7 +142,7 @@ int roteq_analysis_layer(roteq_analysis *a, const char *name, size_t len, size_t
      * cache miss costs nothing measurable. */
     for (size_t i = 0; i < a->nlayers; i++) {
         roteq_layer *L = &a->layers[i];
-        if (strncmp(L->name, name, len) == 0 && L->name[len] == '\0') {
+        if (L->name_len == len && memcmp(L->name, name, len) == 0) {
             a->last_layer = *index = i;
             return ROTEQ_OK;
         }
@@ -170,6 +170,7 @@ int roteq_analysis_layer(roteq_analysis *a, const char *name, size_t len, size_t
     }
     memcpy(L->name, name, len);
     L->name[len] = '\0';
+    L->name_len = len;
     L->stride = 1;
     L->c_gap = -1;
     L->conv_static.candidate = L->conv_tr.candidate = -1;

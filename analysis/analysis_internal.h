@@ -33,6 +33,7 @@ typedef struct {
 
 typedef struct {
     char *name;
+    size_t name_len;
     size_t dim;
     double grad_norm;
     roteq_hparams hp; /* resolved; lr / weight_decay may be NAN when a column supplies them */
