@@ -351,7 +351,9 @@ static void test_layouts_and_dtypes(void **state)
             write_st(p, t, dt, (const int[]){1, 0}, 2);
             free(p);
         }
-        roteq_test_write_file(roteq_test_path(d1, "config.json"), "{}"); /* ignored */
+        char *cfgjson = roteq_test_path(d1, "config.json");
+        roteq_test_write_file(cfgjson, "{}"); /* not a snapshot: ignored */
+        free(cfgjson);
         roteq_analysis_result *r1 = analyse_dir(d1, NULL, &m);
         same_answer(rc, r1);
         assert_int_equal(r1->layers[0].gap, 1);
