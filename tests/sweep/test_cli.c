@@ -249,12 +249,39 @@ static void test_kill_and_resume(void **state)
     roteq_test_rmtree(dir);
 }
 
+/* A roteq built without MPI but started by mpirun/srun would run the whole grid once per rank,
+ * all writing the same FILE: it must refuse. (MPI builds are tested under mpirun in test_mpi.c.) */
+#if !ROTEQ_TEST_MPI_BUILD
+static void test_launcher_without_mpi(void **state)
+{
+    (void)state;
+    char *dir = roteq_test_tmpdir();
+    char *grid = roteq_test_path(dir, "g.json"), *rows = roteq_test_path(dir, "rows.csv");
+    roteq_test_write_file(grid, small_grid);
+    char *out, *err;
+    setenv("OMPI_COMM_WORLD_SIZE", "3", 1);
+    int rc = roteq_test_run((const char *[]){"sweep", grid, "--out", rows, NULL}, NULL, &out, &err);
+    unsetenv("OMPI_COMM_WORLD_SIZE");
+    assert_int_equal(rc, 2);
+    assert_non_null(strstr(err, "built without MPI"));
+    assert_int_equal(access(rows, F_OK), -1);
+    free(out);
+    free(err);
+    free(grid);
+    free(rows);
+    roteq_test_rmtree(dir);
+}
+#endif
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_usage_and_malformed),
         cmocka_unit_test(test_bad_point_and_rerun),
         cmocka_unit_test(test_kill_and_resume),
+#if !ROTEQ_TEST_MPI_BUILD
+        cmocka_unit_test(test_launcher_without_mpi),
+#endif
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
