@@ -459,6 +459,9 @@ int roteq_sim_run_ex(const roteq_sim_config *cfg, const roteq_sim_options *ex,
     size_t quarter = cfg->steps / 4 ? cfg->steps / 4 : 1;
     r.q_start = cfg->steps - quarter + 1;
 
+    if (N > SIZE_MAX / sizeof(double) / r.neuron_doubles)
+        return roteq_error_set(ROTEQ_ENOMEM, "%zu neurons of dimension %zu do not fit in memory",
+                               N, C);
     worker *wk = calloc(nthreads, sizeof *wk);
     r.vec = aligned_doubles(N * r.neuron_doubles);
     r.nsc = aligned_doubles(N * ROTEQ_NS_COUNT);
