@@ -12,27 +12,28 @@
 
 static void usage(FILE *out)
 {
-    fputs("usage: roteq sweep GRID --out FILE [--format csv|json] [--resume]\n"
-          "                   [--jobs J] [--threads K] [--tolerance K] [--point I]\n"
-          "       mpirun -np R roteq sweep GRID --out FILE ...   (built with -Dmpi=enabled)\n\n"
-          "Run every point of GRID (JSON: seed, fixed, axes, points, groups; see sweep/README.md),\n"
-          "one simulation per point seeded from the grid seed and the point index, and write one\n"
-          "row per point: parameters, predicted and measured norm and angular update with 95%\n"
-          "confidence intervals, relative errors, status (PASS/FAIL/APPROX/UNKNOWN/ERROR), seconds.\n"
-          "Rows are appended as points finish (a killed sweep keeps them); the finished file is\n"
-          "sorted by index and identical, timing columns aside, for any number of jobs or ranks.\n\n"
-          "Options:\n"
-          "  --out FILE        output file ('-': standard output, sorted at the end)\n"
-          "  --format F        csv (default) or json (one object per line)\n"
-          "  --resume          keep the rows already in FILE and run only the missing points\n"
-          "  --jobs J          points run at once in this process (default 1: each point uses\n"
-          "                    every core; see sweep/README.md for why)\n"
-          "  --threads K       simulator threads per point (default: all cores / J; 1 per MPI rank)\n"
-          "  --tolerance K     PASS when |measured - predicted| <= K standard errors (default 4)\n"
-          "  --point I         run point I alone (rerun a row bit for bit); default --out -\n"
-          "  --progress        one line per finished point on stderr (default when a terminal)\n\n"
-          "Exit status: 0 all points ran; 1 some point is ERROR; 2 bad GRID or options.\n",
-          out);
+    fputs(
+        "usage: roteq sweep GRID --out FILE [--format csv|json] [--resume]\n"
+        "                   [--jobs J] [--threads K] [--tolerance K] [--point I]\n"
+        "       mpirun -np R roteq sweep GRID --out FILE ...   (built with -Dmpi=enabled)\n\n"
+        "Run every point of GRID (JSON: seed, fixed, axes, points, groups; see sweep/README.md),\n"
+        "one simulation per point seeded from the grid seed and the point index, and write one\n"
+        "row per point: parameters, predicted and measured norm and angular update with 95%\n"
+        "confidence intervals, relative errors, status (PASS/FAIL/APPROX/UNKNOWN/ERROR), seconds.\n"
+        "Rows are appended as points finish (a killed sweep keeps them); the finished file is\n"
+        "sorted by index and identical, timing columns aside, for any number of jobs or ranks.\n\n"
+        "Options:\n"
+        "  --out FILE        output file ('-': standard output, sorted at the end)\n"
+        "  --format F        csv (default) or json (one object per line)\n"
+        "  --resume          keep the rows already in FILE and run only the missing points\n"
+        "  --jobs J          points run at once in this process (default 1: each point uses\n"
+        "                    every core; see sweep/README.md for why)\n"
+        "  --threads K       simulator threads per point (default: all cores / J; 1 per MPI rank)\n"
+        "  --tolerance K     PASS when |measured - predicted| <= K standard errors (default 4)\n"
+        "  --point I         run point I alone (rerun a row bit for bit); default --out -\n"
+        "  --progress        one line per finished point on stderr (default when a terminal)\n\n"
+        "Exit status: 0 all points ran; 1 some point is ERROR; 2 bad GRID or options.\n",
+        out);
 }
 
 typedef struct {
@@ -76,22 +77,22 @@ int roteq_cmd_sweep(int argc, char **argv)
     roteq_sweep_out *out = NULL;
 
     static const struct option opts[] = {
-        {"out", required_argument, NULL, 'o'},      {"format", required_argument, NULL, 'f'},
-        {"resume", no_argument, NULL, 'r'},         {"jobs", required_argument, NULL, 'j'},
-        {"threads", required_argument, NULL, 't'},  {"tolerance", required_argument, NULL, 'k'},
-        {"point", required_argument, NULL, 'p'},    {"progress", no_argument, NULL, 'P'},
-        {"help", no_argument, NULL, 'h'},           {NULL, 0, NULL, 0},
+        {"out", required_argument, NULL, 'o'},     {"format", required_argument, NULL, 'f'},
+        {"resume", no_argument, NULL, 'r'},        {"jobs", required_argument, NULL, 'j'},
+        {"threads", required_argument, NULL, 't'}, {"tolerance", required_argument, NULL, 'k'},
+        {"point", required_argument, NULL, 'p'},   {"progress", no_argument, NULL, 'P'},
+        {"help", no_argument, NULL, 'h'},          {NULL, 0, NULL, 0},
     };
     optind = 1;
     opterr = 0;
     int c;
     /* Only rank 0 speaks: the other ranks fail the same way, silently. */
     FILE *err = quiet_ranks ? NULL : stderr;
-#define FAIL(...)                                                                                 \
-    do {                                                                                          \
-        if (err)                                                                                  \
-            roteq_cli_fail("sweep", __VA_ARGS__);                                                 \
-        goto done;                                                                                \
+#define FAIL(...)                                                                                  \
+    do {                                                                                           \
+        if (err)                                                                                   \
+            roteq_cli_fail("sweep", __VA_ARGS__);                                                  \
+        goto done;                                                                                 \
     } while (0)
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
         switch (c) {
@@ -141,7 +142,8 @@ int roteq_cmd_sweep(int argc, char **argv)
     }
     if (optind != argc - 1)
         FAIL(optind == argc ? "GRID is missing (try roteq sweep --help)"
-                            : "one GRID expected, got '%s' too", argv[optind + 1]);
+                            : "one GRID expected, got '%s' too",
+             argv[optind + 1]);
     if (out_path == NULL && point == (size_t)-1)
         FAIL("--out FILE is required");
     if (out_path == NULL)
@@ -171,9 +173,9 @@ int roteq_cmd_sweep(int argc, char **argv)
         char header[512];
         snprintf(header, sizeof header, "roteq sweep %s --out %s: %s", argv[optind], out_path,
                  size > 1 ? "MPI ranks" : "one process");
-        out = roteq_sweep_out_open(out_path, fmt == ROTEQ_FORMAT_JSON ? ROTEQ_SWEEP_JSON
-                                                                       : ROTEQ_SWEEP_CSV,
-                                   g, resume, header, skip);
+        out = roteq_sweep_out_open(out_path,
+                                   fmt == ROTEQ_FORMAT_JSON ? ROTEQ_SWEEP_JSON : ROTEQ_SWEEP_CSV, g,
+                                   resume, header, skip);
         if (out == NULL) {
             roteq_cli_fail_lib("sweep", ROTEQ_EXIT_USAGE);
             ok = 0;
@@ -215,8 +217,9 @@ int roteq_cmd_sweep(int argc, char **argv)
         code = roteq_cli_fail_lib("sweep", ROTEQ_EXIT_FAIL);
         goto done;
     }
-    fprintf(stderr, "roteq sweep: %zu points, %zu run here (%zu resumed rows kept), %zu ERROR; "
-                    "%d rank%s, wall %.2f s\n",
+    fprintf(stderr,
+            "roteq sweep: %zu points, %zu run here (%zu resumed rows kept), %zu ERROR; "
+            "%d rank%s, wall %.2f s\n",
             g->npoints, ctx.total, resumed, ctx.errors, size, size > 1 ? "s" : "", wall);
     code = ctx.errors ? ROTEQ_EXIT_FAIL : ROTEQ_EXIT_OK;
 #undef FAIL

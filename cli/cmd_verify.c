@@ -35,10 +35,12 @@ static const char *const quick_grid =
     "{\"seed\": %llu, \"name\": \"roteq verify\",\n"
     " \"fixed\": {\"neurons\": %zu, \"dim\": 128, \"steps\": %zu},\n"
     " \"groups\": [\n"
-    "  {\"fixed\": {\"optimizer\": \"sgd\", \"weight_decay\": 0.001}, \"axes\": {\"lr\": [0.1, 0.05]}},\n"
+    "  {\"fixed\": {\"optimizer\": \"sgd\", \"weight_decay\": 0.001}, \"axes\": {\"lr\": [0.1, "
+    "0.05]}},\n"
     "  {\"fixed\": {\"optimizer\": \"sgdm\", \"lr\": 0.01, \"weight_decay\": 0.001},\n"
     "   \"axes\": {\"momentum\": [0.9, 0.5]}},\n"
-    "  {\"fixed\": {\"optimizer\": \"nesterov\", \"lr\": 0.01, \"weight_decay\": 0.001, \"momentum\": 0.9}},\n"
+    "  {\"fixed\": {\"optimizer\": \"nesterov\", \"lr\": 0.01, \"weight_decay\": 0.001, "
+    "\"momentum\": 0.9}},\n"
     "  {\"fixed\": {\"optimizer\": \"adamw\", \"lr\": 0.001, \"weight_decay\": 0.1},\n"
     "   \"points\": [{\"beta1\": 0.9, \"dim\": 64}, {\"beta1\": 0.5, \"dim\": 64},\n"
     "              {\"beta1\": 0.9, \"beta2\": 0.9999, \"dim\": 256}]},\n"
@@ -48,32 +50,34 @@ static const char *const quick_grid =
     "              {\"beta1\": 0.9, \"beta2\": 0.99}, {\"beta1\": 0.95, \"beta2\": 0.98}]},\n"
     "  {\"fixed\": {\"dim\": 64, \"update_norm_decay\": 0.99}, \"points\": [\n"
     "    {\"optimizer\": \"rv_adamw\", \"lr\": 0.001, \"weight_decay\": 0.1},\n"
-    "    {\"optimizer\": \"rv_sgdm\", \"lr\": 0.01, \"weight_decay\": 0.001, \"momentum\": 0.9}]},\n"
+    "    {\"optimizer\": \"rv_sgdm\", \"lr\": 0.01, \"weight_decay\": 0.001, \"momentum\": "
+    "0.9}]},\n"
     "  {\"fixed\": {\"optimizer\": \"rv_lion\", \"lr\": 0.001, \"weight_decay\": 0.1}}\n"
     " ]}\n";
 
 static void usage(FILE *out)
 {
-    fputs("usage: roteq verify [--quick] [--out FILE] [--format csv|json] [--plot DIR]\n"
-          "                    [--seed S] [--tolerance K] [--jobs J] [--threads K] [--print-grid]\n\n"
-          "Simulate every optimizer at several (lr, weight decay, betas/momentum, C) points,\n"
-          "including Lion at betas (0,0), (0.5,0.9), (0.9,0.99), (0.95,0.98), and compare the\n"
-          "measured equilibrium norm and angular update (95% confidence intervals from the\n"
-          "simulator's standard errors) with theory. Verdicts: PASS / FAIL for exact formulas\n"
-          "(PASS when both lie within K standard errors), APPROX for approximations (with their\n"
-          "measured error), UNKNOWN without a prediction, ERROR when a run failed.\n\n"
-          "Options:\n"
-          "  --quick           the small grid (under a minute on 2 cores; part of the tests)\n"
-          "  --out FILE        also write the rows (the format of roteq sweep --out)\n"
-          "  --format F        csv (default) or json, for --out\n"
-          "  --plot DIR        draw the verification figure into DIR (rows go to DIR/verify.csv\n"
-          "                    unless --out is given)\n"
-          "  --seed S          grid seed (default 20240723)\n"
-          "  --tolerance K     PASS rule in standard errors (default 4)\n"
-          "  --jobs J, --threads K   as in roteq sweep\n"
-          "  --print-grid      print the grid as a roteq sweep GRID file and exit\n\n"
-          "Exit status: 0 every exact formula passed; 1 a FAIL, ERROR or UNKNOWN row; 2 usage.\n",
-          out);
+    fputs(
+        "usage: roteq verify [--quick] [--out FILE] [--format csv|json] [--plot DIR]\n"
+        "                    [--seed S] [--tolerance K] [--jobs J] [--threads K] [--print-grid]\n\n"
+        "Simulate every optimizer at several (lr, weight decay, betas/momentum, C) points,\n"
+        "including Lion at betas (0,0), (0.5,0.9), (0.9,0.99), (0.95,0.98), and compare the\n"
+        "measured equilibrium norm and angular update (95% confidence intervals from the\n"
+        "simulator's standard errors) with theory. Verdicts: PASS / FAIL for exact formulas\n"
+        "(PASS when both lie within K standard errors), APPROX for approximations (with their\n"
+        "measured error), UNKNOWN without a prediction, ERROR when a run failed.\n\n"
+        "Options:\n"
+        "  --quick           the small grid (under a minute on 2 cores; part of the tests)\n"
+        "  --out FILE        also write the rows (the format of roteq sweep --out)\n"
+        "  --format F        csv (default) or json, for --out\n"
+        "  --plot DIR        draw the verification figure into DIR (rows go to DIR/verify.csv\n"
+        "                    unless --out is given)\n"
+        "  --seed S          grid seed (default 20240723)\n"
+        "  --tolerance K     PASS rule in standard errors (default 4)\n"
+        "  --jobs J, --threads K   as in roteq sweep\n"
+        "  --print-grid      print the grid as a roteq sweep GRID file and exit\n\n"
+        "Exit status: 0 every exact formula passed; 1 a FAIL, ERROR or UNKNOWN row; 2 usage.\n",
+        out);
 }
 
 typedef struct {
@@ -131,8 +135,8 @@ static void print_quantity(double pred, double meas, double se)
         printf(" %6s", "-");
 }
 
-static void print_table(const roteq_sweep_grid *g, const roteq_sweep_record *recs,
-                        double tolerance, double wall, int ranks)
+static void print_table(const roteq_sweep_grid *g, const roteq_sweep_record *recs, double tolerance,
+                        double wall, int ranks)
 {
     printf("roteq verify: %zu points, seed %llu; an exact formula PASSes when "
            "|measured - predicted| <= %g SE + lr*wd*|predicted| for each predicted quantity\n",
@@ -140,16 +144,16 @@ static void print_table(const roteq_sweep_grid *g, const roteq_sweep_record *rec
     printf("(measured: mean norm and RMS angular update over the last quarter of the steps, "
            "+- 95%% CI; err = relative error; z = error in standard errors)\n\n");
     printf("%3s %-9s %-32s %5s %4s %6s |%11s %24s %9s %6s |%11s %24s %9s %6s | %s\n", "#",
-           "optimizer", "hyperparameters", "C", "N", "steps", "pred norm", "measured norm",
-           "err", "z", "pred angle", "measured angle", "err", "z", "verdict");
+           "optimizer", "hyperparameters", "C", "N", "steps", "pred norm", "measured norm", "err",
+           "z", "pred angle", "measured angle", "err", "z", "verdict");
     size_t count[ROTEQ_VERDICT_COUNT] = {0};
     for (size_t i = 0; i < g->npoints; i++) {
         const roteq_sweep_point *p = &g->points[i];
         const roteq_sweep_record *r = &recs[i];
         char hp[64];
         settings(hp, sizeof hp, p);
-        printf("%3zu %-9s %-32s %5zu %4zu %6zu |", i, p->optimizer, hp, p->cfg.dim,
-               p->cfg.neurons, p->cfg.steps);
+        printf("%3zu %-9s %-32s %5zu %4zu %6zu |", i, p->optimizer, hp, p->cfg.dim, p->cfg.neurons,
+               p->cfg.steps);
         print_quantity(r->pred[ROTEQ_PRED_BEST].norm, r->norm, r->norm_se);
         printf(" |");
         print_quantity(r->pred[ROTEQ_PRED_BEST].angular_update, r->angle, r->angle_se);
@@ -158,7 +162,8 @@ static void print_table(const roteq_sweep_grid *g, const roteq_sweep_record *rec
         if (r->verdict == ROTEQ_VERDICT_ERROR)
             printf("    %s\n", r->reason);
         /* The Lion family: the paper's and the plain prediction beside roteq's best. */
-        if (p->cfg.opt && (p->cfg.opt->flags & ROTEQ_OPTF_SIGN) && r->verdict != ROTEQ_VERDICT_ERROR)
+        if (p->cfg.opt && (p->cfg.opt->flags & ROTEQ_OPTF_SIGN) &&
+            r->verdict != ROTEQ_VERDICT_ERROR)
             for (int k = ROTEQ_PRED_PAPER; k < ROTEQ_PRED_COUNT; k++) {
                 const roteq_sweep_prediction *pr = &r->pred[k];
                 printf("    %-5s %-38s %5s %4s %6s |", roteq_prediction_names[k],
@@ -193,11 +198,16 @@ int roteq_cmd_verify(int argc, char **argv)
     verify_ctx ctx = {0};
 
     static const struct option opts[] = {
-        {"quick", no_argument, NULL, 'q'},         {"out", required_argument, NULL, 'o'},
-        {"format", required_argument, NULL, 'f'},  {"plot", required_argument, NULL, 'P'},
-        {"seed", required_argument, NULL, 's'},    {"tolerance", required_argument, NULL, 'k'},
-        {"jobs", required_argument, NULL, 'j'},    {"threads", required_argument, NULL, 't'},
-        {"print-grid", no_argument, NULL, 'g'},    {"help", no_argument, NULL, 'h'},
+        {"quick", no_argument, NULL, 'q'},
+        {"out", required_argument, NULL, 'o'},
+        {"format", required_argument, NULL, 'f'},
+        {"plot", required_argument, NULL, 'P'},
+        {"seed", required_argument, NULL, 's'},
+        {"tolerance", required_argument, NULL, 'k'},
+        {"jobs", required_argument, NULL, 'j'},
+        {"threads", required_argument, NULL, 't'},
+        {"print-grid", no_argument, NULL, 'g'},
+        {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     optind = 1;
@@ -305,9 +315,9 @@ int roteq_cmd_verify(int argc, char **argv)
         fmt = ROTEQ_FORMAT_CSV; /* the figure reads CSV */
     }
     if (ok && rank == 0 && out_path) {
-        ctx.out = roteq_sweep_out_open(out_path,
-                                       fmt == ROTEQ_FORMAT_JSON ? ROTEQ_SWEEP_JSON : ROTEQ_SWEEP_CSV,
-                                       g, 0, quick ? "roteq verify --quick" : "roteq verify", skip);
+        ctx.out = roteq_sweep_out_open(
+            out_path, fmt == ROTEQ_FORMAT_JSON ? ROTEQ_SWEEP_JSON : ROTEQ_SWEEP_CSV, g, 0,
+            quick ? "roteq verify --quick" : "roteq verify", skip);
         if (ctx.out == NULL) {
             roteq_cli_fail_lib("verify", ROTEQ_EXIT_USAGE);
             ok = 0;

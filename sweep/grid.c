@@ -42,12 +42,18 @@ static const struct {
     const char *key;
     key_type type;
 } point_keys[K_NONHP_COUNT] = {
-    [K_OPTIMIZER] = {"optimizer", KT_STRING},   [K_NEURONS] = {"neurons", KT_COUNT},
-    [K_DIM] = {"dim", KT_COUNT},                [K_STEPS] = {"steps", KT_COUNT},
-    [K_GRADIENT] = {"gradient", KT_STRING},     [K_GRAD_NORM] = {"grad_norm", KT_NUMBER},
-    [K_GRAD_SPREAD] = {"grad_spread", KT_NUMBER}, [K_DEAD_FRACTION] = {"dead_fraction", KT_NUMBER},
-    [K_RADIAL] = {"radial", KT_NUMBER},         [K_INIT_NORM] = {"init_norm", KT_NUMBER},
-    [K_LR_SCHEDULE] = {"lr_schedule", KT_STRING}, [K_WD_SCHEDULE] = {"wd_schedule", KT_STRING},
+    [K_OPTIMIZER] = {"optimizer", KT_STRING},
+    [K_NEURONS] = {"neurons", KT_COUNT},
+    [K_DIM] = {"dim", KT_COUNT},
+    [K_STEPS] = {"steps", KT_COUNT},
+    [K_GRADIENT] = {"gradient", KT_STRING},
+    [K_GRAD_NORM] = {"grad_norm", KT_NUMBER},
+    [K_GRAD_SPREAD] = {"grad_spread", KT_NUMBER},
+    [K_DEAD_FRACTION] = {"dead_fraction", KT_NUMBER},
+    [K_RADIAL] = {"radial", KT_NUMBER},
+    [K_INIT_NORM] = {"init_norm", KT_NUMBER},
+    [K_LR_SCHEDULE] = {"lr_schedule", KT_STRING},
+    [K_WD_SCHEDULE] = {"wd_schedule", KT_STRING},
 };
 
 /* Check one key = value pair of the grid; `where` names it ("axes.lr[2]"). */
@@ -65,8 +71,8 @@ static int check_value(const char *name, const char *where, const char *key, con
         if (d == NULL || strcmp(d->key, key) != 0) {
             if (strcmp(key, "seed") == 0)
                 return roteq_error_set(ROTEQ_EFORMAT,
-                                       "%s: %s: the seed is set once, at the top of the grid",
-                                       name, where);
+                                       "%s: %s: the seed is set once, at the top of the grid", name,
+                                       where);
             return roteq_error_set(ROTEQ_EFORMAT, "%s: %s: unknown key '%s'", name, where, key);
         }
         type = d->kind == ROTEQ_HPKIND_FLAG ? KT_FLAG : KT_NUMBER;
@@ -85,7 +91,8 @@ static int check_value(const char *name, const char *where, const char *key, con
             return roteq_error_set(ROTEQ_EFORMAT, "%s: %s: expected true or false", name, where);
         break;
     case KT_COUNT:
-        if (!json_is_integer(v) && !(json_is_real(v) && json_real_value(v) == floor(json_real_value(v))))
+        if (!json_is_integer(v) &&
+            !(json_is_real(v) && json_real_value(v) == floor(json_real_value(v))))
             return roteq_error_set(ROTEQ_EFORMAT, "%s: %s: expected an integer", name, where);
         break;
     }
@@ -162,8 +169,8 @@ static void build_point(roteq_sweep_point *p, const json_t *kv)
     json_object_foreach((json_t *)kv, key, val)
     {
         const roteq_hparam_desc *d = roteq_hparam_lookup(key);
-        if (d == NULL || (d->id == ROTEQ_HP_NESTEROV && nest &&
-                          (opt == &roteq_sgdm || opt == &roteq_nesterov)))
+        if (d == NULL ||
+            (d->id == ROTEQ_HP_NESTEROV && nest && (opt == &roteq_sgdm || opt == &roteq_nesterov)))
             continue;
         if (!(opt->hparams & ROTEQ_HP_BIT(d->id))) {
             point_fail(p, "%s: does not apply to %s", key, opt->name);
@@ -175,8 +182,8 @@ static void build_point(roteq_sweep_point *p, const json_t *kv)
     if (roteq_hparams_validate(opt, &p->cfg.hp, &bad))
         point_fail(p, "%s: %s", roteq_hparam_descs[bad].key, roteq_error_message());
     /* Counts are checked for range here: a negative value must not wrap around in size_t. */
-    size_t *counts[] = {[K_NEURONS] = &p->cfg.neurons, [K_DIM] = &p->cfg.dim,
-                        [K_STEPS] = &p->cfg.steps};
+    size_t *counts[] = {
+        [K_NEURONS] = &p->cfg.neurons, [K_DIM] = &p->cfg.dim, [K_STEPS] = &p->cfg.steps};
     for (int k = K_NEURONS; k <= K_STEPS; k++) {
         v = json_object_get(kv, point_keys[k].key);
         if (v == NULL)
@@ -188,8 +195,10 @@ static void build_point(roteq_sweep_point *p, const json_t *kv)
         }
         *counts[k] = (size_t)x;
     }
-    double *reals[] = {[K_GRAD_NORM] = &p->cfg.grad_norm, [K_GRAD_SPREAD] = &p->cfg.grad_spread,
-                       [K_DEAD_FRACTION] = &p->cfg.dead_fraction, [K_RADIAL] = &p->cfg.radial,
+    double *reals[] = {[K_GRAD_NORM] = &p->cfg.grad_norm,
+                       [K_GRAD_SPREAD] = &p->cfg.grad_spread,
+                       [K_DEAD_FRACTION] = &p->cfg.dead_fraction,
+                       [K_RADIAL] = &p->cfg.radial,
                        [K_INIT_NORM] = &p->cfg.init_norm};
     for (int k = K_GRAD_NORM; k <= K_INIT_NORM; k++)
         if ((v = json_object_get(kv, point_keys[k].key)) != NULL)
@@ -267,8 +276,7 @@ static int check_object(const char *name, const char *where, const json_t *obj)
     return ROTEQ_OK;
 }
 
-static int expand(expander *e, const json_t *node, const json_t *base, const char *where,
-                  int top);
+static int expand(expander *e, const json_t *node, const json_t *base, const char *where, int top);
 
 /* Enumerate the product of `axes` (file order, last axis fastest) over `kv`, then recurse. */
 static int expand_axes(expander *e, const json_t *node, json_t *kv, const char *where, void *iter)
@@ -349,8 +357,8 @@ static int expand(expander *e, const json_t *node, const json_t *base, const cha
             }
         } else if (strcmp(key, "points") == 0 || strcmp(key, "groups") == 0) {
             if (!json_is_array(val) || json_array_size(val) == 0)
-                return roteq_error_set(ROTEQ_EFORMAT, "%s: %s: expected a non-empty list of objects",
-                                       e->name, sub);
+                return roteq_error_set(
+                    ROTEQ_EFORMAT, "%s: %s: expected a non-empty list of objects", e->name, sub);
             if (key[0] == 'p') {
                 size_t i;
                 json_t *x;
@@ -440,7 +448,8 @@ roteq_sweep_grid *roteq_sweep_grid_parse(const char *text, const char *name)
     expander e = {.name = name};
     roteq_sweep_grid *g = NULL;
     json_t *empty = json_object();
-    int st = empty ? expand(&e, root, empty, "", 1) : roteq_error_set(ROTEQ_ENOMEM, "out of memory");
+    int st =
+        empty ? expand(&e, root, empty, "", 1) : roteq_error_set(ROTEQ_ENOMEM, "out of memory");
     if (st == ROTEQ_OK && e.n == 0)
         st = roteq_error_set(ROTEQ_EFORMAT, "%s: the grid has no points", name);
     if (st)
@@ -465,7 +474,8 @@ roteq_sweep_grid *roteq_sweep_grid_parse(const char *text, const char *name)
         build_point(p, e.objs[i]);
         /* The hash covers what decides a point's numbers: its merged parameters as written
          * (canonical: keys sorted, reals round-tripped) and its seed. */
-        char *canon = json_dumps(e.objs[i], JSON_SORT_KEYS | JSON_COMPACT | JSON_REAL_PRECISION(17));
+        char *canon =
+            json_dumps(e.objs[i], JSON_SORT_KEYS | JSON_COMPACT | JSON_REAL_PRECISION(17));
         if (canon == NULL) {
             roteq_error_set(ROTEQ_ENOMEM, "%s: out of memory", name);
             roteq_sweep_grid_free(g);

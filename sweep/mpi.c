@@ -177,8 +177,8 @@ static int run_root(const roteq_sweep_grid *g, const unsigned char *skip,
         if (idx < 0)
             active--;
         if (active > 0)
-            MPI_Irecv(&rec, (int)sizeof rec, MPI_BYTE, MPI_ANY_SOURCE, MPI_ANY_TAG,
-                      MPI_COMM_WORLD, &req);
+            MPI_Irecv(&rec, (int)sizeof rec, MPI_BYTE, MPI_ANY_SOURCE, MPI_ANY_TAG, MPI_COMM_WORLD,
+                      &req);
     }
     if (local)
         pthread_join(tid, NULL);
@@ -223,9 +223,7 @@ int roteq_sweep_mpi_init(int *argc, char ***argv, int *rank, int *size)
     return ROTEQ_OK;
 }
 
-void roteq_sweep_mpi_finalize(void)
-{
-}
+void roteq_sweep_mpi_finalize(void) {}
 
 int roteq_sweep_mpi_all(int ok)
 {

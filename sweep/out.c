@@ -162,10 +162,9 @@ static int load_existing(roteq_sweep_out *o, unsigned char *skip)
             continue;
         int is_json = line[0] == '{';
         if (is_json != (o->fmt == ROTEQ_SWEEP_JSON)) {
-            status = roteq_error_set(ROTEQ_EFORMAT,
-                                     "%s: line %ld: written as %s; resume with --format %s",
-                                     o->path, lineno, is_json ? "JSON" : "CSV",
-                                     is_json ? "json" : "csv");
+            status = roteq_error_set(
+                ROTEQ_EFORMAT, "%s: line %ld: written as %s; resume with --format %s", o->path,
+                lineno, is_json ? "JSON" : "CSV", is_json ? "json" : "csv");
             break;
         }
         row_id id = {.index = -1};

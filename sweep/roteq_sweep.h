@@ -17,16 +17,16 @@
 
 /* ---- grids ---------------------------------------------------------------------------- */
 
-#define ROTEQ_SWEEP_REASON_MAX 256
+#define ROTEQ_SWEEP_REASON_MAX   256
 #define ROTEQ_SWEEP_SCHEDULE_MAX 96
 
 typedef struct {
-    size_t index;                           /* position in the expanded grid, from 0 */
-    uint64_t seed;                          /* roteq_sweep_point_seed(grid seed, index) */
-    roteq_sim_config cfg;                   /* complete; cfg.opt is NULL for an unknown optimizer */
-    char optimizer[32];                     /* as written in the grid */
+    size_t index;         /* position in the expanded grid, from 0 */
+    uint64_t seed;        /* roteq_sweep_point_seed(grid seed, index) */
+    roteq_sim_config cfg; /* complete; cfg.opt is NULL for an unknown optimizer */
+    char optimizer[32];   /* as written in the grid */
     char lr_schedule[ROTEQ_SWEEP_SCHEDULE_MAX], wd_schedule[ROTEQ_SWEEP_SCHEDULE_MAX];
-    char error[ROTEQ_SWEEP_REASON_MAX];     /* non-empty: bad parameters, the point is not run */
+    char error[ROTEQ_SWEEP_REASON_MAX]; /* non-empty: bad parameters, the point is not run */
 } roteq_sweep_point;
 
 typedef struct {
@@ -115,9 +115,9 @@ char *roteq_sweep_format_row(roteq_sweep_format fmt, const roteq_sweep_grid *g,
 /* ---- running -------------------------------------------------------------------------- */
 
 typedef struct {
-    unsigned jobs;     /* points run at once on this process (0: 1) */
-    unsigned threads;  /* simulator threads per point (0: all cores) */
-    double tolerance;  /* PASS rule in SEs (0: ROTEQ_SWEEP_TOLERANCE) */
+    unsigned jobs;             /* points run at once on this process (0: 1) */
+    unsigned threads;          /* simulator threads per point (0: all cores) */
+    double tolerance;          /* PASS rule in SEs (0: ROTEQ_SWEEP_TOLERANCE) */
     roteq_sweep_runner runner; /* NULL: roteq_sweep_sim_runner */
     void *runner_ctx;
     /* Called once per finished point, serialised (never concurrently), on any thread;

@@ -59,17 +59,17 @@ int main(int argc, char **argv)
     printf("grid %s, %ld cores\n", grid, cores);
 
     char *jobs1[] = {(char *)exe, "sweep", grid, "--out", out, NULL};
-    char *jobs2[] = {(char *)exe, "sweep", grid, "--out", out, "--jobs", "2", "--threads", "1",
-                     NULL};
+    char *jobs2[] = {(char *)exe, "sweep", grid,        "--out", out,
+                     "--jobs",    "2",     "--threads", "1",     NULL};
     double t_threads = timed(jobs1), t_points = timed(jobs2);
     printf("one point at a time, all cores inside (--jobs 1):      %8.2f s\n", t_threads);
     printf("two points at a time, one thread each (--jobs 2 -t 1): %8.2f s  (%.2fx)\n", t_points,
            t_threads / t_points);
     if (mpirun && *mpirun) {
-        char *np1[] = {(char *)mpirun, "--oversubscribe", "-np", "1", (char *)exe, "sweep", grid,
-                       "--out", out, NULL};
-        char *np2[] = {(char *)mpirun, "--oversubscribe", "-np", "2", (char *)exe, "sweep", grid,
-                       "--out", out, NULL};
+        char *np1[] = {(char *)mpirun, "--oversubscribe", "-np", "1", (char *)exe, "sweep",
+                       grid,           "--out",           out,   NULL};
+        char *np2[] = {(char *)mpirun, "--oversubscribe", "-np", "2", (char *)exe, "sweep",
+                       grid,           "--out",           out,   NULL};
         double r1 = timed(np1), r2 = timed(np2);
         printf("mpirun -np 1 (one rank, all cores inside):             %8.2f s\n", r1);
         printf("mpirun -np 2 (one thread per rank):                    %8.2f s  (%.2fx)\n", r2,

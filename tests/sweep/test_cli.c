@@ -88,9 +88,8 @@ static void test_usage_and_malformed(void **state)
     char *grid = roteq_test_path(dir, "bad.json"), *rows = roteq_test_path(dir, "rows.csv");
     roteq_test_write_file(grid, "{\"fixed\": {\"optimizer\": \"adamw\"},\n"
                                 " \"axes\": {\"lr\": [0.001, \"0.002\"]}}\n");
-    assert_int_equal(roteq_test_run((const char *[]){"sweep", grid, "--out", rows, NULL}, NULL,
-                                    &out, &err),
-                     2);
+    assert_int_equal(
+        roteq_test_run((const char *[]){"sweep", grid, "--out", rows, NULL}, NULL, &out, &err), 2);
     assert_non_null(strstr(err, "roteq sweep: "));
     assert_non_null(strstr(err, "axes.lr[1]: expected a number"));
     assert_int_equal(strchr(err, '\n') - err + 1, (long)strlen(err)); /* one line */
@@ -98,12 +97,12 @@ static void test_usage_and_malformed(void **state)
     free(out);
     free(err);
     const char *const bad_args[][6] = {
-        {"sweep", grid, NULL},                                   /* no --out */
-        {"sweep", "--out", rows, NULL},                          /* no GRID */
-        {"sweep", grid, "--out", rows, "--bogus"},               /* unknown option */
-        {"sweep", grid, "--out", rows, "--jobs"},                /* missing value */
-        {"sweep", "/nonexistent.json", "--out", rows, NULL},     /* unreadable GRID */
-        {"verify", "--tolerance", "-1", NULL},                   /* bad value */
+        {"sweep", grid, NULL},                               /* no --out */
+        {"sweep", "--out", rows, NULL},                      /* no GRID */
+        {"sweep", grid, "--out", rows, "--bogus"},           /* unknown option */
+        {"sweep", grid, "--out", rows, "--jobs"},            /* missing value */
+        {"sweep", "/nonexistent.json", "--out", rows, NULL}, /* unreadable GRID */
+        {"verify", "--tolerance", "-1", NULL},               /* bad value */
     };
     for (size_t i = 0; i < sizeof bad_args / sizeof bad_args[0]; i++) {
         const char *args[7] = {0};
@@ -126,9 +125,8 @@ static void test_bad_point_and_rerun(void **state)
     roteq_test_write_file(grid, small_grid);
     char *out, *err;
     /* Exit 1: one point is bad; the other three still ran and have rows. */
-    assert_int_equal(roteq_test_run((const char *[]){"sweep", grid, "--out", rows, NULL}, NULL,
-                                    &out, &err),
-                     1);
+    assert_int_equal(
+        roteq_test_run((const char *[]){"sweep", grid, "--out", rows, NULL}, NULL, &out, &err), 1);
     assert_non_null(strstr(err, "roteq sweep: point 2: beta1: must be in [0, 1), got 1.5"));
     free(out);
     free(err);
@@ -141,9 +139,8 @@ static void test_bad_point_and_rerun(void **state)
     assert_null(strstr(text, "UNKNOWN")); /* every optimizer here has a prediction */
 
     /* Any point rerun alone gives its row again, bit for bit (timing aside). */
-    assert_int_equal(roteq_test_run((const char *[]){"sweep", grid, "--point", "3", NULL}, NULL,
-                                    &out, &err),
-                     0);
+    assert_int_equal(
+        roteq_test_run((const char *[]){"sweep", grid, "--point", "3", NULL}, NULL, &out, &err), 0);
     char *a = comparable(out), *b = comparable(text);
     const char *row3 = strstr(b, "\n3,");
     assert_non_null(row3);
@@ -187,10 +184,10 @@ static void test_kill_and_resume(void **state)
                                 " \"axes\": {\"lr\": [0.001, 0.0015, 0.002, 0.003],"
                                 " \"beta1\": [0.8, 0.9, 0.95]}}\n");
     char *out, *err;
-    assert_int_equal(roteq_test_run((const char *[]){"sweep", grid, "--out", full, "--threads",
-                                                     "1", NULL},
-                                    NULL, &out, &err),
-                     0);
+    assert_int_equal(
+        roteq_test_run((const char *[]){"sweep", grid, "--out", full, "--threads", "1", NULL}, NULL,
+                       &out, &err),
+        0);
     free(out);
     free(err);
 
@@ -236,10 +233,10 @@ static void test_kill_and_resume(void **state)
     free(want);
     free(got);
     /* --resume of a complete file runs nothing and changes nothing. */
-    assert_int_equal(roteq_test_run((const char *[]){"sweep", grid, "--out", full, "--resume",
-                                                     NULL},
-                                    NULL, &out, &err),
-                     0);
+    assert_int_equal(
+        roteq_test_run((const char *[]){"sweep", grid, "--out", full, "--resume", NULL}, NULL, &out,
+                       &err),
+        0);
     assert_non_null(strstr(err, "0 run here (12 resumed rows kept)"));
     free(out);
     free(err);

@@ -26,10 +26,10 @@ static roteq_sweep_grid *parse_ok(const char *text)
 static void test_product_order(void **state)
 {
     (void)state;
-    roteq_sweep_grid *g = parse_ok(
-        "{\"seed\": 11, \"fixed\": {\"optimizer\": \"adamw\", \"weight_decay\": 0.125,"
-        " \"neurons\": 17, \"steps\": 300},"
-        " \"axes\": {\"lr\": [0.001, 0.002], \"dim\": [32, 64, 96]}}");
+    roteq_sweep_grid *g =
+        parse_ok("{\"seed\": 11, \"fixed\": {\"optimizer\": \"adamw\", \"weight_decay\": 0.125,"
+                 " \"neurons\": 17, \"steps\": 300},"
+                 " \"axes\": {\"lr\": [0.001, 0.002], \"dim\": [32, 64, 96]}}");
     assert_int_equal(g->npoints, 6);
     assert_true(g->seed == 11);
     /* File order, last axis fastest: (lr0, 32), (lr0, 64), (lr0, 96), (lr1, 32), ... */
@@ -187,19 +187,19 @@ static void test_malformed(void **state)
 static void test_bad_points(void **state)
 {
     (void)state;
-    roteq_sweep_grid *g = parse_ok(
-        "{\"fixed\": {\"weight_decay\": 0.1, \"lr\": 0.001, \"dim\": 40},"
-        " \"points\": ["
-        "  {\"optimizer\": \"adamw\"},"
-        "  {\"optimizer\": \"adamw\", \"beta1\": 1.5},"
-        "  {\"optimizer\": \"adamx\"},"
-        "  {\"optimizer\": \"adamw\", \"momentum\": 0.9},"
-        "  {\"optimizer\": \"adamw\", \"neurons\": 0},"
-        "  {\"optimizer\": \"adamw\", \"gradient\": \"isotropic\"},"
-        "  {\"optimizer\": \"adamw\", \"lr_schedule\": \"cosine\"},"
-        "  {\"lr\": 0.1},"
-        "  {\"optimizer\": \"sgdm\", \"lr\": -1}"
-        " ]}");
+    roteq_sweep_grid *g =
+        parse_ok("{\"fixed\": {\"weight_decay\": 0.1, \"lr\": 0.001, \"dim\": 40},"
+                 " \"points\": ["
+                 "  {\"optimizer\": \"adamw\"},"
+                 "  {\"optimizer\": \"adamw\", \"beta1\": 1.5},"
+                 "  {\"optimizer\": \"adamx\"},"
+                 "  {\"optimizer\": \"adamw\", \"momentum\": 0.9},"
+                 "  {\"optimizer\": \"adamw\", \"neurons\": 0},"
+                 "  {\"optimizer\": \"adamw\", \"gradient\": \"isotropic\"},"
+                 "  {\"optimizer\": \"adamw\", \"lr_schedule\": \"cosine\"},"
+                 "  {\"lr\": 0.1},"
+                 "  {\"optimizer\": \"sgdm\", \"lr\": -1}"
+                 " ]}");
     assert_int_equal(g->npoints, 9);
     static const char *const want[] = {
         "",

@@ -75,10 +75,13 @@ static const char *const grid_text =
     " \"groups\": [\n"
     "  {\"fixed\": {\"optimizer\": \"adamw\", \"weight_decay\": 0.1, \"steps\": 2000},\n"
     "   \"axes\": {\"lr\": [0.001, 0.003, 0.01]}},\n"
-    "  {\"fixed\": {\"optimizer\": \"lion\", \"lr\": 0.001, \"weight_decay\": 0.3, \"steps\": 6000},\n"
+    "  {\"fixed\": {\"optimizer\": \"lion\", \"lr\": 0.001, \"weight_decay\": 0.3, \"steps\": "
+    "6000},\n"
     "   \"points\": [{\"beta1\": 0, \"beta2\": 0}, {\"beta1\": 0.9, \"beta2\": 0.99}]},\n"
-    "  {\"points\": [{\"optimizer\": \"sgdm\", \"lr\": 0.1, \"weight_decay\": 0.01, \"steps\": 500},\n"
-    "              {\"optimizer\": \"sgdm\", \"lr\": 0.1, \"weight_decay\": 0.01, \"momentum\": 2}]}\n"
+    "  {\"points\": [{\"optimizer\": \"sgdm\", \"lr\": 0.1, \"weight_decay\": 0.01, \"steps\": "
+    "500},\n"
+    "              {\"optimizer\": \"sgdm\", \"lr\": 0.1, \"weight_decay\": 0.01, \"momentum\": "
+    "2}]}\n"
     " ]}\n";
 
 static void compare_formats(const char *format)
@@ -92,8 +95,8 @@ static void compare_formats(const char *format)
     roteq_test_write_file(grid, grid_text);
     char *a1[] = {(char *)exe, "sweep", grid, "--out", one, "--format", (char *)format, NULL};
     assert_int_equal(run(a1, log), 1); /* one bad point: exit 1, the others ran */
-    char *a3[] = {(char *)mpirun, "--oversubscribe", "-np", "3", (char *)exe, "sweep", grid,
-                  "--out", three, "--format", (char *)format, NULL};
+    char *a3[] = {(char *)mpirun, "--oversubscribe", "-np", "3",        (char *)exe,    "sweep",
+                  grid,           "--out",           three, "--format", (char *)format, NULL};
     assert_int_equal(run(a3, log), 1);
     char *t1 = roteq_test_read_file(one, NULL), *t3 = roteq_test_read_file(three, NULL);
     assert_non_null(t3);
@@ -115,8 +118,8 @@ static void compare_formats(const char *format)
         *p = '\0';
         roteq_test_write_file(three, text);
         free(text);
-        char *ar[] = {(char *)mpirun, "--oversubscribe", "-np", "3", (char *)exe, "sweep", grid,
-                      "--out", three, "--resume", NULL};
+        char *ar[] = {(char *)mpirun, "--oversubscribe", "-np", "3",        (char *)exe, "sweep",
+                      grid,           "--out",           three, "--resume", NULL};
         assert_int_equal(run(ar, log), 1);
         char *tl = roteq_test_read_file(log, NULL);
         assert_non_null(strstr(tl, "5 run here (2 resumed rows kept)"));

@@ -67,8 +67,8 @@ static void run_collect(const roteq_sweep_grid *g, unsigned jobs, const unsigned
 {
     memset(c, 0, sizeof *c);
     pthread_mutex_init(&c->lock, NULL);
-    roteq_sweep_options o = {.jobs = jobs, .threads = 1, .runner = fake_runner, .sink = collect,
-                             .sink_ctx = c};
+    roteq_sweep_options o = {
+        .jobs = jobs, .threads = 1, .runner = fake_runner, .sink = collect, .sink_ctx = c};
     assert_int_equal(roteq_sweep_run(g, skip, &o), 0);
     pthread_mutex_destroy(&c->lock);
 }
@@ -138,8 +138,8 @@ static void test_skip_and_stop(void **state)
     memset(c, 0, sizeof *c);
     pthread_mutex_init(&c->lock, NULL);
     c->stop_after = 4;
-    roteq_sweep_options o = {.jobs = 1, .threads = 1, .runner = fake_runner, .sink = collect,
-                             .sink_ctx = c};
+    roteq_sweep_options o = {
+        .jobs = 1, .threads = 1, .runner = fake_runner, .sink = collect, .sink_ctx = c};
     assert_int_equal(roteq_sweep_run(g, NULL, &o), ROTEQ_ERUNTIME);
     assert_int_equal(c->calls, 4);
     pthread_mutex_destroy(&c->lock);

@@ -31,17 +31,18 @@ static void test_verify_quick(void **state)
     char *dir = roteq_test_tmpdir();
     char *rows = roteq_test_path(dir, "verify.csv");
     char *out, *err;
-    int rc = roteq_test_run((const char *[]){"verify", "--quick", "--out", rows, NULL}, NULL,
-                            &out, &err);
+    int rc = roteq_test_run((const char *[]){"verify", "--quick", "--out", rows, NULL}, NULL, &out,
+                            &err);
     if (rc != 0)
         print_error("roteq verify --quick exited %d:\n%s\n%s\n", rc, out, err);
     assert_int_equal(rc, 0);
     assert_non_null(strstr(out, " 0 FAIL, "));
     assert_non_null(strstr(out, " 0 UNKNOWN, 0 ERROR"));
     /* Every optimizer, Lion at four betas with all three predictions. */
-    const char *names[] = {" sgd ", " sgdm ", " nesterov ", " adamw ", " adam_l2 ", " lion ",
-                           " rv_adamw ", " rv_sgdm ", " rv_lion ", "b1=0 b2=0", "b1=0.5 b2=0.9",
-                           "b1=0.9 b2=0.99", "b1=0.95 b2=0.98", "    paper ", "    plain "};
+    const char *names[] = {" sgd ",           " sgdm ",     " nesterov ",    " adamw ",
+                           " adam_l2 ",       " lion ",     " rv_adamw ",    " rv_sgdm ",
+                           " rv_lion ",       "b1=0 b2=0",  "b1=0.5 b2=0.9", "b1=0.9 b2=0.99",
+                           "b1=0.95 b2=0.98", "    paper ", "    plain "};
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
         assert_non_null(strstr(out, names[i]));
     char *text = roteq_test_read_file(rows, NULL);
