@@ -12,7 +12,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#define CMD "bench"
+#define CMD    "bench"
 #define PYTHON "/usr/bin/python3"
 
 static void usage(FILE *out)
@@ -36,8 +36,19 @@ static void usage(FILE *out)
           out);
 }
 
-enum { OPT_NEURONS = 256, OPT_DIM, OPT_STEPS, OPT_THREADS, OPT_OPTIMIZER, OPT_ISA, OPT_NO_PEERS,
-       OPT_PEER_STEPS, OPT_FORMAT, OPT_REPEAT, OPT_HELP };
+enum {
+    OPT_NEURONS = 256,
+    OPT_DIM,
+    OPT_STEPS,
+    OPT_THREADS,
+    OPT_OPTIMIZER,
+    OPT_ISA,
+    OPT_NO_PEERS,
+    OPT_PEER_STEPS,
+    OPT_FORMAT,
+    OPT_REPEAT,
+    OPT_HELP
+};
 
 /* Hyperparameters for the timing runs: each optimizer's defaults, with the required ones set to
  * the values the theory notes use (the work per step does not depend on them). */
@@ -49,8 +60,8 @@ static roteq_hparams bench_hparams(const roteq_optimizer_type *opt)
     if (opt->flags & (ROTEQ_OPTF_ADAPTIVE | ROTEQ_OPTF_SIGN))
         hp.lr = 1e-3;
     hp.weight_decay = (opt->flags & ROTEQ_OPTF_MOMENTUM) || opt->id == ROTEQ_OPT_SGD ? 0.01
-                      : opt->id == ROTEQ_OPT_ADAM_L2                                  ? 0.05
-                                                                                      : 1.0;
+                      : opt->id == ROTEQ_OPT_ADAM_L2                                 ? 0.05
+                                                                                     : 1.0;
     if (opt->hparams & ROTEQ_HP_BIT(ROTEQ_HP_DAMPENING) && isnan(hp.dampening))
         hp.dampening = 0.0;
     return hp;
@@ -136,9 +147,9 @@ int roteq_cmd_bench(int argc, char **argv)
         case OPT_THREADS:
         case OPT_REPEAT:
         case OPT_PEER_STEPS: {
-            const char *flag = c == OPT_NEURONS ? "neurons"
-                               : c == OPT_DIM   ? "dim"
-                               : c == OPT_STEPS ? "steps"
+            const char *flag = c == OPT_NEURONS   ? "neurons"
+                               : c == OPT_DIM     ? "dim"
+                               : c == OPT_STEPS   ? "steps"
                                : c == OPT_THREADS ? "threads"
                                : c == OPT_REPEAT  ? "repeat"
                                                   : "peer-steps";
@@ -146,8 +157,12 @@ int roteq_cmd_bench(int argc, char **argv)
                 return ROTEQ_EXIT_USAGE;
             if (v == 0 || (c == OPT_DIM && v < 2) || (c == OPT_THREADS && v > 4096))
                 return roteq_cli_fail(CMD, "--%s: out of range: %s", flag, optarg);
-            *(c == OPT_NEURONS ? &N : c == OPT_DIM ? &C : c == OPT_STEPS ? &T
-              : c == OPT_THREADS ? &threads : c == OPT_REPEAT ? &repeat : &peer_T) = v;
+            *(c == OPT_NEURONS   ? &N
+              : c == OPT_DIM     ? &C
+              : c == OPT_STEPS   ? &T
+              : c == OPT_THREADS ? &threads
+              : c == OPT_REPEAT  ? &repeat
+                                 : &peer_T) = v;
             break;
         }
         case OPT_OPTIMIZER:
@@ -211,8 +226,8 @@ int roteq_cmd_bench(int argc, char **argv)
                N, C, T, roteq_sim_isa_names[used], K, repeat);
         printf("ns per neuron-coordinate-step   1 thread  %2u threads  speedup  x floor (1 thr)\n",
                K);
-        printf("  %-28s %8.3f  %10.3f  %6.2fx  %6.2f\n", "normals only (floor)", f1, fK,
-               f1 / fK, 1.0);
+        printf("  %-28s %8.3f  %10.3f  %6.2fx  %6.2f\n", "normals only (floor)", f1, fK, f1 / fK,
+               1.0);
         fflush(stdout);
     }
     double adamw1 = NAN;

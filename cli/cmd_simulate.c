@@ -19,46 +19,67 @@
 
 static void usage(FILE *out)
 {
-    fputs("usage: roteq simulate --optimizer NAME [hyperparameters] [options]\n\n"
-          "Simulate N independent neurons (weight vectors of dimension C) under an optimizer's\n"
-          "exact update rule with synthetic gradients, and compare the last quarter of the run\n"
-          "with theory's equilibrium.\n\n"
-          "Options:\n"
-          "  --optimizer NAME       sgd, sgdm, nesterov, adam_l2, adamw, lion, rv_adamw, rv_sgdm,\n"
-          "                         rv_lion (required)\n"
-          "  --neurons N            ensemble size (default 128)\n"
-          "  --dim C                weight-vector length (default 128)\n"
-          "  --steps T              optimizer steps (default 10000)\n"
-          "  --seed S               random seed (default 1); results are bit-identical for any\n"
-          "                         --threads\n"
-          "  --threads K            worker threads (default: all online cores)\n"
-          "  --gradient MODEL       scale-invariant (default), heterogeneous, anisotropic, radial\n"
-          "  --grad-norm G          RMS of ||g~|| (default: standard-normal coordinates, sqrt(C-1))\n"
-          "  --grad-spread S        heterogeneous: std of the log gradient scale (default 0.5)\n"
-          "  --dead-fraction F      anisotropic: fraction of always-zero coordinates (default 0.25)\n"
-          "  --radial R             radial: mean radial gradient, relative to ||g~||/||w|| (default 0)\n"
-          "  --init-norm X          initial ||w|| (default: the predicted equilibrium norm, else 1)\n"
-          "  --schedule SPEC        lr schedule: constant | warmup:W | [warmup:W+]cosine:T[:FLOOR] |\n"
-          "                         [warmup:W+]step:S:GAMMA\n"
-          "  --wd-schedule SPEC     weight-decay schedule (same syntax)\n"
-          "  --every K              record statistics every K steps (default: about 200 rows)\n"
-          "  --out FILE             series CSV: across-neuron statistics per recorded step\n"
-          "  --trace FILE           per-neuron trace CSV (step,layer,neuron,norm,angle,...) for\n"
-          "                         `roteq analyze`, with its metadata in FILE.json\n"
-          "  --format F             text (default), csv (series rows on stdout) or json (summary)\n"
-          "  --plot DIR             draw norm and angle figures (with the prediction) into DIR\n"
-          "  --isa NAME             auto (default), generic, avx2, avx512: kernel instruction set\n"
-          "                         (identical results, different speed)\n"
-          "  --quiet                no progress bar\n"
-          "  --help                 this text\n\n",
-          out);
+    fputs(
+        "usage: roteq simulate --optimizer NAME [hyperparameters] [options]\n\n"
+        "Simulate N independent neurons (weight vectors of dimension C) under an optimizer's\n"
+        "exact update rule with synthetic gradients, and compare the last quarter of the run\n"
+        "with theory's equilibrium.\n\n"
+        "Options:\n"
+        "  --optimizer NAME       sgd, sgdm, nesterov, adam_l2, adamw, lion, rv_adamw, rv_sgdm,\n"
+        "                         rv_lion (required)\n"
+        "  --neurons N            ensemble size (default 128)\n"
+        "  --dim C                weight-vector length (default 128)\n"
+        "  --steps T              optimizer steps (default 10000)\n"
+        "  --seed S               random seed (default 1); results are bit-identical for any\n"
+        "                         --threads\n"
+        "  --threads K            worker threads (default: all online cores)\n"
+        "  --gradient MODEL       scale-invariant (default), heterogeneous, anisotropic, radial\n"
+        "  --grad-norm G          RMS of ||g~|| (default: standard-normal coordinates, sqrt(C-1))\n"
+        "  --grad-spread S        heterogeneous: std of the log gradient scale (default 0.5)\n"
+        "  --dead-fraction F      anisotropic: fraction of always-zero coordinates (default 0.25)\n"
+        "  --radial R             radial: mean radial gradient, relative to ||g~||/||w|| (default "
+        "0)\n"
+        "  --init-norm X          initial ||w|| (default: the predicted equilibrium norm, else 1)\n"
+        "  --schedule SPEC        lr schedule: constant | warmup:W | [warmup:W+]cosine:T[:FLOOR] "
+        "|\n"
+        "                         [warmup:W+]step:S:GAMMA\n"
+        "  --wd-schedule SPEC     weight-decay schedule (same syntax)\n"
+        "  --every K              record statistics every K steps (default: about 200 rows)\n"
+        "  --out FILE             series CSV: across-neuron statistics per recorded step\n"
+        "  --trace FILE           per-neuron trace CSV (step,layer,neuron,norm,angle,...) for\n"
+        "                         `roteq analyze`, with its metadata in FILE.json\n"
+        "  --format F             text (default), csv (series rows on stdout) or json (summary)\n"
+        "  --plot DIR             draw norm and angle figures (with the prediction) into DIR\n"
+        "  --isa NAME             auto (default), generic, avx2, avx512: kernel instruction set\n"
+        "                         (identical results, different speed)\n"
+        "  --quiet                no progress bar\n"
+        "  --help                 this text\n\n",
+        out);
     roteq_cli_hparam_usage(out);
 }
 
 enum {
-    OPT_OPTIMIZER = 256, OPT_NEURONS, OPT_DIM, OPT_STEPS, OPT_SEED, OPT_THREADS, OPT_GRADIENT,
-    OPT_GRAD_NORM, OPT_GRAD_SPREAD, OPT_DEAD, OPT_RADIAL, OPT_INIT_NORM, OPT_SCHEDULE,
-    OPT_WD_SCHEDULE, OPT_EVERY, OPT_OUT, OPT_TRACE, OPT_FORMAT, OPT_PLOT, OPT_ISA, OPT_QUIET,
+    OPT_OPTIMIZER = 256,
+    OPT_NEURONS,
+    OPT_DIM,
+    OPT_STEPS,
+    OPT_SEED,
+    OPT_THREADS,
+    OPT_GRADIENT,
+    OPT_GRAD_NORM,
+    OPT_GRAD_SPREAD,
+    OPT_DEAD,
+    OPT_RADIAL,
+    OPT_INIT_NORM,
+    OPT_SCHEDULE,
+    OPT_WD_SCHEDULE,
+    OPT_EVERY,
+    OPT_OUT,
+    OPT_TRACE,
+    OPT_FORMAT,
+    OPT_PLOT,
+    OPT_ISA,
+    OPT_QUIET,
     OPT_HELP
 };
 
@@ -113,8 +134,9 @@ static void write_comment_header(FILE *f, const roteq_sim_config *cfg)
     char lr_s[128], wd_s[128];
     roteq_schedule_format(&cfg->lr_schedule, lr_s, sizeof lr_s);
     roteq_schedule_format(&cfg->wd_schedule, wd_s, sizeof wd_s);
-    fprintf(f, "# roteq simulate --optimizer %s --neurons %zu --dim %zu --steps %zu --seed %llu"
-               " --gradient %s --schedule %s --wd-schedule %s\n",
+    fprintf(f,
+            "# roteq simulate --optimizer %s --neurons %zu --dim %zu --steps %zu --seed %llu"
+            " --gradient %s --schedule %s --wd-schedule %s\n",
             cfg->opt->name, cfg->neurons, cfg->dim, cfg->steps, (unsigned long long)cfg->seed,
             roteq_grad_model_names[cfg->grad_model], lr_s, wd_s);
     fputs("#", f);
@@ -199,9 +221,9 @@ static json_t *summary_json(const roteq_sim_config *cfg, const roteq_sim_result 
     json_object_set_new(o, "steps", json_integer((json_int_t)cfg->steps));
     json_object_set_new(o, "seed", json_integer((json_int_t)cfg->seed));
     json_object_set_new(o, "gradient", json_string(roteq_grad_model_names[cfg->grad_model]));
-    json_object_set_new(o, "grad_norm", jnum(isnan(cfg->grad_norm)
-                                                 ? sqrt((double)cfg->dim - 1.0)
-                                                 : cfg->grad_norm));
+    json_object_set_new(
+        o, "grad_norm",
+        jnum(isnan(cfg->grad_norm) ? sqrt((double)cfg->dim - 1.0) : cfg->grad_norm));
     json_t *pr = json_object();
     json_object_set_new(pr, "norm", jnum(p->norm));
     json_object_set_new(pr, "angular_update", jnum(p->angular_update));
@@ -211,7 +233,8 @@ static json_t *summary_json(const roteq_sim_config *cfg, const roteq_sim_result 
     json_object_set_new(m, "angular_update", jnum(r->angle_rms));
     json_object_set_new(m, "norm_se", jnum(r->norm_se));
     json_object_set_new(m, "angular_update_se", jnum(r->angle_rms_se));
-    json_object_set_new(m, "window_steps", json_integer((json_int_t)(cfg->steps / 4 ? cfg->steps / 4 : 1)));
+    json_object_set_new(m, "window_steps",
+                        json_integer((json_int_t)(cfg->steps / 4 ? cfg->steps / 4 : 1)));
     json_object_set_new(o, "measured", m);
     json_t *re = json_object();
     json_object_set_new(re, "norm", jnum(rel_err(r->norm_mean, p->norm)));
@@ -249,8 +272,7 @@ static void print_text(FILE *f, const roteq_sim_config *cfg, const roteq_sim_res
         fprintf(f, "prediction: %s (%s)\n", p->source, p->exact ? "exact" : "approximate");
 }
 
-static int write_trace_meta(const char *trace_path, const roteq_sim_config *cfg,
-                            roteq_ofile **meta)
+static int write_trace_meta(const char *trace_path, const roteq_sim_config *cfg, roteq_ofile **meta)
 {
     size_t n = strlen(trace_path) + 6;
     char *p = malloc(n);
@@ -264,8 +286,9 @@ static int write_trace_meta(const char *trace_path, const roteq_sim_config *cfg,
     json_t *o = json_object();
     json_object_set_new(o, "optimizer", json_string(cfg->opt->name));
     json_object_set_new(o, "dim", json_integer((json_int_t)cfg->dim));
-    json_object_set_new(o, "grad_norm", jnum(isnan(cfg->grad_norm) ? sqrt((double)cfg->dim - 1.0)
-                                                                   : cfg->grad_norm));
+    json_object_set_new(
+        o, "grad_norm",
+        jnum(isnan(cfg->grad_norm) ? sqrt((double)cfg->dim - 1.0) : cfg->grad_norm));
     json_t *h = hparams_json(cfg);
     json_object_update(o, h);
     json_decref(h);
@@ -445,11 +468,12 @@ int roteq_cmd_simulate(int argc, char **argv)
                     found = 1;
                 }
             if (!found)
-                return roteq_cli_fail(CMD, "--isa: unknown '%s' (known: auto, generic, avx2, "
-                                           "avx512)", optarg);
-            if (!roteq_sim_isa_available(ex.isa))
-                return roteq_cli_fail(CMD, "--isa: %s is not available on this machine",
+                return roteq_cli_fail(CMD,
+                                      "--isa: unknown '%s' (known: auto, generic, avx2, "
+                                      "avx512)",
                                       optarg);
+            if (!roteq_sim_isa_available(ex.isa))
+                return roteq_cli_fail(CMD, "--isa: %s is not available on this machine", optarg);
             break;
         }
         case OPT_QUIET:

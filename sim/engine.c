@@ -22,8 +22,7 @@
 const char *const roteq_grad_model_names[ROTEQ_GRAD_COUNT] = {"scale-invariant", "heterogeneous",
                                                               "anisotropic", "radial"};
 
-const char *const roteq_sim_isa_names[ROTEQ_SIM_ISA_COUNT] = {"auto", "generic", "avx2",
-                                                              "avx512"};
+const char *const roteq_sim_isa_names[ROTEQ_SIM_ISA_COUNT] = {"auto", "generic", "avx2", "avx512"};
 
 int roteq_grad_model_lookup(const char *name, roteq_grad_model *out)
 {
@@ -222,8 +221,8 @@ typedef struct run run;
 typedef struct {
     run *r;
     size_t n0, n1;
-    double *scratch;         /* 3*ngen doubles */
-    roteq_sim_coef *coef;    /* CHUNK */
+    double *scratch;      /* 3*ngen doubles */
+    roteq_sim_coef *coef; /* CHUNK */
     pthread_t thread;
     int started;
 } worker;
@@ -235,14 +234,14 @@ struct run {
     double rv_rate;
     size_t nvec, neuron_doubles;
     double *vec, *nsc;
-    double *rec[2];          /* per buffer: norm[N], angle[N], urms[N] */
+    double *rec[2];              /* per buffer: norm[N], angle[N], urms[N] */
     double *sum_norm, *sum_ang2; /* per neuron, over the last quarter */
-    size_t q_start;          /* first step of the last quarter */
-    size_t *rec_steps;       /* recorded steps */
+    size_t q_start;              /* first step of the last quarter */
+    size_t *rec_steps;           /* recorded steps */
     size_t nrec;
     pthread_barrier_t barrier;
     int use_barrier;
-    volatile int abort_flag;  /* set before the threads start: never run */
+    volatile int abort_flag; /* set before the threads start: never run */
     atomic_size_t abort_rec; /* record index at which the observer stopped the run */
     pthread_mutex_t gate_mu;
     pthread_cond_t gate_cv;
@@ -397,8 +396,7 @@ static void free_run(run *r, worker *wk, size_t nw)
     free((void *)r->kc.coord_scale);
 }
 
-int roteq_sim_run(const roteq_sim_config *cfg, const roteq_sim_observer *obs,
-                  roteq_sim_result *out)
+int roteq_sim_run(const roteq_sim_config *cfg, const roteq_sim_observer *obs, roteq_sim_result *out)
 {
     return roteq_sim_run_ex(cfg, NULL, obs, out);
 }
@@ -460,8 +458,8 @@ int roteq_sim_run_ex(const roteq_sim_config *cfg, const roteq_sim_options *ex,
     r.q_start = cfg->steps - quarter + 1;
 
     if (N > SIZE_MAX / sizeof(double) / r.neuron_doubles)
-        return roteq_error_set(ROTEQ_ENOMEM, "%zu neurons of dimension %zu do not fit in memory",
-                               N, C);
+        return roteq_error_set(ROTEQ_ENOMEM, "%zu neurons of dimension %zu do not fit in memory", N,
+                               C);
     worker *wk = calloc(nthreads, sizeof *wk);
     r.vec = aligned_doubles(N * r.neuron_doubles);
     r.nsc = aligned_doubles(N * ROTEQ_NS_COUNT);
@@ -518,7 +516,8 @@ int roteq_sim_run_ex(const roteq_sim_config *cfg, const roteq_sim_options *ex,
         for (size_t i = 0; i < cpad; i += 8)
             for (int l = 0; l < 8; l++)
                 acc[l] += w[i + l] * w[i + l];
-        ns[ROTEQ_NS_A2] = ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
+        ns[ROTEQ_NS_A2] =
+            ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
         ns[ROTEQ_NS_GSCALE] = 1.0;
         if (cfg->grad_model == ROTEQ_GRAD_HETEROGENEOUS) {
             ops->normals(cfg->seed, (uint32_t)n, ROTEQ_KERNEL_STEP_NEURON, init, r.kc.ngen);
@@ -592,8 +591,8 @@ int roteq_sim_run_ex(const roteq_sim_config *cfg, const roteq_sim_options *ex,
                     long s = (long)tr_step + 1;
                     if (roteq_transient_step(
                             tr, cfg->hp.lr * roteq_schedule_factor(&cfg->lr_schedule, s),
-                            cfg->hp.weight_decay * roteq_schedule_factor(&cfg->wd_schedule, s),
-                            &pn, &pa)) {
+                            cfg->hp.weight_decay * roteq_schedule_factor(&cfg->wd_schedule, s), &pn,
+                            &pa)) {
                         pn = pa = NAN;
                         roteq_error_clear();
                     }
@@ -703,7 +702,8 @@ double roteq_sim_bench_normals(size_t neurons, size_t dim, size_t steps, unsigne
     pthread_t *th = calloc(T, sizeof *th);
     int ok = jobs && th;
     for (unsigned i = 0; ok && i < T; i++) {
-        jobs[i] = (bench_job){ops, 1, neurons * i / T, neurons * (i + 1) / T, steps, ngen, NULL, 0, 0};
+        jobs[i] =
+            (bench_job){ops, 1, neurons * i / T, neurons * (i + 1) / T, steps, ngen, NULL, 0, 0};
         ok = (jobs[i].scratch = aligned_doubles(ngen)) != NULL;
     }
     double secs = ROTEQ_ENOMEM;

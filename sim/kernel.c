@@ -25,10 +25,10 @@
 #error "kernel.c is compiled with -DROTEQ_KERNEL_SUFFIX=generic|avx2|avx512"
 #endif
 #define CAT2(a, b) a##_##b
-#define CAT(a, b) CAT2(a, b)
-#define K(name) CAT(name, ROTEQ_KERNEL_SUFFIX)
+#define CAT(a, b)  CAT2(a, b)
+#define K(name)    CAT(name, ROTEQ_KERNEL_SUFFIX)
 
-#define L ROTEQ_KERNEL_LANES
+#define L          ROTEQ_KERNEL_LANES
 #define ALIGNED(p) ((double *)__builtin_assume_aligned((p), 64))
 
 static inline double as_double(uint64_t b)
@@ -108,18 +108,20 @@ static inline void bm_angle(uint32_t y, double *c, double *s)
     double v = (small_to_double(b & 0x3fffffffu) - 536870911.5) * 0x1p-30;
     uint32_t q = b >> 30;
     double x = v * 1.57079632679489655800e+00, z = x * x;
-    double sn = x + x * z * (-1.66666666666666324348e-01 +
-                             z * (8.33333333332248946124e-03 +
-                                  z * (-1.98412698298579493134e-04 +
-                                       z * (2.75573137070700676789e-06 +
-                                            z * (-2.50507602534068634195e-08 +
-                                                 z * 1.58969099521155010221e-10)))));
-    double r = z * (4.16666666666666019037e-02 +
-                    z * (-1.38888888888741095749e-03 +
-                         z * (2.48015872894767294178e-05 +
-                              z * (-2.75573143513906633035e-07 +
-                                   z * (2.08757232129817482790e-09 +
-                                        z * -1.13596475577881948265e-11)))));
+    double sn =
+        x +
+        x * z *
+            (-1.66666666666666324348e-01 +
+             z * (8.33333333332248946124e-03 +
+                  z * (-1.98412698298579493134e-04 +
+                       z * (2.75573137070700676789e-06 +
+                            z * (-2.50507602534068634195e-08 + z * 1.58969099521155010221e-10)))));
+    double r =
+        z * (4.16666666666666019037e-02 +
+             z * (-1.38888888888741095749e-03 +
+                  z * (2.48015872894767294178e-05 +
+                       z * (-2.75573143513906633035e-07 +
+                            z * (2.08757232129817482790e-09 + z * -1.13596475577881948265e-11)))));
     double hz = 0.5 * z, w = 1.0 - hz;
     double cs = w + (((1.0 - w) - hz) + z * r);
     double S = (q & 1) ? cs : sn, Cc = (q & 1) ? sn : cs;
@@ -172,19 +174,19 @@ static inline double reduce8(const double a[8])
 
 /* The fused update loops: gradient g = alpha*z + beta*w (the model, see step below), the rule,
  * and the sums the statistics need, in one pass over the neuron. d (the step) overwrites z. */
-#define FUSED_LOOP(BODY)                                                                          \
-    for (size_t i = 0; i < cp; i += 8)                                                            \
-        for (int l = 0; l < 8; l++) {                                                             \
-            double wo = w[i + l];                                                                 \
-            double g = alpha * z[i + l] + beta * wo;                                              \
-            double wn;                                                                            \
-            BODY;                                                                                 \
-            double d = wn - wo;                                                                   \
-            w[i + l] = wn;                                                                        \
-            z[i + l] = d;                                                                         \
-            sww[l] += wn * wn;                                                                    \
-            sdd[l] += d * d;                                                                      \
-            sdw[l] += d * wo;                                                                     \
+#define FUSED_LOOP(BODY)                                                                           \
+    for (size_t i = 0; i < cp; i += 8)                                                             \
+        for (int l = 0; l < 8; l++) {                                                              \
+            double wo = w[i + l];                                                                  \
+            double g = alpha * z[i + l] + beta * wo;                                               \
+            double wn;                                                                             \
+            BODY;                                                                                  \
+            double d = wn - wo;                                                                    \
+            w[i + l] = wn;                                                                         \
+            z[i + l] = d;                                                                          \
+            sww[l] += wn * wn;                                                                     \
+            sdd[l] += d * d;                                                                       \
+            sdw[l] += d * wo;                                                                      \
         }
 
 static void K(step)(const roteq_kernel_cfg *kc, const roteq_sim_coef *k, uint64_t t,

@@ -46,9 +46,8 @@ typedef struct {
 typedef struct {
     /* One step of one neuron. vec: w then the rule's state vectors, `stride` apart; nsc: the
      * neuron's ROTEQ_NS_COUNT scalars; scratch: 3 * ngen doubles, 64-byte aligned. */
-    void (*step)(const roteq_kernel_cfg *kc, const roteq_sim_coef *k, uint64_t t,
-                 uint32_t neuron, double *vec, double *nsc, double *scratch,
-                 roteq_kernel_out *out);
+    void (*step)(const roteq_kernel_cfg *kc, const roteq_sim_coef *k, uint64_t t, uint32_t neuron,
+                 double *vec, double *nsc, double *scratch, roteq_kernel_out *out);
     /* ngen normals (a multiple of ROTEQ_KERNEL_BATCH) for (seed, stream, step). */
     void (*normals)(uint64_t seed, uint32_t stream, uint64_t step, double *out, size_t ngen);
     /* The bare loop: normals for neurons [n0, n1) and steps 1..steps; returns their sum. */

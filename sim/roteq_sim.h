@@ -14,7 +14,7 @@
 #include <stdint.h>
 
 typedef enum {
-    ROTEQ_GRAD_SCALE_INVARIANT, /* isotropic Gaussian, projected orthogonal to w, divided by ||w|| */
+    ROTEQ_GRAD_SCALE_INVARIANT, /* isotropic Gaussian, orthogonal to w, divided by ||w|| */
     ROTEQ_GRAD_HETEROGENEOUS,   /* as above with a per-neuron log-normal gradient scale */
     ROTEQ_GRAD_ANISOTROPIC,     /* per-coordinate variances differ, some coordinates dead */
     ROTEQ_GRAD_RADIAL,          /* adds a component along w: breaks scale invariance */
@@ -37,8 +37,9 @@ typedef struct {
     double grad_spread;   /* heterogeneous: standard deviation of the log gradient scale */
     double dead_fraction; /* anisotropic: fraction of coordinates whose gradient is always 0 */
     double radial;        /* radial: mean radial gradient component, relative to ||g~||/||w|| */
-    double init_norm;     /* ||w_0|| of every neuron; NAN: the predicted equilibrium norm if known, else 1 */
-    size_t every;         /* record statistics every k steps; 0: about 200 rows over the run */
+    double
+        init_norm; /* ||w_0|| of every neuron; NAN: predicted equilibrium norm if known, else 1 */
+    size_t every;  /* record statistics every k steps; 0: about 200 rows over the run */
 } roteq_sim_config;
 
 /* Fill `cfg` with defaults for `opt` (its default hyperparameters, 128 neurons, C = 128, 10000
@@ -55,10 +56,10 @@ typedef struct {
 typedef struct {
     size_t step; /* optimizer steps taken (1-based) */
     double lr, weight_decay;
-    roteq_sim_stat norm;       /* ||w_t|| */
-    roteq_sim_stat angle;      /* angle between w_{t-1} and w_t, radians */
-    double angle_rms;          /* sqrt(mean over neurons of angle^2) */
-    roteq_sim_stat update_rms; /* RMS over coordinates of w_t - w_{t-1} */
+    roteq_sim_stat norm;          /* ||w_t|| */
+    roteq_sim_stat angle;         /* angle between w_{t-1} and w_t, radians */
+    double angle_rms;             /* sqrt(mean over neurons of angle^2) */
+    roteq_sim_stat update_rms;    /* RMS over coordinates of w_t - w_{t-1} */
     double pred_norm, pred_angle; /* theory's transient at this step (NAN where unknown) */
 } roteq_sim_row;
 
@@ -67,7 +68,7 @@ typedef struct {
     size_t nrows;
     /* Measured over the last quarter of the steps (every step, not only recorded ones). Each
      * neuron's time average is one independent sample, so standard errors are the across-neuron
-     * standard deviation of those averages over sqrt(N) (for the RMS angle, by the delta method). */
+     * standard deviation of those averages over sqrt(N) (the RMS angle's by the delta method). */
     double norm_mean, norm_se;
     double angle_rms, angle_rms_se;
     roteq_equilibrium predicted[ROTEQ_PRED_COUNT]; /* norm NAN where unknown */
@@ -101,16 +102,16 @@ void roteq_sim_result_free(roteq_sim_result *r);
  * number t (1-based) and the lr / weight decay in force (schedules applied). */
 typedef struct {
     size_t t;
-    double lr, wd;      /* in force at this step */
-    double neg_lr;      /* -lr */
-    double decay;       /* 1 - lr*wd (decoupled rules) */
+    double lr, wd;                      /* in force at this step */
+    double neg_lr;                      /* -lr */
+    double decay;                       /* 1 - lr*wd (decoupled rules) */
     double momentum, mom_keep, mom_new; /* SGD: buf = keep*buf + new*d (keep 0, new 1 at t = 1) */
     int nesterov;
     double beta1, one_m_beta1, beta2, one_m_beta2, eps;
     double bc1, bc2_sqrt, neg_step_size; /* Adam: 1-beta1^t, sqrt(1-beta2^t), -lr/(1-beta1^t) */
-    double rv_rate;  /* RV: target angular update eta_r at this step */
-    double rv_decay; /* RV: update_norm_decay */
-    double rv_bc;    /* RV: 1 - update_norm_decay^t */
+    double rv_rate;                      /* RV: target angular update eta_r at this step */
+    double rv_decay;                     /* RV: update_norm_decay */
+    double rv_bc;                        /* RV: 1 - update_norm_decay^t */
 } roteq_sim_coef;
 
 /* `rv_rate` is the equilibrium angular update of the base optimizer at the base lr and weight

@@ -80,8 +80,8 @@ static void test_bad_input(void **state)
     char *dir = roteq_test_tmpdir();
     char *out_path = roteq_test_path(dir, "series.csv");
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        const char *args[] = {"simulate", "--optimizer", "adamw", "--steps", "20",
-                              "--out", out_path, cases[i].flag, cases[i].value, NULL};
+        const char *args[] = {"simulate", "--optimizer", "adamw",       "--steps",      "20",
+                              "--out",    out_path,      cases[i].flag, cases[i].value, NULL};
         char *out = NULL, *err = NULL;
         int rc = roteq_test_run(args, NULL, &out, &err);
         if (rc != 2 || !strstr(err, cases[i].needle) || count_lines(err, "roteq simulate:") != 1 ||
@@ -116,8 +116,8 @@ static void test_unwritable_output(void **state)
     char *dir = roteq_test_tmpdir();
     char *good = roteq_test_path(dir, "series.csv");
     char *bad = roteq_test_path(dir, "missing/trace.csv");
-    const char *args[] = {"simulate", "--optimizer", "adamw", "--steps", "20", "--out", good,
-                          "--trace", bad, NULL};
+    const char *args[] = {"simulate", "--optimizer", "adamw",   "--steps", "20",
+                          "--out",    good,          "--trace", bad,       NULL};
     char *err = NULL;
     assert_int_equal(roteq_test_run(args, NULL, NULL, &err), 2);
     assert_non_null(strstr(err, "--trace"));
@@ -136,10 +136,11 @@ static void test_outputs(void **state)
     char *series = roteq_test_path(dir, "series.csv");
     char *trace = roteq_test_path(dir, "trace.csv");
     char *meta = roteq_test_path(dir, "trace.csv.json");
-    const char *args[] = {"simulate", "--optimizer", "sgdm", "--lr", "0.1", "--weight-decay",
-                          "0.01", "--neurons", "5", "--dim", "19", "--steps", "100", "--every",
-                          "25", "--seed", "2385", "--threads", "2", "--out", series, "--trace",
-                          trace, "--format", "json", NULL};
+    const char *args[] = {"simulate", "--optimizer", "sgdm", "--lr",    "0.1",  "--weight-decay",
+                          "0.01",     "--neurons",   "5",    "--dim",   "19",   "--steps",
+                          "100",      "--every",     "25",   "--seed",  "2385", "--threads",
+                          "2",        "--out",       series, "--trace", trace,  "--format",
+                          "json",     NULL};
     char *out = NULL, *err = NULL;
     assert_int_equal(roteq_test_run(args, NULL, &out, &err), 0);
     assert_non_null(strstr(err, "seed 2385"));
@@ -194,15 +195,29 @@ static void test_text_and_csv(void **state)
 {
     (void)state;
     char *out = NULL;
-    const char *args[] = {"simulate", "--optimizer", "lion", "--weight-decay", "1.0",
-                          "--neurons", "4", "--dim", "16", "--steps", "40", "--every", "10",
-                          "--gradient", "heterogeneous", NULL};
+    const char *args[] = {"simulate",
+                          "--optimizer",
+                          "lion",
+                          "--weight-decay",
+                          "1.0",
+                          "--neurons",
+                          "4",
+                          "--dim",
+                          "16",
+                          "--steps",
+                          "40",
+                          "--every",
+                          "10",
+                          "--gradient",
+                          "heterogeneous",
+                          NULL};
     assert_int_equal(roteq_test_run(args, NULL, &out, NULL), 0);
     assert_non_null(strstr(out, "angular update"));
     assert_non_null(strstr(out, "heterogeneous"));
     free(out);
-    const char *cargs[] = {"simulate", "--optimizer", "rv_adamw", "--neurons", "4", "--dim",
-                           "16", "--steps", "40", "--every", "10", "--format", "csv", NULL};
+    const char *cargs[] = {"simulate", "--optimizer", "rv_adamw", "--neurons", "4",
+                           "--dim",    "16",          "--steps",  "40",        "--every",
+                           "10",       "--format",    "csv",      NULL};
     assert_int_equal(roteq_test_run(cargs, NULL, &out, NULL), 0);
     assert_int_equal(count_lines(out, "40,rv_adamw,"), 1);
     free(out);
@@ -212,8 +227,8 @@ static void test_bench(void **state)
 {
     (void)state;
     char *out = NULL, *err = NULL;
-    const char *args[] = {"bench", "--neurons", "4", "--dim", "16", "--steps", "50",
-                          "--optimizer", "adamw", "--no-peers", NULL};
+    const char *args[] = {"bench", "--neurons",   "4",     "--dim",      "16", "--steps",
+                          "50",    "--optimizer", "adamw", "--no-peers", NULL};
     assert_int_equal(roteq_test_run(args, NULL, &out, &err), 0);
     assert_non_null(strstr(out, "normals only"));
     assert_non_null(strstr(out, "adamw"));

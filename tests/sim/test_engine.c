@@ -34,8 +34,8 @@ static void test_normals_match_random123(void **state)
     double worst = 0.0;
     for (size_t b = 0; b < np / 64; b++)
         for (uint32_t j = 0; j < 16; j++) {
-            philox4x32_ctr_t ctr = {{(uint32_t)(16 * b + j), (uint32_t)step,
-                                     (uint32_t)(step >> 32), (uint32_t)(seed >> 32)}};
+            philox4x32_ctr_t ctr = {{(uint32_t)(16 * b + j), (uint32_t)step, (uint32_t)(step >> 32),
+                                     (uint32_t)(seed >> 32)}};
             philox4x32_key_t key = {{(uint32_t)seed, stream}};
             philox4x32_ctr_t x = philox4x32(ctr, key);
             for (int h = 0; h < 2; h++) {
@@ -93,7 +93,8 @@ static roteq_sim_config small_config(const roteq_optimizer_type *opt)
     c.seed = 2385;
     c.threads = 1;
     c.hp.lr = opt->flags & ROTEQ_OPTF_SIGN ? 1e-3 : (opt->flags & ROTEQ_OPTF_ADAPTIVE ? 1e-3 : 0.1);
-    c.hp.weight_decay = opt->flags & ROTEQ_OPTF_ADAPTIVE ? 0.5 : (opt->flags & ROTEQ_OPTF_SIGN ? 1.0 : 0.01);
+    c.hp.weight_decay =
+        opt->flags & ROTEQ_OPTF_ADAPTIVE ? 0.5 : (opt->flags & ROTEQ_OPTF_SIGN ? 1.0 : 0.01);
     return c;
 }
 
@@ -269,7 +270,7 @@ static void test_schedule(void **state)
     assert_int_equal(roteq_schedule_parse("step:100:0.5", &c.lr_schedule), 0);
     roteq_sim_result r;
     assert_int_equal(roteq_sim_run(&c, NULL, &r), 0);
-    assert_close(r.rows[0].lr, c.hp.lr, 1e-15);   /* step 50 */
+    assert_close(r.rows[0].lr, c.hp.lr, 1e-15);     /* step 50 */
     assert_close(r.rows[2].lr, c.hp.lr / 2, 1e-15); /* step 150 */
     roteq_sim_result_free(&r);
 }

@@ -137,8 +137,8 @@ static void replay_file(const char *path, replay *rp)
                 if (err > rp->worst)
                     rp->worst = err;
                 if (!(err <= 1e-12))
-                    fail_msg("%s: step %zu x%zu = %.17g, PyTorch %.17g (relative error %.3g)",
-                             path, t, i, w[i], x[i], err);
+                    fail_msg("%s: step %zu x%zu = %.17g, PyTorch %.17g (relative error %.3g)", path,
+                             t, i, w[i], x[i], err);
             }
             rp->steps_checked++;
             have_grad = 0;
