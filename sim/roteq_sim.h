@@ -37,9 +37,8 @@ typedef struct {
     double grad_spread;   /* heterogeneous: standard deviation of the log gradient scale */
     double dead_fraction; /* anisotropic: fraction of coordinates whose gradient is always 0 */
     double radial;        /* radial: mean radial gradient component, relative to ||g~||/||w|| */
-    double
-        init_norm; /* ||w_0|| of every neuron; NAN: predicted equilibrium norm if known, else 1 */
-    size_t every;  /* record statistics every k steps; 0: about 200 rows over the run */
+    double init_norm;     /* ||w_0||; NAN: the predicted equilibrium norm if known, else 1 */
+    size_t every;         /* record statistics every k steps; 0: about 200 rows over the run */
 } roteq_sim_config;
 
 /* Fill `cfg` with defaults for `opt` (its default hyperparameters, 128 neurons, C = 128, 10000
