@@ -560,6 +560,19 @@ static void test_bad_snapshots(void **state)
     write_st(p, 1, 1, (const int[]){0, 1}, 2);
     expect_dir_error(d, "^nothing", "matches --layers '^nothing'");
     expect_dir_error(d, "([", "--layers: invalid regular expression");
+    /* metadata whose dim disagrees with the tensor's rows */
+    {
+        roteq_analysis_meta m;
+        const char *js = "{\"optimizer\":\"adamw\",\"layers\":{\"fc1.weight\":{\"dim\":25}}}";
+        assert_int_equal(roteq_analysis_meta_parse("m.json", js, strlen(js), &m), 0);
+        roteq_analysis_config cfg;
+        roteq_analysis_config_init(&cfg, &m);
+        roteq_analysis *a = NULL;
+        assert_int_equal(roteq_analysis_read_snapshots(d, NULL, &cfg, &a), ROTEQ_EINVAL);
+        assert_non_null(strstr(roteq_error_message(),
+                               "m.json: layer 'fc1.weight' has dim 25 but the data has rows of 24"));
+        roteq_analysis_meta_clear(&m);
+    }
     /* a tensor missing from a later snapshot; a row count that changes */
     char *p2 = roteq_test_path(d, "step_2.safetensors");
     write_st(p2, 2, 1, (const int[]){1}, 1);
