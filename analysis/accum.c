@@ -192,6 +192,12 @@ static int grow_neurons(roteq_analysis *a, roteq_layer *L, size_t need)
     size_t cap = L->cap ? L->cap : 16;
     while (cap < need)
         cap *= 2;
+    /* The window is kept per neuron: refuse sizes no machine here has rather than thrash. */
+    if ((double)cap * (double)W * 16.0 > 16.0 * (1 << 30))
+        return roteq_error_set(ROTEQ_ENOMEM,
+                               "layer '%s': %zu neurons with a window of %zu records need more "
+                               "than 16 GiB (lower --window)",
+                               L->name, need, W);
     double *rn = realloc(L->ring_norm, cap * W * sizeof *rn);
     if (rn == NULL)
         return roteq_error_set(ROTEQ_ENOMEM, "out of memory for %zu neurons", need);

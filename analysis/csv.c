@@ -364,6 +364,8 @@ static int parse_lines(roteq_csv_reader *r, const char *p, const char *end)
         }
         if (!r->header_done) {
             const char *nl = memchr(p, '\n', (size_t)(end - p));
+            if (r->line == 0 && nl - p >= 3 && memcmp(p, "\xEF\xBB\xBF", 3) == 0)
+                p += 3; /* a UTF-8 byte-order mark (spreadsheet exports) */
             if (*p != '#') {
                 int st = parse_header(r, p, nl);
                 if (st)

@@ -42,9 +42,9 @@ int roteq_analysis_write_text(FILE *out, const roteq_analysis_result *r)
                  "most %zu)\n\n",
             r->optimizer ? r->optimizer : "(none: no predictions)", 100 * r->tolerance,
             r->window);
-    fprintf(out, "%-*s %6s %7s %5s %10s %10s %7s %10s %10s %7s %9s %6s  %s\n", w, "layer", "dim",
-            "neurons", "dead", "norm", "predicted", "error", "angle", "predicted", "error",
-            "eq. step", "CV", "verdict");
+    fprintf(out, "%-*s %6s %7s %8s %10s %10s %7s %10s %10s %7s %9s %6s  %s\n", w, "layer", "dim",
+            "neurons", "dead+col", "norm", "predicted", "error", "angle", "predicted", "error",
+            "settled", "CV", "verdict");
     for (size_t i = 0; i < r->nlayers; i++) {
         const roteq_analysis_layer_result *L = &r->layers[i];
         fprintf(out, "%-*.*s ", w, w, L->name);
@@ -52,7 +52,7 @@ int roteq_analysis_write_text(FILE *out, const roteq_analysis_result *r)
             fprintf(out, "%6zu", L->dim);
         else
             fprintf(out, "%6s", "-");
-        fprintf(out, " %7zu %5zu ", L->neurons, L->dead + L->collapsed);
+        fprintf(out, " %7zu %8zu ", L->neurons, L->dead + L->collapsed);
         cell(out, 10, "%*.4g", L->norm);
         fputc(' ', out);
         cell(out, 10, "%*.4g", L->pred_norm);
@@ -100,6 +100,24 @@ int roteq_analysis_write_text(FILE *out, const roteq_analysis_result *r)
             fprintf(out, "%s: lr/weight decay follow a schedule; compared with the %s "
                          "prediction\n",
                     L->name, L->prediction);
+    }
+    for (size_t i = 0; i < r->nlayers; i++) {
+        const roteq_analysis_layer_result *L = &r->layers[i];
+        if (L->per_neuron == NULL)
+            continue;
+        fprintf(out, "\n%s, per neuron:\n%8s %10s %10s %8s  %s\n", L->name, "neuron", "norm",
+                "angle", "ratio", "status");
+        for (size_t k = 0; k < L->neurons; k++) {
+            const roteq_analysis_neuron *n = &L->per_neuron[k];
+            fprintf(out, "%8zu ", k);
+            cell(out, 10, "%*.4g", n->norm);
+            fputc(' ', out);
+            cell(out, 10, "%*.4g", n->angular_update);
+            fputc(' ', out);
+            cell(out, 8, "%*.3f",
+                 n->pred_angle > 0 ? n->angular_update / n->pred_angle : DNAN);
+            fprintf(out, "  %s\n", roteq_analysis_status_names[n->status]);
+        }
     }
     return check(out);
 }

@@ -104,7 +104,7 @@ int roteq_analysis_layer(roteq_analysis *a, const char *name, size_t len, size_t
  * without location, the reader prefixes file and line) on steps going backwards, a duplicate
  * (step, layer, neuron), or a neuron index beyond ROTEQ_ANALYSIS_MAX_NEURONS. */
 int roteq_analysis_add(roteq_analysis *a, size_t layer, const roteq_analysis_row *row);
-#define ROTEQ_ANALYSIS_MAX_NEURONS ((size_t)1 << 24)
+#define ROTEQ_ANALYSIS_MAX_NEURONS ((size_t)1 << 22)
 
 /* ---------------------------------------------------------------- results (finish.c) */
 
