@@ -243,7 +243,10 @@ static void K(step)(const roteq_kernel_cfg *kc, const roteq_sim_coef *k, uint64_
                       : alpha * z[i] + beta * w[i];
             wold[i] = w[i];
         }
-        kc->rule->step(k, w, g, vec + st, nsc + ROTEQ_NS_RULE, kc->dim, st);
+        if ((roteq_optimizers[kc->opt]->flags & ROTEQ_OPTF_ROTATIONAL) && !kc->reference)
+            roteq_rule_rv(k, kc->opt, w, g, vec + st, nsc + ROTEQ_NS_RULE, kc->dim, st);
+        else
+            kc->rule->step(k, w, g, vec + st, nsc + ROTEQ_NS_RULE, kc->dim, st);
         for (size_t i = 0; i < cp; i += 8)
             for (int l = 0; l < 8; l++) {
                 double wn = w[i + l], wo = wold[i + l], d = wn - wo;

@@ -16,9 +16,6 @@
 #include <math.h>
 #include <string.h>
 
-/* rotational_eps of the published code: keeps the division finite before any update exists. */
-#define RV_EPS 1e-8
-
 void roteq_sim_coef_init(roteq_sim_coef *k, const roteq_optimizer_type *opt,
                          const roteq_hparams *hp, size_t t, double lr, double wd, double rv_rate)
 {
@@ -107,16 +104,8 @@ static void step_lion(const roteq_sim_coef *k, double *w, const double *g, doubl
 
 /* ---- Rotational variants ---- */
 
-static double sum_sq(const double *x, size_t n)
-{
-    double s = 0.0;
-    for (size_t i = 0; i < n; i++)
-        s += x[i] * x[i];
-    return s;
-}
-
 /* The published wrapper centres the initial weights and keeps the norm of the centred vector.
- * The last state vector is the scratch for the inner update u. */
+ * The last state vector is the scratch for the inner update u (rules_inline.h). */
 static void init_rv(double *w, double *state, double *scalars, size_t dim, size_t stride)
 {
     (void)state, (void)stride;
@@ -126,71 +115,29 @@ static void init_rv(double *w, double *state, double *scalars, size_t dim, size_
     mean /= (double)dim;
     for (size_t i = 0; i < dim; i++)
         w[i] -= mean;
-    scalars[0] = sqrt(sum_sq(w, dim)); /* ||w_0||, kept for the whole run */
-    scalars[1] = 0.0;                  /* running mean of ||u||^2 */
+    double ss = 0.0;
+    for (size_t i = 0; i < dim; i++)
+        ss += w[i] * w[i];
+    scalars[0] = sqrt(ss); /* ||w_0||, kept for the whole run */
+    scalars[1] = 0.0;      /* running mean of ||u||^2 */
 }
 
-/* Everything after the inner update u (in `u`): project, centre, normalise by the running RMS
- * of ||u||, step by eta_r*||w_0||, rescale onto the sphere of radius ||w_0||. */
-static void rv_finish(const roteq_sim_coef *k, double *w, double *u, double *scalars, size_t dim)
-{
-    double r = scalars[0], r2 = r * r;
-    double dot = 0.0;
-    for (size_t i = 0; i < dim; i++)
-        dot += u[i] * w[i];
-    double c = dot / r2, mean = 0.0;
-    for (size_t i = 0; i < dim; i++) {
-        u[i] -= c * w[i];
-        mean += u[i];
-    }
-    mean /= (double)dim;
-    for (size_t i = 0; i < dim; i++)
-        u[i] -= mean;
-    scalars[1] = (1.0 - k->rv_decay) * sum_sq(u, dim) + k->rv_decay * scalars[1];
-    double avg = sqrt(scalars[1] / k->rv_bc);
-    double f = k->rv_rate * r / (avg + RV_EPS);
-    for (size_t i = 0; i < dim; i++)
-        w[i] -= f * u[i];
-    double s = r / sqrt(sum_sq(w, dim));
-    for (size_t i = 0; i < dim; i++)
-        w[i] *= s;
-}
-
-/* RV-AdamW: u = m / (sqrt(v)/sqrt(1-beta2^t) + eps) / (1-beta1^t) (state: m, v, u). */
 static void step_rv_adamw(const roteq_sim_coef *k, double *w, const double *g, double *state,
                           double *scalars, size_t dim, size_t stride)
 {
-    double *m = state, *v = state + stride, *u = state + 2 * stride;
-    for (size_t i = 0; i < dim; i++) {
-        m[i] = k->beta1 * m[i] + k->one_m_beta1 * g[i];
-        v[i] = k->beta2 * v[i] + k->one_m_beta2 * g[i] * g[i];
-        u[i] = m[i] / (sqrt(v[i]) / k->bc2_sqrt + k->eps) / k->bc1;
-    }
-    rv_finish(k, w, u, scalars, dim);
+    roteq_rule_rv(k, ROTEQ_OPT_RV_ADAMW, w, g, state, scalars, dim, stride);
 }
 
-/* RV-SGDM: u = buf = momentum*buf + g (state: buf, u). */
 static void step_rv_sgdm(const roteq_sim_coef *k, double *w, const double *g, double *state,
                          double *scalars, size_t dim, size_t stride)
 {
-    double *b = state, *u = state + stride;
-    for (size_t i = 0; i < dim; i++) {
-        b[i] = k->mom_keep * b[i] + k->mom_new * g[i];
-        u[i] = b[i];
-    }
-    rv_finish(k, w, u, scalars, dim);
+    roteq_rule_rv(k, ROTEQ_OPT_RV_SGDM, w, g, state, scalars, dim, stride);
 }
 
-/* RV-Lion: u = sign(beta1*m + (1-beta1)*g), then m = beta2*m + (1-beta2)*g (state: m, u). */
 static void step_rv_lion(const roteq_sim_coef *k, double *w, const double *g, double *state,
                          double *scalars, size_t dim, size_t stride)
 {
-    double *m = state, *u = state + stride;
-    for (size_t i = 0; i < dim; i++) {
-        u[i] = roteq_sign(k->beta1 * m[i] + k->one_m_beta1 * g[i]);
-        m[i] = k->beta2 * m[i] + k->one_m_beta2 * g[i];
-    }
-    rv_finish(k, w, u, scalars, dim);
+    roteq_rule_rv(k, ROTEQ_OPT_RV_LION, w, g, state, scalars, dim, stride);
 }
 
 const roteq_sim_rule roteq_sim_rules[ROTEQ_OPT_COUNT] = {
