@@ -28,6 +28,20 @@ double roteq_sweep_z(double measured, double predicted, double se)
     return (measured - predicted) / se;
 }
 
+double roteq_sweep_model_floor(const roteq_sweep_point *p)
+{
+    const roteq_optimizer_type *opt = p->cfg.opt;
+    if (opt == NULL)
+        return NAN;
+    const roteq_hparams *h = &p->cfg.hp;
+    double floor = h->lr * h->weight_decay;
+    if (opt->flags & ROTEQ_OPTF_ADAPTIVE)
+        floor += 1.0 - h->beta2;
+    if ((opt->flags & ROTEQ_OPTF_ROTATIONAL) && p->cfg.dim > 0)
+        floor += (1.0 - h->update_norm_decay) / (double)p->cfg.dim;
+    return floor;
+}
+
 static int within(double measured, double predicted, double se, double k, double rel_floor)
 {
     /* NAN anywhere (no standard error, e.g. one neuron) fails: the check would be vacuous. */
@@ -63,7 +77,7 @@ void roteq_sweep_judge(roteq_sweep_record *rec, double tolerance, double rel_flo
 static const char *const result_columns =
     "pred_norm,pred_angle,pred_exact,pred_norm_paper,pred_angle_paper,pred_norm_plain,"
     "pred_angle_plain,norm,norm_se,norm_ci_lo,norm_ci_hi,angle,angle_se,angle_ci_lo,angle_ci_hi,"
-    "norm_rel_err,angle_rel_err,norm_z,angle_z,norm_rel_err_paper,angle_rel_err_paper,"
+    "norm_rel_err,angle_rel_err,norm_z,angle_z,rel_floor,norm_rel_err_paper,angle_rel_err_paper,"
     "norm_rel_err_plain,angle_rel_err_plain,status,reason,grid,seconds,threads";
 
 void roteq_sweep_csv_header(FILE *out)
@@ -152,6 +166,7 @@ static void csv_row(FILE *out, const roteq_sweep_grid *g, const roteq_sweep_poin
     csv_num(out, roteq_sweep_rel_err(r->angle, pb->angular_update));
     csv_num(out, roteq_sweep_z(r->norm, pb->norm, r->norm_se));
     csv_num(out, roteq_sweep_z(r->angle, pb->angular_update, r->angle_se));
+    csv_num(out, r->rel_floor);
     csv_num(out, roteq_sweep_rel_err(r->norm, pp->norm));
     csv_num(out, roteq_sweep_rel_err(r->angle, pp->angular_update));
     csv_num(out, roteq_sweep_rel_err(r->norm, pl->norm));
@@ -262,7 +277,9 @@ static void json_row(FILE *out, const roteq_sweep_grid *g, const roteq_sweep_poi
     fputs("},\"z\":{", out);
     json_num(out, "norm", roteq_sweep_z(r->norm, pb->norm, r->norm_se), 0);
     json_num(out, "angular_update", roteq_sweep_z(r->angle, pb->angular_update, r->angle_se), 1);
-    fprintf(out, "},\"status\":\"%s\",\"reason\":", roteq_verdict_names[r->verdict]);
+    fputc('}', out);
+    json_num(out, "rel_floor", r->rel_floor, 1);
+    fprintf(out, ",\"status\":\"%s\",\"reason\":", roteq_verdict_names[r->verdict]);
     json_string(out, r->reason);
     json_num(out, "seconds", r->seconds, 1);
     fprintf(out, ",\"threads\":%u}\n", r->threads);

@@ -73,6 +73,7 @@ typedef struct {
     int verdict; /* roteq_verdict */
     roteq_sweep_prediction pred[ROTEQ_PRED_COUNT];
     double norm, norm_se, angle, angle_se; /* measured over the last quarter of the steps */
+    double rel_floor; /* model tolerance of the PASS rule, roteq_sweep_model_floor() */
     double seconds;
     unsigned threads;
     char reason[ROTEQ_SWEEP_REASON_MAX];
@@ -85,10 +86,17 @@ typedef struct {
 
 /* Set rec->verdict from the best prediction and the measurement: an exact formula PASSes when
  * each predicted quantity lies within tolerance * SE + rel_floor * |predicted| of the
- * measurement. rel_floor is eta*lambda for grid points: the exact formulas are exact to leading
- * order and omit corrections of relative order eta*lambda, which matter only where the standard
- * error is tinier still (the rotational variants hold their rotation almost deterministically). */
+ * measurement. For grid points rel_floor is roteq_sweep_model_floor(): the exact formulas are
+ * exact to leading order only, and the corrections they leave out become visible once the
+ * standard error is small enough (long runs, many neurons, the almost deterministic rotation of
+ * the rotational variants). */
 void roteq_sweep_judge(roteq_sweep_record *rec, double tolerance, double rel_floor);
+/* The relative size of the corrections a point's exact formula leaves out (derivations and
+ * measurements in sweep/README.md): eta*lambda for every optimizer (one step's decay, the
+ * continuous-time limit), plus 1 - beta2 for Adam-type optimizers (the second-moment estimate is
+ * treated as exact), plus (1 - update_norm_decay)/C for the rotational variants (the update is
+ * divided by a running RMS of its size). */
+double roteq_sweep_model_floor(const roteq_sweep_point *p);
 /* (measured - predicted) / predicted, and (measured - predicted) / SE. NAN when unknown. */
 double roteq_sweep_rel_err(double measured, double predicted);
 double roteq_sweep_z(double measured, double predicted, double se);

@@ -25,6 +25,7 @@ void roteq_sweep_eval(const roteq_sweep_grid *g, const roteq_sweep_options *o, s
         rec->pred[k] = (roteq_sweep_prediction){NAN, NAN, 0};
     rec->norm = rec->norm_se = rec->angle = rec->angle_se = NAN;
     rec->seconds = 0.0;
+    rec->rel_floor = NAN;
     if (p->error[0]) {
         rec->verdict = ROTEQ_VERDICT_ERROR;
         snprintf(rec->reason, sizeof rec->reason, "%s", p->error);
@@ -42,8 +43,8 @@ void roteq_sweep_eval(const roteq_sweep_grid *g, const roteq_sweep_options *o, s
         return;
     }
     rec->verdict = ROTEQ_VERDICT_PASS;
-    roteq_sweep_judge(rec, o->tolerance > 0 ? o->tolerance : ROTEQ_SWEEP_TOLERANCE,
-                      p->cfg.hp.lr * p->cfg.hp.weight_decay);
+    rec->rel_floor = roteq_sweep_model_floor(p);
+    roteq_sweep_judge(rec, o->tolerance > 0 ? o->tolerance : ROTEQ_SWEEP_TOLERANCE, rec->rel_floor);
 }
 
 static double point_cost(const roteq_sweep_point *p)
