@@ -191,6 +191,14 @@ int roteq_analysis_meta_parse(const char *path, const char *text, size_t len,
                 goto done;
         }
     }
+    /* PyTorch spells Nesterov as SGD(nesterov=True); roteq has it as its own optimizer. */
+    if (out->opt == &roteq_sgdm && (out->given & ROTEQ_HP_BIT(ROTEQ_HP_NESTEROV)) &&
+        out->hp.nesterov == 1.0) {
+        out->opt = &roteq_nesterov;
+        out->given &= ~ROTEQ_HP_BIT(ROTEQ_HP_NESTEROV);
+        if ((out->given & ROTEQ_HP_BIT(ROTEQ_HP_DAMPENING)) && out->hp.dampening == 0.0)
+            out->given &= ~ROTEQ_HP_BIT(ROTEQ_HP_DAMPENING);
+    }
 done:
     json_decref(root);
     if (st)

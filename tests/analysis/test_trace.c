@@ -468,6 +468,13 @@ static void test_meta_errors(void **state)
     assert_close(m.hp.beta2, 0.99, 0);
     assert_int_equal(m.dim, 12);
     roteq_analysis_meta_clear(&m);
+    /* SGD(nesterov=True) as PyTorch spells it is roteq's nesterov. */
+    const char *nest = "{\"optimizer\":\"sgdm\",\"lr\":0.1,\"weight_decay\":1e-4,"
+                       "\"momentum\":0.9,\"dampening\":0,\"nesterov\":true}";
+    assert_int_equal(roteq_analysis_meta_parse("m.json", nest, strlen(nest), &m), 0);
+    assert_ptr_equal(m.opt, &roteq_nesterov);
+    assert_int_equal(m.given & ~roteq_nesterov.hparams, 0);
+    roteq_analysis_meta_clear(&m);
     assert_int_equal(roteq_analysis_meta_load("/nonexistent/m.json", &m), ROTEQ_EIO);
 }
 
