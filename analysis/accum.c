@@ -40,6 +40,18 @@ roteq_analysis *roteq_analysis_alloc(const roteq_analysis_config *cfg)
     if (a->cfg.smooth > a->cfg.window)
         a->cfg.smooth = a->cfg.window;
     a->last_layer = SIZE_MAX;
+    if (cfg->layers_regex) {
+        int rc = regcomp(&a->re, cfg->layers_regex, REG_EXTENDED | REG_NOSUB);
+        if (rc) {
+            char buf[128];
+            regerror(rc, &a->re, buf, sizeof buf);
+            roteq_error_set(ROTEQ_EINVAL, "--layers: invalid regular expression '%s': %s",
+                            cfg->layers_regex, buf);
+            free(a);
+            return NULL;
+        }
+        a->have_re = 1;
+    }
     if (cfg->series)
         fputs("step,group,lr,weight_decay,n,norm_mean,norm_std,norm_q05,norm_q50,norm_q95,"
               "angle_rms,angle_mean,angle_std,angle_q05,angle_q50,angle_q95,pred_norm,pred_angle\n",
@@ -66,6 +78,8 @@ void roteq_analysis_free(roteq_analysis *a)
         layer_free(&a->layers[i]);
     free(a->layers);
     free(a->scratch);
+    if (a->have_re)
+        regfree(&a->re);
     free(a);
 }
 
@@ -171,6 +185,11 @@ int roteq_analysis_layer(roteq_analysis *a, const char *name, size_t len, size_t
     memcpy(L->name, name, len);
     L->name[len] = '\0';
     L->name_len = len;
+    if (a->have_re && regexec(&a->re, L->name, 0, NULL, 0) != 0) {
+        L->skip = 1; /* remembered, so later rows of it cost one comparison */
+        a->last_layer = *index = a->nlayers++;
+        return ROTEQ_OK;
+    }
     L->stride = 1;
     L->c_gap = -1;
     L->conv_static.candidate = L->conv_tr.candidate = -1;
@@ -235,6 +254,8 @@ static void open_record(roteq_analysis *a, roteq_layer *L, long step, long gap)
 int roteq_analysis_add(roteq_analysis *a, size_t layer, const roteq_analysis_row *row)
 {
     roteq_layer *L = &a->layers[layer];
+    if (L->skip)
+        return ROTEQ_OK;
     if (!L->open) {
         open_record(a, L, row->step, row->gap);
     } else if (row->step != L->cur_step) {

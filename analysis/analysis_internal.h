@@ -5,6 +5,8 @@
 
 #include "roteq_analysis.h"
 
+#include <regex.h>
+
 /* Layer-level statistics of one recorded step, with the predictions in force then. */
 typedef struct {
     long step, gap;
@@ -34,6 +36,7 @@ typedef struct {
 typedef struct {
     char *name;
     size_t name_len;
+    int skip; /* not selected by layers_regex: rows are ignored */
     size_t dim;
     double grad_norm;
     roteq_hparams hp; /* resolved; lr / weight_decay may be NAN when a column supplies them */
@@ -75,6 +78,8 @@ typedef struct {
 
 struct roteq_analysis {
     roteq_analysis_config cfg;
+    regex_t re;
+    int have_re;
     int has_lr, has_wd;
     roteq_layer *layers;
     size_t nlayers, cap;

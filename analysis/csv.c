@@ -464,10 +464,15 @@ int roteq_analysis_read_csv(const char *path, const roteq_analysis_config *cfg,
     posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
 #endif
     roteq_analysis *a = roteq_analysis_alloc(cfg);
-    roteq_csv_reader *r = a ? roteq_csv_reader_alloc(path, a) : NULL;
+    if (a == NULL) { /* the message is set */
+        if (fd != 0)
+            close(fd);
+        return roteq_error_status();
+    }
+    roteq_csv_reader *r = roteq_csv_reader_alloc(path, a);
     size_t cap = (size_t)1 << 20;
     char *buf = malloc(cap);
-    int st = a && r && buf ? ROTEQ_OK : roteq_error_set(ROTEQ_ENOMEM, "out of memory");
+    int st = r && buf ? ROTEQ_OK : roteq_error_set(ROTEQ_ENOMEM, "out of memory");
     while (!st) {
         ssize_t n = read(fd, buf, cap);
         if (n < 0) {

@@ -335,12 +335,18 @@ int roteq_analysis_finish(roteq_analysis *a, roteq_analysis_result **out)
     r->tolerance = a->cfg.tolerance;
     r->window = a->cfg.window;
     for (size_t i = 0; i < a->nlayers; i++) {
-        r->nlayers = i + 1;
-        int st = finish_layer(a, &a->layers[i], &r->layers[i]);
+        if (a->layers[i].skip)
+            continue;
+        int st = finish_layer(a, &a->layers[i], &r->layers[r->nlayers++]);
         if (st) {
             roteq_analysis_result_free(r);
             return st;
         }
+    }
+    if (a->have_re && r->nlayers == 0) {
+        roteq_analysis_result_free(r);
+        return roteq_error_set(ROTEQ_EFORMAT, "%s: no layer matches --layers '%s'", a->cfg.source,
+                               a->cfg.layers_regex);
     }
     /* Balance across layers: max/min of the layers' RMS angular update (the paper's central
      * observable: AdamW keeps it near 1, Adam with L2 does not). */

@@ -74,6 +74,8 @@ typedef struct {
     size_t smooth;                   /* records in the trailing average of the convergence test (5) */
     int per_neuron;                  /* keep per-neuron results */
     FILE *series; /* NULL, or where to write the series CSV of docs/FORMATS.md §2 */
+    const char *layers_regex; /* trace rows of other layers are skipped (POSIX extended); NULL all.
+                                 Snapshots select tensors by roteq_snapshot_options instead. */
 } roteq_analysis_config;
 
 void roteq_analysis_config_init(roteq_analysis_config *cfg, const roteq_analysis_meta *meta);

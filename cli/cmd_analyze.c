@@ -40,7 +40,8 @@ static void usage(FILE *out)
           "  --window K           at most K records in the final window, which is the last\n"
           "                       quarter of each layer's records (default 200)\n"
           "  --per-neuron         per-neuron results (csv: docs/FORMATS.md section 3)\n"
-          "  --layers REGEX       snapshots: tensors whose name matches (POSIX extended)\n"
+          "  --layers REGEX       only layers (trace) or tensors (snapshots) whose name matches\n"
+          "                       (POSIX extended regular expression, unanchored)\n"
           "  --series FILE        per-step statistics of each layer (docs/FORMATS.md section 2)\n"
           "  --out FILE           write the report to FILE instead of stdout\n"
           "  --plot DIR           draw norm, angle and per-neuron histogram figures into DIR\n"
@@ -302,10 +303,6 @@ int roteq_cmd_analyze(int argc, char **argv)
     if (strcmp(a.input, "-") != 0 && stat(a.input, &sb) != 0)
         return roteq_cli_fail(CMD, "%s: %s", a.input, strerror(errno));
     int is_dir = strcmp(a.input, "-") != 0 && S_ISDIR(sb.st_mode);
-    if (a.layers && !is_dir)
-        return roteq_cli_fail(CMD, "--layers: selects tensors of a snapshot directory; %s is a "
-                                   "trace",
-                              a.input);
 
     roteq_analysis_meta meta;
     roteq_analysis_meta_init(&meta);
@@ -348,6 +345,7 @@ int roteq_cmd_analyze(int argc, char **argv)
     cfg.window = a.window;
     cfg.per_neuron = a.per_neuron;
     cfg.series = series ? roteq_ofile_stream(series) : NULL;
+    cfg.layers_regex = is_dir ? NULL : a.layers;
     roteq_analysis *an = NULL;
     int st;
     if (is_dir) {

@@ -269,7 +269,8 @@ static void test_bad_inputs(void **state)
     expect_bad((const char *[]){t, "--lr", "0.1", NULL}, "need --optimizer");
     expect_bad((const char *[]){t, "--optimizer", "adamw", "--momentum", "0.9", NULL},
                "--momentum: does not apply to adamw");
-    expect_bad((const char *[]){t, "--layers", "fc", NULL}, "--layers");
+    expect_bad((const char *[]){t, "--layers", "^fc", NULL}, "t.csv: no layer matches --layers '^fc'");
+    expect_bad((const char *[]){t, "--layers", "([", NULL}, "--layers: invalid regular expression");
     expect_bad((const char *[]){t, "--meta", "/nonexistent.json", NULL}, "/nonexistent.json");
 
     /* snapshot containers */

@@ -137,6 +137,23 @@ static void test_chunk_boundaries(void **state)
     assert_int_equal(r0->layers[0].window_start, 350);
     /* Balance: layers rotate at 0.002, 0.004, 0.006 (times the same neuron factors). */
     assert_close(r0->balance, 3.0, 1e-12);
+    /* --layers keeps the matching layers only. */
+    roteq_analysis_config cfg;
+    roteq_analysis_config_init(&cfg, &m);
+    cfg.layers_regex = "layer\\.[02]$";
+    cfg.window = 50;
+    roteq_analysis *a = roteq_analysis_alloc(&cfg);
+    roteq_csv_reader *rd = roteq_csv_reader_alloc("t.csv", a);
+    assert_int_equal(roteq_csv_reader_feed(rd, s, strlen(s)), 0);
+    assert_int_equal(roteq_csv_reader_finish(rd), 0);
+    assert_int_equal(roteq_analysis_finish(a, &r1), 0);
+    assert_int_equal(r1->nlayers, 2);
+    assert_string_equal(r1->layers[0].name, "layer.0");
+    assert_string_equal(r1->layers[1].name, "layer.2");
+    assert_true(r1->layers[1].angular_update == r0->layers[2].angular_update);
+    roteq_analysis_result_free(r1);
+    roteq_csv_reader_free(rd);
+    roteq_analysis_free(a);
     roteq_analysis_result_free(r0);
     free(s);
 }
