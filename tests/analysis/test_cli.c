@@ -302,6 +302,24 @@ static void test_bad_inputs(void **state)
     roteq_test_rmtree(dir);
 }
 
+/* A trace on standard input ("-"), with the hyperparameters on the command line. */
+static void test_stdin(void **state)
+{
+    (void)state;
+    const char *args[] = {"analyze", "-", "--optimizer", "adamw", "--lr", "1e-3",
+                          "--weight-decay", "0.1", "--format", "csv", NULL};
+    char *out, *err;
+    int rc = roteq_test_run(args, "step,layer,neuron,norm,angle\n1,fc,0,2,0.001\n2,fc,0,2,0.001\n",
+                            &out, &err);
+    assert_int_equal(rc, 0);
+    assert_non_null(strstr(out, "\nfc,,1,0,0,2,1,2,"));
+    free(out), free(err);
+    rc = roteq_test_run(args, "step,layer,neuron,norm,angle\n1,fc,0,2,x\n", &out, &err);
+    assert_int_equal(rc, 2);
+    assert_string_equal(err, "roteq analyze: -:2: column 'angle': 'x' is not a number\n");
+    free(out), free(err);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -309,6 +327,7 @@ int main(void)
         cmocka_unit_test(test_round_trip),
         cmocka_unit_test(test_round_trip_schedule),
         cmocka_unit_test(test_bad_inputs),
+        cmocka_unit_test(test_stdin),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
