@@ -5,8 +5,9 @@ N neurons of dimension C (float64); each step draws standard-normal gradient coo
 (default_rng), projects them orthogonal to w and divides by ||w|| (the scale-invariant model),
 applies torch.optim.AdamW's update written with vector operations, and computes every neuron's
 norm and angular update (stable atan2 form) every step. Prints one line:
-    numpy ns_per_ncs=X norm=Y angle_rms=Z
-where ns_per_ncs is wall time per neuron-coordinate-step of the step loop and norm / angle_rms
+    numpy ns_per_ncs=X cpu_ns_per_ncs=W norm=Y angle_rms=Z
+where ns_per_ncs is wall time (cpu_ns_per_ncs CPU time) per neuron-coordinate-step of the
+step loop and norm / angle_rms
 are last-quarter averages (a sanity check that the work is the same).
 
 Run with /usr/bin/python3 (the interpreter that has numpy). One thread: set by `roteq bench`
@@ -41,6 +42,7 @@ def main():
     sum_ang2 = np.zeros(N)
     a2 = np.einsum("ij,ij->i", w, w)
     t0 = time.perf_counter()
+    c0 = time.process_time()
     for t in range(1, T + 1):
         z = rng.standard_normal((N, C))
         dot = np.einsum("ij,ij->i", z, w)
@@ -67,9 +69,11 @@ def main():
             sum_norm += np.sqrt(new_a2)
             sum_ang2 += angle * angle
     secs = time.perf_counter() - t0
+    cpu = time.process_time() - c0
     q = T - q_start + 1
-    print("numpy ns_per_ncs=%.4f norm=%.6g angle_rms=%.6g"
-          % (secs * 1e9 / (N * C * T), np.mean(sum_norm / q), math.sqrt(np.mean(sum_ang2 / q))))
+    print("numpy ns_per_ncs=%.4f cpu_ns_per_ncs=%.4f norm=%.6g angle_rms=%.6g"
+          % (secs * 1e9 / (N * C * T), cpu * 1e9 / (N * C * T),
+             np.mean(sum_norm / q), math.sqrt(np.mean(sum_ang2 / q))))
 
 
 if __name__ == "__main__":

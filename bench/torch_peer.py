@@ -5,7 +5,7 @@ torch.optim.AdamW itself (float64, one thread).
 Each step draws standard-normal gradient coordinates (torch.randn), projects them orthogonal to
 w and divides by ||w||, hands them to torch.optim.AdamW as the gradient, and computes every
 neuron's norm and angular update (stable atan2 form) every step. Prints one line:
-    torch ns_per_ncs=X norm=Y angle_rms=Z
+    torch ns_per_ncs=X cpu_ns_per_ncs=W norm=Y angle_rms=Z
 Run with /usr/bin/python3 (the interpreter that has torch).
 """
 import argparse
@@ -38,6 +38,7 @@ def main():
     with torch.no_grad():
         a2 = (p * p).sum(dim=1)
     t0 = time.perf_counter()
+    c0 = time.process_time()
     for t in range(1, T + 1):
         with torch.no_grad():
             z = torch.randn(N, C, dtype=torch.float64, generator=gen)
@@ -58,9 +59,11 @@ def main():
                 sum_norm += new_a2.sqrt()
                 sum_ang2 += angle * angle
     secs = time.perf_counter() - t0
+    cpu = time.process_time() - c0
     q = T - q_start + 1
-    print("torch ns_per_ncs=%.4f norm=%.6g angle_rms=%.6g"
-          % (secs * 1e9 / (N * C * T), (sum_norm / q).mean().item(),
+    print("torch ns_per_ncs=%.4f cpu_ns_per_ncs=%.4f norm=%.6g angle_rms=%.6g"
+          % (secs * 1e9 / (N * C * T), cpu * 1e9 / (N * C * T),
+             (sum_norm / q).mean().item(),
              math.sqrt((sum_ang2 / q).mean().item())))
 
 

@@ -2,7 +2,12 @@
  * optimizer on one thread and on all threads, against its floor (a bare loop that only draws the
  * same normals) and, when /usr/bin/python3 has them, against NumPy and PyTorch peers doing the
  * same AdamW random walk (bench/numpy_peer.py, bench/torch_peer.py). Every figure comes from this
- * run: on a shared machine absolute times drift, ratios measured together are what to quote. */
+ * run. Both wall-clock and CPU time (getrusage, all threads) are measured: on a shared machine
+ * wall time includes the time other processes held the core, CPU time does not, so the
+ * single-thread figures and their ratios are quoted in CPU time, and the thread scaling as the
+ * wall-clock speedup together with the CPU-time efficiency (1-thread CPU / K-thread CPU: 1.0
+ * means the threads added no work, so on an idle machine the speedup would be about K times
+ * that). */
 #include "roteq_cli.h"
 #include "roteq_sim.h"
 
@@ -10,6 +15,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #define CMD    "bench"
@@ -67,31 +73,56 @@ static roteq_hparams bench_hparams(const roteq_optimizer_type *opt)
     return hp;
 }
 
-static double time_sim(const roteq_optimizer_type *opt, size_t N, size_t C, size_t T,
-                       unsigned threads, roteq_sim_isa isa, double *norm)
+static double cpu_seconds(void)
 {
-    roteq_sim_config cfg;
-    roteq_sim_config_init(&cfg, opt);
-    cfg.hp = bench_hparams(opt);
-    cfg.neurons = N;
-    cfg.dim = C;
-    cfg.steps = T;
-    cfg.threads = threads;
-    roteq_sim_options ex = {isa, 0};
-    roteq_sim_result r;
-    if (roteq_sim_run_ex(&cfg, &ex, NULL, &r))
-        return -1;
-    *norm = r.norm_mean;
-    double ns = r.seconds * 1e9 / ((double)N * (double)C * (double)T);
-    roteq_sim_result_free(&r);
-    return ns;
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return (double)ru.ru_utime.tv_sec + 1e-6 * (double)ru.ru_utime.tv_usec +
+           (double)ru.ru_stime.tv_sec + 1e-6 * (double)ru.ru_stime.tv_usec;
+}
+
+typedef struct {
+    double wall, cpu; /* ns per neuron-coordinate-step, best of the repeats */
+} timing;
+
+/* One timing of the engine (kind >= 0: optimizer id) or of the bare normal loop (kind < 0). */
+static int time_once(int kind, size_t N, size_t C, size_t T, unsigned threads, roteq_sim_isa isa,
+                     timing *t)
+{
+    double ncs = (double)N * (double)C * (double)T, c0 = cpu_seconds(), wall;
+    if (kind < 0) {
+        double sum;
+        wall = roteq_sim_bench_normals(N, C, T, threads, isa, &sum);
+        if (wall < 0)
+            return -1;
+    } else {
+        const roteq_optimizer_type *opt = roteq_optimizers[kind];
+        roteq_sim_config cfg;
+        roteq_sim_config_init(&cfg, opt);
+        cfg.hp = bench_hparams(opt);
+        cfg.neurons = N;
+        cfg.dim = C;
+        cfg.steps = T;
+        cfg.threads = threads;
+        roteq_sim_options ex = {isa, 0};
+        roteq_sim_result r;
+        if (roteq_sim_run_ex(&cfg, &ex, NULL, &r))
+            return -1;
+        wall = r.seconds;
+        roteq_sim_result_free(&r);
+    }
+    double cpu = cpu_seconds() - c0;
+    t->wall = fmin(t->wall, wall * 1e9 / ncs);
+    t->cpu = fmin(t->cpu, cpu * 1e9 / ncs);
+    return 0;
 }
 
 /* Run a peer script; NAN when python or its module is missing. */
-static double run_peer(const char *script, size_t N, size_t C, size_t T)
+static timing run_peer(const char *script, size_t N, size_t C, size_t T)
 {
+    timing t = {NAN, NAN};
     if (access(PYTHON, X_OK) != 0)
-        return NAN;
+        return t;
     const char *src = getenv("ROTEQ_SOURCE_DIR");
     if (!src || !*src)
         src = ROTEQ_SOURCE_DIR;
@@ -102,17 +133,18 @@ static double run_peer(const char *script, size_t N, size_t C, size_t T)
              src, script, N, C, T);
     FILE *p = popen(cmd, "r");
     if (!p)
-        return NAN;
+        return t;
     char line[512] = "";
-    double ns = NAN;
     while (fgets(line, sizeof line, p)) {
-        const char *k = strstr(line, "ns_per_ncs=");
+        const char *k = strstr(line, " ns_per_ncs="), *c = strstr(line, "cpu_ns_per_ncs=");
         if (k)
-            ns = strtod(k + 11, NULL);
+            t.wall = strtod(k + 12, NULL);
+        if (c)
+            t.cpu = strtod(c + 15, NULL);
     }
     if (pclose(p) != 0)
-        return NAN;
-    return ns;
+        t.wall = t.cpu = NAN;
+    return t;
 }
 
 int roteq_cmd_bench(int argc, char **argv)
@@ -204,77 +236,66 @@ int roteq_cmd_bench(int argc, char **argv)
     long cores = sysconf(_SC_NPROCESSORS_ONLN);
     unsigned K = threads ? (unsigned)threads : (unsigned)(cores > 0 ? cores : 1);
     roteq_sim_isa used = isa == ROTEQ_SIM_ISA_AUTO ? roteq_sim_isa_best() : isa;
-    double ncs = (double)N * (double)C * (double)T;
 
     /* Best of `repeat` for every figure: other processes only ever make a run slower. */
-    double sum, f1 = INFINITY, fK = INFINITY;
-    for (size_t i = 0; i < repeat; i++) {
-        double a = roteq_sim_bench_normals(N, C, T, 1, isa, &sum);
-        double b = roteq_sim_bench_normals(N, C, T, K, isa, &sum);
-        if (a < 0 || b < 0)
-            return roteq_cli_fail_lib(CMD, ROTEQ_EXIT_FAIL);
-        f1 = fmin(f1, a);
-        fK = fmin(fK, b);
-    }
-    f1 *= 1e9 / ncs;
-    fK *= 1e9 / ncs;
-
     json_t *rows = json_array();
     if (format == ROTEQ_FORMAT_TEXT) {
         printf("roteq bench: N = %zu neurons, C = %zu, T = %zu steps, float64, kernels %s, "
-               "%u threads, best of %zu\n",
-               N, C, T, roteq_sim_isa_names[used], K, repeat);
-        printf("ns per neuron-coordinate-step   1 thread  %2u threads  speedup  x floor (1 thr)\n",
+               "best of %zu\n",
+               N, C, T, roteq_sim_isa_names[used], repeat);
+        printf("ns per neuron-coordinate-step  CPU 1 thr  wall 1 thr  wall %u thr  speedup  "
+               "CPU eff.  x floor\n",
                K);
-        printf("  %-28s %8.3f  %10.3f  %6.2fx  %6.2f\n", "normals only (floor)", f1, fK, f1 / fK,
-               1.0);
-        fflush(stdout);
     }
-    double adamw1 = NAN;
-    for (int id = 0; id < ROTEQ_OPT_COUNT; id++) {
-        const roteq_optimizer_type *opt = roteq_optimizers[id];
-        if (only && opt != only)
+    timing floor1 = {INFINITY, INFINITY}, adamw1 = {NAN, NAN};
+    for (int kind = -1; kind < ROTEQ_OPT_COUNT; kind++) {
+        if (kind >= 0 && only && roteq_optimizers[kind] != only)
             continue;
-        double norm, t1 = INFINITY, tK = INFINITY;
-        for (size_t i = 0; i < repeat; i++) {
-            double a = time_sim(opt, N, C, T, 1, isa, &norm);
-            double b = a >= 0 ? time_sim(opt, N, C, T, K, isa, &norm) : -1;
-            if (a < 0 || b < 0)
+        timing t1 = {INFINITY, INFINITY}, tK = {INFINITY, INFINITY};
+        for (size_t i = 0; i < repeat; i++)
+            if (time_once(kind, N, C, T, 1, isa, &t1) || time_once(kind, N, C, T, K, isa, &tK))
                 return roteq_cli_fail_lib(CMD, ROTEQ_EXIT_FAIL);
-            t1 = fmin(t1, a);
-            tK = fmin(tK, b);
-        }
-        if (opt->id == ROTEQ_OPT_ADAMW)
+        if (kind < 0)
+            floor1 = t1;
+        else if (kind == ROTEQ_OPT_ADAMW)
             adamw1 = t1;
+        const char *name = kind < 0 ? "normals only (floor)" : roteq_optimizers[kind]->name;
+        double speedup = t1.wall / tK.wall, eff = t1.cpu / tK.cpu, xf = t1.cpu / floor1.cpu;
         if (format == ROTEQ_FORMAT_TEXT) {
-            printf("  %-28s %8.3f  %10.3f  %6.2fx  %6.2f\n", opt->name, t1, tK, t1 / tK, t1 / f1);
+            printf("  %-28s %9.3f  %10.3f  %11.3f  %6.2fx  %8.2f  %7.2f\n", name, t1.cpu, t1.wall,
+                   tK.wall, speedup, eff, xf);
             fflush(stdout);
         } else {
             json_t *o = json_object();
-            json_object_set_new(o, "optimizer", json_string(opt->name));
-            json_object_set_new(o, "ns_1_thread", json_real(t1));
-            json_object_set_new(o, "ns_all_threads", json_real(tK));
-            json_object_set_new(o, "speedup", json_real(t1 / tK));
-            json_object_set_new(o, "vs_floor", json_real(t1 / f1));
+            json_object_set_new(o, "name", json_string(name));
+            json_object_set_new(o, "cpu_ns_1_thread", json_real(t1.cpu));
+            json_object_set_new(o, "wall_ns_1_thread", json_real(t1.wall));
+            json_object_set_new(o, "wall_ns_all_threads", json_real(tK.wall));
+            json_object_set_new(o, "cpu_ns_all_threads", json_real(tK.cpu));
+            json_object_set_new(o, "speedup", json_real(speedup));
+            json_object_set_new(o, "cpu_efficiency", json_real(eff));
+            json_object_set_new(o, "vs_floor", json_real(xf));
             json_array_append_new(rows, o);
         }
     }
-    double np_ns = NAN, torch_ns = NAN;
+    timing np = {NAN, NAN}, torch = {NAN, NAN};
     if (peers) {
-        np_ns = run_peer("numpy_peer.py", N, C, peer_T);
-        torch_ns = run_peer("torch_peer.py", N, C, peer_T);
+        np = run_peer("numpy_peer.py", N, C, peer_T);
+        torch = run_peer("torch_peer.py", N, C, peer_T);
     }
     if (format == ROTEQ_FORMAT_TEXT) {
         if (peers) {
-            printf("peers (AdamW, 1 thread, %zu steps):\n", peer_T);
+            printf("peers (AdamW, 1 thread, %zu steps)      CPU        wall    roteq adamw faster "
+                   "(CPU)\n",
+                   peer_T);
             const char *names[2] = {"NumPy (bench/numpy_peer.py)", "PyTorch (bench/torch_peer.py)"};
-            double vals[2] = {np_ns, torch_ns};
+            timing vals[2] = {np, torch};
             for (int i = 0; i < 2; i++) {
-                if (isnan(vals[i]))
+                if (isnan(vals[i].cpu))
                     printf("  %-28s not available (%s with numpy/torch)\n", names[i], PYTHON);
                 else
-                    printf("  %-28s %8.3f  roteq adamw is %.1fx faster\n", names[i], vals[i],
-                           vals[i] / adamw1);
+                    printf("  %-28s %9.3f  %10.3f  %6.1fx\n", names[i], vals[i].cpu, vals[i].wall,
+                           vals[i].cpu / adamw1.cpu);
             }
         }
     } else {
@@ -284,12 +305,11 @@ int roteq_cmd_bench(int argc, char **argv)
         json_object_set_new(o, "steps", json_integer((json_int_t)T));
         json_object_set_new(o, "threads", json_integer(K));
         json_object_set_new(o, "isa", json_string(roteq_sim_isa_names[used]));
-        json_object_set_new(o, "floor_ns_1_thread", json_real(f1));
-        json_object_set_new(o, "floor_ns_all_threads", json_real(fK));
-        json_object_set_new(o, "optimizers", rows);
+        json_object_set_new(o, "rows", rows);
         rows = NULL;
-        json_object_set_new(o, "numpy_ns", isnan(np_ns) ? json_null() : json_real(np_ns));
-        json_object_set_new(o, "torch_ns", isnan(torch_ns) ? json_null() : json_real(torch_ns));
+        json_object_set_new(o, "numpy_cpu_ns", isnan(np.cpu) ? json_null() : json_real(np.cpu));
+        json_object_set_new(o, "torch_cpu_ns",
+                            isnan(torch.cpu) ? json_null() : json_real(torch.cpu));
         json_dumpf(o, stdout, JSON_INDENT(2));
         fputc('\n', stdout);
         json_decref(o);
