@@ -3,9 +3,10 @@
 # momentum and Adam+L2 (recorded by adapters/torch/roteq_recorder.py), then `roteq analyze` each
 # trace (text table, JSON, series and per-neuron CSVs) and `roteq plot` the figures.
 #
-#   examples/fashion_mnist/run.sh [--steps N] [--out DIR] [--threads T] [--quick]
+#   examples/fashion_mnist/run.sh [--steps N] [--out DIR] [--threads T] [--quick] [--analyze-only]
 #
-# --quick: 300 steps (a smoke test). Outputs in DIR (default runs/fashion_mnist):
+# --quick: 300 steps (a smoke test). --analyze-only: keep the traces in DIR, redo the rest.
+# Outputs in DIR (default runs/fashion_mnist):
 #   DIR/OPT/{trace.csv,trace.csv.json,run.json,analysis.txt,analysis.json,series.csv,neurons.csv}
 #   DIR/figures/*.png (norm and angle per optimizer, per-neuron histograms, layer balance)
 # Environment: ROTEQ (the roteq binary; default build/cli/roteq, built if missing), PYTHON
@@ -15,13 +16,15 @@ root="$(cd "$(dirname "$0")/../.." && pwd)"
 steps=3000
 out=runs/fashion_mnist
 threads=2
+train=1
 while [ $# -gt 0 ]; do
   case "$1" in
     --steps) steps="$2"; shift 2 ;;
     --out) out="$2"; shift 2 ;;
     --threads) threads="$2"; shift 2 ;;
     --quick) steps=300; shift ;;
-    -h|--help) sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    --analyze-only) train=0; shift ;;
+    -h|--help) sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "run.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -39,9 +42,11 @@ mkdir -p "$out/figures"
 optimizers=(adamw sgdm adam_l2)
 for opt in "${optimizers[@]}"; do
   d="$out/$opt"
-  echo "== $opt: training $steps steps (recorded) =="
-  "$PYTHON" "$root/examples/fashion_mnist/train.py" --optimizer "$opt" --steps "$steps" \
-    --threads "$threads" --out "$d"
+  if [ "$train" = 1 ]; then
+    echo "== $opt: training $steps steps (recorded) =="
+    "$PYTHON" "$root/examples/fashion_mnist/train.py" --optimizer "$opt" --steps "$steps" \
+      --threads "$threads" --out "$d"
+  fi
   echo "== $opt: roteq analyze $d/trace.csv =="
   "$ROTEQ" analyze "$d/trace.csv" --series "$d/series.csv" | tee "$d/analysis.txt"
   "$ROTEQ" analyze "$d/trace.csv" --format json > "$d/analysis.json"
