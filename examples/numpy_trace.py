@@ -24,4 +24,5 @@ with open(out, "w") as f:
         f.writelines(f"{step},toy,{i},{n!r},{a!r},{lr!r},{wd!r}\n"
                      for i, (n, a) in enumerate(zip(np.linalg.norm(W, axis=1).tolist(), angle.tolist())))
 with open(out + ".json", "w") as f:  # metadata: TRACE.json, where roteq analyze looks
-    json.dump({"optimizer": "sgd", "lr": lr, "weight_decay": wd, "layers": {"toy": {"dim": dim}}}, f)
+    json.dump({"optimizer": "sgd", "lr": lr, "weight_decay": wd,  # grad_norm: RMS ||g~||, here sqrt(dim-1)
+               "layers": {"toy": {"dim": dim, "grad_norm": (dim - 1) ** 0.5}}}, f)

@@ -344,8 +344,9 @@ static void test_hf_checkpoints_sgdm(void **state)
     json_decref(s);
 }
 
-/* The plain-NumPy example (SGD on a scale-invariant random walk) is a valid trace and sits at
- * the closed form sqrt(2 eta lambda) = 0.1. */
+/* The plain-NumPy example (SGD on a scale-invariant random walk, gradient norm sqrt(C - 1) at
+ * unit weight norm) is a valid trace and sits at the closed forms: rotation sqrt(2 eta lambda)
+ * = 0.1, norm (eta G^2 / (2 lambda))^(1/4) = 3.357. */
 static void test_numpy_example(void **state)
 {
     (void)state;
@@ -354,9 +355,11 @@ static void test_numpy_example(void **state)
     assert_int_equal((size_t)num(l, "dim"), 128);
     assert_int_equal((size_t)num(l, "neurons"), 64);
     const char *hp[] = {"--optimizer", "sgd", "--lr", "0.1", "--weight-decay", "0.05", NULL};
-    theory t = roteq_theory(hp, 128, NAN, 1);
+    theory t = roteq_theory(hp, 128, sqrt(127.0), 1);
     assert_close(sub(l, "predicted", "angular_update"), t.angle, 1e-12);
+    assert_close(sub(l, "predicted", "norm"), t.norm, 1e-12);
     assert_close(sub(l, "measured", "angular_update"), t.angle, 0.03);
+    assert_close(sub(l, "measured", "norm"), t.norm, 0.03);
     json_decref(r);
 }
 

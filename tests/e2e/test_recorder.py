@@ -437,7 +437,7 @@ class TestNumpyExample(TmpCase):
             self.assertTrue(0 < float(r["angle"]) < math.pi)
         with open(os.path.join(self.dir, "np.csv.json")) as f:
             meta = json.load(f)
-        self.assertEqual(meta["layers"], {"toy": {"dim": 128}})
+        self.assertEqual(meta["layers"], {"toy": {"dim": 128, "grad_norm": 127 ** 0.5}})
         # The toy is SGD on a scale-invariant random walk: its RMS angle over the last third
         # is close to the closed form sqrt(2 eta lambda) (paper Table 1; 0.1 here).
         late = [float(r["angle"]) for r in rows if int(r["step"]) > 2000]
