@@ -165,9 +165,9 @@ static double K(bench)(uint64_t seed, size_t n0, size_t n1, size_t steps, double
         for (size_t t = 1; t <= steps; t++) {
             K(normals)(seed, (uint32_t)n, t, scratch, ngen);
             for (size_t i = 0; i < ngen; i += 8)
-                LANES
-            for (int l = 0; l < 8; l++)
-                acc[l] += scratch[i + l];
+#pragma omp simd
+                for (int l = 0; l < 8; l++)
+                    acc[l] += scratch[i + l];
         }
     return ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
 }
@@ -220,9 +220,9 @@ static void K(step)(const roteq_kernel_cfg *kc, const roteq_sim_coef *kp, uint64
     }
     double acc[8] = {0};
     for (size_t i = 0; i < cp; i += 8)
-        LANES
-    for (int l = 0; l < 8; l++)
-        acc[l] += z[i + l] * w[i + l];
+#pragma omp simd
+        for (int l = 0; l < 8; l++)
+            acc[l] += z[i + l] * w[i + l];
     const double dot = reduce8(acc), a2 = nsc[ROTEQ_NS_A2], a = sqrt(a2);
     const double s = kc->g_scale * nsc[ROTEQ_NS_GSCALE];
     const double alpha = s / a;
@@ -234,9 +234,9 @@ static void K(step)(const roteq_kernel_cfg *kc, const roteq_sim_coef *kp, uint64
         const double *sc = ALIGNED(kc->coord_scale);
         double al[8] = {0};
         for (size_t i = 0; i < cp; i += 8)
-            LANES
-        for (int l = 0; l < 8; l++)
-            al[l] += sc[i + l] > 0.0 ? w[i + l] * w[i + l] : 0.0;
+#pragma omp simd
+            for (int l = 0; l < 8; l++)
+                al[l] += sc[i + l] > 0.0 ? w[i + l] * w[i + l] : 0.0;
         live_a2 = reduce8(al);
     }
     const double proj = -(alpha * (dot / live_a2));
@@ -259,14 +259,14 @@ static void K(step)(const roteq_kernel_cfg *kc, const roteq_sim_coef *kp, uint64
         else
             kc->rule->step(k, w, g, vec + st, nsc + ROTEQ_NS_RULE, kc->dim, st);
         for (size_t i = 0; i < cp; i += 8)
-            LANES
-        for (int l = 0; l < 8; l++) {
-            double wn = w[i + l], wo = wold[i + l], d = wn - wo;
-            z[i + l] = d;
-            sww[l] += wn * wn;
-            sdd[l] += d * d;
-            sdw[l] += d * wo;
-        }
+#pragma omp simd
+            for (int l = 0; l < 8; l++) {
+                double wn = w[i + l], wo = wold[i + l], d = wn - wo;
+                z[i + l] = d;
+                sww[l] += wn * wn;
+                sdd[l] += d * d;
+                sdw[l] += d * wo;
+            }
     } else {
         double *restrict s1 = ALIGNED(vec + st), *restrict s2 = ALIGNED(vec + 2 * st);
         switch (kc->opt) {
