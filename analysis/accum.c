@@ -287,12 +287,16 @@ int roteq_analysis_add(roteq_analysis *a, size_t layer, const roteq_analysis_row
     size_t W = a->cfg.window;
     L->ring_norm[i * W + L->slot] = row->norm;
     L->ring_angle[i * W + L->slot] = row->angle;
-    L->r_n++;
-    L->r_sum_norm += row->norm;
-    L->r_sum_sq += row->norm * row->norm;
-    if (!isnan(row->angle)) {
-        L->r_na++;
-        L->r_sum_a2 += row->angle * row->angle;
+    /* Per-record statistics leave out what the final window will call dead or collapsed as far
+     * as one row can tell: a zero norm, an undefined or exactly zero angle. */
+    if (row->norm > 0) {
+        L->r_n++;
+        L->r_sum_norm += row->norm;
+        L->r_sum_sq += row->norm * row->norm;
+        if (!isnan(row->angle) && row->angle != 0) {
+            L->r_na++;
+            L->r_sum_a2 += row->angle * row->angle;
+        }
     }
     if (!isnan(row->lr))
         L->r_lr = row->lr;
@@ -448,7 +452,8 @@ static void print_csv_name(FILE *f, const char *s)
     fputc('"', f);
 }
 
-/* Mean, std, and the 5/50/95% quantiles of the finite values of column `slot` of a ring. */
+/* Mean, std, and the 5/50/95% quantiles of the open record's values in a ring, over the neurons
+ * with a non-zero norm and a non-zero value (as the record's n and sums). */
 static int column_stats(roteq_analysis *a, const roteq_layer *L, const double *ring, double st[5])
 {
     size_t W = a->cfg.window;
@@ -462,8 +467,8 @@ static int column_stats(roteq_analysis *a, const roteq_layer *L, const double *r
     size_t n = 0;
     double sum = 0;
     for (size_t i = 0; i < L->nneur; i++) {
-        double v = ring[i * W + L->slot];
-        if (isfinite(v)) {
+        double v = ring[i * W + L->slot], nv = L->ring_norm[i * W + L->slot];
+        if (isfinite(v) && v != 0 && nv > 0) { /* the neurons the record's n counts */
             a->scratch[n++] = v;
             sum += v;
         }

@@ -11,9 +11,9 @@
 typedef struct {
     long step, gap;
     double lr, wd;
-    size_t n;          /* neurons with a row */
-    size_t na;         /* neurons with a defined angle */
-    double mean_norm;  /* over neurons with a row */
+    size_t n;          /* neurons with a row and a non-zero norm */
+    size_t na;         /* of those, with a defined non-zero angle */
+    double mean_norm;  /* over the n */
     double msq_norm;   /* mean of ||w||^2 */
     double ms_angle;   /* mean of angle^2 over defined angles */
     double ps_norm, ps_angle; /* static (instantaneous) equilibrium at this record's lr, wd, gap */
