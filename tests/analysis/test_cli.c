@@ -218,6 +218,80 @@ static void test_round_trip_schedule(void **state)
     roteq_test_rmtree(dir);
 }
 
+/* Append the rows of simulated trace `src` to `out` under the layer name `layer`. */
+static void append_as_layer(FILE *out, const char *src, const char *layer)
+{
+    char *text = roteq_test_read_file(src, NULL);
+    assert_non_null(text);
+    int header = 0;
+    for (char *line = strtok(text, "\n"); line; line = strtok(NULL, "\n")) {
+        if (line[0] == '#' || !header) {
+            header |= line[0] != '#';
+            continue;
+        }
+        char *c1 = strchr(line, ','), *c2 = c1 ? strchr(c1 + 1, ',') : NULL;
+        assert_non_null(c2);
+        fprintf(out, "%.*s,%s%s\n", (int)(c1 - line), line, layer, c2);
+    }
+    free(text);
+}
+
+/* The paper's central claim, end to end: two layers whose gradients differ 30-fold rotate at the
+ * same rate under AdamW (balance 1) but not under Adam with L2, where analyze's balance matches
+ * theory's (per-layer grad_norm from the metadata). */
+static void test_balance(void **state)
+{
+    (void)state;
+    char *dir = roteq_test_tmpdir();
+    const char *opts[2] = {"adamw", "adam_l2"};
+    double balance[2], predicted[2];
+    for (int o = 0; o < 2; o++) {
+        char *both = roteq_test_path(dir, "both.csv"), *meta = roteq_test_path(dir, "both.json");
+        FILE *f = fopen(both, "w");
+        fputs("step,layer,neuron,norm,angle,lr,weight_decay\n", f);
+        const char *g[2] = {"1", "30"}, *name[2] = {"small_grad", "large_grad"};
+        for (int k = 0; k < 2; k++) {
+            char *tr = roteq_test_path(dir, "one.csv");
+            const char *sim[] = {"simulate", "--optimizer", opts[o], "--lr", "1e-2",
+                                 "--weight-decay", "0.1", "--neurons", "32", "--dim", "64",
+                                 "--steps", "3000", "--seed", "1", "--grad-norm", g[k], "--every",
+                                 "10", "--trace", tr, NULL};
+            char *out, *err;
+            int rc = roteq_test_run(sim, NULL, &out, &err);
+            if (rc != 0)
+                fail_msg("simulate: %s", err);
+            append_as_layer(f, tr, name[k]);
+            free(out), free(err), free(tr);
+        }
+        fclose(f);
+        char js[256];
+        snprintf(js, sizeof js,
+                 "{\"optimizer\":\"%s\",\"lr\":0.01,\"weight_decay\":0.1,\"dim\":64,"
+                 "\"layers\":{\"small_grad\":{\"grad_norm\":1},\"large_grad\":{\"grad_norm\":30}}}",
+                 opts[o]);
+        roteq_test_write_file(meta, js);
+        char *out, *err;
+        assert_int_equal(analyze((const char *[]){both, "--format", "json", NULL}, &out, &err),
+                         0);
+        json_t *a = load_json(out);
+        balance[o] = jnum(a, "balance", NULL);
+        predicted[o] = jnum(a, "balance_predicted", NULL);
+        json_t *layers = json_object_get(a, "layers");
+        assert_int_equal(json_array_size(layers), 2);
+        for (size_t k = 0; k < 2; k++)
+            assert_string_equal(
+                json_string_value(json_object_get(json_array_get(layers, k), "verdict")),
+                "at equilibrium");
+        json_decref(a);
+        free(out), free(err), free(both), free(meta);
+    }
+    assert_close(balance[0], 1.0, 0.02);
+    assert_close(predicted[0], 1.0, 1e-12);
+    assert_true(predicted[1] > 2.5);
+    assert_close(balance[1], predicted[1], 0.03);
+    roteq_test_rmtree(dir);
+}
+
 static void write_raw_st(const char *path, const char *header, size_t data_bytes)
 {
     size_t hn = strlen(header);
@@ -326,6 +400,7 @@ int main(void)
         cmocka_unit_test(test_usage),
         cmocka_unit_test(test_round_trip),
         cmocka_unit_test(test_round_trip_schedule),
+        cmocka_unit_test(test_balance),
         cmocka_unit_test(test_bad_inputs),
         cmocka_unit_test(test_stdin),
     };
