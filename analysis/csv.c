@@ -213,7 +213,14 @@ static const char *parse_index(const char *p, long *out)
         v = v * 10 + (*p - '0');
         p++;
     }
-    if (p == s || (*p != ',' && !is_end(*p)))
+    if (p == s)
+        return NULL;
+    if (*p == '.') { /* "12.0": integers that went through a float column (pandas) */
+        p++;
+        while (*p == '0')
+            p++;
+    }
+    if (*p != ',' && !is_end(*p))
         return NULL;
     *out = v;
     return p;

@@ -81,7 +81,7 @@ static void test_columns_any_order(void **state)
                     "1,fc1,0,2.5,0.01\n1,fc1,1,3.5,0.03\n2,fc1,0,2.5,0.01\n2,fc1,1,3.5,0.03\n";
     const char *b = "angle,extra,norm,neuron,layer,step\r\n"
                     "0.01,x,2.5,0,fc1,1\r\n0.03,y,3.5,1,fc1,1\r\n\r\n"
-                    "0.01,,2.5,0,fc1,2\r\n0.03,z,3.5,1,fc1,2";
+                    "0.01,,2.5,0,fc1,2.0\r\n0.03,z,3.5,1.,fc1,2";
     roteq_analysis_result *ra, *rb;
     assert_int_equal(run(a, 0, &m, 200, &ra), 0);
     assert_int_equal(run(b, 0, &m, 200, &rb), 0);
