@@ -60,25 +60,27 @@ static inline double small_to_double(uint64_t x)
 static inline void philox_lanes(uint32_t k0, uint32_t k1, uint32_t base, uint32_t c1, uint32_t c2,
                                 uint32_t c3, uint32_t out[4][L])
 {
+    /* Words live in 64-bit lanes (upper half zero) so that each 32x32->64 product is one
+     * vpmuludq rather than a full 64-bit multiply. */
     for (int l = 0; l < L; l++) {
-        uint32_t x0 = base + (uint32_t)l, x1 = c1, x2 = c2, x3 = c3, q0 = k0, q1 = k1;
+        uint64_t x0 = base + (uint32_t)l, x1 = c1, x2 = c2, x3 = c3, q0 = k0, q1 = k1;
 #pragma GCC unroll 10
         for (int r = 0; r < 10; r++) {
-            uint64_t p0 = (uint64_t)0xD2511F53u * x0;
-            uint64_t p1 = (uint64_t)0xCD9E8D57u * x2;
-            uint32_t y0 = (uint32_t)(p1 >> 32) ^ x1 ^ q0;
-            uint32_t y2 = (uint32_t)(p0 >> 32) ^ x3 ^ q1;
-            x1 = (uint32_t)p1;
-            x3 = (uint32_t)p0;
+            uint64_t p0 = 0xD2511F53ull * (x0 & 0xffffffffu);
+            uint64_t p1 = 0xCD9E8D57ull * (x2 & 0xffffffffu);
+            uint64_t y0 = (p1 >> 32) ^ x1 ^ q0;
+            uint64_t y2 = (p0 >> 32) ^ x3 ^ q1;
+            x1 = p1 & 0xffffffffu;
+            x3 = p0 & 0xffffffffu;
             x0 = y0;
             x2 = y2;
-            q0 += 0x9E3779B9u; /* Weyl key schedule */
-            q1 += 0xBB67AE85u;
+            q0 = (q0 + 0x9E3779B9u) & 0xffffffffu; /* Weyl key schedule */
+            q1 = (q1 + 0xBB67AE85u) & 0xffffffffu;
         }
-        out[0][l] = x0;
-        out[1][l] = x1;
-        out[2][l] = x2;
-        out[3][l] = x3;
+        out[0][l] = (uint32_t)x0;
+        out[1][l] = (uint32_t)x1;
+        out[2][l] = (uint32_t)x2;
+        out[3][l] = (uint32_t)x3;
     }
 }
 
