@@ -8,7 +8,7 @@ and reports the median wall time and CPU time (of this process) per step of each
 ratios to the plain step: CPU time is what to compare when other jobs share the cores. The
 traces go to a temporary folder and are deleted.
 
-    /usr/bin/python3 examples/fashion_mnist/bench_recorder.py [--rounds 5 --block 100 --threads 2]
+    /usr/bin/python3 examples/fashion_mnist/bench_recorder.py [--rounds 5 --block 100 --threads 1]
 """
 
 import argparse
@@ -31,7 +31,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--block", type=int, default=100, help="steps per block")
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--hidden", default="512,256")
     ap.add_argument("--optimizer", default="adamw", choices=sorted(train.DEFAULTS))
     args = ap.parse_args()

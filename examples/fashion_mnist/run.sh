@@ -15,7 +15,7 @@ set -euo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
 steps=3000
 out=runs/fashion_mnist
-threads=2
+threads=1
 train=1
 while [ $# -gt 0 ]; do
   case "$1" in

@@ -128,7 +128,9 @@ def main():
     ap.add_argument("--snapshot-layout", choices=["files", "hf"], default="files")
     ap.add_argument("--no-record", action="store_true", help="train without the recorder")
     ap.add_argument("--train-size", type=int, default=0, help="use the first N training images")
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=1,
+                    help="torch threads (default 1: this small MLP gains little from more, and "
+                    "OpenMP threads spin badly on shared or oversubscribed cores)")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--data", default=DATA_DIR)
     args = ap.parse_args()
