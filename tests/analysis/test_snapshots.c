@@ -465,6 +465,31 @@ static void test_kstep_gap(void **state)
     roteq_analysis_meta_clear(&m);
 }
 
+/* A run whose checkpoints change dtype (F32, then BF16) still compares consecutive snapshots. */
+static void test_mixed_dtypes(void **state)
+{
+    (void)state;
+    make_weights();
+    roteq_analysis_meta m = meta_for();
+    char *dir = roteq_test_tmpdir();
+    for (int t = 0; t < 8; t++) {
+        char name[64];
+        snprintf(name, sizeof name, "step_%d.safetensors", t);
+        char *p = roteq_test_path(dir, name);
+        write_st(p, t, t < 4 ? 1 : 3, (const int[]){0, 1}, 2);
+        free(p);
+    }
+    roteq_analysis_result *r = analyse_dir(dir, NULL, &m);
+    for (int l = 0; l < NL; l++) {
+        assert_int_equal(r->layers[l].records, 8);
+        assert_int_equal(r->layers[l].dead + r->layers[l].collapsed, 0);
+        assert_true(r->layers[l].angular_update > 0 && r->layers[l].angular_update < 0.5);
+    }
+    roteq_analysis_result_free(r);
+    roteq_test_rmtree(dir);
+    roteq_analysis_meta_clear(&m);
+}
+
 /* ---- malformed containers: each fails with a message naming the file and tensor */
 
 static void expect_dir_error(const char *dir, const char *re, const char *needle)
@@ -652,6 +677,7 @@ int main(void)
         cmocka_unit_test(test_angle_precision),
         cmocka_unit_test(test_layouts_and_dtypes),
         cmocka_unit_test(test_kstep_gap),
+        cmocka_unit_test(test_mixed_dtypes),
         cmocka_unit_test(test_bad_snapshots),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
