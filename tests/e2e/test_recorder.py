@@ -208,6 +208,30 @@ class TestTrace(TmpCase):
             self.assertEqual(steps, sorted(steps))
             self.assertEqual(sorted(set(steps)), list(range(13)))
 
+    def test_around_step_equals_step(self):
+        # The same training with rec.step() and with `with rec.around_step(): opt.step()`
+        # writes the same trace.
+        texts = []
+        for mode in ("step", "around"):
+            torch.manual_seed(5)
+            model = Net()
+            opt = torch.optim.AdamW(groups(model, 0.1), lr=3e-3)
+            path = os.path.join(self.dir, f"{mode}.csv")
+            with rr.RoteqRecorder(model, opt, path) as rec:
+                for step in range(1, 4):
+                    x, y = batch(step)
+                    opt.zero_grad()
+                    torch.nn.functional.cross_entropy(model(x), y).backward()
+                    if mode == "step":
+                        rec.step()
+                    else:
+                        with rec.around_step():
+                            opt.step()
+            with open(path) as f:
+                texts.append(f.read())
+        self.assertEqual(texts[0], texts[1])
+        self.assertEqual(rec.step_count, 3)
+
     def test_file_appears_only_on_close(self):
         torch.manual_seed(1)
         model = Net()
