@@ -137,6 +137,7 @@ static int finish_layer(roteq_analysis *a, roteq_layer *L, roteq_analysis_layer_
     R->pred_norm = R->pred_angle = R->norm = R->angular_update = DNAN;
     R->rel_norm = R->rel_angle = R->rate = R->pred_rate = DNAN;
     R->cv = R->q05 = R->q50 = R->q95 = R->ratio = DNAN;
+    R->norm_se = R->angle_se = DNAN;
     R->lr = R->weight_decay = DNAN;
     R->prediction = "none";
     R->verdict = ROTEQ_ANALYSIS_NO_DATA;
@@ -236,6 +237,23 @@ static int finish_layer(roteq_analysis *a, roteq_layer *L, roteq_analysis_layer_
         R->q05 = roteq_quantile_sorted(tmp, nok, 0.05);
         R->q50 = roteq_quantile_sorted(tmp, nok, 0.50);
         R->q95 = roteq_quantile_sorted(tmp, nok, 0.95);
+    }
+    /* Standard errors with each ok neuron's window average as one sample (neurons are the
+     * independent units; steps of one neuron are correlated): SE of the mean norm, and of the
+     * RMS angle by the delta method on the mean of per-neuron mean squares. */
+    if (nok > 1) {
+        double sn = 0, ssn = 0, sa = 0, ssa = 0;
+        for (size_t i = 0; i < N; i++) {
+            if (status[i] != ROTEQ_ANALYSIS_NEURON_OK)
+                continue;
+            double a2 = au[i] * au[i];
+            sn += mean_norm[i], ssn += mean_norm[i] * mean_norm[i];
+            sa += a2, ssa += a2 * a2;
+        }
+        double k = (double)nok, mn = sn / k, ma = sa / k;
+        double vn = fmax(0.0, (ssn - k * mn * mn) / (k - 1)), va = fmax(0.0, (ssa - k * ma * ma) / (k - 1));
+        R->norm_se = sqrt(vn / k);
+        R->angle_se = ma > 0 ? sqrt(va / k) / (2 * sqrt(ma)) : DNAN;
     }
 
     /* Which prediction applies: the static closed form with constant hyperparameters, the

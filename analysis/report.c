@@ -138,8 +138,8 @@ int roteq_analysis_write_csv(FILE *out, const roteq_analysis_result *r)
             fprintf(out, "%zu", L->dim);
         fprintf(out, ",%zu,%zu,%zu,%zu,%ld,%ld,%ld,%s", L->neurons, L->dead, L->collapsed,
                 L->records, L->first_step, L->last_step, L->window_start, L->prediction);
-        double v[] = {L->pred_norm, L->pred_angle, L->norm, L->angular_update, L->rel_norm,
-                      L->rel_angle};
+        double v[] = {L->pred_norm, L->pred_angle, L->norm, L->angular_update, L->norm_se,
+                      L->angle_se, L->rel_norm, L->rel_angle};
         for (size_t k = 0; k < sizeof v / sizeof v[0]; k++) {
             fputc(',', out);
             roteq_fprint_csv_double(out, v[k]);
@@ -225,6 +225,7 @@ int roteq_analysis_write_json(FILE *out, const roteq_analysis_result *r)
         json_object_set_new(o, "weight_decay", num(L->weight_decay));
         json_object_set_new(o, "predicted", pair(L->pred_norm, L->pred_angle));
         json_object_set_new(o, "measured", pair(L->norm, L->angular_update));
+        json_object_set_new(o, "measured_se", pair(L->norm_se, L->angle_se));
         json_object_set_new(o, "relative_error", pair(L->rel_norm, L->rel_angle));
         json_object_set_new(o, "converged_at_step",
                             L->converged_at >= 0 ? json_integer(L->converged_at) : json_null());

@@ -147,6 +147,7 @@ typedef struct {
     const char *prediction;     /* "static", "transient", "instantaneous", "none" */
     double lr, weight_decay;    /* in force at the last record (NAN unknown) */
     double pred_norm, pred_angle, norm, angular_update;
+    double norm_se, angle_se;   /* standard errors, neurons as the independent samples */
     double rel_norm, rel_angle; /* measured / predicted - 1, NAN where no prediction */
     long converged_at;          /* -1: never */
     double rate, pred_rate;     /* convergence rate per step of the mean square norm; NAN */

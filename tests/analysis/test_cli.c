@@ -124,6 +124,10 @@ static void test_round_trip(void **state)
     assert_within_se(jnum(L, "measured", "angular_update"), jnum(s, "measured", "angular_update"),
                      jnum(s, "measured", "angular_update_se"), 4, 3);
     assert_true(fabs(jnum(L, "relative_error", "angular_update")) < 0.02);
+    /* Standard errors by the same method as the simulator's (neurons as samples). */
+    assert_close(jnum(L, "measured_se", "norm"), jnum(s, "measured", "norm_se"), 0.3);
+    assert_close(jnum(L, "measured_se", "angular_update"), jnum(s, "measured", "angular_update_se"),
+                 0.5);
     assert_true(json_is_integer(json_object_get(L, "converged_at_step")));
     assert_string_equal(json_string_value(json_object_get(L, "verdict")), "at equilibrium");
     json_decref(a);

@@ -94,6 +94,10 @@ static void test_columns_any_order(void **state)
     /* RMS over neurons and steps of {0.01, 0.03}: sqrt((1e-4 + 9e-4) / 2). */
     assert_close(rb->layers[0].angular_update, sqrt(5e-4), 1e-14);
     assert_close(rb->layers[0].cv, (0.03 - 0.01) / sqrt(2.0) / 0.02, 1e-12);
+    /* SE over neurons: norms 2.5 and 3.5 (sd 1/sqrt(2), SE 1/2); angle by the delta method,
+     * squares 1e-4 and 9e-4: sd(a^2) = 8e-4/sqrt(2), SE = 4e-4 / (2 sqrt(5e-4)). */
+    assert_close(rb->layers[0].norm_se, 0.5, 1e-12);
+    assert_close(rb->layers[0].angle_se, 4e-4 / (2 * sqrt(5e-4)), 1e-9);
     assert_int_equal(rb->layers[0].verdict, ROTEQ_ANALYSIS_NO_PREDICTION);
     assert_true(isnan(rb->layers[0].pred_angle));
     roteq_analysis_result_free(ra);
