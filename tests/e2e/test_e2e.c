@@ -97,7 +97,8 @@ static int group_setup(void **state)
 {
     (void)state;
     tmp = roteq_test_tmpdir();
-    if (train("adamw", "adamw", "1", "files") != 0 || train("sgdm", "sgdm", "10", "hf") != 0)
+    if (train("adamw", "adamw", "1", "files") != 0 || train("sgdm", "sgdm", "10", "hf") != 0 ||
+        train("adam_l2", "adam_l2", "0", "files") != 0)
         return -1;
     char *script = src_path("examples/numpy_trace.py");
     char *out = tmp_path("numpy_trace.csv");
@@ -344,6 +345,33 @@ static void test_hf_checkpoints_sgdm(void **state)
     json_decref(s);
 }
 
+/* Adam + L2 (torch.optim.Adam with weight_decay): both predictions need the gradient norm, which
+ * the recorder measured; they must be theory's for it, and dead/collapsed units are counts. */
+static void test_csv_adam_l2(void **state)
+{
+    (void)state;
+    json_t *meta = load_meta("adam_l2/trace.csv.json");
+    assert_string_equal(json_string_value(json_object_get(meta, "optimizer")), "adam_l2");
+    json_t *r = analyze("adam_l2/trace.csv", NULL);
+    const char *hp[] = {"--optimizer", "adam_l2", "--lr", "0.001", "--weight-decay", "0.005", NULL};
+    const struct {
+        const char *name;
+        size_t dim, neurons;
+    } want[] = {{"fc1.weight", 784, HID1}, {"fc2.weight", HID1, HID2}, {"out.weight", HID2, 10}};
+    for (size_t i = 0; i < 3; i++) {
+        json_t *lm = json_object_get(json_object_get(meta, "layers"), want[i].name);
+        theory t = roteq_theory(hp, want[i].dim, num(lm, "grad_norm"), 1);
+        json_t *l = layer(r, want[i].name);
+        check_layer_fields(l, want[i].dim, want[i].neurons);
+        assert_close(sub(l, "predicted", "norm"), t.norm, 1e-12);
+        assert_close(sub(l, "predicted", "angular_update"), t.angle, 1e-12);
+        assert_true(json_is_integer(json_object_get(l, "dead")));
+        assert_true(json_is_integer(json_object_get(l, "collapsed")));
+    }
+    json_decref(meta);
+    json_decref(r);
+}
+
 /* The plain-NumPy example (SGD on a scale-invariant random walk, gradient norm sqrt(C - 1) at
  * unit weight norm) is a valid trace and sits at the closed forms: rotation sqrt(2 eta lambda)
  * = 0.1, norm (eta G^2 / (2 lambda))^(1/4) = 3.357. */
@@ -366,9 +394,8 @@ static void test_numpy_example(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_csv_adamw),
-        cmocka_unit_test(test_snapshots_agree_with_csv),
-        cmocka_unit_test(test_hf_checkpoints_sgdm),
+        cmocka_unit_test(test_csv_adamw),           cmocka_unit_test(test_snapshots_agree_with_csv),
+        cmocka_unit_test(test_hf_checkpoints_sgdm), cmocka_unit_test(test_csv_adam_l2),
         cmocka_unit_test(test_numpy_example),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
