@@ -27,9 +27,11 @@ static void usage(FILE *out)
         "  --format F        csv (default) or json (one object per line)\n"
         "  --resume          keep the rows already in FILE and run only the missing points\n"
         "  --jobs J          points run at once in this process (default 1: each point uses\n"
-        "                    every core; see sweep/README.md for why)\n"
+        "                    every core; see sweep/README.md for why; under MPI one point\n"
+        "                    per rank)\n"
         "  --threads K       simulator threads per point (default: all cores / J; 1 per MPI rank)\n"
-        "  --tolerance K     PASS when |measured - predicted| <= K standard errors (default 4)\n"
+        "  --tolerance K     PASS when |measured - predicted| <= K standard errors + the\n"
+        "                    formula's model tolerance (column rel_floor; default K = 4)\n"
         "  --point I         run point I alone (rerun a row bit for bit); default --out -\n"
         "  --progress        one line per finished point on stderr (default when a terminal)\n\n"
         "Exit status: 0 all points ran; 1 some point is ERROR; 2 bad GRID or options.\n",
