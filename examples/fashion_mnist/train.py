@@ -18,6 +18,7 @@ Reads the idx files of Debian's dataset-fashion-mnist (/usr/share/datasets/fashi
 import argparse
 import gzip
 import json
+import math
 import os
 import struct
 import sys
@@ -123,6 +124,10 @@ def main():
     ap.add_argument("--weight-decay", type=float)
     ap.add_argument("--momentum", type=float)
     ap.add_argument("--out", required=True, help="output folder (trace.csv, trace.csv.json, ...)")
+    ap.add_argument("--schedule", choices=["constant", "cosine"], default="constant",
+                    help="lr schedule; cosine: roteq's cosine:STEPS:FLOOR (lr factor at step t "
+                    "is FLOOR + (1-FLOOR)(1+cos(pi t/STEPS))/2, t from 1)")
+    ap.add_argument("--lr-floor", type=float, default=0.1, help="cosine: final lr factor")
     ap.add_argument("--every", type=int, default=1, help="record every k-th step")
     ap.add_argument("--snapshot-every", type=int, default=0)
     ap.add_argument("--snapshot-layout", choices=["files", "hf"], default="files")
@@ -158,6 +163,15 @@ def main():
                             snapshot_dir=snap, snapshot_every=args.snapshot_every,
                             snapshot_layout=args.snapshot_layout)
 
+    sched = None
+    if args.schedule == "cosine":
+        # LambdaLR's epoch e is the number of scheduler.step() calls so far, so the factor in
+        # force at optimizer step t = e + 1 is roteq's factor for step t (the recorder writes
+        # the lr of each step, and `roteq analyze` predicts the transient from it).
+        steps, floor = args.steps, args.lr_floor
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda e: floor + (1 - floor) * 0.5 * (
+            1 + math.cos(math.pi * min(e + 1, steps) / steps)))
+
     gen = torch.Generator().manual_seed(args.seed)
     perm, pos = torch.randperm(x_train.shape[0], generator=gen), 0
     t0 = time.perf_counter()
@@ -175,6 +189,8 @@ def main():
             rec.step()
         else:
             opt.step()
+        if sched is not None:
+            sched.step()
         loss_sum, loss_n = loss_sum + float(loss), loss_n + 1
         if step % 500 == 0 or step == args.steps:
             print(f"train.py: {args.optimizer} step {step}/{args.steps} "
@@ -187,6 +203,8 @@ def main():
     acc = evaluate(model, x_test, y_test, mean, std)
     summary = {
         "optimizer": args.optimizer, "hparams": hp, "steps": args.steps,
+        "schedule": args.schedule if args.schedule == "constant" else
+        f"cosine:{args.steps}:{args.lr_floor!r}",
         "batch_size": args.batch_size, "hidden": args.hidden, "seed": args.seed,
         "threads": torch.get_num_threads(), "test_accuracy": acc,
         "ms_per_step": 1e3 * seconds / args.steps,
