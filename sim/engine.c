@@ -177,10 +177,39 @@ static unsigned online_cores(void)
     return n > 0 ? (unsigned)n : 1u;
 }
 
-static int cmp_double(const void *a, const void *b)
+/* The k-th smallest of a[0..n) (0-based), partially reordering a: quickselect with a
+ * median-of-three pivot. In place, so summarising a record allocates nothing (qsort may). */
+static double select_kth(double *a, size_t n, size_t k)
 {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
+    size_t lo = 0, hi = n - 1;
+    while (hi > lo) {
+        size_t mid = lo + (hi - lo) / 2;
+        double x = a[lo], y = a[mid], z = a[hi];
+        double pivot = x < y ? (y < z ? y : (x < z ? z : x)) : (x < z ? x : (y < z ? z : y));
+        size_t i = lo, j = hi;
+        while (i <= j) {
+            while (a[i] < pivot)
+                i++;
+            while (a[j] > pivot)
+                j--;
+            if (i <= j) {
+                double t = a[i];
+                a[i] = a[j];
+                a[j] = t;
+                i++;
+                if (j == 0)
+                    break;
+                j--;
+            }
+        }
+        if (k <= j)
+            hi = j;
+        else if (k >= i)
+            lo = i;
+        else
+            return a[k];
+    }
+    return a[k];
 }
 
 /* Mean, sample std (n-1) and linearly interpolated quantiles (NumPy's default) of x[0..n);
@@ -202,12 +231,20 @@ static roteq_sim_stat summarise(const double *x, size_t n, double *tmp)
     for (size_t i = 0; i < m; i++)
         ss += (tmp[i] - s.mean) * (tmp[i] - s.mean);
     s.std = m > 1 ? sqrt(ss / (double)(m - 1)) : 0.0;
-    qsort(tmp, m, sizeof *tmp, cmp_double);
     double qs[3] = {0.05, 0.5, 0.95}, *dst[3] = {&s.q05, &s.q50, &s.q95};
     for (int j = 0; j < 3; j++) {
         double h = (double)(m - 1) * qs[j];
-        size_t lo = (size_t)floor(h), hi = lo + 1 < m ? lo + 1 : lo;
-        *dst[j] = tmp[lo] + (h - (double)lo) * (tmp[hi] - tmp[lo]);
+        size_t lo = (size_t)floor(h);
+        double a = select_kth(tmp, m, lo), b = a;
+        /* after selection every element above position lo is >= a: the next order statistic
+         * is their minimum */
+        if (lo + 1 < m) {
+            b = tmp[lo + 1];
+            for (size_t i = lo + 2; i < m; i++)
+                if (tmp[i] < b)
+                    b = tmp[i];
+        }
+        *dst[j] = a + (h - (double)lo) * (b - a);
     }
     return s;
 }

@@ -330,6 +330,81 @@ static void test_bench_normals(void **state)
     assert_true(roteq_sim_bench_normals(0, 64, 10, 1, ROTEQ_SIM_ISA_AUTO, NULL) < 0);
 }
 
+/* Row statistics against a sort-based reference computed from the observer's per-neuron norms
+ * and angles (linear-interpolation quantiles, sample std). */
+typedef struct {
+    size_t n;
+    double norms[64][8], angles[64][8];
+    size_t rec;
+} capture;
+
+static int capture_all(void *ctx, size_t step, double lr, double wd, const double *norms,
+                       const double *angles, size_t n)
+{
+    capture *c = ctx;
+    (void)step, (void)lr, (void)wd;
+    if (c->rec < 8)
+        for (size_t i = 0; i < n; i++) {
+            c->norms[i][c->rec] = norms[i];
+            c->angles[i][c->rec] = angles[i];
+        }
+    c->rec++;
+    return 0;
+}
+
+static int cmp(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static double ref_quantile(const double *sorted, size_t n, double q)
+{
+    double h = (double)(n - 1) * q;
+    size_t lo = (size_t)floor(h), hi = lo + 1 < n ? lo + 1 : lo;
+    return sorted[lo] + (h - (double)lo) * (sorted[hi] - sorted[lo]);
+}
+
+static void test_row_statistics(void **state)
+{
+    (void)state;
+    const size_t sizes[] = {1, 2, 37, 64};
+    for (size_t si = 0; si < 4; si++) {
+        roteq_sim_config c = small_config(&roteq_lion);
+        c.neurons = sizes[si];
+        c.steps = 80;
+        c.every = 10;
+        capture cap;
+        memset(&cap, 0, sizeof cap);
+        roteq_sim_observer obs = {capture_all, NULL, &cap};
+        roteq_sim_result r;
+        assert_int_equal(roteq_sim_run(&c, &obs, &r), 0);
+        assert_int_equal(r.nrows, 8);
+        for (size_t j = 0; j < 8; j++) {
+            double x[64], sum = 0, ss = 0;
+            for (size_t i = 0; i < c.neurons; i++) {
+                x[i] = cap.norms[i][j];
+                sum += x[i];
+            }
+            double mean = sum / (double)c.neurons;
+            for (size_t i = 0; i < c.neurons; i++)
+                ss += (x[i] - mean) * (x[i] - mean);
+            qsort(x, c.neurons, sizeof *x, cmp);
+            const roteq_sim_stat *st = &r.rows[j].norm;
+            assert_close(st->mean, mean, 1e-15);
+            assert_close(st->std, c.neurons > 1 ? sqrt(ss / (double)(c.neurons - 1)) : 0.0, 1e-12);
+            assert_true(st->q05 == ref_quantile(x, c.neurons, 0.05));
+            assert_true(st->q50 == ref_quantile(x, c.neurons, 0.5));
+            assert_true(st->q95 == ref_quantile(x, c.neurons, 0.95));
+            double a2 = 0;
+            for (size_t i = 0; i < c.neurons; i++)
+                a2 += cap.angles[i][j] * cap.angles[i][j];
+            assert_close(r.rows[j].angle_rms, sqrt(a2 / (double)c.neurons), 1e-14);
+        }
+        roteq_sim_result_free(&r);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -340,6 +415,7 @@ int main(void)
         cmocka_unit_test(test_validation),
         cmocka_unit_test(test_rows_and_observer),
         cmocka_unit_test(test_schedule),
+        cmocka_unit_test(test_row_statistics),
         cmocka_unit_test(test_adamw_equilibrium),
         cmocka_unit_test(test_sgdm_equilibrium),
         cmocka_unit_test(test_bench_normals),
