@@ -40,15 +40,16 @@ import torch
 
 __all__ = ["RoteqRecorder", "optimizer_metadata", "row_norms_and_angles", "save_safetensors"]
 
-# safetensors dtype names for the dtypes roteq reads (docs/FORMATS.md, issue 4).
+# The process umask, for giving temporary files the permissions open() would.
 _UMASK = os.umask(0o22)
 os.umask(_UMASK)
 
+# safetensors dtype names for the dtypes roteq reads (docs/FORMATS.md).
 _ST_DTYPES = {torch.float64: "F64", torch.float32: "F32", torch.float16: "F16",
               torch.bfloat16: "BF16"}
 
-# Hyperparameter keys per roteq optimizer, as in theory/optimizer.c's table: only the keys that
-# apply are written, so that the metadata validates against roteq's table as it stands.
+# Hyperparameter keys per roteq optimizer, as in theory/optimizer.c's table. roteq rejects a key
+# that does not apply to the optimizer, so hparams= given by hand are checked here, at once.
 _HP_KEYS = {
     "sgd": ("lr", "weight_decay"),
     "sgdm": ("lr", "weight_decay", "momentum", "dampening"),
@@ -123,6 +124,11 @@ def optimizer_metadata(optimizer, layers, optimizer_name=None, hparams=None):
         else:
             opt, hp = _group_hparams(optimizer, optimizer.param_groups[gi])
         if hparams:
+            allowed = _HP_KEYS.get(opt)
+            bad = sorted(set(hparams) - set(allowed)) if allowed is not None else []
+            if bad:
+                raise ValueError(f"roteq_recorder: hparams {', '.join(bad)} do not apply to {opt} "
+                                 f"({', '.join(allowed)} do)")
             hp.update({k: float(v) for k, v in hparams.items()})
         per_layer[name] = (gi, opt, hp, dim)
     if not per_layer:
@@ -402,12 +408,17 @@ class RoteqRecorder:
         self._meta_paths = [self.meta_path]
         if snapshot_dir is not None:
             self._meta_paths.append(os.path.normpath(snapshot_dir) + ".json")
-        self._write_meta()
-        if record_initial:
-            self._write_initial()
-        if self.snapshot_dir is not None:
-            os.makedirs(self.snapshot_dir, exist_ok=True)
-            self._snapshot(0)
+        try:
+            self._write_meta()
+            if record_initial:
+                self._write_initial()
+            if self.snapshot_dir is not None:
+                os.makedirs(self.snapshot_dir, exist_ok=True)
+                self._snapshot(0)
+        except BaseException:
+            self._file.close()  # no temporary trace left behind
+            os.unlink(self._tmp_path)
+            raise
 
     def _write_initial(self):
         """Step-0 rows: the initial norms (no angle yet), as the step-0 snapshot carries them."""

@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # The Fashion-MNIST example in one command: train the BatchNorm MLP with AdamW, SGD with
-# momentum and Adam+L2 (recorded by adapters/torch/roteq_recorder.py), then `roteq analyze` each
+# momentum, Adam+L2 and AdamW under a cosine lr schedule (recorded by
+# adapters/torch/roteq_recorder.py), then `roteq analyze` each
 # trace (text table, JSON, series and per-neuron CSVs) and `roteq plot` the figures.
 #
 #   examples/fashion_mnist/run.sh [--steps N] [--out DIR] [--threads T] [--quick] [--analyze-only]
 #
 # --quick: 300 steps (a smoke test). --analyze-only: keep the traces in DIR, redo the rest.
 # Outputs in DIR (default runs/fashion_mnist):
-#   DIR/OPT/{trace.csv,trace.csv.json,run.json,analysis.txt,analysis.json,series.csv,neurons.csv}
+#   DIR/RUN/{trace.csv,trace.csv.json,run.json,analysis.txt,analysis.json,series.csv,neurons.csv}
+#   for RUN in adamw sgdm adam_l2 adamw_cosine
 #   DIR/figures/*.png (norm and angle per optimizer, per-neuron histograms, layer balance)
 # Environment: ROTEQ (the roteq binary; default build/cli/roteq, built if missing), PYTHON
 # (default /usr/bin/python3, Debian's, which has python3-torch).
@@ -24,7 +26,7 @@ while [ $# -gt 0 ]; do
     --threads) threads="$2"; shift 2 ;;
     --quick) steps=300; shift ;;
     --analyze-only) train=0; shift ;;
-    -h|--help) sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "run.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -39,13 +41,15 @@ fi
   echo "run.sh: $PYTHON has no torch: run scripts/setup.sh (Debian python3-torch)" >&2; exit 1; }
 
 mkdir -p "$out/figures"
-optimizers=(adamw sgdm adam_l2)
-for opt in "${optimizers[@]}"; do
+runs=(adamw sgdm adam_l2 adamw_cosine)
+for opt in "${runs[@]}"; do
   d="$out/$opt"
   if [ "$train" = 1 ]; then
     echo "== $opt: training $steps steps (recorded) =="
-    "$PYTHON" "$root/examples/fashion_mnist/train.py" --optimizer "$opt" --steps "$steps" \
-      --threads "$threads" --out "$d"
+    schedule=constant
+    case "$opt" in *_cosine) schedule=cosine ;; esac
+    "$PYTHON" "$root/examples/fashion_mnist/train.py" --optimizer "${opt%_cosine}" \
+      --schedule "$schedule" --steps "$steps" --threads "$threads" --out "$d"
   fi
   echo "== $opt: roteq analyze $d/trace.csv =="
   "$ROTEQ" analyze "$d/trace.csv" --series "$d/series.csv" | tee "$d/analysis.txt"
@@ -63,10 +67,10 @@ echo "== layer balance across optimizers =="
   adam_l2="$out/adam_l2/neurons.csv" --out "$out/figures" --name balance \
   --title "mean angular update per layer"
 echo "== summary =="
-"$PYTHON" - "$out" "${optimizers[@]}" <<'EOF'
+"$PYTHON" - "$out" "${runs[@]}" <<'EOF'
 import json, sys
 out, opts = sys.argv[1], sys.argv[2:]
-print(f"{'optimizer':9s} {'test acc':>8s} {'ms/step':>8s} {'rec ms':>7s} {'balance':>8s}  layers "
+print(f"{'run':12s} {'test acc':>8s} {'ms/step':>8s} {'rec ms':>7s} {'balance':>8s}  layers "
       "(measured/predicted angular update, verdict)")
 for o in opts:
     run = json.load(open(f"{out}/{o}/run.json"))
@@ -76,7 +80,7 @@ for o in opts:
         f"{l['predicted']['angular_update'] if l['predicted']['angular_update'] is not None else float('nan'):.3g}"
         f" {l['verdict']}" for l in an["layers"])
     bal = an.get("balance")
-    print(f"{o:9s} {run['test_accuracy']:8.4f} {run['ms_per_step']:8.2f} "
+    print(f"{o:12s} {run['test_accuracy']:8.4f} {run['ms_per_step']:8.2f} "
           f"{run['recorder_ms_per_step']:7.2f} {bal if bal is None else format(bal, '8.3f')}  {layers}")
 EOF
 echo "figures: $out/figures"

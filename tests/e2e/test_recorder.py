@@ -387,6 +387,9 @@ class TestMetadata(TmpCase):
         rec.close()
         self.assertEqual(rec.metadata["optimizer"], "rv_adamw")
         self.assertEqual(rec.metadata["beta1"], 0.9)
+        with self.assertRaisesRegex(ValueError, "momentum do not apply to adamw"):
+            rr.RoteqRecorder(model, torch.optim.AdamW(groups(model, 0.1)), path,
+                             hparams={"momentum": 0.9})
         with self.assertRaisesRegex(ValueError, "nope"):
             rr.RoteqRecorder(model, torch.optim.AdamW(groups(model, 0.1)), path, neurons=["nope"])
         with self.assertRaisesRegex(ValueError, "rank 1"):
