@@ -302,7 +302,12 @@ int roteq_cmd_verify(int argc, char **argv)
     ctx.recs = recs;
 
     int ok = 1;
-    if (rank == 0 && plot_dir && out_path == NULL) {
+    if (plot_dir && out_path && fmt == ROTEQ_FORMAT_JSON) {
+        if (rank == 0)
+            roteq_cli_fail("verify", "--plot: the figure reads CSV rows; drop --format json");
+        ok = 0;
+    }
+    if (ok && rank == 0 && plot_dir && out_path == NULL) {
         if (mkdir(plot_dir, 0777) != 0 && access(plot_dir, W_OK) != 0) {
             roteq_cli_fail("verify", "--plot: cannot write to '%s'", plot_dir);
             ok = 0;

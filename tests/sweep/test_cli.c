@@ -112,6 +112,15 @@ static void test_usage_and_malformed(void **state)
         free(out);
         free(err);
     }
+    /* The verification figure reads CSV: --plot with JSON rows is refused before running. */
+    assert_int_equal(roteq_test_run((const char *[]){"verify", "--quick", "--plot", dir, "--out",
+                                                     rows, "--format", "json", NULL},
+                                    NULL, &out, &err),
+                     2);
+    assert_non_null(strstr(err, "roteq verify: --plot: the figure reads CSV rows"));
+    assert_int_equal(access(rows, F_OK), -1);
+    free(out);
+    free(err);
     free(grid);
     free(rows);
     roteq_test_rmtree(dir);
