@@ -7,6 +7,7 @@
 #include <stddef.h>
 #include <cmocka.h>
 
+#include "kernel.h" /* roteq_kernel_angle: the engine's angle formula */
 #include "roteq_sim.h"
 #include "roteq_test.h"
 #include "roteq_util.h"
@@ -405,6 +406,58 @@ static void test_row_statistics(void **state)
     }
 }
 
+/* The angle formula stays accurate for tiny angles and for nearly radial steps, where acos of
+ * the cosine would lose everything: compare with 2 asin(|u - v|/2) in long double. */
+static void test_angle_accuracy(void **state)
+{
+    (void)state;
+    enum { C = 24 };
+    double z[C], r[C];
+    roteq_sim_normals(7, 0, 1, z, C);
+    roteq_sim_normals(7, 1, 1, r, C);
+    const double scales[] = {1e-2, 1e-5, 1e-9, 1e-13};
+    const double radial[] = {0.0, 0.9, 1 - 1e-6};
+    double worst = 0;
+    for (int a = 0; a < 4; a++)
+        for (int b = 0; b < 3; b++) {
+            /* d = scale * (radial * w + (1 - radial) * r) */
+            double w[C], d[C], wn[C], a2 = 0, dd = 0, dw = 0;
+            for (int i = 0; i < C; i++) {
+                w[i] = 3.0 * z[i];
+                d[i] = scales[a] * (radial[b] * w[i] + (1 - radial[b]) * r[i]);
+                wn[i] = w[i] + d[i];
+                d[i] = wn[i] - w[i]; /* the step actually taken, as the kernel sees it */
+            }
+            for (int i = 0; i < C; i++) {
+                a2 += w[i] * w[i];
+                dd += d[i] * d[i];
+                dw += d[i] * w[i];
+            }
+            double got = roteq_kernel_angle(a2, dd, dw, wn, d, C);
+            long double nu = 0, nv = 0, diff = 0;
+            for (int i = 0; i < C; i++) {
+                nu += (long double)w[i] * w[i];
+                nv += (long double)wn[i] * wn[i];
+            }
+            nu = sqrtl(nu);
+            nv = sqrtl(nv);
+            for (int i = 0; i < C; i++) {
+                long double e = (long double)w[i] / nu - (long double)wn[i] / nv;
+                diff += e * e;
+            }
+            long double want = 2 * asinl(sqrtl(diff) / 2);
+            /* relative 1e-6, or 1e-20 rad absolute for angles near the resolution of w itself */
+            double err = fabs(got - (double)want) / (double)want;
+            if (err > worst)
+                worst = err;
+            if (!(err < 1e-6 || fabs(got - (double)want) < 1e-20))
+                fail_msg("angle %.6g (scale %g, radial %g): got %.17g want %.17Lg", (double)want,
+                         scales[a], radial[b], got, want);
+        }
+    printf("# worst relative angle error, angles down to 3e-16 rad, nearly radial steps: %.2g\n",
+           worst);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -416,6 +469,7 @@ int main(void)
         cmocka_unit_test(test_rows_and_observer),
         cmocka_unit_test(test_schedule),
         cmocka_unit_test(test_row_statistics),
+        cmocka_unit_test(test_angle_accuracy),
         cmocka_unit_test(test_adamw_equilibrium),
         cmocka_unit_test(test_sgdm_equilibrium),
         cmocka_unit_test(test_bench_normals),
