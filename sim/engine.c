@@ -3,18 +3,19 @@
  * The ensemble lives in one 64-byte aligned block: per neuron its weight vector then the rule's
  * state vectors, each padded to a multiple of 8 doubles, contiguous so one neuron's state stays
  * in L1 while it is stepped. Threads own contiguous ranges of neurons and step each neuron
- * through a chunk of steps at a time; they meet at a barrier only at recorded steps, where each
- * has written its neurons' statistics into one of two buffers (double buffering: the calling
- * thread summarises buffer r while the workers fill buffer r+1). Nothing is allocated after the
- * threads start. Every random number is a function of (seed, neuron, step, coordinate), so the
- * result does not depend on the thread count or on the instruction set chosen. */
+ * through a chunk of steps at a time. At each recorded step a thread writes its neurons'
+ * statistics into a ring of RING slots and moves on; the calling thread (which also steps its
+ * own neurons) summarises a record once every thread has completed it. No barrier: a thread the
+ * OS deschedules for a while (the machine is shared) delays nobody until the ring is full.
+ * Nothing is allocated after the threads start. Every random number is a function of (seed, neuron,
+ * step, coordinate), so the result does not depend on the thread count or on the instruction set
+ * chosen. */
 #include "kernel.h"
 #include "roteq_sim.h"
 #include "roteq_util.h"
 
 #include <math.h>
 #include <pthread.h>
-#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -261,6 +262,7 @@ typedef struct {
     double *scratch;      /* 3*ngen doubles */
     roteq_sim_coef *coef; /* CHUNK */
     pthread_t thread;
+    unsigned index;
     int started;
 } worker;
 
@@ -271,20 +273,28 @@ struct run {
     double rv_rate;
     size_t nvec, neuron_doubles;
     double *vec, *nsc;
-    double *rec[2];              /* per buffer: norm[N], angle[N], urms[N] */
+    double *ring; /* RING slots of 3N doubles per record: norm[N], angle[N], urms[N] */
     double *sum_norm, *sum_ang2; /* per neuron, over the last quarter */
     size_t q_start;              /* first step of the last quarter */
     size_t *rec_steps;           /* recorded steps */
     size_t nrec;
-    pthread_barrier_t barrier;
-    int use_barrier;
-    volatile int abort_flag; /* set before the threads start: never run */
-    atomic_size_t abort_rec; /* record index at which the observer stopped the run */
-    pthread_mutex_t gate_mu;
-    pthread_cond_t gate_cv;
-    int gate_open;
+    unsigned nworkers;
+    pthread_mutex_t mu; /* guards the fields below */
+    pthread_cond_t cv;
+    int gate_open, stop;
+    size_t processed; /* records summarised by the calling thread */
+    size_t *done;     /* per worker: records completed */
     const roteq_sim_observer *obs;
 };
+
+/* Records in flight: a worker may run up to RING records ahead of the summaries, so a thread
+ * that the OS deschedules for a while delays nobody until the ring is full. */
+#define RING 16
+
+static double *slot(const run *r, size_t j)
+{
+    return r->ring + (j % RING) * 3 * r->cfg->neurons;
+}
 
 static void run_range(worker *wk, size_t t0, size_t t1, double *rec)
 {
@@ -325,23 +335,114 @@ static void *worker_main(void *arg)
     worker *wk = arg;
     run *r = wk->r;
     size_t prev = 0;
-    pthread_mutex_lock(&r->gate_mu);
+    pthread_mutex_lock(&r->mu);
     while (!r->gate_open)
-        pthread_cond_wait(&r->gate_cv, &r->gate_mu);
-    pthread_mutex_unlock(&r->gate_mu);
-    if (r->abort_flag)
-        return NULL; /* the run never started */
-    /* The calling thread may decide to stop while it summarises record j (abort_rec = j); it
-     * then skips its share of record j+1 but still meets barrier j+1, after which every thread
-     * stops. Workers compare with their own j, so seeing the decision early changes nothing. */
+        pthread_cond_wait(&r->cv, &r->mu);
+    pthread_mutex_unlock(&r->mu);
     for (size_t j = 0; j < r->nrec; j++) {
-        run_range(wk, prev + 1, r->rec_steps[j] + 1, r->rec[j % 2]);
-        prev = r->rec_steps[j];
-        pthread_barrier_wait(&r->barrier);
-        if (atomic_load(&r->abort_rec) < j)
+        pthread_mutex_lock(&r->mu);
+        while (!r->stop && j >= r->processed + RING)
+            pthread_cond_wait(&r->cv, &r->mu);
+        int stop = r->stop;
+        pthread_mutex_unlock(&r->mu);
+        if (stop)
             break;
+        run_range(wk, prev + 1, r->rec_steps[j] + 1, slot(r, j));
+        prev = r->rec_steps[j];
+        pthread_mutex_lock(&r->mu);
+        r->done[wk->index] = j + 1;
+        pthread_cond_broadcast(&r->cv);
+        pthread_mutex_unlock(&r->mu);
     }
     return NULL;
+}
+
+/* The calling thread's bookkeeping for the rows. */
+typedef struct {
+    roteq_sim_result *out;
+    double *tmp; /* N doubles */
+    roteq_transient *tr;
+    size_t tr_step;
+    double pn, pa;
+    int constant;
+} summary;
+
+/* Row j from its ring slot, the transient advanced to its step, the observer called. Returns
+ * the observer's status (non-zero: stop). */
+static int summarise_record(run *r, summary *sm, size_t j)
+{
+    const roteq_sim_config *cfg = r->cfg;
+    const size_t N = cfg->neurons;
+    const double *rec = slot(r, j);
+    size_t t = r->rec_steps[j];
+    roteq_sim_row *row = &sm->out->rows[sm->out->nrows++];
+    row->step = t;
+    row->lr = cfg->hp.lr * roteq_schedule_factor(&cfg->lr_schedule, (long)t);
+    row->weight_decay = cfg->hp.weight_decay * roteq_schedule_factor(&cfg->wd_schedule, (long)t);
+    row->norm = summarise(rec, N, sm->tmp);
+    row->angle = summarise(rec + N, N, sm->tmp);
+    double a2 = 0.0;
+    for (size_t n = 0; n < N; n++)
+        a2 += rec[N + n] * rec[N + n];
+    row->angle_rms = sqrt(a2 / (double)N);
+    row->update_rms = summarise(rec + 2 * N, N, sm->tmp);
+    if (sm->tr) {
+        for (; sm->tr_step < t; sm->tr_step++) {
+            long s = (long)sm->tr_step + 1;
+            if (roteq_transient_step(
+                    sm->tr, cfg->hp.lr * roteq_schedule_factor(&cfg->lr_schedule, s),
+                    cfg->hp.weight_decay * roteq_schedule_factor(&cfg->wd_schedule, s), &sm->pn,
+                    &sm->pa)) {
+                sm->pn = sm->pa = NAN;
+                roteq_error_clear();
+            }
+        }
+    } else if (sm->constant) {
+        sm->pn = sm->out->predicted[ROTEQ_PRED_BEST].norm;
+        sm->pa = sm->out->predicted[ROTEQ_PRED_BEST].angular_update;
+    }
+    row->pred_norm = sm->pn;
+    row->pred_angle = sm->pa;
+    const roteq_sim_observer *obs = r->obs;
+    int rc = 0;
+    if (obs && obs->on_record)
+        rc = obs->on_record(obs->ctx, t, row->lr, row->weight_decay, rec, rec + N, N);
+    if (obs && obs->on_progress)
+        obs->on_progress(obs->ctx, t, cfg->steps);
+    return rc;
+}
+
+/* Summarise the next record once every worker has completed it. Returns 1 if it did, 0 if
+ * nothing was ready (block = 0) or all are done; an observer's stop lands in *status. */
+static int summarise_next(run *r, summary *sm, int block, int *status)
+{
+    size_t k = r->processed;
+    if (k >= r->nrec)
+        return 0;
+    pthread_mutex_lock(&r->mu);
+    for (;;) {
+        size_t m = SIZE_MAX;
+        for (unsigned w = 0; w < r->nworkers; w++)
+            m = r->done[w] < m ? r->done[w] : m;
+        if (m > k)
+            break;
+        if (!block) {
+            pthread_mutex_unlock(&r->mu);
+            return 0;
+        }
+        pthread_cond_wait(&r->cv, &r->mu);
+    }
+    pthread_mutex_unlock(&r->mu);
+    int rc = summarise_record(r, sm, k);
+    pthread_mutex_lock(&r->mu);
+    r->processed = k + 1;
+    if (rc) {
+        r->stop = 1;
+        *status = rc;
+    }
+    pthread_cond_broadcast(&r->cv);
+    pthread_mutex_unlock(&r->mu);
+    return 1;
 }
 
 static double *aligned_doubles(size_t n)
@@ -425,8 +526,8 @@ static void free_run(run *r, worker *wk, size_t nw)
     free(wk);
     free(r->vec);
     free(r->nsc);
-    free(r->rec[0]);
-    free(r->rec[1]);
+    free(r->ring);
+    free(r->done);
     free(r->sum_norm);
     free(r->sum_ang2);
     free(r->rec_steps);
@@ -461,7 +562,6 @@ int roteq_sim_run_ex(const roteq_sim_config *cfg, const roteq_sim_options *ex,
 
     run r;
     memset(&r, 0, sizeof r);
-    atomic_init(&r.abort_rec, SIZE_MAX);
     r.cfg = cfg;
     r.ops = ops;
     r.obs = obs;
@@ -500,20 +600,22 @@ int roteq_sim_run_ex(const roteq_sim_config *cfg, const roteq_sim_options *ex,
     worker *wk = calloc(nthreads, sizeof *wk);
     r.vec = aligned_doubles(N * r.neuron_doubles);
     r.nsc = aligned_doubles(N * ROTEQ_NS_COUNT);
-    r.rec[0] = aligned_doubles(3 * N);
-    r.rec[1] = aligned_doubles(3 * N);
+    r.ring = aligned_doubles(RING * 3 * N);
+    r.done = calloc(nthreads, sizeof *r.done);
+    r.nworkers = nthreads;
     r.sum_norm = aligned_doubles(N);
     r.sum_ang2 = aligned_doubles(N);
     r.rec_steps = calloc(r.nrec, sizeof *r.rec_steps);
     out->rows = calloc(r.nrec, sizeof *out->rows);
     double *tmp = aligned_doubles(N);
     double *init = aligned_doubles(r.kc.ngen);
-    int ok = wk && r.vec && r.nsc && r.rec[0] && r.rec[1] && r.sum_norm && r.sum_ang2 &&
-             r.rec_steps && out->rows && tmp && init;
+    int ok = wk && r.vec && r.nsc && r.ring && r.done && r.sum_norm && r.sum_ang2 && r.rec_steps &&
+             out->rows && tmp && init;
     if (ok && cfg->grad_model == ROTEQ_GRAD_ANISOTROPIC)
         ok = (r.kc.coord_scale = anisotropic_scales(cfg, cpad)) != NULL;
     for (unsigned i = 0; ok && i < nthreads; i++) {
         wk[i].r = &r;
+        wk[i].index = i;
         wk[i].n0 = N * i / nthreads;
         wk[i].n1 = N * (i + 1) / nthreads;
         wk[i].scratch = aligned_doubles(3 * r.kc.ngen);
@@ -569,23 +671,14 @@ int roteq_sim_run_ex(const roteq_sim_config *cfg, const roteq_sim_options *ex,
     roteq_error_clear();
     int constant = roteq_schedule_is_constant(&cfg->lr_schedule) &&
                    roteq_schedule_is_constant(&cfg->wd_schedule);
-    size_t tr_step = 0;
-    double pn = NAN, pa = NAN;
+    summary sm = {out, tmp, tr, 0, NAN, NAN, constant};
 
-    pthread_mutex_init(&r.gate_mu, NULL);
-    pthread_cond_init(&r.gate_cv, NULL);
-    r.use_barrier = nthreads > 1;
-    if (r.use_barrier && pthread_barrier_init(&r.barrier, NULL, nthreads)) {
-        roteq_transient_free(tr);
-        free(tmp);
-        free_run(&r, wk, nthreads);
-        roteq_sim_result_free(out);
-        return roteq_error_set(ROTEQ_ERUNTIME, "cannot create a thread barrier");
-    }
-    /* Workers wait at a gate until every thread exists, so a failed pthread_create can still
-     * release the others without a barrier they would never pass. */
+    /* Workers wait at a gate until every thread exists, so a failed pthread_create releases
+     * the others (stop) before any work starts. */
+    pthread_mutex_init(&r.mu, NULL);
+    pthread_cond_init(&r.cv, NULL);
     unsigned started = 1;
-    pthread_mutex_lock(&r.gate_mu);
+    pthread_mutex_lock(&r.mu);
     for (unsigned i = 1; i < nthreads; i++) {
         if (pthread_create(&wk[i].thread, NULL, worker_main, &wk[i]) != 0)
             break;
@@ -593,71 +686,36 @@ int roteq_sim_run_ex(const roteq_sim_config *cfg, const roteq_sim_options *ex,
         started++;
     }
     if (started < nthreads)
-        r.abort_flag = 1;
+        r.stop = 1;
     r.gate_open = 1;
-    pthread_cond_broadcast(&r.gate_cv);
-    pthread_mutex_unlock(&r.gate_mu);
+    pthread_cond_broadcast(&r.cv);
+    pthread_mutex_unlock(&r.mu);
     int status = ROTEQ_OK;
     if (started == nthreads) {
+        /* The calling thread steps its own neurons and summarises records as they complete,
+         * blocking only when its own ring slot is still unsummarised. */
         size_t prev = 0;
-        for (size_t j = 0; j < r.nrec; j++) {
-            double *rec = r.rec[j % 2];
-            int stopping = status != ROTEQ_OK;
-            if (!stopping)
-                run_range(&wk[0], prev + 1, r.rec_steps[j] + 1, rec);
-            if (r.use_barrier)
-                pthread_barrier_wait(&r.barrier);
-            if (stopping)
+        for (size_t j = 0; j < r.nrec && status == ROTEQ_OK; j++) {
+            while (status == ROTEQ_OK && r.processed + RING <= j)
+                summarise_next(&r, &sm, 1, &status);
+            if (status != ROTEQ_OK)
                 break;
-            size_t t = r.rec_steps[j];
-            prev = t;
-            roteq_sim_row *row = &out->rows[out->nrows++];
-            row->step = t;
-            row->lr = cfg->hp.lr * roteq_schedule_factor(&cfg->lr_schedule, (long)t);
-            row->weight_decay =
-                cfg->hp.weight_decay * roteq_schedule_factor(&cfg->wd_schedule, (long)t);
-            row->norm = summarise(rec, N, tmp);
-            row->angle = summarise(rec + N, N, tmp);
-            double a2 = 0.0;
-            for (size_t n = 0; n < N; n++)
-                a2 += rec[N + n] * rec[N + n];
-            row->angle_rms = sqrt(a2 / (double)N);
-            row->update_rms = summarise(rec + 2 * N, N, tmp);
-            if (tr) {
-                for (; tr_step < t; tr_step++) {
-                    long s = (long)tr_step + 1;
-                    if (roteq_transient_step(
-                            tr, cfg->hp.lr * roteq_schedule_factor(&cfg->lr_schedule, s),
-                            cfg->hp.weight_decay * roteq_schedule_factor(&cfg->wd_schedule, s), &pn,
-                            &pa)) {
-                        pn = pa = NAN;
-                        roteq_error_clear();
-                    }
-                }
-            } else if (constant) {
-                pn = out->predicted[ROTEQ_PRED_BEST].norm;
-                pa = out->predicted[ROTEQ_PRED_BEST].angular_update;
-            }
-            row->pred_norm = pn;
-            row->pred_angle = pa;
-            if (obs && obs->on_record) {
-                int rc = obs->on_record(obs->ctx, t, row->lr, row->weight_decay, rec, rec + N, N);
-                if (rc) {
-                    status = rc;
-                    atomic_store(&r.abort_rec, j);
-                }
-            }
-            if (obs && obs->on_progress)
-                obs->on_progress(obs->ctx, t, cfg->steps);
+            run_range(&wk[0], prev + 1, r.rec_steps[j] + 1, slot(&r, j));
+            prev = r.rec_steps[j];
+            pthread_mutex_lock(&r.mu);
+            r.done[0] = j + 1;
+            pthread_mutex_unlock(&r.mu);
+            while (status == ROTEQ_OK && summarise_next(&r, &sm, 0, &status))
+                ;
         }
+        while (status == ROTEQ_OK && r.processed < r.nrec)
+            summarise_next(&r, &sm, 1, &status);
     }
     for (unsigned i = 1; i < nthreads; i++)
         if (wk[i].started)
             pthread_join(wk[i].thread, NULL);
-    if (r.use_barrier)
-        pthread_barrier_destroy(&r.barrier);
-    pthread_mutex_destroy(&r.gate_mu);
-    pthread_cond_destroy(&r.gate_cv);
+    pthread_mutex_destroy(&r.mu);
+    pthread_cond_destroy(&r.cv);
     roteq_transient_free(tr);
     if (started < nthreads && status == ROTEQ_OK)
         status = roteq_error_set(ROTEQ_ERUNTIME, "cannot start %u threads", nthreads);
