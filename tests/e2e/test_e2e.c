@@ -110,6 +110,14 @@ static int group_setup(void **state)
     int rc = run_python(args);
     free(script);
     free(out);
+    if (rc != 0)
+        return -1;
+    script = src_path("tests/e2e/conv_run.py");
+    out = tmp_path("conv");
+    const char *conv_args[] = {script, out, NULL};
+    rc = run_python(conv_args);
+    free(script);
+    free(out);
     return rc == 0 ? 0 : -1;
 }
 
@@ -143,13 +151,20 @@ static json_t *roteq_json(const char *const *args)
     return root;
 }
 
-static json_t *analyze(const char *input, const char *meta)
+static json_t *analyze_opt(const char *input, const char *meta, const char *extra)
 {
     char *in = tmp_path(input);
     char *m = meta ? tmp_path(meta) : NULL;
-    const char *with_meta[] = {"analyze", in, "--meta", m, "--format", "json", NULL};
-    const char *without[] = {"analyze", in, "--format", "json", NULL};
-    json_t *root = roteq_json(m ? with_meta : without);
+    const char *args[8] = {"analyze", in, "--format", "json"};
+    size_t n = 4;
+    if (m) {
+        args[n++] = "--meta";
+        args[n++] = m;
+    }
+    if (extra)
+        args[n++] = extra;
+    args[n] = NULL;
+    json_t *root = roteq_json(args);
     free(in);
     free(m);
     return root;
@@ -190,6 +205,11 @@ static json_t *layer(const json_t *root, const char *name)
     print_error("no layer '%s' in the analysis\n", name);
     fail();
     return NULL;
+}
+
+static json_t *analyze(const char *input, const char *meta)
+{
+    return analyze_opt(input, meta, NULL);
 }
 
 /* The fields issue 4 promises for each layer, all finite where there is a prediction. */
@@ -349,6 +369,37 @@ static void test_hf_checkpoints_sgdm(void **state)
     json_decref(s);
 }
 
+/* Convolutions: the recorder's rows of a [out, in, kh, kw] weight (out x in*kh*kw, C order) and
+ * the snapshot reader's (trailing axes flattened) are the same neurons: per-neuron results of
+ * the two paths agree to rounding, for a 3x3 and a non-square 3x2 kernel. */
+static void test_conv_rows_agree(void **state)
+{
+    (void)state;
+    json_t *c = analyze_opt("conv/trace.csv", NULL, "--per-neuron");
+    json_t *s = analyze_opt("conv/snapshots", NULL, "--per-neuron");
+    const struct {
+        const char *name;
+        size_t dim, neurons;
+    } want[] = {{"conv1.weight", 3 * 3 * 3, 8}, {"conv2.weight", 8 * 3 * 2, 12}};
+    for (size_t i = 0; i < 2; i++) {
+        json_t *lc = layer(c, want[i].name), *ls = layer(s, want[i].name);
+        check_layer_fields(lc, want[i].dim, want[i].neurons);
+        check_layer_fields(ls, want[i].dim, want[i].neurons);
+        json_t *pc = json_object_get(lc, "per_neuron"), *ps = json_object_get(ls, "per_neuron");
+        assert_int_equal(json_array_size(pc), want[i].neurons);
+        assert_int_equal(json_array_size(ps), want[i].neurons);
+        for (size_t k = 0; k < want[i].neurons; k++) {
+            json_t *nc = json_array_get(pc, k), *ns = json_array_get(ps, k);
+            assert_int_equal((size_t)num(nc, "neuron"), k);
+            assert_int_equal((size_t)num(ns, "neuron"), k);
+            assert_close(num(ns, "norm"), num(nc, "norm"), 1e-12);
+            assert_close(num(ns, "angular_update"), num(nc, "angular_update"), 1e-9);
+        }
+    }
+    json_decref(c);
+    json_decref(s);
+}
+
 /* Adam + L2 (torch.optim.Adam with weight_decay): both predictions need the gradient norm, which
  * the recorder measured; they must be theory's for it, and dead/collapsed units are counts. */
 static void test_csv_adam_l2(void **state)
@@ -423,7 +474,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_csv_adamw),           cmocka_unit_test(test_snapshots_agree_with_csv),
         cmocka_unit_test(test_hf_checkpoints_sgdm), cmocka_unit_test(test_csv_adam_l2),
-        cmocka_unit_test(test_cosine_schedule),     cmocka_unit_test(test_numpy_example),
+        cmocka_unit_test(test_cosine_schedule),     cmocka_unit_test(test_conv_rows_agree),
+        cmocka_unit_test(test_numpy_example),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
