@@ -38,7 +38,8 @@ import warnings
 
 import torch
 
-__all__ = ["RoteqRecorder", "optimizer_metadata", "row_norms_and_angles", "save_safetensors"]
+__all__ = ["RoteqRecorder", "optimizer_metadata", "row_norms_and_angles", "save_safetensors",
+           "unwrap_optimizer"]
 
 # The process umask, for giving temporary files the permissions open() would.
 _UMASK = os.umask(0o22)
@@ -100,12 +101,25 @@ def _group_hparams(optimizer, group):
                   "eps": _num(group["eps"])}
 
 
+def unwrap_optimizer(optimizer):
+    """The torch optimizer inside wrappers that keep it as `.optimizer` (Accelerate's
+    AcceleratedOptimizer, which HF Trainer hands to callbacks, and similar), for reading its
+    type and hyperparameters; stepping still goes through the wrapper."""
+    seen = set()
+    while isinstance(getattr(optimizer, "optimizer", None), torch.optim.Optimizer) and \
+            id(optimizer) not in seen:
+        seen.add(id(optimizer))
+        optimizer = optimizer.optimizer
+    return optimizer
+
+
 def optimizer_metadata(optimizer, layers, optimizer_name=None, hparams=None):
     """The run-metadata object `roteq analyze` reads (issue 4, "Run metadata").
 
     `layers` maps layer name -> (param, dim). Top-level hyperparameters come from the param group
     holding the most recorded layers; a layer whose group differs gets the differing keys as
     per-layer overrides. `optimizer_name`/`hparams` override what is read from the optimizer."""
+    optimizer = unwrap_optimizer(optimizer)
     group_of = {}
     for gi, group in enumerate(optimizer.param_groups):
         for p in group["params"]:
@@ -386,7 +400,7 @@ class RoteqRecorder:
         # Keys roteq does not know are ignored by `roteq analyze`; these say how the trace was made.
         self.metadata["recorder"] = {
             "name": "roteq_recorder.py", "torch": torch.__version__,
-            "torch_optimizer": type(optimizer).__name__, "every": self.every,
+            "torch_optimizer": type(unwrap_optimizer(optimizer)).__name__, "every": self.every,
             "snapshot_every": self.snapshot_every, "steps": 0}
         self.trace_path = trace
         self.meta_path = meta if meta is not None else trace + ".json"
@@ -395,7 +409,8 @@ class RoteqRecorder:
         fd, self._tmp_path = _mkstemp_beside(trace)
         self._file = os.fdopen(fd, "w", encoding="utf-8", newline="\n", buffering=1 << 20)
         self._file.write(
-            f"# roteq_recorder.py: torch {torch.__version__}, {type(optimizer).__name__} -> "
+            f"# roteq_recorder.py: torch {torch.__version__}, "
+            f"{type(unwrap_optimizer(optimizer)).__name__} -> "
             f"{self.metadata['optimizer']}, every {self.every} step(s)\n"
             "step,layer,neuron,norm,angle,lr,weight_decay\n")
         # ",<layer>,<i>," prefixes built once: formatting rows is the recorder's main cost.
@@ -479,6 +494,24 @@ class RoteqRecorder:
         result = self.optimizer.step() if closure is None else self.optimizer.step(closure)
         self.after_step()
         return result
+
+    def attach(self):
+        """Record every optimizer.step() without touching the training loop, through the
+        optimizer's step hooks (torch >= 2.0: register_step_pre_hook / register_step_post_hook).
+        Returns self; detach() removes the hooks."""
+        opt = self.optimizer
+        if not hasattr(opt, "register_step_pre_hook"):
+            raise RuntimeError(f"roteq_recorder: attach() needs torch >= 2.0 optimizer step hooks "
+                               f"(torch {torch.__version__}); call rec.step() instead of "
+                               "optimizer.step()")
+        self._hooks = [opt.register_step_pre_hook(lambda *_: self.before_step()),
+                       opt.register_step_post_hook(lambda *_: self.after_step())]
+        return self
+
+    def detach(self):
+        for h in getattr(self, "_hooks", []):
+            h.remove()
+        self._hooks = []
 
     @contextlib.contextmanager
     def around_step(self):

@@ -232,6 +232,90 @@ class TestTrace(TmpCase):
         self.assertEqual(texts[0], texts[1])
         self.assertEqual(rec.step_count, 3)
 
+    def test_attach_records_through_step_hooks(self):
+        # torch 2.x optimizers have register_step_pre_hook/register_step_post_hook; emulate them
+        # on this torch so that the wiring is tested: the trace equals rec.step()'s.
+        class Handle:
+            def __init__(self, hooks, h):
+                self.hooks, self.h = hooks, h
+
+            def remove(self):
+                self.hooks.remove(self.h)
+
+        class HookedAdamW(torch.optim.AdamW):
+            def __init__(self, *a, **kw):
+                super().__init__(*a, **kw)
+                self.pre, self.post = [], []
+
+            def register_step_pre_hook(self, h):
+                self.pre.append(h)
+                return Handle(self.pre, h)
+
+            def register_step_post_hook(self, h):
+                self.post.append(h)
+                return Handle(self.post, h)
+
+            def step(self, closure=None):
+                for h in list(self.pre):
+                    h(self, (), {})
+                out = super().step(closure)
+                for h in list(self.post):
+                    h(self, (), {})
+                return out
+
+        texts = []
+        for mode in ("step", "attach"):
+            torch.manual_seed(5)
+            model = Net()
+            opt = HookedAdamW(groups(model, 0.1), lr=3e-3)
+            path = os.path.join(self.dir, f"{mode}.csv")
+            rec = rr.RoteqRecorder(model, opt, path)
+            if mode == "attach":
+                rec.attach()
+            for step in range(1, 4):
+                x, y = batch(step)
+                opt.zero_grad()
+                torch.nn.functional.cross_entropy(model(x), y).backward()
+                rec.step() if mode == "step" else opt.step()
+            rec.detach()
+            opt.step()  # not recorded any more
+            rec.close()
+            self.assertEqual(rec.step_count, 3)
+            with open(path) as f:
+                texts.append(f.read().replace("HookedAdamW", "AdamW"))
+        self.assertEqual(texts[0], texts[1])
+        self.assertEqual(rec.metadata["optimizer"], "adamw")
+        torch.manual_seed(5)
+        model = Net()
+        with self.assertRaisesRegex(RuntimeError, "torch >= 2.0"):
+            rr.RoteqRecorder(model, torch.optim.AdamW(groups(model, 0.1)),
+                             os.path.join(self.dir, "x.csv")).attach()
+
+    def test_wrapped_optimizer_is_unwrapped_for_metadata(self):
+        # Accelerate's AcceleratedOptimizer (what HF Trainer passes to callbacks) keeps the torch
+        # optimizer as .optimizer and shares its param_groups.
+        class Wrapper(torch.optim.Optimizer):
+            def __init__(self, inner):
+                self.optimizer = inner
+                self.param_groups = inner.param_groups
+                self.state = inner.state
+                self.defaults = inner.defaults
+
+            def step(self, closure=None):
+                return self.optimizer.step(closure)
+
+        torch.manual_seed(5)
+        model = Net()
+        inner = torch.optim.SGD(groups(model, 1e-3), lr=0.1, momentum=0.9, nesterov=True)
+        rec = rr.RoteqRecorder(model, Wrapper(inner), os.path.join(self.dir, "w.csv"))
+        x, y = batch(1)
+        torch.nn.functional.cross_entropy(model(x), y).backward()
+        rec.step()
+        rec.close()
+        self.assertEqual(rec.metadata["optimizer"], "nesterov")
+        self.assertEqual(rec.metadata["recorder"]["torch_optimizer"], "SGD")
+        self.assertEqual(len(read_trace(os.path.join(self.dir, "w.csv"))), 2 * (6 + 7 + 3))
+
     def test_file_appears_only_on_close(self):
         torch.manual_seed(1)
         model = Net()
