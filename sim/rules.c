@@ -1,14 +1,15 @@
 /* rules.c - the reference table of update rules, indexed by roteq_opt_id: one optimizer step on
- * one neuron, given its gradient vector. The plain rules are loops over rules_inline.h (shared
- * with the fused kernels); the rotational variants (RV-*) are whole-neuron operations and live
- * only here, and the engine calls them through this table.
+ * one neuron, given its gradient vector, plus the per-step coefficients. Every rule's arithmetic
+ * is in rules_inline.h, shared with the fused kernels (plain rules per coordinate, rotational
+ * variants as whole-neuron passes), so this table and the engine compute the same thing; the
+ * table is what the parity test drives and what the reference engine path calls.
  *
  * Rotational variants (Kosson et al. 2024, Algorithm 1; facts checked against the public
  * epfml/REQ code, shared/optimizers/rotational_wrapper.py): the base optimizer's update without
  * weight decay and without -lr, projected orthogonal to w and centred (zero mean over the
  * neuron); a running mean of its squared norm with decay update_norm_decay and bias correction
  * 1 - decay^t; the step  w <- w - eta_r * ||w_0|| * u / (sqrt(running mean) + 1e-8),  then w
- * rescaled back to ||w_0||. eta_r is the base optimizer's equilibrium angular update. See
+ * rescaled back to ||w_0||. eta_r is theory's equilibrium angular update (engine.c). See
  * sim/README.md for each choice. */
 #include "roteq_sim.h"
 #include "rules_inline.h"
