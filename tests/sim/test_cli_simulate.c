@@ -76,6 +76,14 @@ static void test_bad_input(void **state)
         {"--dead-fraction", "1", "--dead-fraction"},
         {"--isa", "sse9", "--isa"},
         {"--bogus", "1", "unknown option"},
+        {"--every", "0", "--every"},
+        {"--threads", "-1", "--threads"},
+        {"--radial", "x", "--radial"},
+        {"--seed", "-5", "--seed"},
+        {"--init-norm", "0", "--init-norm"},
+        {"--grad-spread", "9", "--grad-spread"},
+        {"--plot", "/nonexistent/roteq/figs", "--plot"},
+        {"--wd-schedule", "step:0:0.5", "--wd-schedule"},
     };
     char *dir = roteq_test_tmpdir();
     char *out_path = roteq_test_path(dir, "series.csv");
