@@ -1,7 +1,9 @@
 /* test_e2e.c - the "other trainer" path end to end: real PyTorch training on Fashion-MNIST
- * recorded by adapters/torch/roteq_recorder.py (CSV trace, metadata JSON, safetensors snapshots
- * in both layouts), then `roteq analyze --format json` on each, checked against `roteq theory`
- * for the recorded hyperparameters and against each other. Also the plain-NumPy example.
+ * (AdamW, SGD with momentum, Adam+L2, AdamW under a cosine schedule) and a small convolutional
+ * net, recorded by adapters/torch/roteq_recorder.py (CSV trace, metadata JSON, safetensors
+ * snapshots in both layouts), then `roteq analyze --format json` on each, checked against
+ * `roteq theory` for the recorded hyperparameters and against each other. Also the plain-NumPy
+ * example of docs/TRAINERS.md.
  *
  * The trainers run once, in the group setup, with the Python given by ROTEQ_PYTHON (meson passes
  * Debian's /usr/bin/python3, which has python3-torch after scripts/setup.sh). A missing torch,
@@ -13,6 +15,7 @@
 
 #include "roteq_test.h"
 
+#include <errno.h>
 #include <jansson.h>
 #include <math.h>
 #include <spawn.h>
@@ -60,7 +63,8 @@ static int run_python(const char *const *args)
     }
     int status;
     while (waitpid(pid, &status, 0) < 0)
-        ;
+        if (errno != EINTR)
+            return -1;
     return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
 
