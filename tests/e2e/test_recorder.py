@@ -421,6 +421,18 @@ class TestMetadata(TmpCase):
             self.assertEqual(layers, {"conv.weight": {"dim": 18}, "fc.weight": {"dim": 54},
                                       "out.weight": {"dim": 7}})
 
+    def test_lion_by_class_name(self):
+        # Lion is not in torch; ports (lion-pytorch and others) name the class Lion and keep
+        # betas in the param groups. A minimal one, enough for the mapping.
+        class Lion(torch.optim.Optimizer):
+            def __init__(self, params, lr=1e-4, betas=(0.9, 0.99), weight_decay=0.0):
+                super().__init__(params, dict(lr=lr, betas=betas, weight_decay=weight_decay))
+
+        meta = self.meta(lambda m: Lion(groups(m, 1.0), lr=3e-4, betas=(0.95, 0.98)))
+        meta.pop("layers"), meta.pop("recorder")
+        self.assertEqual(meta, {"optimizer": "lion", "lr": 3e-4, "weight_decay": 1.0,
+                                "beta1": 0.95, "beta2": 0.98})
+
     def test_per_layer_overrides(self):
         def opt_fn(m):
             g = groups(m, 0.5, wd_out=0.05)
