@@ -4,7 +4,7 @@
  * state vectors, each padded to a multiple of 8 doubles, contiguous so one neuron's state stays
  * in L1 while it is stepped. Threads own contiguous ranges of neurons and step each neuron
  * through a chunk of steps at a time. At each recorded step a thread writes its neurons'
- * statistics into a ring of RING slots and moves on; the calling thread (which also steps its
+ * statistics into a ring of slots (up to 16) and moves on; the calling thread (which also steps its
  * own neurons) summarises a record once every thread has completed it. No barrier: a thread the
  * OS deschedules for a while (the machine is shared) delays nobody until the ring is full.
  * Nothing is allocated after the threads start. Every random number is a function of (seed, neuron,
@@ -273,7 +273,8 @@ struct run {
     double rv_rate;
     size_t nvec, neuron_doubles;
     double *vec, *nsc;
-    double *ring; /* RING slots of 3N doubles per record: norm[N], angle[N], urms[N] */
+    double *ring; /* ring_slots slots of 3N doubles per record: norm[N], angle[N], urms[N] */
+    size_t ring_slots;
     double *sum_norm, *sum_ang2; /* per neuron, over the last quarter */
     size_t q_start;              /* first step of the last quarter */
     size_t *rec_steps;           /* recorded steps */
@@ -287,13 +288,14 @@ struct run {
     const roteq_sim_observer *obs;
 };
 
-/* Records in flight: a worker may run up to RING records ahead of the summaries, so a thread
+/* Records in flight: a worker may run up to ring_slots records ahead of the summaries, so a thread
  * that the OS deschedules for a while delays nobody until the ring is full. */
-#define RING 16
+#define RING_MAX   16
+#define RING_BYTES ((size_t)64 << 20) /* at most 64 MB of slots for very large ensembles */
 
 static double *slot(const run *r, size_t j)
 {
-    return r->ring + (j % RING) * 3 * r->cfg->neurons;
+    return r->ring + (j % r->ring_slots) * 3 * r->cfg->neurons;
 }
 
 static void run_range(worker *wk, size_t t0, size_t t1, double *rec)
@@ -341,7 +343,7 @@ static void *worker_main(void *arg)
     pthread_mutex_unlock(&r->mu);
     for (size_t j = 0; j < r->nrec; j++) {
         pthread_mutex_lock(&r->mu);
-        while (!r->stop && j >= r->processed + RING)
+        while (!r->stop && j >= r->processed + r->ring_slots)
             pthread_cond_wait(&r->cv, &r->mu);
         int stop = r->stop;
         pthread_mutex_unlock(&r->mu);
@@ -600,7 +602,9 @@ int roteq_sim_run_ex(const roteq_sim_config *cfg, const roteq_sim_options *ex,
     worker *wk = calloc(nthreads, sizeof *wk);
     r.vec = aligned_doubles(N * r.neuron_doubles);
     r.nsc = aligned_doubles(N * ROTEQ_NS_COUNT);
-    r.ring = aligned_doubles(RING * 3 * N);
+    r.ring_slots = RING_BYTES / (3 * N * sizeof(double));
+    r.ring_slots = r.ring_slots > RING_MAX ? RING_MAX : r.ring_slots < 2 ? 2 : r.ring_slots;
+    r.ring = aligned_doubles(r.ring_slots * 3 * N);
     r.done = calloc(nthreads, sizeof *r.done);
     r.nworkers = nthreads;
     r.sum_norm = aligned_doubles(N);
@@ -696,7 +700,7 @@ int roteq_sim_run_ex(const roteq_sim_config *cfg, const roteq_sim_options *ex,
          * blocking only when its own ring slot is still unsummarised. */
         size_t prev = 0;
         for (size_t j = 0; j < r.nrec && status == ROTEQ_OK; j++) {
-            while (status == ROTEQ_OK && r.processed + RING <= j)
+            while (status == ROTEQ_OK && r.processed + r.ring_slots <= j)
                 summarise_next(&r, &sm, 1, &status);
             if (status != ROTEQ_OK)
                 break;
