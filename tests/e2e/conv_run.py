@@ -3,7 +3,9 @@
 ([out, in, kh, kw]), so the recorder's rows (out x in*kh*kw, C order) and roteq's snapshot reader
 (trailing axes flattened) must agree on what a neuron is. Trains a two-conv BatchNorm net on
 random data (no dataset needed) for 60 AdamW steps, recording every step, with float32
-snapshots every step in OUT/snapshots and the trace in OUT/trace.csv.
+snapshots every step in OUT/snapshots and the trace in OUT/trace.csv. The two convolutions are in
+different param groups (conv2: half the lr and weight decay), so the metadata carries per-layer
+overrides.
 """
 import os
 import sys
@@ -35,9 +37,9 @@ def main():
     torch.set_num_threads(1)
     torch.manual_seed(4)
     model = ConvNet()
-    decay = [model.conv1.weight, model.conv2.weight]
     rest = [p for n, p in model.named_parameters() if n not in ("conv1.weight", "conv2.weight")]
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.5},
+    opt = torch.optim.AdamW([{"params": [model.conv1.weight], "weight_decay": 0.5},
+                             {"params": [model.conv2.weight], "weight_decay": 0.25, "lr": 1e-3},
                              {"params": rest, "weight_decay": 0.0}], lr=2e-3)
     gen = torch.Generator().manual_seed(5)
     with RoteqRecorder(model, opt, os.path.join(out, "trace.csv"),

@@ -375,20 +375,31 @@ static void test_hf_checkpoints_sgdm(void **state)
 
 /* Convolutions: the recorder's rows of a [out, in, kh, kw] weight (out x in*kh*kw, C order) and
  * the snapshot reader's (trailing axes flattened) are the same neurons: per-neuron results of
- * the two paths agree to rounding, for a 3x3 and a non-square 3x2 kernel. */
+ * the two paths agree to rounding, for a 3x3 and a non-square 3x2 kernel. The two layers are in
+ * param groups with different lr and weight decay: the per-layer overrides of the metadata
+ * must reach the predictions. */
 static void test_conv_rows_agree(void **state)
 {
     (void)state;
     json_t *c = analyze_opt("conv/trace.csv", NULL, "--per-neuron");
     json_t *s = analyze_opt("conv/snapshots", NULL, "--per-neuron");
+    static const char *const hp1[] = {"--optimizer",    "adamw", "--lr", "0.002",
+                                      "--weight-decay", "0.5",   NULL};
+    static const char *const hp2[] = {"--optimizer",    "adamw", "--lr", "0.001",
+                                      "--weight-decay", "0.25",  NULL};
     const struct {
         const char *name;
         size_t dim, neurons;
-    } want[] = {{"conv1.weight", 3 * 3 * 3, 8}, {"conv2.weight", 8 * 3 * 2, 12}};
+        const char *const *hp;
+    } want[] = {{"conv1.weight", 3 * 3 * 3, 8, hp1}, {"conv2.weight", 8 * 3 * 2, 12, hp2}};
     for (size_t i = 0; i < 2; i++) {
         json_t *lc = layer(c, want[i].name), *ls = layer(s, want[i].name);
         check_layer_fields(lc, want[i].dim, want[i].neurons);
         check_layer_fields(ls, want[i].dim, want[i].neurons);
+        theory t = roteq_theory(want[i].hp, want[i].dim, NAN, 1);
+        assert_close(sub(lc, "predicted", "angular_update"), t.angle, 1e-12);
+        assert_close(sub(lc, "predicted", "norm"), t.norm, 1e-12);
+        assert_close(sub(ls, "predicted", "angular_update"), t.angle, 1e-12);
         json_t *pc = json_object_get(lc, "per_neuron"), *ps = json_object_get(ls, "per_neuron");
         assert_int_equal(json_array_size(pc), want[i].neurons);
         assert_int_equal(json_array_size(ps), want[i].neurons);
