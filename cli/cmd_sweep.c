@@ -26,10 +26,10 @@ static void usage(FILE *out)
         "  --out FILE        output file ('-': standard output, sorted at the end)\n"
         "  --format F        csv (default) or json (one object per line)\n"
         "  --resume          keep the rows already in FILE and run only the missing points\n"
-        "  --jobs J          points run at once in this process (default 1: each point uses\n"
-        "                    every core; see sweep/README.md for why; under MPI one point\n"
-        "                    per rank)\n"
-        "  --threads K       simulator threads per point (default: all cores / J; 1 per MPI rank)\n"
+        "  --jobs J          points run at once in this process (default: one per core, each\n"
+        "                    with one thread; a single point gets every core; see\n"
+        "                    sweep/README.md for why; under MPI one point per rank)\n"
+        "  --threads K       simulator threads per point (default: the cores / J; 1 per rank)\n"
         "  --tolerance K     PASS when |measured - predicted| <= K standard errors + the\n"
         "                    formula's model tolerance (column rel_floor; default K = 4)\n"
         "  --point I         run point I alone (rerun a row bit for bit); default --out -\n"
@@ -72,7 +72,7 @@ int roteq_cmd_sweep(int argc, char **argv)
     const char *out_path = NULL;
     roteq_format fmt = ROTEQ_FORMAT_CSV;
     int resume = 0, progress = isatty(STDERR_FILENO), quiet_ranks = rank != 0;
-    size_t jobs = 1, threads = 0, point = (size_t)-1;
+    size_t jobs = 0, threads = 0, point = (size_t)-1;
     double tolerance = ROTEQ_SWEEP_TOLERANCE;
     roteq_sweep_grid *g = NULL;
     unsigned char *skip = NULL;

@@ -188,7 +188,7 @@ int roteq_cmd_verify(int argc, char **argv)
     int code = ROTEQ_EXIT_USAGE, quick = 0, print_grid = 0;
     const char *out_path = NULL, *plot_dir = NULL;
     roteq_format fmt = ROTEQ_FORMAT_CSV;
-    size_t jobs = 1, threads = 0;
+    size_t jobs = 0, threads = 0;
     uint64_t seed = 20240723;
     double tolerance = ROTEQ_SWEEP_TOLERANCE;
     roteq_sweep_grid *g = NULL;

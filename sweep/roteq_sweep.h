@@ -123,9 +123,10 @@ char *roteq_sweep_format_row(roteq_sweep_format fmt, const roteq_sweep_grid *g,
 /* ---- running -------------------------------------------------------------------------- */
 
 typedef struct {
-    unsigned jobs;             /* points run at once on this process (0: 1) */
-    unsigned threads;          /* simulator threads per point (0: all cores) */
-    double tolerance;          /* PASS rule in SEs (0: ROTEQ_SWEEP_TOLERANCE) */
+    unsigned jobs;    /* points run at once in this process (0: one per usable core, at most
+                         one per point; under MPI one per rank) */
+    unsigned threads; /* simulator threads per point (0: all cores) */
+    double tolerance; /* PASS rule in SEs (0: ROTEQ_SWEEP_TOLERANCE) */
     roteq_sweep_runner runner; /* NULL: roteq_sweep_sim_runner */
     void *runner_ctx;
     /* Called once per finished point, serialised (never concurrently), on any thread;

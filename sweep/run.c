@@ -3,13 +3,15 @@
  *
  * Each point is independent and seeded from its index, so the order in which points finish does
  * not change any number; the output file is sorted by index when the sweep completes. Why points
- * run one at a time with all cores inside (the default) rather than several at once is measured
- * in sweep/README.md. */
+ * run side by side, one per core, by default rather than one at a time with every core inside
+ * is measured in sweep/README.md. */
+#define _GNU_SOURCE /* sched_getaffinity, CPU_COUNT */
 #include "sweep_internal.h"
 #include "roteq_util.h"
 
 #include <math.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -79,14 +81,22 @@ size_t *roteq_sweep_deal_order(const roteq_sweep_grid *g, const unsigned char *s
     return order;
 }
 
+/* The cores this process may run on: its affinity mask, which mpirun's binding, taskset, cgroups
+ * and Slurm's --cpus-per-task all restrict, rather than every core of the machine. */
+static unsigned usable_cores(void)
+{
+    cpu_set_t set;
+    if (sched_getaffinity(0, sizeof set, &set) == 0 && CPU_COUNT(&set) > 0)
+        return (unsigned)CPU_COUNT(&set);
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n > 0 ? (unsigned)n : 1;
+}
+
 unsigned roteq_sweep_threads_per_point(const roteq_sweep_options *o, unsigned jobs)
 {
     if (o->threads > 0)
         return o->threads;
-    if (jobs <= 1)
-        return 0; /* the simulator's default: all cores */
-    long cores = sysconf(_SC_NPROCESSORS_ONLN);
-    unsigned per = cores > 0 ? (unsigned)cores / jobs : 1;
+    unsigned per = usable_cores() / (jobs > 0 ? jobs : 1);
     return per > 0 ? per : 1;
 }
 
@@ -136,7 +146,9 @@ int roteq_sweep_run(const roteq_sweep_grid *g, const unsigned char *skip,
     if (order == NULL)
         return ROTEQ_ENOMEM;
     q.order = order;
-    unsigned jobs = o->jobs > 0 ? o->jobs : 1;
+    /* Default: as many points at once as there are cores (one thread each), but never more
+     * than there are points, so a single point gets every core. */
+    unsigned jobs = o->jobs > 0 ? o->jobs : usable_cores();
     if (jobs > q.n)
         jobs = q.n > 0 ? (unsigned)q.n : 1;
     q.threads = roteq_sweep_threads_per_point(o, jobs);

@@ -13,7 +13,8 @@ void roteq_sweep_eval(const roteq_sweep_grid *g, const roteq_sweep_options *o, s
  * long points start early and the dynamic dealing ends with short ones. malloc'd; *n set. */
 size_t *roteq_sweep_deal_order(const roteq_sweep_grid *g, const unsigned char *skip, size_t *n);
 
-/* Threads per point when `jobs` points run at once on this machine. */
+/* Threads per point when `jobs` points run at once in this process: --threads if given, else
+ * the cores this process may use (its affinity mask) shared among the jobs. */
 unsigned roteq_sweep_threads_per_point(const roteq_sweep_options *o, unsigned jobs);
 
 #endif
