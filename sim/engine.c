@@ -162,14 +162,34 @@ double roteq_kernel_angle(double a2, double dd, double dw, const double *wnew, c
     return atan2(sqrt(a2 * perp2), a2 + dw);
 }
 
+static double *aligned_doubles(size_t n)
+{
+    void *p = NULL;
+    size_t bytes = (n * sizeof(double) + 63) / 64 * 64;
+    if (bytes == 0)
+        bytes = 64;
+    if (posix_memalign(&p, 64, bytes))
+        return NULL;
+    memset(p, 0, bytes);
+    return p;
+}
+
 size_t roteq_sim_normals_padded(size_t n)
 {
     return (n + ROTEQ_KERNEL_BATCH - 1) / ROTEQ_KERNEL_BATCH * ROTEQ_KERNEL_BATCH;
 }
 
-void roteq_sim_normals(uint64_t seed, uint32_t stream, uint64_t step, double *out, size_t n)
+int roteq_sim_normals(uint64_t seed, uint32_t stream, uint64_t step, double *out, size_t n)
 {
-    roteq_kernel_generic.normals(seed, stream, step, out, roteq_sim_normals_padded(n));
+    /* The kernels write whole aligned batches: go through an aligned buffer so that callers
+     * need neither alignment nor padding. */
+    double *buf = aligned_doubles(roteq_sim_normals_padded(n));
+    if (!buf)
+        return roteq_error_set(ROTEQ_ENOMEM, "out of memory for %zu normals", n);
+    roteq_kernel_generic.normals(seed, stream, step, buf, roteq_sim_normals_padded(n));
+    memcpy(out, buf, n * sizeof *out);
+    free(buf);
+    return ROTEQ_OK;
 }
 
 static unsigned online_cores(void)
@@ -445,18 +465,6 @@ static int summarise_next(run *r, summary *sm, int block, int *status)
     pthread_cond_broadcast(&r->cv);
     pthread_mutex_unlock(&r->mu);
     return 1;
-}
-
-static double *aligned_doubles(size_t n)
-{
-    void *p = NULL;
-    size_t bytes = (n * sizeof(double) + 63) / 64 * 64;
-    if (bytes == 0)
-        bytes = 64;
-    if (posix_memalign(&p, 64, bytes))
-        return NULL;
-    memset(p, 0, bytes);
-    return p;
 }
 
 /* Theory's equilibria for the result and the RV target rate. */

@@ -167,8 +167,10 @@ double roteq_sim_bench_normals(size_t neurons, size_t dim, size_t steps, unsigne
                                roteq_sim_isa isa, double *checksum);
 
 /* n standard normals for (seed, stream, step), exactly as the engine draws a neuron's gradient
- * coordinates (stream = neuron index); out must hold roteq_sim_normals_padded(n) doubles. */
+ * coordinates (stream = neuron index; coordinate i is out[i]). ROTEQ_ENOMEM if a temporary
+ * buffer cannot be allocated. roteq_sim_normals_padded(n): how many the engine draws per
+ * neuron-step for n coordinates (whole batches of 64). */
 size_t roteq_sim_normals_padded(size_t n);
-void roteq_sim_normals(uint64_t seed, uint32_t stream, uint64_t step, double *out, size_t n);
+int roteq_sim_normals(uint64_t seed, uint32_t stream, uint64_t step, double *out, size_t n);
 
 #endif
