@@ -134,8 +134,10 @@ static void test_bad_point_and_rerun(void **state)
     roteq_test_write_file(grid, small_grid);
     char *out, *err;
     /* Exit 1: one point is bad; the other three still ran and have rows. */
-    assert_int_equal(
-        roteq_test_run((const char *[]){"sweep", grid, "--out", rows, NULL}, NULL, &out, &err), 1);
+    assert_int_equal(roteq_test_run((const char *[]){"sweep", grid, "--out", rows, "--jobs", "1",
+                                                     "--threads", "3", NULL},
+                                    NULL, &out, &err),
+                     1);
     assert_non_null(strstr(err, "roteq sweep: point 2: beta1: must be in [0, 1), got 1.5"));
     free(out);
     free(err);
@@ -158,7 +160,8 @@ static void test_bad_point_and_rerun(void **state)
     free(b);
     free(out);
     free(err);
-    /* Two threads per point or one: the same numbers. */
+    /* Three threads inside one point at a time, or two points side by side with one thread
+     * each: the same numbers. */
     char *rows1 = roteq_test_path(dir, "rows1.csv");
     assert_int_equal(roteq_test_run((const char *[]){"sweep", grid, "--out", rows1, "--threads",
                                                      "1", "--jobs", "2", NULL},
