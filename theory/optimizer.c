@@ -37,7 +37,7 @@ const roteq_hparam_desc roteq_hparam_descs[ROTEQ_HP_COUNT] = {
  * required: a zero weight decay has no equilibrium. sgdm defaults to momentum 0.9, the value
  * the paper and most recipes use (PyTorch's 0 would make it plain SGD). The RV update-size
  * decay 0.9 is update_norm_decay_factor in the paper's published code. */
-#define NONE NAN
+#define NONE ((double)NAN)
 const roteq_optimizer_type roteq_sgd = {
     "sgd", ROTEQ_OPT_SGD, "SGD, weight decay as L2 in the gradient (torch.optim.SGD)",
     B(LR) | B(WEIGHT_DECAY), B(LR) | B(WEIGHT_DECAY),

@@ -6,6 +6,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -38,6 +39,17 @@ roteq_ofile *roteq_ofile_open(const char *path)
     int fd = mkstemp(f->tmp_path);
     if (fd < 0) {
         roteq_error_set(ROTEQ_EIO, "cannot write '%s': %s", path, strerror(errno));
+        goto fail;
+    }
+    /* mkstemp creates the file 0600; give the result the mode a plain fopen would (0666 less
+     * the umask), since it replaces a user-visible output file. Reading the umask means setting
+     * it, which is not thread-safe: outputs are opened from the CLI's main thread. */
+    mode_t mask = umask(0);
+    umask(mask);
+    if (fchmod(fd, 0666 & ~mask) != 0) {
+        roteq_error_set(ROTEQ_EIO, "cannot write '%s': %s", path, strerror(errno));
+        close(fd);
+        unlink(f->tmp_path);
         goto fail;
     }
     f->stream = fdopen(fd, "w");

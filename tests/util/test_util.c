@@ -10,6 +10,7 @@
 #include <dirent.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 static void test_error_message(void **state)
 {
@@ -80,6 +81,12 @@ static void test_ofile_commit_and_abort(void **state)
     char *text = roteq_test_read_file(path, NULL);
     assert_string_equal(text, "a,b\n1,2\n");
     free(text);
+    /* The committed file has the mode fopen would give it, not mkstemp's 0600. */
+    struct stat sb;
+    mode_t mask = umask(0022);
+    assert_int_equal(stat(path, &sb), 0);
+    umask(mask);
+    assert_int_equal(sb.st_mode & 0777, 0666 & ~mask);
 
     /* An aborted rewrite leaves the previous complete file and no temporary behind. */
     f = roteq_ofile_open(path);
