@@ -115,6 +115,15 @@ static size_t csv_split(char *line, char **fields, size_t max)
     return n;
 }
 
+/* 1 when `line` (no newline) is the column header line of `preamble` (rows are resumed as
+ * text, so their columns must be exactly ours). */
+static int header_matches(const char *preamble, const char *line)
+{
+    const char *h = strstr(preamble, "index,");
+    size_t n = strlen(line);
+    return h && strncmp(h, line, n) == 0 && h[n] == '\n';
+}
+
 typedef struct {
     long index;
     char status[16];
@@ -179,6 +188,14 @@ static int load_existing(roteq_sweep_out *o, unsigned char *skip)
             char *fields[128];
             if (copy == NULL) {
                 status = roteq_error_set(ROTEQ_ENOMEM, "out of memory");
+                break;
+            }
+            if (!have_header && !header_matches(o->preamble, line)) {
+                free(copy);
+                status = roteq_error_set(ROTEQ_EFORMAT,
+                                         "%s: line %ld: columns differ from this roteq's sweep "
+                                         "rows (another version?); run without --resume",
+                                         o->path, lineno);
                 break;
             }
             size_t n = csv_split(copy, fields, 128);

@@ -324,6 +324,12 @@ static void test_journal_and_resume(void **state)
     strip_seconds(after);
     assert_string_equal(after, want);
     free(after);
+    /* A header with other columns (another roteq version) is refused too. */
+    char *oldv = roteq_test_path(dir, "old.csv");
+    roteq_test_write_file(oldv, "# old\nindex,seed,optimizer,status,grid\n0,1,adamw,PASS,x\n");
+    assert_null(roteq_sweep_out_open(oldv, ROTEQ_SWEEP_CSV, g, 1, NULL, skip));
+    assert_non_null(strstr(roteq_error_message(), "columns differ"));
+    free(oldv);
     /* --resume on a missing file starts afresh. */
     char *fresh = roteq_test_path(dir, "fresh.json");
     out = roteq_sweep_out_open(fresh, ROTEQ_SWEEP_JSON, g, 1, NULL, skip);
