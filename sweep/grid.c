@@ -52,7 +52,7 @@ static const struct {
     [K_DEAD_FRACTION] = {"dead_fraction", KT_NUMBER},
     [K_RADIAL] = {"radial", KT_NUMBER},
     [K_INIT_NORM] = {"init_norm", KT_NUMBER},
-    [K_LR_SCHEDULE] = {"lr_schedule", KT_STRING},
+    [K_LR_SCHEDULE] = {"schedule", KT_STRING},
     [K_WD_SCHEDULE] = {"wd_schedule", KT_STRING},
 };
 

@@ -86,7 +86,7 @@ void roteq_sweep_csv_header(FILE *out)
     for (int i = 0; i < ROTEQ_HP_COUNT; i++)
         fprintf(out, ",%s", roteq_hparam_descs[i].key);
     fputs(",neurons,dim,steps,gradient,grad_norm,grad_spread,dead_fraction,radial,init_norm,"
-          "lr_schedule,wd_schedule,",
+          "schedule,wd_schedule,",
           out);
     fputs(result_columns, out);
     fputc('\n', out);
@@ -242,7 +242,7 @@ static void json_row(FILE *out, const roteq_sweep_grid *g, const roteq_sweep_poi
         json_num(out, "radial", c->radial, 1);
         json_num(out, "init_norm", c->init_norm, 1);
     }
-    fprintf(out, ",\"lr_schedule\":\"%s\",\"wd_schedule\":\"%s\"", p->lr_schedule, p->wd_schedule);
+    fprintf(out, ",\"schedule\":\"%s\",\"wd_schedule\":\"%s\"", p->lr_schedule, p->wd_schedule);
     fputs(",\"predicted\":{", out);
     json_num(out, "norm", r->pred[ROTEQ_PRED_BEST].norm, 0);
     json_num(out, "angular_update", r->pred[ROTEQ_PRED_BEST].angular_update, 1);

@@ -94,7 +94,7 @@ static void test_other_keys(void **state)
         "{\"points\": [{\"optimizer\": \"nesterov\", \"lr\": 0.05, \"weight_decay\": 0.001,"
         " \"momentum\": 0.8, \"nesterov\": true, \"gradient\": \"heterogeneous\","
         " \"grad_norm\": 2.385, \"grad_spread\": 0.75, \"init_norm\": 3.5,"
-        " \"lr_schedule\": \"warmup:100+cosine:900\", \"wd_schedule\": \"step:300:0.5\"}]}");
+        " \"schedule\": \"warmup:100+cosine:900\", \"wd_schedule\": \"step:300:0.5\"}]}");
     const roteq_sweep_point *p = &g->points[0];
     assert_string_equal(p->error, "");
     assert_int_equal(p->cfg.grad_model, ROTEQ_GRAD_HETEROGENEOUS);
@@ -196,7 +196,7 @@ static void test_bad_points(void **state)
                  "  {\"optimizer\": \"adamw\", \"momentum\": 0.9},"
                  "  {\"optimizer\": \"adamw\", \"neurons\": 0},"
                  "  {\"optimizer\": \"adamw\", \"gradient\": \"isotropic\"},"
-                 "  {\"optimizer\": \"adamw\", \"lr_schedule\": \"cosine\"},"
+                 "  {\"optimizer\": \"adamw\", \"schedule\": \"cosine\"},"
                  "  {\"lr\": 0.1},"
                  "  {\"optimizer\": \"sgdm\", \"lr\": -1}"
                  " ]}");
@@ -208,7 +208,7 @@ static void test_bad_points(void **state)
         "momentum: does not apply to adamw",
         "neurons: must be a positive integer, got 0",
         "gradient: ",
-        "lr_schedule: ",
+        "schedule: ",
         "optimizer: not given",
         "lr: must be positive",
     };
