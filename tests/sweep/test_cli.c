@@ -189,9 +189,10 @@ static void test_kill_and_resume(void **state)
     char *dir = roteq_test_tmpdir();
     char *grid = roteq_test_path(dir, "g.json"), *full = roteq_test_path(dir, "full.csv"),
          *part = roteq_test_path(dir, "part.csv");
-    /* 12 points of a few tens of milliseconds each: long enough to kill in the middle. */
+    /* 12 points of tens of milliseconds each, run one after the other: long enough to kill in the
+     * middle even on a fast machine. */
     roteq_test_write_file(grid, "{\"seed\": 77, \"fixed\": {\"optimizer\": \"adamw\","
-                                " \"neurons\": 32, \"dim\": 64, \"steps\": 6000,"
+                                " \"neurons\": 32, \"dim\": 64, \"steps\": 12000,"
                                 " \"weight_decay\": 0.1},"
                                 " \"axes\": {\"lr\": [0.001, 0.0015, 0.002, 0.003],"
                                 " \"beta1\": [0.8, 0.9, 0.95]}}\n");
@@ -204,7 +205,8 @@ static void test_kill_and_resume(void **state)
     free(err);
 
     const char *exe = getenv("ROTEQ_EXE");
-    char *argv[] = {(char *)exe, "sweep", grid, "--out", part, "--threads", "1", NULL};
+    char *argv[] = {(char *)exe, "sweep", grid,        "--out", part,
+                    "--jobs",    "1",     "--threads", "1",     NULL};
     posix_spawn_file_actions_t fa;
     posix_spawn_file_actions_init(&fa);
     posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
