@@ -125,7 +125,7 @@ char *roteq_sweep_format_row(roteq_sweep_format fmt, const roteq_sweep_grid *g,
 typedef struct {
     unsigned jobs;    /* points run at once in this process (0: one per usable core, at most
                          one per point; under MPI one per rank) */
-    unsigned threads; /* simulator threads per point (0: all cores) */
+    unsigned threads; /* simulator threads per point (0: the usable cores / jobs; 1 per MPI rank) */
     double tolerance; /* PASS rule in SEs (0: ROTEQ_SWEEP_TOLERANCE) */
     roteq_sweep_runner runner; /* NULL: roteq_sweep_sim_runner */
     void *runner_ctx;

@@ -324,6 +324,27 @@ static void test_journal_and_resume(void **state)
     strip_seconds(after);
     assert_string_equal(after, want);
     free(after);
+    /* JSON lines: a torn last object is dropped like a torn CSV row. */
+    char *torn = roteq_test_path(dir, "torn.json");
+    out = roteq_sweep_out_open(torn, ROTEQ_SWEEP_JSON, g, 0, NULL, skip);
+    write_all_points(out, g, skip, 5); /* indices 23..19 */
+    roteq_sweep_out_abandon(out);
+    size_t tlen;
+    char *ttext = roteq_test_read_file(torn, &tlen);
+    f = fopen(torn, "wb");
+    fwrite(ttext, 1, tlen - 30, f);
+    fclose(f);
+    free(ttext);
+    out = roteq_sweep_out_open(torn, ROTEQ_SWEEP_JSON, g, 1, NULL, skip);
+    assert_non_null(out);
+    assert_int_equal(roteq_sweep_out_resumed(out), 4);
+    assert_int_equal(skip[22], 1); /* kept, not an ERROR row */
+    assert_int_equal(skip[19], 0); /* torn */
+    roteq_sweep_out_abandon(out);
+    ttext = roteq_test_read_file(torn, &tlen);
+    assert_true(tlen > 0 && ttext[tlen - 1] == '\n'); /* truncated to whole lines */
+    free(ttext);
+    free(torn);
     /* A header with other columns (another roteq version) is refused too. */
     char *oldv = roteq_test_path(dir, "old.csv");
     roteq_test_write_file(oldv, "# old\nindex,seed,optimizer,status,grid\n0,1,adamw,PASS,x\n");
