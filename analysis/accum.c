@@ -264,7 +264,7 @@ int roteq_analysis_add(roteq_analysis *a, size_t layer, const roteq_analysis_row
                                    "step %ld of layer '%s' comes after step %ld (steps go "
                                    "backwards)",
                                    row->step, L->name, L->cur_step);
-        int st = roteq_layer_close_record(a, L);
+        int st = roteq_analysis_layer_close_record(a, L);
         if (st)
             return st;
         open_record(a, L, row->step, row->gap);
@@ -305,7 +305,7 @@ int roteq_analysis_add(roteq_analysis *a, size_t layer, const roteq_analysis_row
     return ROTEQ_OK;
 }
 
-void roteq_layer_static_prediction(const roteq_analysis *a, const roteq_layer *L, double lr,
+void roteq_analysis_layer_static_prediction(const roteq_analysis *a, const roteq_layer *L, double lr,
                                    double wd, long gap, double *norm, double *angle)
 {
     const roteq_analysis_meta *m = a->cfg.meta;
@@ -425,8 +425,8 @@ static int cmp_double(const void *x, const void *y)
 }
 
 /* Quantile of sorted x[0..n) with linear interpolation (Hyndman-Fan type 7, numpy's default). */
-double roteq_quantile_sorted(const double *x, size_t n, double q);
-double roteq_quantile_sorted(const double *x, size_t n, double q)
+double roteq_analysis_quantile_sorted(const double *x, size_t n, double q);
+double roteq_analysis_quantile_sorted(const double *x, size_t n, double q)
 {
     if (n == 0)
         return DNAN;
@@ -479,9 +479,9 @@ static int column_stats(roteq_analysis *a, const roteq_layer *L, const double *r
     qsort(a->scratch, n, sizeof *a->scratch, cmp_double);
     st[0] = mean;
     st[1] = n > 1 ? sqrt(ss / (double)(n - 1)) : DNAN;
-    st[2] = roteq_quantile_sorted(a->scratch, n, 0.05);
-    st[3] = roteq_quantile_sorted(a->scratch, n, 0.50);
-    st[4] = roteq_quantile_sorted(a->scratch, n, 0.95);
+    st[2] = roteq_analysis_quantile_sorted(a->scratch, n, 0.05);
+    st[3] = roteq_analysis_quantile_sorted(a->scratch, n, 0.50);
+    st[4] = roteq_analysis_quantile_sorted(a->scratch, n, 0.95);
     return ROTEQ_OK;
 }
 
@@ -527,7 +527,7 @@ static void add_traj(roteq_layer *L, const roteq_rec *r)
     L->traj[L->ntraj++] = (roteq_traj_point){r->step, r->msq_norm, r->pt_norm * r->pt_norm};
 }
 
-int roteq_layer_close_record(roteq_analysis *a, roteq_layer *L)
+int roteq_analysis_layer_close_record(roteq_analysis *a, roteq_layer *L)
 {
     if (!L->open)
         return ROTEQ_OK;
@@ -552,7 +552,7 @@ int roteq_layer_close_record(roteq_analysis *a, roteq_layer *L)
     r->ms_angle = L->r_na ? L->r_sum_a2 / (double)L->r_na : DNAN;
 
     if (r->lr != L->c_lr || r->wd != L->c_wd || r->gap != L->c_gap) {
-        roteq_layer_static_prediction(a, L, r->lr, r->wd, r->gap, &L->c_pn, &L->c_pa);
+        roteq_analysis_layer_static_prediction(a, L, r->lr, r->wd, r->gap, &L->c_pn, &L->c_pa);
         L->c_lr = r->lr;
         L->c_wd = r->wd;
         L->c_gap = r->gap;

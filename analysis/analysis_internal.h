@@ -89,9 +89,9 @@ struct roteq_analysis {
 };
 
 /* Static equilibrium at (lr, wd, gap): NAN where theory has none. */
-void roteq_layer_static_prediction(const roteq_analysis *a, const roteq_layer *L, double lr,
+void roteq_analysis_layer_static_prediction(const roteq_analysis *a, const roteq_layer *L, double lr,
                                    double wd, long gap, double *norm, double *angle);
 /* Close the open record of layer L (no-op if none is open). */
-int roteq_layer_close_record(roteq_analysis *a, roteq_layer *L);
+int roteq_analysis_layer_close_record(roteq_analysis *a, roteq_layer *L);
 
 #endif

@@ -25,7 +25,7 @@ static const char *const col_names[COL_N] = {"",     "step",  "layer", "neuron",
 #define MAX_COLUMNS 64
 #define MAX_LINE ((size_t)1 << 20)
 
-struct roteq_csv_reader {
+struct roteq_analysis_csv_reader {
     char *name;
     roteq_analysis *sink;
     size_t line; /* lines consumed */
@@ -36,9 +36,9 @@ struct roteq_csv_reader {
     size_t tail_len, tail_cap;
 };
 
-roteq_csv_reader *roteq_csv_reader_alloc(const char *name, roteq_analysis *sink)
+roteq_analysis_csv_reader *roteq_analysis_csv_reader_alloc(const char *name, roteq_analysis *sink)
 {
-    roteq_csv_reader *r = calloc(1, sizeof *r);
+    roteq_analysis_csv_reader *r = calloc(1, sizeof *r);
     if (r == NULL || (r->name = strdup(name)) == NULL) {
         free(r);
         roteq_error_set(ROTEQ_ENOMEM, "out of memory");
@@ -48,7 +48,7 @@ roteq_csv_reader *roteq_csv_reader_alloc(const char *name, roteq_analysis *sink)
     return r;
 }
 
-void roteq_csv_reader_free(roteq_csv_reader *r)
+void roteq_analysis_csv_reader_free(roteq_analysis_csv_reader *r)
 {
     if (r == NULL)
         return;
@@ -57,13 +57,13 @@ void roteq_csv_reader_free(roteq_csv_reader *r)
     free(r);
 }
 
-size_t roteq_csv_reader_lines(const roteq_csv_reader *r)
+size_t roteq_analysis_csv_reader_lines(const roteq_analysis_csv_reader *r)
 {
     return r->line;
 }
 
-static int fail(const roteq_csv_reader *r, int status, const char *fmt, ...) ROTEQ_PRINTF(3, 4);
-static int fail(const roteq_csv_reader *r, int status, const char *fmt, ...)
+static int fail(const roteq_analysis_csv_reader *r, int status, const char *fmt, ...) ROTEQ_PRINTF(3, 4);
+static int fail(const roteq_analysis_csv_reader *r, int status, const char *fmt, ...)
 {
     char msg[512];
     va_list ap;
@@ -74,7 +74,7 @@ static int fail(const roteq_csv_reader *r, int status, const char *fmt, ...)
 }
 
 /* Prefix a message the accumulator set with file and line. */
-static int relocate(const roteq_csv_reader *r, int status)
+static int relocate(const roteq_analysis_csv_reader *r, int status)
 {
     char msg[512];
     snprintf(msg, sizeof msg, "%s", roteq_error_message());
@@ -226,7 +226,7 @@ static const char *parse_index(const char *p, long *out)
     return p;
 }
 
-static int parse_header(roteq_csv_reader *r, const char *p, const char *end)
+static int parse_header(roteq_analysis_csv_reader *r, const char *p, const char *end)
 {
     int seen[COL_N] = {0};
     r->ncols = 0;
@@ -265,7 +265,7 @@ static int parse_header(roteq_csv_reader *r, const char *p, const char *end)
     return ROTEQ_OK;
 }
 
-static int bad_number(const roteq_csv_reader *r, int col, const char *p)
+static int bad_number(const roteq_analysis_csv_reader *r, int col, const char *p)
 {
     char buf[48];
     return fail(r, ROTEQ_EFORMAT, "column '%s': '%s' is not a %s", col_names[r->role[col]],
@@ -275,7 +275,7 @@ static int bad_number(const roteq_csv_reader *r, int col, const char *p)
 }
 
 /* One data line starting at p; the caller guarantees a '\n' terminates it. */
-static int parse_row(roteq_csv_reader *r, const char *p)
+static int parse_row(roteq_analysis_csv_reader *r, const char *p)
 {
     roteq_analysis_row row = {0, 0, DNAN, DNAN, DNAN, DNAN, 1};
     const char *layer = NULL;
@@ -361,7 +361,7 @@ static int parse_row(roteq_csv_reader *r, const char *p)
 }
 
 /* Parse the complete lines in [p, end); end[-1] is '\n'. */
-static int parse_lines(roteq_csv_reader *r, const char *p, const char *end)
+static int parse_lines(roteq_analysis_csv_reader *r, const char *p, const char *end)
 {
     while (p < end) {
         if (*p == '\n' || (*p == '\r' && p[1] == '\n')) { /* blank line */
@@ -391,7 +391,7 @@ static int parse_lines(roteq_csv_reader *r, const char *p, const char *end)
     return ROTEQ_OK;
 }
 
-static int append_tail(roteq_csv_reader *r, const char *buf, size_t n)
+static int append_tail(roteq_analysis_csv_reader *r, const char *buf, size_t n)
 {
     if (r->tail_len + n + 1 > MAX_LINE)
         return fail(r, ROTEQ_EFORMAT, "line longer than %zu bytes", MAX_LINE);
@@ -417,7 +417,7 @@ static const char *last_newline(const char *buf, size_t n)
     return NULL;
 }
 
-int roteq_csv_reader_feed(roteq_csv_reader *r, const char *buf, size_t n)
+int roteq_analysis_csv_reader_feed(roteq_analysis_csv_reader *r, const char *buf, size_t n)
 {
     if (n == 0)
         return ROTEQ_OK;
@@ -443,7 +443,7 @@ int roteq_csv_reader_feed(roteq_csv_reader *r, const char *buf, size_t n)
     return append_tail(r, last + 1, n - (size_t)(last + 1 - buf));
 }
 
-int roteq_csv_reader_finish(roteq_csv_reader *r)
+int roteq_analysis_csv_reader_finish(roteq_analysis_csv_reader *r)
 {
     if (r->tail_len) {
         int st = append_tail(r, "\n", 1);
@@ -476,7 +476,7 @@ int roteq_analysis_read_csv(const char *path, const roteq_analysis_config *cfg,
             close(fd);
         return roteq_error_status();
     }
-    roteq_csv_reader *r = roteq_csv_reader_alloc(path, a);
+    roteq_analysis_csv_reader *r = roteq_analysis_csv_reader_alloc(path, a);
     size_t cap = (size_t)1 << 20;
     char *buf = malloc(cap);
     int st = r && buf ? ROTEQ_OK : roteq_error_set(ROTEQ_ENOMEM, "out of memory");
@@ -490,12 +490,12 @@ int roteq_analysis_read_csv(const char *path, const roteq_analysis_config *cfg,
         }
         if (n == 0)
             break;
-        st = roteq_csv_reader_feed(r, buf, (size_t)n);
+        st = roteq_analysis_csv_reader_feed(r, buf, (size_t)n);
     }
     if (!st)
-        st = roteq_csv_reader_finish(r);
+        st = roteq_analysis_csv_reader_finish(r);
     free(buf);
-    roteq_csv_reader_free(r);
+    roteq_analysis_csv_reader_free(r);
     if (fd != 0)
         close(fd);
     if (st) {

@@ -15,7 +15,7 @@ const char *const roteq_analysis_verdict_names[6] = {
     "no prediction",  "at equilibrium", "converging", "off-prediction", "not scale-invariant-like",
     "no data"};
 
-double roteq_quantile_sorted(const double *x, size_t n, double q);
+double roteq_analysis_quantile_sorted(const double *x, size_t n, double q);
 
 static int cmp_double(const void *x, const void *y)
 {
@@ -121,7 +121,7 @@ static double half_error(const roteq_analysis *a, const roteq_layer *L, size_t f
 
 static int finish_layer(roteq_analysis *a, roteq_layer *L, roteq_analysis_layer_result *R)
 {
-    int st = roteq_layer_close_record(a, L);
+    int st = roteq_analysis_layer_close_record(a, L);
     if (st)
         return st;
     const roteq_analysis_meta *m = a->cfg.meta;
@@ -198,7 +198,7 @@ static int finish_layer(roteq_analysis *a, roteq_layer *L, roteq_analysis_layer_
         }
     }
     qsort(sum_n, nmed, sizeof *sum_n, cmp_double);
-    double median = roteq_quantile_sorted(sum_n, nmed, 0.5);
+    double median = roteq_analysis_quantile_sorted(sum_n, nmed, 0.5);
     for (size_t i = 0; i < N; i++)
         if (status[i] == ROTEQ_ANALYSIS_NEURON_OK && mean_norm[i] < ROTEQ_COLLAPSE_FRACTION * median)
             status[i] = ROTEQ_ANALYSIS_NEURON_COLLAPSED;
@@ -234,9 +234,9 @@ static int finish_layer(roteq_analysis *a, roteq_layer *L, roteq_analysis_layer_
             ss += (tmp[i] - mu) * (tmp[i] - mu);
         R->cv = nok > 1 && mu > 0 ? sqrt(ss / (double)(nok - 1)) / mu : DNAN;
         qsort(tmp, nok, sizeof *tmp, cmp_double);
-        R->q05 = roteq_quantile_sorted(tmp, nok, 0.05);
-        R->q50 = roteq_quantile_sorted(tmp, nok, 0.50);
-        R->q95 = roteq_quantile_sorted(tmp, nok, 0.95);
+        R->q05 = roteq_analysis_quantile_sorted(tmp, nok, 0.05);
+        R->q50 = roteq_analysis_quantile_sorted(tmp, nok, 0.50);
+        R->q95 = roteq_analysis_quantile_sorted(tmp, nok, 0.95);
     }
     /* Standard errors with each ok neuron's window average as one sample (neurons are the
      * independent units; steps of one neuron are correlated): SE of the mean norm, and of the

@@ -1,7 +1,7 @@
 /* roteq_analysis.h - measure rotational equilibrium in training runs of other trainers.
  *
  * Two kinds of input feed one streaming accumulator:
- *   - a long CSV trace (docs/FORMATS.md §1), parsed from memory chunks by roteq_csv_reader, and
+ *   - a long CSV trace (docs/FORMATS.md §1), parsed from memory chunks by roteq_analysis_csv_reader, and
  *   - a snapshot series (a directory of .safetensors files, HF checkpoint-N/ folders, or folders
  *     of one .npy per layer), from which per-neuron norms and the angles between consecutive
  *     snapshots are computed here.
@@ -185,16 +185,16 @@ int roteq_analysis_write_json(FILE *out, const roteq_analysis_result *r);
  * reader and the fuzz target use the same code). When the header has been parsed the reader
  * tells the sink which optional columns exist (roteq_analysis_set_columns). Errors name `name`
  * and the line. */
-typedef struct roteq_csv_reader roteq_csv_reader;
+typedef struct roteq_analysis_csv_reader roteq_analysis_csv_reader;
 
-roteq_csv_reader *roteq_csv_reader_alloc(const char *name, roteq_analysis *sink);
-void roteq_csv_reader_free(roteq_csv_reader *r);
+roteq_analysis_csv_reader *roteq_analysis_csv_reader_alloc(const char *name, roteq_analysis *sink);
+void roteq_analysis_csv_reader_free(roteq_analysis_csv_reader *r);
 /* Feed bytes; complete lines are parsed, a partial last line is kept for the next call. */
-int roteq_csv_reader_feed(roteq_csv_reader *r, const char *buf, size_t n);
+int roteq_analysis_csv_reader_feed(roteq_analysis_csv_reader *r, const char *buf, size_t n);
 /* End of input: parse a last line without newline; fail if the header never came. */
-int roteq_csv_reader_finish(roteq_csv_reader *r);
+int roteq_analysis_csv_reader_finish(roteq_analysis_csv_reader *r);
 /* Lines consumed so far (for messages and tests). */
-size_t roteq_csv_reader_lines(const roteq_csv_reader *r);
+size_t roteq_analysis_csv_reader_lines(const roteq_analysis_csv_reader *r);
 
 /* Read a whole trace file ("-" for stdin) into an accumulator made from `cfg`. On success the
  * caller owns *out. */
@@ -214,25 +214,25 @@ typedef struct {
     uint64_t shape[ROTEQ_TENSOR_MAX_RANK];
     uint64_t offset, nbytes; /* of the data, from the start of the file */
     int fortran_order;       /* npy only: column-major data */
-} roteq_tensor_info;
+} roteq_analysis_tensor_info;
 
-size_t roteq_dtype_size(roteq_dtype dt);
+size_t roteq_analysis_dtype_size(roteq_dtype dt);
 
 /* Parse a safetensors file image (the first `n` bytes of a file of `file_size` bytes: the header
  * parser needs only 8 + header length bytes). Tensors of every dtype are listed (dtype OTHER for
  * integer/bool/F8 ones, which are not weights). ROTEQ_EFORMAT naming `name` and the tensor on a
  * truncated or oversized header, malformed JSON, a shape/dtype that disagrees with data_offsets,
- * or offsets outside the file. *out is a malloc'd array (free with roteq_tensor_infos_free). */
-int roteq_safetensors_parse(const char *name, const unsigned char *data, size_t n,
-                            uint64_t file_size, roteq_tensor_info **out, size_t *count);
+ * or offsets outside the file. *out is a malloc'd array (free with roteq_analysis_tensor_infos_free). */
+int roteq_analysis_safetensors_parse(const char *name, const unsigned char *data, size_t n,
+                            uint64_t file_size, roteq_analysis_tensor_info **out, size_t *count);
 #define ROTEQ_SAFETENSORS_MAX_HEADER ((uint64_t)100 << 20)
-void roteq_tensor_infos_free(roteq_tensor_info *t, size_t n);
+void roteq_analysis_tensor_infos_free(roteq_analysis_tensor_info *t, size_t n);
 
 /* Parse an .npy image (version 1, 2 or 3; '<f8' '<f4' '<f2', '|'/'=' on little-endian hosts).
  * The tensor's name is left NULL. ROTEQ_EFORMAT naming `name` on a bad magic, a truncated header,
  * an unsupported dtype, or a data size that disagrees with the shape. */
-int roteq_npy_parse(const char *name, const unsigned char *data, size_t n, uint64_t file_size,
-                    roteq_tensor_info *out);
+int roteq_analysis_npy_parse(const char *name, const unsigned char *data, size_t n, uint64_t file_size,
+                    roteq_analysis_tensor_info *out);
 
 /* ---------------------------------------------------------------- snapshots (snapshots.c) */
 
@@ -249,10 +249,10 @@ int roteq_analysis_read_snapshots(const char *dir, const roteq_snapshot_options 
  * float64 with 2*atan2(|a^ - b^|, |a^ + b^|) (exact to rounding at every angle). `norm_a` may
  * carry norms already known (NULL: computed). Writes rows norms of b and angles (NAN when a row
  * of a or b is zero). */
-void roteq_rows_angles(const roteq_tensor_info *ta, const void *a, const roteq_tensor_info *tb,
+void roteq_analysis_rows_angles(const roteq_analysis_tensor_info *ta, const void *a, const roteq_analysis_tensor_info *tb,
                        const void *b, size_t rows, size_t cols, const double *norm_a,
                        double *norm_b, double *angle);
-void roteq_rows_norms(const roteq_tensor_info *t, const void *data, size_t rows, size_t cols,
+void roteq_analysis_rows_norms(const roteq_analysis_tensor_info *t, const void *data, size_t rows, size_t cols,
                       double *norm);
 
 #endif

@@ -34,10 +34,10 @@ static float bf16_to_float(uint16_t h)
 }
 
 /* Elements j0..j0+n of row `row` of a tensor with `rows` rows of `cols` elements, as doubles. */
-static void load_row(const roteq_tensor_info *t, const void *data, size_t row, size_t rows,
+static void load_row(const roteq_analysis_tensor_info *t, const void *data, size_t row, size_t rows,
                      size_t cols, size_t j0, size_t n, double *out)
 {
-    size_t es = roteq_dtype_size(t->dtype);
+    size_t es = roteq_analysis_dtype_size(t->dtype);
     size_t first = t->fortran_order ? row + j0 * rows : row * cols + j0;
     size_t stride = t->fortran_order ? rows : 1;
     const unsigned char *p = (const unsigned char *)data + first * es;
@@ -121,7 +121,7 @@ static double sumsq(const double *x, size_t n)
 /* Rows longer than this are processed in chunks of it (two buffers of doubles: 256 KiB). */
 #define ROW_CHUNK 16384
 
-void roteq_rows_norms(const roteq_tensor_info *t, const void *data, size_t rows, size_t cols,
+void roteq_analysis_rows_norms(const roteq_analysis_tensor_info *t, const void *data, size_t rows, size_t cols,
                       double *norm)
 {
     size_t cap = cols < ROW_CHUNK ? cols : ROW_CHUNK;
@@ -270,13 +270,13 @@ static void rows_angles_fused(const kernel *k, size_t es, const unsigned char *a
     }
 }
 
-void roteq_rows_angles(const roteq_tensor_info *ta, const void *a, const roteq_tensor_info *tb,
+void roteq_analysis_rows_angles(const roteq_analysis_tensor_info *ta, const void *a, const roteq_analysis_tensor_info *tb,
                        const void *b, size_t rows, size_t cols, const double *norm_a,
                        double *norm_b, double *angle)
 {
     if (ta->dtype == tb->dtype && !ta->fortran_order && !tb->fortran_order &&
         ta->dtype != ROTEQ_DT_OTHER) {
-        rows_angles_fused(&kernels[ta->dtype], roteq_dtype_size(ta->dtype), a, b, rows, cols,
+        rows_angles_fused(&kernels[ta->dtype], roteq_analysis_dtype_size(ta->dtype), a, b, rows, cols,
                           norm_a, norm_b, angle);
         return;
     }

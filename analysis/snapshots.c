@@ -33,7 +33,7 @@ typedef struct {
 } mapping;
 
 typedef struct {
-    roteq_tensor_info info;
+    roteq_analysis_tensor_info info;
     const unsigned char *data;
     const char *file; /* for messages (points into the snapshot's file list) */
 } tensor;
@@ -227,13 +227,13 @@ static int load_file(snapshot *s, const char *path, int npy)
     const char *file = s->files[s->nmaps - 1];
     static const unsigned char empty[1];
     const unsigned char *data = m->base ? m->base : empty;
-    roteq_tensor_info *infos = NULL;
+    roteq_analysis_tensor_info *infos = NULL;
     size_t n = 0;
     if (npy) {
         infos = calloc(1, sizeof *infos);
         if (infos == NULL)
             return roteq_error_set(ROTEQ_ENOMEM, "out of memory");
-        st = roteq_npy_parse(path, data, m->size, m->size, infos);
+        st = roteq_analysis_npy_parse(path, data, m->size, m->size, infos);
         if (st) {
             free(infos);
             return st;
@@ -247,13 +247,13 @@ static int load_file(snapshot *s, const char *path, int npy)
             return roteq_error_set(ROTEQ_ENOMEM, "out of memory");
         }
     } else {
-        st = roteq_safetensors_parse(path, data, m->size, m->size, &infos, &n);
+        st = roteq_analysis_safetensors_parse(path, data, m->size, m->size, &infos, &n);
         if (st)
             return st;
     }
     tensor *nt = realloc(s->t, (s->nt + n + 1) * sizeof *nt);
     if (nt == NULL) {
-        roteq_tensor_infos_free(infos, n);
+        roteq_analysis_tensor_infos_free(infos, n);
         return roteq_error_set(ROTEQ_ENOMEM, "out of memory");
     }
     s->t = nt;
@@ -332,7 +332,7 @@ typedef struct {
     char *name;
     size_t rows, cols, index;
     double *norm_prev, *norm, *angle;
-    roteq_tensor_info info_prev;
+    roteq_analysis_tensor_info info_prev;
     const unsigned char *data_prev;
 } layer_sel;
 
@@ -418,7 +418,7 @@ int roteq_analysis_read_snapshots(const char *dir, const roteq_snapshot_options 
             goto done;
         }
         L->rows = t->info.shape[0];
-        L->cols = t->info.nbytes / roteq_dtype_size(t->info.dtype) / (L->rows ? L->rows : 1);
+        L->cols = t->info.nbytes / roteq_analysis_dtype_size(t->info.dtype) / (L->rows ? L->rows : 1);
     }
     if (nsel == 0) {
         st = roteq_error_set(ROTEQ_EFORMAT, "%s/%s: no float tensor of rank >= 2%s%s%s", dir,
@@ -441,7 +441,7 @@ int roteq_analysis_read_snapshots(const char *dir, const roteq_snapshot_options 
         st = roteq_analysis_layer(a, L->name, strlen(L->name), L->cols, &L->index);
         if (st)
             break;
-        roteq_rows_norms(&t->info, t->data, L->rows, L->cols, L->norm_prev);
+        roteq_analysis_rows_norms(&t->info, t->data, L->rows, L->cols, L->norm_prev);
         L->info_prev = t->info;
         L->data_prev = t->data;
         st = feed(a, L, e[0].step, -1, L->norm_prev, NULL, t->file);
@@ -465,14 +465,14 @@ int roteq_analysis_read_snapshots(const char *dir, const roteq_snapshot_options 
                                      (unsigned long long)(t->info.rank ? t->info.shape[0] : 0));
                 break;
             }
-            size_t cols = t->info.nbytes / roteq_dtype_size(t->info.dtype) / (L->rows ? L->rows : 1);
+            size_t cols = t->info.nbytes / roteq_analysis_dtype_size(t->info.dtype) / (L->rows ? L->rows : 1);
             if (t->info.dtype == ROTEQ_DT_OTHER || cols != L->cols) {
                 st = roteq_error_set(ROTEQ_EFORMAT,
                                      "%s: tensor '%s': shape or dtype changes (rows of %zu, now %zu)",
                                      t->file, L->name, L->cols, cols);
                 break;
             }
-            roteq_rows_angles(&L->info_prev, L->data_prev, &t->info, t->data, L->rows, L->cols,
+            roteq_analysis_rows_angles(&L->info_prev, L->data_prev, &t->info, t->data, L->rows, L->cols,
                               L->norm_prev, L->norm, L->angle);
             st = feed(a, L, e[k].step, gap, L->norm, L->angle, t->file);
             if (st) {

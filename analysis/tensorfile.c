@@ -10,7 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-size_t roteq_dtype_size(roteq_dtype dt)
+size_t roteq_analysis_dtype_size(roteq_dtype dt)
 {
     switch (dt) {
     case ROTEQ_DT_F64:
@@ -25,7 +25,7 @@ size_t roteq_dtype_size(roteq_dtype dt)
     }
 }
 
-void roteq_tensor_infos_free(roteq_tensor_info *t, size_t n)
+void roteq_analysis_tensor_infos_free(roteq_analysis_tensor_info *t, size_t n)
 {
     if (t == NULL)
         return;
@@ -77,7 +77,7 @@ static int shape_bytes(const uint64_t *shape, size_t rank, size_t size, uint64_t
 }
 
 static int st_tensor(const char *name, const char *key, json_t *v, uint64_t data_start,
-                     uint64_t file_size, roteq_tensor_info *t)
+                     uint64_t file_size, roteq_analysis_tensor_info *t)
 {
     if (!json_is_object(v))
         return roteq_error_set(ROTEQ_EFORMAT, "%s: tensor '%s': header entry is not an object",
@@ -133,8 +133,8 @@ static int st_tensor(const char *name, const char *key, json_t *v, uint64_t data
     return ROTEQ_OK;
 }
 
-int roteq_safetensors_parse(const char *name, const unsigned char *data, size_t n,
-                            uint64_t file_size, roteq_tensor_info **out, size_t *count)
+int roteq_analysis_safetensors_parse(const char *name, const unsigned char *data, size_t n,
+                            uint64_t file_size, roteq_analysis_tensor_info **out, size_t *count)
 {
     *out = NULL;
     *count = 0;
@@ -162,7 +162,7 @@ int roteq_safetensors_parse(const char *name, const unsigned char *data, size_t 
         return roteq_error_set(ROTEQ_EFORMAT, "%s: safetensors header is not a JSON object",
                                name);
     }
-    roteq_tensor_info *t = calloc(json_object_size(root) + 1, sizeof *t);
+    roteq_analysis_tensor_info *t = calloc(json_object_size(root) + 1, sizeof *t);
     if (t == NULL) {
         json_decref(root);
         return roteq_error_set(ROTEQ_ENOMEM, "out of memory");
@@ -182,7 +182,7 @@ int roteq_safetensors_parse(const char *name, const unsigned char *data, size_t 
     }
     json_decref(root);
     if (st) {
-        roteq_tensor_infos_free(t, k);
+        roteq_analysis_tensor_infos_free(t, k);
         return st;
     }
     *out = t;
@@ -250,8 +250,8 @@ static int npy_fail(const char *name, const char *why)
     return roteq_error_set(ROTEQ_EFORMAT, "%s: malformed .npy header: %s", name, why);
 }
 
-int roteq_npy_parse(const char *name, const unsigned char *data, size_t n, uint64_t file_size,
-                    roteq_tensor_info *out)
+int roteq_analysis_npy_parse(const char *name, const unsigned char *data, size_t n, uint64_t file_size,
+                    roteq_analysis_tensor_info *out)
 {
     memset(out, 0, sizeof *out);
     if (n < 10 || file_size < 10 || memcmp(data, "\x93NUMPY", 6) != 0)
@@ -340,7 +340,7 @@ int roteq_npy_parse(const char *name, const unsigned char *data, size_t n, uint6
         out->dtype = ROTEQ_DT_F16;
     else
         out->dtype = ROTEQ_DT_OTHER;
-    esize = roteq_dtype_size(out->dtype);
+    esize = roteq_analysis_dtype_size(out->dtype);
     out->offset = start + hlen;
     out->nbytes = file_size - out->offset;
     if (out->dtype == ROTEQ_DT_OTHER)

@@ -50,12 +50,12 @@ static int sweep_sink(void *ctx, const roteq_sweep_point *p, const roteq_sweep_r
 {
     sweep_ctx *s = ctx;
     s->done++;
-    if (rec->verdict == ROTEQ_VERDICT_ERROR) {
+    if (rec->verdict == ROTEQ_SWEEP_VERDICT_ERROR) {
         s->errors++;
         fprintf(stderr, "roteq sweep: point %zu: %s\n", p->index, rec->reason);
     } else if (s->progress) {
         fprintf(stderr, "roteq sweep: [%zu/%zu] point %zu %s %s (%.2f s)\n", s->done, s->total,
-                p->index, p->optimizer, roteq_verdict_names[rec->verdict], rec->seconds);
+                p->index, p->optimizer, roteq_sweep_verdict_names[rec->verdict], rec->seconds);
     }
     int st = roteq_sweep_out_write(s->out, p, rec);
     if (st)

@@ -146,7 +146,7 @@ static void print_table(const roteq_sweep_grid *g, const roteq_sweep_record *rec
     printf("%3s %-9s %-32s %5s %4s %6s |%11s %24s %9s %6s |%11s %24s %9s %6s | %s\n", "#",
            "optimizer", "hyperparameters", "C", "N", "steps", "pred norm", "measured norm", "err",
            "z", "pred angle", "measured angle", "err", "z", "verdict");
-    size_t count[ROTEQ_VERDICT_COUNT] = {0};
+    size_t count[ROTEQ_SWEEP_VERDICT_COUNT] = {0};
     for (size_t i = 0; i < g->npoints; i++) {
         const roteq_sweep_point *p = &g->points[i];
         const roteq_sweep_record *r = &recs[i];
@@ -157,13 +157,13 @@ static void print_table(const roteq_sweep_grid *g, const roteq_sweep_record *rec
         print_quantity(r->pred[ROTEQ_PRED_BEST].norm, r->norm, r->norm_se);
         printf(" |");
         print_quantity(r->pred[ROTEQ_PRED_BEST].angular_update, r->angle, r->angle_se);
-        printf(" | %s\n", roteq_verdict_names[r->verdict]);
+        printf(" | %s\n", roteq_sweep_verdict_names[r->verdict]);
         count[r->verdict]++;
-        if (r->verdict == ROTEQ_VERDICT_ERROR)
+        if (r->verdict == ROTEQ_SWEEP_VERDICT_ERROR)
             printf("    %s\n", r->reason);
         /* The Lion family: the paper's and the plain prediction beside roteq's best. */
         if (p->cfg.opt && (p->cfg.opt->flags & ROTEQ_OPTF_SIGN) &&
-            r->verdict != ROTEQ_VERDICT_ERROR)
+            r->verdict != ROTEQ_SWEEP_VERDICT_ERROR)
             for (int k = ROTEQ_PRED_PAPER; k < ROTEQ_PRED_COUNT; k++) {
                 const roteq_sweep_prediction *pr = &r->pred[k];
                 printf("    %-5s %-38s %5s %4s %6s |", roteq_prediction_names[k],
@@ -175,8 +175,8 @@ static void print_table(const roteq_sweep_grid *g, const roteq_sweep_record *rec
             }
     }
     printf("\n%zu PASS, %zu FAIL, %zu APPROX, %zu UNKNOWN, %zu ERROR; %d rank%s, wall %.1f s\n",
-           count[ROTEQ_VERDICT_PASS], count[ROTEQ_VERDICT_FAIL], count[ROTEQ_VERDICT_APPROX],
-           count[ROTEQ_VERDICT_UNKNOWN], count[ROTEQ_VERDICT_ERROR], ranks, ranks > 1 ? "s" : "",
+           count[ROTEQ_SWEEP_VERDICT_PASS], count[ROTEQ_SWEEP_VERDICT_FAIL], count[ROTEQ_SWEEP_VERDICT_APPROX],
+           count[ROTEQ_SWEEP_VERDICT_UNKNOWN], count[ROTEQ_SWEEP_VERDICT_ERROR], ranks, ranks > 1 ? "s" : "",
            wall);
 }
 
@@ -358,8 +358,8 @@ int roteq_cmd_verify(int argc, char **argv)
     print_table(g, recs, tolerance, wall, size);
     code = ROTEQ_EXIT_OK;
     for (size_t i = 0; i < g->npoints; i++)
-        if (recs[i].verdict == ROTEQ_VERDICT_FAIL || recs[i].verdict == ROTEQ_VERDICT_ERROR ||
-            recs[i].verdict == ROTEQ_VERDICT_UNKNOWN)
+        if (recs[i].verdict == ROTEQ_SWEEP_VERDICT_FAIL || recs[i].verdict == ROTEQ_SWEEP_VERDICT_ERROR ||
+            recs[i].verdict == ROTEQ_SWEEP_VERDICT_UNKNOWN)
             code = ROTEQ_EXIT_FAIL;
     if (plot_dir) {
         const char *inputs[] = {out_path};

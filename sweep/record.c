@@ -11,7 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-const char *const roteq_verdict_names[ROTEQ_VERDICT_COUNT] = {"PASS", "FAIL", "APPROX", "UNKNOWN",
+const char *const roteq_sweep_verdict_names[ROTEQ_SWEEP_VERDICT_COUNT] = {"PASS", "FAIL", "APPROX", "UNKNOWN",
                                                               "ERROR"};
 
 double roteq_sweep_rel_err(double measured, double predicted)
@@ -52,16 +52,16 @@ static int within(double measured, double predicted, double se, double k, double
 
 void roteq_sweep_judge(roteq_sweep_record *rec, double tolerance, double rel_floor)
 {
-    if (rec->verdict == ROTEQ_VERDICT_ERROR)
+    if (rec->verdict == ROTEQ_SWEEP_VERDICT_ERROR)
         return;
     const roteq_sweep_prediction *best = &rec->pred[ROTEQ_PRED_BEST];
     int has_norm = isfinite(best->norm), has_angle = isfinite(best->angular_update);
     if (!has_norm && !has_angle) {
-        rec->verdict = ROTEQ_VERDICT_UNKNOWN;
+        rec->verdict = ROTEQ_SWEEP_VERDICT_UNKNOWN;
         return;
     }
     if (!best->exact) {
-        rec->verdict = ROTEQ_VERDICT_APPROX;
+        rec->verdict = ROTEQ_SWEEP_VERDICT_APPROX;
         return;
     }
     /* Judge what is predicted: the rotational variants predict the angular update only (their
@@ -69,7 +69,7 @@ void roteq_sweep_judge(roteq_sweep_record *rec, double tolerance, double rel_flo
     int ok = (!has_norm || within(rec->norm, best->norm, rec->norm_se, tolerance, rel_floor)) &&
              (!has_angle ||
               within(rec->angle, best->angular_update, rec->angle_se, tolerance, rel_floor));
-    rec->verdict = ok ? ROTEQ_VERDICT_PASS : ROTEQ_VERDICT_FAIL;
+    rec->verdict = ok ? ROTEQ_SWEEP_VERDICT_PASS : ROTEQ_SWEEP_VERDICT_FAIL;
 }
 
 /* ---- CSV ---------------------------------------------------------------------------------- */
@@ -171,7 +171,7 @@ static void csv_row(FILE *out, const roteq_sweep_grid *g, const roteq_sweep_poin
     csv_num(out, roteq_sweep_rel_err(r->angle, pp->angular_update));
     csv_num(out, roteq_sweep_rel_err(r->norm, pl->norm));
     csv_num(out, roteq_sweep_rel_err(r->angle, pl->angular_update));
-    fprintf(out, ",%s,", roteq_verdict_names[r->verdict]);
+    fprintf(out, ",%s,", roteq_sweep_verdict_names[r->verdict]);
     csv_string(out, r->reason);
     fprintf(out, ",%016llx", (unsigned long long)g->hash);
     csv_num(out, r->seconds);
@@ -279,7 +279,7 @@ static void json_row(FILE *out, const roteq_sweep_grid *g, const roteq_sweep_poi
     json_num(out, "angular_update", roteq_sweep_z(r->angle, pb->angular_update, r->angle_se), 1);
     fputc('}', out);
     json_num(out, "rel_floor", r->rel_floor, 1);
-    fprintf(out, ",\"status\":\"%s\",\"reason\":", roteq_verdict_names[r->verdict]);
+    fprintf(out, ",\"status\":\"%s\",\"reason\":", roteq_sweep_verdict_names[r->verdict]);
     json_string(out, r->reason);
     json_num(out, "seconds", r->seconds, 1);
     fprintf(out, ",\"threads\":%u}\n", r->threads);

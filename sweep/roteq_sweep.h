@@ -51,15 +51,15 @@ uint64_t roteq_sweep_point_seed(uint64_t grid_seed, size_t index);
 /* ---- records (one per point) ------------------------------------------------------------ */
 
 typedef enum {
-    ROTEQ_VERDICT_PASS,    /* exact formula, measurement within tolerance SEs */
-    ROTEQ_VERDICT_FAIL,    /* exact formula, measurement outside */
-    ROTEQ_VERDICT_APPROX,  /* approximate formula: its measured error is reported */
-    ROTEQ_VERDICT_UNKNOWN, /* no prediction for this setting */
-    ROTEQ_VERDICT_ERROR,   /* bad parameters or the run failed: see reason */
-    ROTEQ_VERDICT_COUNT
-} roteq_verdict;
+    ROTEQ_SWEEP_VERDICT_PASS,    /* exact formula, measurement within tolerance SEs */
+    ROTEQ_SWEEP_VERDICT_FAIL,    /* exact formula, measurement outside */
+    ROTEQ_SWEEP_VERDICT_APPROX,  /* approximate formula: its measured error is reported */
+    ROTEQ_SWEEP_VERDICT_UNKNOWN, /* no prediction for this setting */
+    ROTEQ_SWEEP_VERDICT_ERROR,   /* bad parameters or the run failed: see reason */
+    ROTEQ_SWEEP_VERDICT_COUNT
+} roteq_sweep_verdict;
 
-extern const char *const roteq_verdict_names[ROTEQ_VERDICT_COUNT]; /* "PASS", ... */
+extern const char *const roteq_sweep_verdict_names[ROTEQ_SWEEP_VERDICT_COUNT]; /* "PASS", ... */
 
 typedef struct {
     double norm, angular_update; /* NAN where unknown */
@@ -70,7 +70,7 @@ typedef struct {
 typedef struct {
     size_t index;
     uint64_t seed;
-    int verdict; /* roteq_verdict */
+    int verdict; /* roteq_sweep_verdict */
     roteq_sweep_prediction pred[ROTEQ_PRED_COUNT];
     double norm, norm_se, angle, angle_se; /* measured over the last quarter of the steps */
     double rel_floor; /* model tolerance of the PASS rule, roteq_sweep_model_floor() */

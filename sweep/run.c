@@ -29,7 +29,7 @@ void roteq_sweep_eval(const roteq_sweep_grid *g, const roteq_sweep_options *o, s
     rec->seconds = 0.0;
     rec->rel_floor = NAN;
     if (p->error[0]) {
-        rec->verdict = ROTEQ_VERDICT_ERROR;
+        rec->verdict = ROTEQ_SWEEP_VERDICT_ERROR;
         snprintf(rec->reason, sizeof rec->reason, "%s", p->error);
         return;
     }
@@ -39,12 +39,12 @@ void roteq_sweep_eval(const roteq_sweep_grid *g, const roteq_sweep_options *o, s
     int st = runner(p, threads, rec, o->runner_ctx);
     rec->seconds = roteq_seconds() - t0;
     if (st) {
-        rec->verdict = ROTEQ_VERDICT_ERROR;
+        rec->verdict = ROTEQ_SWEEP_VERDICT_ERROR;
         const char *msg = roteq_error_message();
         snprintf(rec->reason, sizeof rec->reason, "%s", *msg ? msg : roteq_strerror(st));
         return;
     }
-    rec->verdict = ROTEQ_VERDICT_PASS;
+    rec->verdict = ROTEQ_SWEEP_VERDICT_PASS;
     rec->rel_floor = roteq_sweep_model_floor(p);
     roteq_sweep_judge(rec, o->tolerance > 0 ? o->tolerance : ROTEQ_SWEEP_TOLERANCE, rec->rel_floor);
 }

@@ -93,13 +93,13 @@ static double csv_bench(const char *tmpdir)
     for (int rep = 0; rep < 2; rep++) {
         t0 = roteq_seconds();
         roteq_analysis *a = roteq_analysis_alloc(&cfg);
-        roteq_csv_reader *r = roteq_csv_reader_alloc("bench.csv", a);
+        roteq_analysis_csv_reader *r = roteq_analysis_csv_reader_alloc("bench.csv", a);
         for (size_t off = 0; off < n; off += (size_t)1 << 20) {
             size_t k = n - off < ((size_t)1 << 20) ? n - off : (size_t)1 << 20;
-            if (roteq_csv_reader_feed(r, s + off, k))
+            if (roteq_analysis_csv_reader_feed(r, s + off, k))
                 die("feed");
         }
-        if (roteq_csv_reader_finish(r))
+        if (roteq_analysis_csv_reader_finish(r))
             die("finish");
         roteq_analysis_result *res;
         if (roteq_analysis_finish(a, &res))
@@ -107,7 +107,7 @@ static double csv_bench(const char *tmpdir)
         double t = roteq_seconds() - t0;
         t_mem = t < t_mem ? t : t_mem;
         roteq_analysis_result_free(res);
-        roteq_csv_reader_free(r);
+        roteq_analysis_csv_reader_free(r);
         roteq_analysis_free(a);
     }
 

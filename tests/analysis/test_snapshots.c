@@ -657,17 +657,17 @@ static void test_angle_precision(void **state)
         double th = thetas[k];
         float a[2] = {1.0f, 0.0f};
         double b[2] = {cos(th) * 3.0, sin(th) * 3.0};
-        roteq_tensor_info ta = {NULL, ROTEQ_DT_F32, 2, {1, 2}, 0, 8, 0};
-        roteq_tensor_info tb = {NULL, ROTEQ_DT_F64, 2, {1, 2}, 0, 16, 0};
+        roteq_analysis_tensor_info ta = {NULL, ROTEQ_DT_F32, 2, {1, 2}, 0, 8, 0};
+        roteq_analysis_tensor_info tb = {NULL, ROTEQ_DT_F64, 2, {1, 2}, 0, 16, 0};
         double nb, ang;
-        roteq_rows_angles(&ta, a, &tb, b, 1, 2, NULL, &nb, &ang);
+        roteq_analysis_rows_angles(&ta, a, &tb, b, 1, 2, NULL, &nb, &ang);
         assert_close(nb, 3.0, 1e-15);
         assert_close(ang, th, 1e-13);
     }
     /* A zero row has no direction: NAN, never a number made up. */
     double z[2] = {0, 0}, one[2] = {1, 0}, nb, ang;
-    roteq_tensor_info t = {NULL, ROTEQ_DT_F64, 2, {1, 2}, 0, 16, 0};
-    roteq_rows_angles(&t, one, &t, z, 1, 2, NULL, &nb, &ang);
+    roteq_analysis_tensor_info t = {NULL, ROTEQ_DT_F64, 2, {1, 2}, 0, 16, 0};
+    roteq_analysis_rows_angles(&t, one, &t, z, 1, 2, NULL, &nb, &ang);
     assert_true(nb == 0 && isnan(ang));
 }
 

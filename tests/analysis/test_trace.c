@@ -48,17 +48,17 @@ static int run(const char *s, size_t chunk, const roteq_analysis_meta *meta, siz
     cfg.per_neuron = 1;
     roteq_analysis *a = roteq_analysis_alloc(&cfg);
     assert_non_null(a);
-    roteq_csv_reader *r = roteq_csv_reader_alloc("t.csv", a);
+    roteq_analysis_csv_reader *r = roteq_analysis_csv_reader_alloc("t.csv", a);
     assert_non_null(r);
     size_t n = strlen(s);
     int st = 0;
     if (chunk == 0)
         chunk = n ? n : 1;
     for (size_t i = 0; i < n && !st; i += chunk)
-        st = roteq_csv_reader_feed(r, s + i, n - i < chunk ? n - i : chunk);
+        st = roteq_analysis_csv_reader_feed(r, s + i, n - i < chunk ? n - i : chunk);
     if (!st)
-        st = roteq_csv_reader_finish(r);
-    roteq_csv_reader_free(r);
+        st = roteq_analysis_csv_reader_finish(r);
+    roteq_analysis_csv_reader_free(r);
     if (!st)
         st = roteq_analysis_finish(a, res);
     roteq_analysis_free(a);
@@ -147,16 +147,16 @@ static void test_chunk_boundaries(void **state)
     cfg.layers_regex = "layer\\.[02]$";
     cfg.window = 50;
     roteq_analysis *a = roteq_analysis_alloc(&cfg);
-    roteq_csv_reader *rd = roteq_csv_reader_alloc("t.csv", a);
-    assert_int_equal(roteq_csv_reader_feed(rd, s, strlen(s)), 0);
-    assert_int_equal(roteq_csv_reader_finish(rd), 0);
+    roteq_analysis_csv_reader *rd = roteq_analysis_csv_reader_alloc("t.csv", a);
+    assert_int_equal(roteq_analysis_csv_reader_feed(rd, s, strlen(s)), 0);
+    assert_int_equal(roteq_analysis_csv_reader_finish(rd), 0);
     assert_int_equal(roteq_analysis_finish(a, &r1), 0);
     assert_int_equal(r1->nlayers, 2);
     assert_string_equal(r1->layers[0].name, "layer.0");
     assert_string_equal(r1->layers[1].name, "layer.2");
     assert_true(r1->layers[1].angular_update == r0->layers[2].angular_update);
     roteq_analysis_result_free(r1);
-    roteq_csv_reader_free(rd);
+    roteq_analysis_csv_reader_free(rd);
     roteq_analysis_free(a);
     roteq_analysis_result_free(r0);
     free(s);
@@ -187,9 +187,9 @@ static void test_number_parser(void **state)
     assert_non_null(series);
     cfg.series = series;
     roteq_analysis *a = roteq_analysis_alloc(&cfg);
-    roteq_csv_reader *r = roteq_csv_reader_alloc("n.csv", a);
-    assert_int_equal(roteq_csv_reader_feed(r, t.s, t.n), 0);
-    assert_int_equal(roteq_csv_reader_finish(r), 0);
+    roteq_analysis_csv_reader *r = roteq_analysis_csv_reader_alloc("n.csv", a);
+    assert_int_equal(roteq_analysis_csv_reader_feed(r, t.s, t.n), 0);
+    assert_int_equal(roteq_analysis_csv_reader_finish(r), 0);
     roteq_analysis_result *res;
     assert_int_equal(roteq_analysis_finish(a, &res), 0);
     rewind(series);
@@ -206,7 +206,7 @@ static void test_number_parser(void **state)
     }
     fclose(series);
     roteq_analysis_result_free(res);
-    roteq_csv_reader_free(r);
+    roteq_analysis_csv_reader_free(r);
     roteq_analysis_free(a);
     free(t.s);
 }
@@ -509,9 +509,9 @@ static void test_series_output(void **state)
     FILE *f = tmpfile();
     cfg.series = f;
     roteq_analysis *a = roteq_analysis_alloc(&cfg);
-    roteq_csv_reader *r = roteq_csv_reader_alloc("t.csv", a);
-    assert_int_equal(roteq_csv_reader_feed(r, s, strlen(s)), 0);
-    assert_int_equal(roteq_csv_reader_finish(r), 0);
+    roteq_analysis_csv_reader *r = roteq_analysis_csv_reader_alloc("t.csv", a);
+    assert_int_equal(roteq_analysis_csv_reader_feed(r, s, strlen(s)), 0);
+    assert_int_equal(roteq_analysis_csv_reader_finish(r), 0);
     roteq_analysis_result *res;
     assert_int_equal(roteq_analysis_finish(a, &res), 0);
     rewind(f);
@@ -532,7 +532,7 @@ static void test_series_output(void **state)
     assert_int_equal(rows, 50);
     fclose(f);
     roteq_analysis_result_free(res);
-    roteq_csv_reader_free(r);
+    roteq_analysis_csv_reader_free(r);
     roteq_analysis_free(a);
     free(s);
     roteq_analysis_meta_clear(&m);

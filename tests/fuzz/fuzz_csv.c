@@ -24,13 +24,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     cfg.per_neuron = 1;
     cfg.series = devnull;
     roteq_analysis *a = roteq_analysis_alloc(&cfg);
-    roteq_csv_reader *r = roteq_csv_reader_alloc("fuzz.csv", a);
+    roteq_analysis_csv_reader *r = roteq_analysis_csv_reader_alloc("fuzz.csv", a);
     size_t cut = size ? data[0] % (size + 1) : 0;
-    int st = roteq_csv_reader_feed(r, (const char *)data, cut);
+    int st = roteq_analysis_csv_reader_feed(r, (const char *)data, cut);
     if (!st)
-        st = roteq_csv_reader_feed(r, (const char *)data + cut, size - cut);
+        st = roteq_analysis_csv_reader_feed(r, (const char *)data + cut, size - cut);
     if (!st)
-        st = roteq_csv_reader_finish(r);
+        st = roteq_analysis_csv_reader_finish(r);
     roteq_analysis_result *res = NULL;
     if (!st && roteq_analysis_finish(a, &res) == 0) {
         /* A layer of millions of neurons is legal; its per-neuron JSON tree is not worth
@@ -50,7 +50,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         roteq_analysis_write_json(devnull, res);
         roteq_analysis_result_free(res);
     }
-    roteq_csv_reader_free(r);
+    roteq_analysis_csv_reader_free(r);
     roteq_analysis_free(a);
     return 0;
 }

@@ -103,17 +103,17 @@ static void test_every_point_once_any_jobs(void **state)
         const roteq_sweep_record *r = &one->recs[i];
         const roteq_sweep_point *p = &g->points[i];
         if (p->error[0]) {
-            assert_int_equal(r->verdict, ROTEQ_VERDICT_ERROR);
+            assert_int_equal(r->verdict, ROTEQ_SWEEP_VERDICT_ERROR);
             assert_non_null(strstr(r->reason, "beta1: must be in [0, 1), got 1.25"));
             assert_true(r->seconds == 0.0);
             errors++;
         } else if (p->cfg.dim == 13) {
-            assert_int_equal(r->verdict, ROTEQ_VERDICT_ERROR);
+            assert_int_equal(r->verdict, ROTEQ_SWEEP_VERDICT_ERROR);
             assert_string_equal(r->reason, "simulation diverged at step 7 (on purpose)");
             errors++;
         } else {
             assert_int_equal(r->verdict,
-                             p->cfg.dim == 64 ? ROTEQ_VERDICT_APPROX : ROTEQ_VERDICT_PASS);
+                             p->cfg.dim == 64 ? ROTEQ_SWEEP_VERDICT_APPROX : ROTEQ_SWEEP_VERDICT_PASS);
             assert_true(r->seconds > 0.0);
         }
     }
@@ -157,40 +157,40 @@ static void test_judge(void **state)
     r.norm_se = 0.01;
     r.angle = 0.01 - 3.9e-5;
     r.angle_se = 1e-5;
-    r.verdict = ROTEQ_VERDICT_PASS;
+    r.verdict = ROTEQ_SWEEP_VERDICT_PASS;
     roteq_sweep_judge(&r, 4.0, 0.0);
-    assert_int_equal(r.verdict, ROTEQ_VERDICT_PASS);
+    assert_int_equal(r.verdict, ROTEQ_SWEEP_VERDICT_PASS);
     r.angle = 0.01 - 4.1e-5;
     roteq_sweep_judge(&r, 4.0, 0.0);
-    assert_int_equal(r.verdict, ROTEQ_VERDICT_FAIL);
+    assert_int_equal(r.verdict, ROTEQ_SWEEP_VERDICT_FAIL);
     roteq_sweep_judge(&r, 5.0, 0.0);
-    assert_int_equal(r.verdict, ROTEQ_VERDICT_PASS);
+    assert_int_equal(r.verdict, ROTEQ_SWEEP_VERDICT_PASS);
     /* The relative floor (eta*lambda): 4.1 SE = 4.1e-3 relative passes with a 1e-3 floor. */
     roteq_sweep_judge(&r, 4.0, 1e-3);
-    assert_int_equal(r.verdict, ROTEQ_VERDICT_PASS);
+    assert_int_equal(r.verdict, ROTEQ_SWEEP_VERDICT_PASS);
     roteq_sweep_judge(&r, 4.0, 1e-5);
-    assert_int_equal(r.verdict, ROTEQ_VERDICT_FAIL);
+    assert_int_equal(r.verdict, ROTEQ_SWEEP_VERDICT_FAIL);
     r.norm_se = NAN; /* no standard error: nothing to pass with */
     roteq_sweep_judge(&r, 4.0, 0.0);
-    assert_int_equal(r.verdict, ROTEQ_VERDICT_FAIL);
+    assert_int_equal(r.verdict, ROTEQ_SWEEP_VERDICT_FAIL);
     r.pred[ROTEQ_PRED_BEST].exact = 0;
     roteq_sweep_judge(&r, 4.0, 0.0);
-    assert_int_equal(r.verdict, ROTEQ_VERDICT_APPROX);
+    assert_int_equal(r.verdict, ROTEQ_SWEEP_VERDICT_APPROX);
     /* Angle-only predictions (rotational variants) are judged on the angle alone. */
     r.pred[ROTEQ_PRED_BEST].exact = 1;
     r.pred[ROTEQ_PRED_BEST].norm = NAN;
     r.norm_se = 0.01;
     roteq_sweep_judge(&r, 4.0, 0.0);
-    assert_int_equal(r.verdict, ROTEQ_VERDICT_FAIL); /* angle is 4.1 SE off */
+    assert_int_equal(r.verdict, ROTEQ_SWEEP_VERDICT_FAIL); /* angle is 4.1 SE off */
     r.angle = 0.01 - 3.9e-5;
     roteq_sweep_judge(&r, 4.0, 0.0);
-    assert_int_equal(r.verdict, ROTEQ_VERDICT_PASS);
+    assert_int_equal(r.verdict, ROTEQ_SWEEP_VERDICT_PASS);
     r.pred[ROTEQ_PRED_BEST].angular_update = NAN;
     roteq_sweep_judge(&r, 4.0, 0.0);
-    assert_int_equal(r.verdict, ROTEQ_VERDICT_UNKNOWN);
-    r.verdict = ROTEQ_VERDICT_ERROR;
+    assert_int_equal(r.verdict, ROTEQ_SWEEP_VERDICT_UNKNOWN);
+    r.verdict = ROTEQ_SWEEP_VERDICT_ERROR;
     roteq_sweep_judge(&r, 4.0, 0.0);
-    assert_int_equal(r.verdict, ROTEQ_VERDICT_ERROR);
+    assert_int_equal(r.verdict, ROTEQ_SWEEP_VERDICT_ERROR);
     assert_close(roteq_sweep_rel_err(1.1, 1.0), 0.1, 1e-12);
     assert_close(roteq_sweep_z(1.1, 1.0, 0.05), 2.0, 1e-12);
     assert_true(isnan(roteq_sweep_rel_err(NAN, 1.0)));
@@ -223,7 +223,7 @@ static void write_all_points(roteq_sweep_out *out, const roteq_sweep_grid *g,
         rec.index = i;
         rec.seed = g->points[i].seed;
         if (g->points[i].error[0] || fake_runner(&g->points[i], 1, &rec, NULL)) {
-            rec.verdict = ROTEQ_VERDICT_ERROR;
+            rec.verdict = ROTEQ_SWEEP_VERDICT_ERROR;
             snprintf(rec.reason, sizeof rec.reason, "bad, \"quoted\"");
         } else {
             roteq_sweep_judge(&rec, 4.0, 0.0);
