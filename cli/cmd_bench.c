@@ -1,7 +1,8 @@
 /* cmd_bench.c - `roteq bench`: the simulator's speed in ns per neuron-coordinate-step for every
  * optimizer on one thread and on all threads, against its floor (a bare loop that only draws the
- * same normals) and, when /usr/bin/python3 has them, against NumPy and PyTorch peers doing the
- * same AdamW random walk (bench/numpy_peer.py, bench/torch_peer.py). Every figure comes from this
+ * same normals; beside it the same loop with SLEEF's log/sincospi, the rejected alternative)
+ * and, when /usr/bin/python3 has them, against NumPy and PyTorch peers doing the same AdamW random
+ * walk (bench/numpy_peer.py, bench/torch_peer.py). Every figure comes from this
  * run. Both wall-clock and CPU time (getrusage, all threads) are measured: on a shared machine
  * wall time includes the time other processes held the core, CPU time does not, so the
  * single-thread figures and their ratios are quoted in CPU time, and the thread scaling as the
@@ -25,8 +26,9 @@ static void usage(FILE *out)
 {
     fputs("usage: roteq bench [options]\n\n"
           "Time the simulator (ns per neuron-coordinate-step, float64, norms and angles every\n"
-          "step) for each optimizer on 1 and on all threads, the bare normal-drawing loop, and\n"
-          "the NumPy / PyTorch peers on the same AdamW work.\n\n"
+          "step) for each optimizer on 1 and on all threads, the bare normal-drawing loop (and\n"
+          "for comparison the same loop with SLEEF's vectorised log/sincospi in the Box-Muller,\n"
+          "1-ulp and 3.5-ulp classes), and the NumPy / PyTorch peers on the same AdamW work.\n\n"
           "Options:\n"
           "  --neurons N       ensemble size (default 128)\n"
           "  --dim C           weight-vector length (default 128)\n"
@@ -85,14 +87,21 @@ typedef struct {
     double wall, cpu; /* ns per neuron-coordinate-step, best of the repeats */
 } timing;
 
-/* One timing of the engine (kind >= 0: optimizer id) or of the bare normal loop (kind < 0). */
+/* Rows before the optimizers: the engine's bare normal loop, and the same loop with SLEEF's
+ * log/sincospi in the Box-Muller (sim/bench_sleef.c: the alternative the engine does not use), in
+ * SLEEF's accurate class (u10, the kernel's accuracy) and its fast class (u35). */
+enum { KIND_FLOOR = -3, KIND_SLEEF_U10 = -2, KIND_SLEEF_U35 = -1 };
+
+/* One timing of the engine (kind >= 0: optimizer id) or of a bare normal loop (KIND_*). */
 static int time_once(int kind, size_t N, size_t C, size_t T, unsigned threads, roteq_sim_isa isa,
                      timing *t)
 {
     double ncs = (double)N * (double)C * (double)T, c0 = cpu_seconds(), wall;
     if (kind < 0) {
         double sum;
-        wall = roteq_sim_bench_normals(N, C, T, threads, isa, &sum);
+        wall = kind == KIND_FLOOR ? roteq_sim_bench_normals(N, C, T, threads, isa, &sum)
+                                  : roteq_sim_bench_sleef_normals(N, C, T, threads, isa,
+                                                                  kind == KIND_SLEEF_U35, &sum);
         if (wall < 0)
             return -1;
     } else {
@@ -248,18 +257,26 @@ int roteq_cmd_bench(int argc, char **argv)
                K);
     }
     timing floor1 = {INFINITY, INFINITY}, adamw1 = {NAN, NAN};
-    for (int kind = -1; kind < ROTEQ_OPT_COUNT; kind++) {
+    for (int kind = KIND_FLOOR; kind < ROTEQ_OPT_COUNT; kind++) {
         if (kind >= 0 && only && roteq_optimizers[kind] != only)
             continue;
+        const char *name = kind == KIND_FLOOR       ? "normals only (floor)"
+                           : kind == KIND_SLEEF_U10 ? "normals via SLEEF u10"
+                           : kind == KIND_SLEEF_U35 ? "normals via SLEEF u35"
+                                                    : roteq_optimizers[kind]->name;
+        if (kind != KIND_FLOOR && kind < 0 && !roteq_sim_sleef_available(isa)) {
+            if (format == ROTEQ_FORMAT_TEXT)
+                printf("  %-28s not available for kernels %s\n", name, roteq_sim_isa_names[used]);
+            continue;
+        }
         timing t1 = {INFINITY, INFINITY}, tK = {INFINITY, INFINITY};
         for (size_t i = 0; i < repeat; i++)
             if (time_once(kind, N, C, T, 1, isa, &t1) || time_once(kind, N, C, T, K, isa, &tK))
                 return roteq_cli_fail_lib(CMD, ROTEQ_EXIT_FAIL);
-        if (kind < 0)
+        if (kind == KIND_FLOOR)
             floor1 = t1;
         else if (kind == ROTEQ_OPT_ADAMW)
             adamw1 = t1;
-        const char *name = kind < 0 ? "normals only (floor)" : roteq_optimizers[kind]->name;
         double speedup = t1.wall / tK.wall, eff = t1.cpu / tK.cpu, xf = t1.cpu / floor1.cpu;
         if (format == ROTEQ_FORMAT_TEXT) {
             printf("  %-28s %9.3f  %10.3f  %11.3f  %6.2fx  %8.2f  %7.2f\n", name, t1.cpu, t1.wall,

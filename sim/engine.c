@@ -789,15 +789,10 @@ static void *bench_main(void *arg)
     return NULL;
 }
 
-double roteq_sim_bench_normals(size_t neurons, size_t dim, size_t steps, unsigned threads,
-                               roteq_sim_isa isa, double *checksum)
+/* The bare loop of `ops` (a kernel or a SLEEF variant) over `threads` threads. */
+static double bench_ops(const roteq_kernel_ops *ops, size_t neurons, size_t dim, size_t steps,
+                        unsigned threads, double *checksum)
 {
-    if ((unsigned)isa >= ROTEQ_SIM_ISA_COUNT)
-        return roteq_error_set(ROTEQ_EINVAL, "unknown instruction set %d", (int)isa);
-    const roteq_kernel_ops *ops = kernel_for(isa);
-    if (!ops)
-        return roteq_error_set(ROTEQ_EUNSUPPORTED, "instruction set %s is not available here",
-                               roteq_sim_isa_names[isa]);
     if (neurons == 0 || dim == 0 || steps == 0)
         return roteq_error_set(ROTEQ_EINVAL, "neurons, dim and steps must be positive");
     unsigned T = threads ? threads : online_cores();
@@ -839,4 +834,77 @@ double roteq_sim_bench_normals(size_t neurons, size_t dim, size_t steps, unsigne
     free(jobs);
     free(th);
     return secs;
+}
+
+double roteq_sim_bench_normals(size_t neurons, size_t dim, size_t steps, unsigned threads,
+                               roteq_sim_isa isa, double *checksum)
+{
+    if ((unsigned)isa >= ROTEQ_SIM_ISA_COUNT)
+        return roteq_error_set(ROTEQ_EINVAL, "unknown instruction set %d", (int)isa);
+    const roteq_kernel_ops *ops = kernel_for(isa);
+    if (!ops)
+        return roteq_error_set(ROTEQ_EUNSUPPORTED, "instruction set %s is not available here",
+                               roteq_sim_isa_names[isa]);
+    return bench_ops(ops, neurons, dim, steps, threads, checksum);
+}
+
+/* ---- The SLEEF comparison (bench_sleef.c) ---- */
+
+static const roteq_kernel_ops *sleef_for(roteq_sim_isa isa, int u35)
+{
+    if ((unsigned)isa >= ROTEQ_SIM_ISA_COUNT) {
+        roteq_error_set(ROTEQ_EINVAL, "unknown instruction set %d", (int)isa);
+        return NULL;
+    }
+    if (isa == ROTEQ_SIM_ISA_AUTO)
+        isa = roteq_sim_isa_best();
+#if defined(ROTEQ_HAVE_X86_KERNELS)
+    if (isa == ROTEQ_SIM_ISA_AVX512 && roteq_sim_isa_available(isa))
+        return u35 ? &roteq_sleef_u35_avx512 : &roteq_sleef_u10_avx512;
+    if (isa == ROTEQ_SIM_ISA_AVX2 && roteq_sim_isa_available(isa))
+        return u35 ? &roteq_sleef_u35_avx2 : &roteq_sleef_u10_avx2;
+#else
+    (void)u35;
+#endif
+    roteq_error_set(ROTEQ_EUNSUPPORTED, "no SLEEF normals for instruction set %s here",
+                    roteq_sim_isa_names[isa]);
+    return NULL;
+}
+
+int roteq_sim_sleef_available(roteq_sim_isa isa)
+{
+    if ((unsigned)isa >= ROTEQ_SIM_ISA_COUNT)
+        return 0;
+    if (isa == ROTEQ_SIM_ISA_AUTO)
+        isa = roteq_sim_isa_best();
+#if defined(ROTEQ_HAVE_X86_KERNELS)
+    return (isa == ROTEQ_SIM_ISA_AVX512 || isa == ROTEQ_SIM_ISA_AVX2) &&
+           roteq_sim_isa_available(isa);
+#else
+    return 0;
+#endif
+}
+
+double roteq_sim_bench_sleef_normals(size_t neurons, size_t dim, size_t steps, unsigned threads,
+                                     roteq_sim_isa isa, int u35, double *checksum)
+{
+    const roteq_kernel_ops *ops = sleef_for(isa, u35);
+    if (!ops)
+        return roteq_error_status();
+    return bench_ops(ops, neurons, dim, steps, threads, checksum);
+}
+
+int roteq_sim_sleef_normals(roteq_sim_isa isa, int u35, uint64_t seed, uint32_t stream,
+                            uint64_t step, double *out, size_t n)
+{
+    const roteq_kernel_ops *ops = sleef_for(isa, u35);
+    if (!ops)
+        return roteq_error_status();
+    double *buf = aligned_doubles(roteq_sim_normals_padded(n));
+    if (!buf)
+        return roteq_error_set(ROTEQ_ENOMEM, "out of memory for %zu normals", n);
+    ops->normals(seed, stream, step, buf, roteq_sim_normals_padded(n));
+    memcpy(out, buf, n * sizeof *out);
+    free(buf);
+    return ROTEQ_OK;
 }

@@ -56,6 +56,10 @@ typedef struct {
 } roteq_kernel_ops;
 
 extern const roteq_kernel_ops roteq_kernel_generic, roteq_kernel_avx2, roteq_kernel_avx512;
+/* The SLEEF comparison (bench_sleef.c): normals and bench only, step is NULL; u10 = SLEEF's
+ * accurate functions (log u10, sincospi u05), u35 = its fast ones. */
+extern const roteq_kernel_ops roteq_sleef_u10_avx2, roteq_sleef_u10_avx512, roteq_sleef_u35_avx2,
+    roteq_sleef_u35_avx512;
 
 /* The stable angle between w_old and w_new = w_old + d from the sums a2 = ||w_old||^2,
  * dd = ||d||^2, dw = d.w_old (shared by every kernel; see kernel.c). */

@@ -166,6 +166,19 @@ int roteq_sim_run_ex(const roteq_sim_config *cfg, const roteq_sim_options *ex,
 double roteq_sim_bench_normals(size_t neurons, size_t dim, size_t steps, unsigned threads,
                                roteq_sim_isa isa, double *checksum);
 
+/* The SLEEF comparison (sim/bench_sleef.c; the engine does not use SLEEF): the same Philox words
+ * turned into normals by a Box-Muller with SLEEF's vectorised log and sincospi, u35 = 0: its
+ * accurate functions (log u10, sincospi u05: the kernel's accuracy class), u35 = 1: its fast ones
+ * (3.5 ulp). Available for the AVX-512 and AVX2 instruction sets (AUTO: the widest the CPU has);
+ * otherwise ROTEQ_EUNSUPPORTED. roteq_sim_bench_sleef_normals times the same bare loop as
+ * roteq_sim_bench_normals; roteq_sim_sleef_normals gives the n normals it draws for (seed,
+ * stream, step), which equal roteq_sim_normals' up to rounding. */
+int roteq_sim_sleef_available(roteq_sim_isa isa);
+double roteq_sim_bench_sleef_normals(size_t neurons, size_t dim, size_t steps, unsigned threads,
+                                     roteq_sim_isa isa, int u35, double *checksum);
+int roteq_sim_sleef_normals(roteq_sim_isa isa, int u35, uint64_t seed, uint32_t stream,
+                            uint64_t step, double *out, size_t n);
+
 /* n standard normals for (seed, stream, step), exactly as the engine draws a neuron's gradient
  * coordinates (stream = neuron index; coordinate i is out[i]). ROTEQ_ENOMEM if a temporary
  * buffer cannot be allocated. roteq_sim_normals_padded(n): how many the engine draws per
