@@ -54,7 +54,8 @@ roteq_analysis *roteq_analysis_alloc(const roteq_analysis_config *cfg)
     }
     if (cfg->series)
         fputs("step,group,lr,weight_decay,n,norm_mean,norm_std,norm_q05,norm_q50,norm_q95,"
-              "angle_rms,angle_mean,angle_std,angle_q05,angle_q50,angle_q95,pred_norm,pred_angle\n",
+              "angle_rms,angle_mean,angle_std,angle_q05,angle_q50,angle_q95,pred_norm,pred_angle,"
+              "eq_norm,eq_angle\n",
               cfg->series);
     return a;
 }
@@ -485,6 +486,9 @@ static int column_stats(roteq_analysis *a, const roteq_layer *L, const double *r
     return ROTEQ_OK;
 }
 
+/* One series row (docs/FORMATS.md section 2): pred_* is the transient where theory has one, eq_*
+ * the static equilibrium at this record's lr, weight decay and snapshot gap (empty where theory
+ * has none), which `roteq plot` draws as the equilibrium line. */
 static int write_series_row(roteq_analysis *a, const roteq_layer *L, const roteq_rec *r)
 {
     FILE *f = a->cfg.series;
@@ -498,7 +502,7 @@ static int write_series_row(roteq_analysis *a, const roteq_layer *L, const roteq
     print_csv_name(f, L->name);
     double v[] = {r->lr, r->wd, (double)r->n, sn[0], sn[1], sn[2], sn[3], sn[4],
                   r->na ? sqrt(r->ms_angle) : DNAN, sa[0], sa[1], sa[2], sa[3], sa[4],
-                  r->pt_norm, r->pt_angle};
+                  r->pt_norm, r->pt_angle, r->ps_norm, r->ps_angle};
     for (size_t i = 0; i < sizeof v / sizeof v[0]; i++) {
         fputc(',', f);
         if (i == 2)

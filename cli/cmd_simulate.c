@@ -159,13 +159,18 @@ static void csv_stat(FILE *f, const roteq_sim_stat *s, int with_std)
     }
 }
 
+/* The series CSV (docs/FORMATS.md section 2). eq_norm, eq_angle: theory's static equilibrium for
+ * the run's base hyperparameters (ROTEQ_PRED_BEST, the same on every row; empty where theory has
+ * none), so that `roteq plot` draws the equilibrium itself rather than the transient's value at
+ * the last step, which is the equilibrium only once the run has settled. */
 static void write_series(FILE *f, const roteq_sim_config *cfg, const roteq_sim_result *r)
 {
     write_comment_header(f, cfg);
     fputs("step,group,lr,weight_decay,n,norm_mean,norm_std,norm_q05,norm_q50,norm_q95,"
           "angle_rms,angle_mean,angle_std,angle_q05,angle_q50,angle_q95,pred_norm,pred_angle,"
-          "update_rms_mean,update_rms_q05,update_rms_q50,update_rms_q95\n",
+          "eq_norm,eq_angle,update_rms_mean,update_rms_q05,update_rms_q50,update_rms_q95\n",
           f);
+    const roteq_equilibrium *eq = &r->predicted[ROTEQ_PRED_BEST];
     for (size_t i = 0; i < r->nrows; i++) {
         const roteq_sim_row *w = &r->rows[i];
         fprintf(f, "%zu,%s,", w->step, cfg->opt->name);
@@ -181,6 +186,10 @@ static void write_series(FILE *f, const roteq_sim_config *cfg, const roteq_sim_r
         roteq_fprint_csv_double(f, w->pred_norm);
         fputc(',', f);
         roteq_fprint_csv_double(f, w->pred_angle);
+        fputc(',', f);
+        roteq_fprint_csv_double(f, eq->norm);
+        fputc(',', f);
+        roteq_fprint_csv_double(f, eq->angular_update);
         csv_stat(f, &w->update_rms, 0);
         fputc('\n', f);
     }

@@ -5,9 +5,9 @@
  *
  * The prediction drawn is the `pred_*` column of the input: theory stays the one source and the
  * plot never recomputes it. The equilibrium line is the `eq_norm`/`eq_angle` column when the
- * writer provides one, else the prediction at the group's last recorded step, also when
- * --max-step draws only the first steps (the transient has settled there when the run is long
- * enough; the data file says which was used). */
+ * writer provides a value for the group, else the prediction at the group's last recorded step,
+ * also when --max-step draws only the first steps (the transient has settled there when the run
+ * is long enough; the data file says which was used). */
 #include "plots_internal.h"
 
 #include <math.h>
@@ -21,7 +21,7 @@ typedef struct {
     size_t *rows; /* row indices of this group, file order */
     size_t nrows;
     double eq_norm, eq_angle;
-    int eq_from_column;
+    int eq_norm_from_column, eq_angle_from_column; /* else the prediction at the last step */
 } series_group;
 
 typedef struct {
@@ -129,30 +129,43 @@ static int series_collect(roteq_plots_csv *const *tables, size_t n, double max_s
     return ROTEQ_OK;
 }
 
-/* The equilibrium of a group: the eq_* column if present (its last finite value), else the
- * prediction at the last recorded step of the whole run. */
+/* The equilibrium of a group, for norm and angle separately: the last finite value of the eq_*
+ * column if the column exists and the group has one, else the prediction at the last recorded
+ * step of the whole run (a writer leaves eq_norm empty where theory has no static norm, e.g. the
+ * rotational variants, whose norm is whatever the initialisation gave). */
 static int series_equilibrium(series_group *g)
 {
     const roteq_plots_csv *t = g->t;
     long en = roteq_plots_csv_col(t, "eq_norm"), ea = roteq_plots_csv_col(t, "eq_angle");
     long pn = roteq_plots_csv_col(t, "pred_norm"), pa = roteq_plots_csv_col(t, "pred_angle");
     long gc = roteq_plots_csv_col(t, "group");
-    g->eq_from_column = en >= 0 && ea >= 0;
-    g->eq_norm = g->eq_angle = (double)NAN;
+    double col[2] = {(double)NAN, (double)NAN}, pred[2] = {(double)NAN, (double)NAN};
+    const long cc[2] = {en, ea}, pc[2] = {pn, pa};
     /* Every row of the group, also those beyond --max-step: the last prediction of the run. */
     for (size_t r = 0; r < t->nrows; r++) {
-        double vn, va;
-        int status;
         if (gc >= 0 && strcmp(roteq_plots_csv_str(t, r, gc), g->group) != 0)
             continue;
-        if ((status = roteq_plots_csv_num(t, r, en >= 0 ? en : pn, &vn)) ||
-            (status = roteq_plots_csv_num(t, r, ea >= 0 ? ea : pa, &va)))
-            return status;
-        if (isfinite(vn))
-            g->eq_norm = vn;
-        if (isfinite(va))
-            g->eq_angle = va;
+        for (int k = 0; k < 2; k++) {
+            double v;
+            int status;
+            if (cc[k] >= 0) {
+                if ((status = roteq_plots_csv_num(t, r, cc[k], &v)))
+                    return status;
+                if (isfinite(v))
+                    col[k] = v;
+            }
+            if (pc[k] >= 0) {
+                if ((status = roteq_plots_csv_num(t, r, pc[k], &v)))
+                    return status;
+                if (isfinite(v))
+                    pred[k] = v;
+            }
+        }
     }
+    g->eq_norm_from_column = isfinite(col[0]);
+    g->eq_angle_from_column = isfinite(col[1]);
+    g->eq_norm = g->eq_norm_from_column ? col[0] : pred[0];
+    g->eq_angle = g->eq_angle_from_column ? col[1] : pred[1];
     return ROTEQ_OK;
 }
 
@@ -188,10 +201,12 @@ static int write_series(roteq_plots_job *job, roteq_plots_csv *const *tables, si
                 goto done;
         if ((status = series_equilibrium(g)))
             goto done;
-        double eq = strcmp(cols->what, "norm") == 0 ? g->eq_norm : g->eq_angle;
-        eq_columns &= g->eq_from_column;
+        int is_norm = strcmp(cols->what, "norm") == 0;
+        double eq = is_norm ? g->eq_norm : g->eq_angle;
+        int from_column = is_norm ? g->eq_norm_from_column : g->eq_angle_from_column;
+        eq_columns &= from_column;
         fprintf(data, "# block %zu: %s from %s; equilibrium %s\n", i, g->label, t->path,
-                g->eq_from_column ? "from the eq_* column" : "= prediction at the last step");
+                from_column ? "from the eq_* column" : "= prediction at the last step");
         if (i > 0)
             fputs("\n\n", data);
         fputs("\"step\" ", data);
@@ -295,15 +310,18 @@ int roteq_plots_prepare_transient(roteq_plots_job *job, roteq_plots_csv *const *
             goto done;
         if (!(g->eq_angle > 0) || !(g->eq_norm > 0)) {
             status = roteq_error_set(ROTEQ_EFORMAT,
-                                     "%s: %s has no positive predicted equilibrium (pred_angle, "
-                                     "pred_norm): the transient is drawn relative to it",
+                                     "%s: %s has no positive equilibrium (eq_* or the last "
+                                     "pred_* values): the transient is drawn relative to it",
                                      t->path, g->label);
             goto done;
         }
         fprintf(data,
-                "# block %zu: %s from %s; equilibrium norm %.17g, angular update %.17g (%s)\n", i,
-                g->label, t->path, g->eq_norm, g->eq_angle,
-                g->eq_from_column ? "eq_* columns" : "prediction at the last step");
+                "# block %zu: %s from %s; equilibrium norm %.17g (%s), angular update %.17g "
+                "(%s)\n",
+                i, g->label, t->path, g->eq_norm,
+                g->eq_norm_from_column ? "eq_norm column" : "prediction at the last step",
+                g->eq_angle,
+                g->eq_angle_from_column ? "eq_angle column" : "prediction at the last step");
         if (i > 0)
             fputs("\n\n", data);
         fputs("\"step\" ", data);

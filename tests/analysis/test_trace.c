@@ -519,14 +519,28 @@ static void test_series_output(void **state)
     assert_non_null(fgets(line, sizeof line, f));
     assert_string_equal(line, "step,group,lr,weight_decay,n,norm_mean,norm_std,norm_q05,norm_q50,"
                               "norm_q95,angle_rms,angle_mean,angle_std,angle_q05,angle_q50,"
-                              "angle_q95,pred_norm,pred_angle\n");
+                              "angle_q95,pred_norm,pred_angle,eq_norm,eq_angle\n");
+    /* eq_*: the static equilibrium at the row's hyperparameters, the same as theory's. */
+    roteq_hparams hp = roteq_optimizer_defaults(&roteq_adamw);
+    hp.lr = 1e-2;
+    hp.weight_decay = 0.5;
+    roteq_setting set = {64, DNAN};
+    roteq_equilibrium eq;
+    assert_int_equal(roteq_theory_equilibrium(&roteq_adamw, &hp, &set, ROTEQ_PRED_BEST, &eq), 0);
     int rows = 0;
     while (fgets(line, sizeof line, f)) {
         int commas = 0;
+        char *last[2] = {NULL, NULL};
         for (char *p = line; *p; p++)
-            commas += *p == ',';
-        assert_int_equal(commas, 17);
+            if (*p == ',') {
+                commas++;
+                last[0] = last[1];
+                last[1] = p + 1;
+            }
+        assert_int_equal(commas, 19);
         assert_non_null(strstr(line, ",fc1,0.01,0.5,8,"));
+        assert_close(strtod(last[0], NULL), eq.norm, 1e-12);
+        assert_close(strtod(last[1], NULL), eq.angular_update, 1e-12);
         rows++;
     }
     assert_int_equal(rows, 50);

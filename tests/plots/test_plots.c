@@ -205,6 +205,50 @@ static void test_equilibrium_source(void **state)
     text = roteq_test_read_file(data, NULL);
     assert_non_null(strstr(text, " equilibrium\n")); /* the legend argument */
     free(text);
+
+    /* Per quantity and group: an empty eq_norm (what `roteq simulate` writes for a rotational
+     * variant, whose norm theory does not predict) falls back to that group's last pred_norm,
+     * while its eq_angle still comes from the column. */
+    roteq_test_write_file(fx->path[3],
+                          "step,group,angle_rms,angle_q05,angle_q95,pred_angle,norm_mean,norm_q05,"
+                          "norm_q95,pred_norm,eq_norm,eq_angle\n"
+                          "1,a,0.02,0.01,0.03,0.021,2,1.9,2.1,2.05,1.25,0.01\n"
+                          "2,a,0.015,0.01,0.02,0.016,1.8,1.7,1.9,1.85,1.25,0.01\n"
+                          "1,rv,0.008,0.007,0.009,0.009,1,1,1,1.1,,0.009\n"
+                          "2,rv,0.009,0.008,0.010,0.009,1,1,1,0.9,,0.009\n");
+    const char *mixed[] = {fx->path[3]};
+    o = (roteq_plot_options){.name = "mixed_tr"};
+    draw(fx, "transient", mixed, 1, &o, 2, 4);
+    snprintf(data, sizeof data, "%s/out/mixed_tr.dat", fx->dir);
+    data_row(data, 3, v, 7); /* rv, step 2 */
+    assert_close(v[1], 0.009 / 0.009, 1e-15);
+    assert_close(v[3], 1.0 / 0.9, 1e-15); /* norm relative to the last pred_norm */
+    data_row(data, 0, v, 7);              /* a, step 1 */
+    assert_close(v[1], 0.02 / 0.01, 1e-15);
+    assert_close(v[3], 2.0 / 1.25, 1e-15);
+    text = roteq_test_read_file(data, NULL);
+    assert_non_null(strstr(text, "equilibrium norm 1.25 (eq_norm column), angular update 0.01 "
+                                 "(eq_angle column)"));
+    assert_non_null(strstr(text, "equilibrium norm 0.90000000000000002 (prediction at the last "
+                                 "step), angular update 0.0089999999999999993 (eq_angle column)"));
+    free(text);
+    /* The norm figure's legend names the weaker source; the angle figure's is the column. */
+    o = (roteq_plot_options){.name = "mixed_norm"};
+    draw(fx, "norm", mixed, 1, &o, 2, 4);
+    snprintf(data, sizeof data, "%s/out/mixed_norm.dat", fx->dir);
+    text = roteq_test_read_file(data, NULL);
+    assert_non_null(strstr(text, "'prediction at the last step'"));
+    free(text);
+    data_row(data, 3, v, 6);
+    assert_close(v[5], 0.9, 0);
+    o = (roteq_plot_options){.name = "mixed_angle"};
+    draw(fx, "angle", mixed, 1, &o, 2, 4);
+    snprintf(data, sizeof data, "%s/out/mixed_angle.dat", fx->dir);
+    text = roteq_test_read_file(data, NULL);
+    assert_non_null(strstr(text, " equilibrium\n"));
+    free(text);
+    data_row(data, 3, v, 6);
+    assert_close(v[5], 0.009, 0);
 }
 
 static void test_histogram(void **state)

@@ -10,6 +10,7 @@
 
 #include <dirent.h>
 #include <stdio.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -161,10 +162,28 @@ static void test_outputs(void **state)
     char *s = roteq_test_read_file(series, &len);
     assert_non_null(s);
     assert_non_null(strstr(s, "step,group,lr,weight_decay,n,norm_mean,norm_std"));
-    assert_non_null(strstr(s, "pred_norm,pred_angle,update_rms_mean"));
+    assert_non_null(strstr(s, "pred_norm,pred_angle,eq_norm,eq_angle,update_rms_mean"));
     assert_int_equal(count_lines(s, "#"), 2);
     assert_int_equal(count_lines(s, NULL), 2 + 1 + 4); /* comments, header, steps 25..100 */
     assert_non_null(strstr(s, "\n100,sgdm,"));
+    /* eq_norm, eq_angle (fields 19, 20) on every row: the summary's predicted equilibrium,
+     * SGDM's (eta G^2 / (2 lambda (1 - alpha)))^(1/4) with G^2 = C - 1 = 18, and
+     * sqrt(2 eta lambda / (1 + alpha)). */
+    int eq_rows = 0;
+    for (const char *row = strstr(s, "\n25,sgdm,"); row; row = strchr(row + 1, '\n')) {
+        if (!row[1])
+            break;
+        eq_rows++;
+        const char *p = row;
+        for (int k = 0; k < 18; k++)
+            p = strchr(p + 1, ',');
+        char *end;
+        double en = strtod(p + 1, &end), ea = strtod(end + 1, NULL);
+        assert_true(*end == ',');
+        assert_close(en, pow(0.1 * 18 / (2 * 0.01 * 0.1), 0.25), 1e-12);
+        assert_close(ea, sqrt(2 * 0.1 * 0.01 / 1.9), 1e-12);
+    }
+    assert_int_equal(eq_rows, 4);
     char *t = roteq_test_read_file(trace, &len);
     assert_non_null(t);
     assert_non_null(strstr(t, "step,layer,neuron,norm,angle,lr,weight_decay\n"));
@@ -228,6 +247,13 @@ static void test_text_and_csv(void **state)
                            "10",       "--format",    "csv",      NULL};
     assert_int_equal(roteq_test_run(cargs, NULL, &out, NULL), 0);
     assert_int_equal(count_lines(out, "40,rv_adamw,"), 1);
+    /* Theory has no norm for a rotational variant: eq_norm is empty, eq_angle its target. */
+    const char *row = strstr(out, "\n40,rv_adamw,");
+    assert_non_null(row);
+    for (int k = 0; k < 18; k++)
+        row = strchr(row + 1, ',');
+    assert_true(row[1] == ',');
+    assert_close(strtod(row + 2, NULL), sqrt(2 * 1e-3 * 1e-2 * 0.1 / 1.9), 1e-12);
     free(out);
 }
 
