@@ -2,7 +2,8 @@
  * checks (fixed seeds, tolerances far outside the run-to-run noise measured in sim/README.md):
  * AdamW balances rotation across neurons with different gradient scales while Adam + L2 does
  * not; dead coordinates drop out of Adam's equilibrium norm; a radial gradient component moves
- * the equilibrium; RV-AdamW holds the norm fixed and rotates at theory's rate. */
+ * the equilibrium; RV-AdamW holds the norm fixed and rotates at theory's rate; the rotational
+ * variants' warm-up follows the closed form derived in sim/README.md. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -154,6 +155,67 @@ static void test_rv_adamw(void **state)
     roteq_sim_result_free(&r);
 }
 
+/* The warm-up of the rotational variants (sim/README.md, "Warm-up"): the angular update is
+ * eta_r |u_t| / sqrt(s_t), where s_t is the bias-corrected running mean (decay d) of |u|^2. For
+ * isotropic gradients E|u_t|^2 is proportional to A_t below, so the ratio to the target follows
+ * sqrt(A_t / S_t), S_t the same running mean of A: derived in sim/README.md. RV-AdamW dips to
+ * 0.67 at step 9, RV-SGDM overshoots to 1.18 at step 4; both within a few standard errors of the
+ * closed form at every one of the first 60 steps. */
+static double warmup_ratio(int sgdm, double beta, double d, size_t t)
+{
+    double S = 0.0, A = 0.0;
+    for (size_t j = 1; j <= t; j++) {
+        double bj = pow(beta, (double)j);
+        A = sgdm ? (1 - bj * bj) / (1 - beta * beta) /* buf = sum b^k g */
+                 : (1 - beta) * (1 - bj * bj) / ((1 + beta) * (1 - bj) * (1 - bj)); /* Adam m_hat */
+        S = d * S + (1 - d) * A;
+    }
+    return sqrt(A / (S / (1 - pow(d, (double)t))));
+}
+
+static void test_rv_warmup(void **state)
+{
+    (void)state;
+    const roteq_optimizer_type *opts[2] = {&roteq_rv_adamw, &roteq_rv_sgdm};
+    for (int sgdm = 0; sgdm <= 1; sgdm++) {
+        roteq_sim_config c = sgdm ? config(opts[1], 0.1, 0.01) : config(opts[0], 3e-3, 0.1);
+        c.neurons = 128;
+        c.dim = 128;
+        c.steps = 60;
+        c.every = 1;
+        roteq_sim_result r;
+        assert_int_equal(roteq_sim_run(&c, NULL, &r), 0);
+        assert_int_equal(r.nrows, 60);
+        double target = r.predicted[ROTEQ_PRED_BEST].angular_update,
+               beta = sgdm ? c.hp.momentum : c.hp.beta1;
+        double worst = 0.0, extreme = 1.0;
+        size_t at = 0;
+        for (size_t i = 0; i < r.nrows; i++) {
+            const roteq_sim_row *w = &r.rows[i];
+            double ratio = w->angle_rms / target;
+            double want = warmup_ratio(sgdm, beta, c.hp.update_norm_decay, w->step);
+            /* Standard error of the RMS over the neurons: std(angle)/sqrt(N) (delta method for
+             * a small spread); floor 1e-4 for step 1, where every neuron moves by eta_r. */
+            double se = fmax(w->angle.std / sqrt((double)c.neurons) / target, 1e-4);
+            worst = fmax(worst, fabs(ratio - want) / se);
+            if (fabs(ratio - 1) > fabs(extreme - 1)) {
+                extreme = ratio;
+                at = w->step;
+            }
+        }
+        printf("# %s warm-up: extreme ratio %.4f at step %zu (closed form %.4f); worst deviation "
+               "from the closed form %.2f standard errors\n",
+               c.opt->name, extreme, at, warmup_ratio(sgdm, beta, c.hp.update_norm_decay, at),
+               worst);
+        assert_true(worst < 5.0);
+        if (sgdm)
+            assert_true(extreme > 1.15 && extreme < 1.21);
+        else
+            assert_true(extreme > 0.65 && extreme < 0.69);
+        roteq_sim_result_free(&r);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -161,6 +223,7 @@ int main(void)
         cmocka_unit_test(test_dead_coordinates),
         cmocka_unit_test(test_radial_breaks_equilibrium),
         cmocka_unit_test(test_rv_adamw),
+        cmocka_unit_test(test_rv_warmup),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
