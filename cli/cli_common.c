@@ -16,6 +16,19 @@ int roteq_cli_fail(const char *cmd, const char *fmt, ...)
     return ROTEQ_EXIT_USAGE;
 }
 
+int roteq_cli_bad_option(const char *cmd, int c, char *const *argv)
+{
+    /* optind already points past the offending word; for a short option inside a group
+     * ("-xq") that word is the group, so name the option character itself. */
+    const char *word = argv[optind - 1];
+    char shortopt[3] = {'-', (char)optopt, '\0'};
+    if (optopt != 0 && (word[0] != '-' || word[1] == '-' || word[2] != '\0'))
+        word = word[1] == '-' ? word : shortopt;
+    if (c == ':')
+        return roteq_cli_fail(cmd, "%s: needs a value", word);
+    return roteq_cli_fail(cmd, "unknown option '%s' (see roteq %s --help)", word, cmd);
+}
+
 int roteq_cli_fail_lib(const char *cmd, int code)
 {
     const char *msg = roteq_error_message();

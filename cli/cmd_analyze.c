@@ -248,10 +248,8 @@ static int parse_args(int argc, char **argv, args *a)
             usage(stdout);
             return -1;
         case ':':
-            return roteq_cli_fail(CMD, "%s: needs a value", argv[optind - 1]);
         default:
-            return roteq_cli_fail(CMD, "unknown option '%s' (try roteq analyze --help)",
-                                  argv[optind - 1]);
+            return roteq_cli_bad_option(CMD, c, argv);
         }
     }
     if (optind != argc - 1) {

@@ -75,7 +75,7 @@ static int gallery(const char *out_dir)
 }
 
 /* Apply one parsed flag; returns -1 to go on, else the exit code. */
-static int apply(int c, const char *arg, roteq_plot_options *opt)
+static int apply(int c, const char *arg, roteq_plot_options *opt, char **argv)
 {
     switch (c) {
     case 'o':
@@ -98,7 +98,7 @@ static int apply(int c, const char *arg, roteq_plot_options *opt)
         opt->log_y = 1;
         return -1;
     case 'm':
-        if (roteq_cli_double("plot", "--max-step", arg, &opt->max_step))
+        if (roteq_cli_double("plot", "max-step", arg, &opt->max_step))
             return ROTEQ_EXIT_USAGE;
         if (!(opt->max_step > 0))
             return roteq_cli_fail("plot", "--max-step: must be positive, got %s", arg);
@@ -107,8 +107,7 @@ static int apply(int c, const char *arg, roteq_plot_options *opt)
         usage(stdout);
         return ROTEQ_EXIT_OK;
     default:
-        usage(stderr);
-        return ROTEQ_EXIT_USAGE;
+        return roteq_cli_bad_option("plot", c, argv);
     }
 }
 
@@ -129,10 +128,11 @@ int roteq_cmd_plot(int argc, char **argv)
     /* Flags may come before or after KIND and the inputs: getopt stops ('+') at each word that
      * is not a flag, which is collected, and parsing goes on after it. */
     optind = 0;
+    opterr = 0;
     for (;;) {
-        int c = getopt_long(argc, argv, "+o:f:t:n:lm:h", longopts, NULL);
+        int c = getopt_long(argc, argv, "+:o:f:t:n:lm:h", longopts, NULL);
         if (c != -1) {
-            int rc = apply(c, optarg, &opt);
+            int rc = apply(c, optarg, &opt, argv);
             if (rc >= 0) {
                 free(inputs);
                 return rc;

@@ -492,10 +492,8 @@ int roteq_cmd_simulate(int argc, char **argv)
             usage(stdout);
             return ROTEQ_EXIT_OK;
         case ':':
-            return roteq_cli_fail(CMD, "%s: needs a value", argv[optind - 1]);
         default:
-            return roteq_cli_fail(CMD, "unknown option '%s' (see roteq simulate --help)",
-                                  argv[optind - 1]);
+            return roteq_cli_bad_option(CMD, c, argv);
         }
     }
     if (optind < argc)

@@ -96,7 +96,7 @@ int roteq_cmd_sweep(int argc, char **argv)
             roteq_cli_fail("sweep", __VA_ARGS__);                                                  \
         goto done;                                                                                 \
     } while (0)
-    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
         switch (c) {
         case 'o':
             out_path = optarg;
@@ -138,8 +138,11 @@ int roteq_cmd_sweep(int argc, char **argv)
                 usage(stdout);
             code = ROTEQ_EXIT_OK;
             goto done;
+        case ':':
         default:
-            FAIL("unknown option '%s' (try roteq sweep --help)", argv[optind - 1]);
+            if (err)
+                roteq_cli_bad_option("sweep", c, argv);
+            goto done;
         }
     }
     if (optind != argc - 1)

@@ -213,7 +213,7 @@ int roteq_cmd_verify(int argc, char **argv)
     optind = 1;
     opterr = 0;
     int c;
-    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
         switch (c) {
         case 'q':
             quick = 1;
@@ -266,9 +266,9 @@ int roteq_cmd_verify(int argc, char **argv)
                 usage(stdout);
             code = ROTEQ_EXIT_OK;
             goto done;
+        case ':':
         default:
-            roteq_cli_fail("verify", "unknown option '%s' (try roteq verify --help)",
-                           argv[optind - 1]);
+            roteq_cli_bad_option("verify", c, argv);
             goto done;
         }
     }

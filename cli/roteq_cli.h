@@ -31,6 +31,10 @@ int roteq_cmd_bench(int argc, char **argv);
 
 /* Print "roteq CMD: message" on stderr and return ROTEQ_EXIT_USAGE. */
 int roteq_cli_fail(const char *cmd, const char *fmt, ...) ROTEQ_PRINTF(2, 3);
+/* getopt_long's misuse cases, reported alike by every subcommand (one line, exit 2): call it
+ * from the option switch's `case ':'` (a missing value; the optstring must start with ':',
+ * after a '+' if any, and opterr be 0) and `default` (an unknown option). */
+int roteq_cli_bad_option(const char *cmd, int c, char *const *argv);
 /* The same with the library's last error message ("roteq CMD: <message>"); returns `code`. */
 int roteq_cli_fail_lib(const char *cmd, int code);
 
