@@ -324,6 +324,11 @@ static int finish_layer(roteq_analysis *a, roteq_layer *L, roteq_analysis_layer_
         else
             R->verdict = ROTEQ_ANALYSIS_OFF_PREDICTION;
     }
+    /* The streaming tracker can open the band on the last few records (noise, or a layer
+     * passing through); only the final-window estimate confirms a layer stayed there, so a
+     * layer not at equilibrium has no entered-and-stayed step. */
+    if (R->verdict != ROTEQ_ANALYSIS_AT_EQUILIBRIUM)
+        R->converged_at = -1;
 
     if (a->cfg.per_neuron) {
         R->per_neuron = malloc((N ? N : 1) * sizeof *R->per_neuron);

@@ -349,6 +349,29 @@ static void test_prediction_and_convergence(void **state)
     roteq_analysis_result_free(r);
     free(s);
 
+    /* Off by 30% for 1992 steps, then on the prediction for the last 8: the trailing average
+     * enters the band at the very end, but the final window says off-prediction, so there is
+     * no entered-and-stayed step. */
+    {
+        roteq_hparams hp2 = roteq_optimizer_defaults(&roteq_adamw);
+        hp2.lr = lr;
+        hp2.weight_decay = wd;
+        roteq_equilibrium e2;
+        assert_int_equal(roteq_theory_equilibrium(&roteq_adamw, &hp2, &set, ROTEQ_PRED_BEST, &e2),
+                         0);
+        text t = {0};
+        add(&t, "step,layer,neuron,norm,angle\n");
+        for (long k = 1; k <= 2000; k++)
+            for (int i = 0; i < 8; i++)
+                add(&t, "%ld,fc1,%d,%.17g,%.17g\n", k, i, e2.norm,
+                    e2.angular_update * (k > 1992 ? 1.0 : 1.3));
+        assert_int_equal(run(t.s, 0, &m, 400, &r), 0);
+        assert_int_equal(r->layers[0].verdict, ROTEQ_ANALYSIS_OFF_PREDICTION);
+        assert_int_equal(r->layers[0].converged_at, -1);
+        roteq_analysis_result_free(r);
+        free(t.s);
+    }
+
     /* Cut short while still far: converging. */
     s = approach_trace(lr, wd, dim, 3.0, 300, 1.0);
     assert_int_equal(run(s, 0, &m, 400, &r), 0);
