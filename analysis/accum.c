@@ -129,22 +129,19 @@ static int resolve_layer(roteq_analysis *a, roteq_layer *L, size_t dim)
     if (roteq_hparams_validate(m->opt, &check, &bad)) {
         const char *key = roteq_hparam_descs[bad].key;
         if (isnan(roteq_hparams_get(&check, bad)))
-            return roteq_error_set(ROTEQ_EINVAL,
-                                   "%s: layer '%s': missing hyperparameter '%s' needed by %s "
-                                   "(give it in the metadata, as --%s%s)",
-                                   meta_name(m), L->name, key, m->opt->name,
-                                   roteq_hparam_descs[bad].flag,
-                                   bad == ROTEQ_HP_LR || bad == ROTEQ_HP_WEIGHT_DECAY
-                                       ? " or as a trace column"
-                                       : "");
+            return roteq_error_set(
+                ROTEQ_EINVAL,
+                "%s: layer '%s': missing hyperparameter '%s' needed by %s "
+                "(give it in the metadata, as --%s%s)",
+                meta_name(m), L->name, key, m->opt->name, roteq_hparam_descs[bad].flag,
+                bad == ROTEQ_HP_LR || bad == ROTEQ_HP_WEIGHT_DECAY ? " or as a trace column" : "");
         return roteq_error_set(ROTEQ_EINVAL, "%s: layer '%s': %s %s", meta_name(m), L->name, key,
                                roteq_error_message());
     }
     return ROTEQ_OK;
 }
 
-int roteq_analysis_layer(roteq_analysis *a, const char *name, size_t len, size_t dim,
-                         size_t *index)
+int roteq_analysis_layer(roteq_analysis *a, const char *name, size_t len, size_t dim, size_t *index)
 {
     if (a->last_layer < a->nlayers) {
         roteq_layer *L = &a->layers[a->last_layer];
@@ -306,8 +303,9 @@ int roteq_analysis_add(roteq_analysis *a, size_t layer, const roteq_analysis_row
     return ROTEQ_OK;
 }
 
-void roteq_analysis_layer_static_prediction(const roteq_analysis *a, const roteq_layer *L, double lr,
-                                   double wd, long gap, double *norm, double *angle)
+void roteq_analysis_layer_static_prediction(const roteq_analysis *a, const roteq_layer *L,
+                                            double lr, double wd, long gap, double *norm,
+                                            double *angle)
 {
     const roteq_analysis_meta *m = a->cfg.meta;
     *norm = *angle = DNAN;
@@ -500,9 +498,12 @@ static int write_series_row(roteq_analysis *a, const roteq_layer *L, const roteq
         return st;
     fprintf(f, "%ld,", r->step);
     print_csv_name(f, L->name);
-    double v[] = {r->lr, r->wd, (double)r->n, sn[0], sn[1], sn[2], sn[3], sn[4],
-                  r->na ? sqrt(r->ms_angle) : DNAN, sa[0], sa[1], sa[2], sa[3], sa[4],
-                  r->pt_norm, r->pt_angle, r->ps_norm, r->ps_angle};
+    double v[] = {r->lr,       r->wd,      (double)r->n,
+                  sn[0],       sn[1],      sn[2],
+                  sn[3],       sn[4],      r->na ? sqrt(r->ms_angle) : DNAN,
+                  sa[0],       sa[1],      sa[2],
+                  sa[3],       sa[4],      r->pt_norm,
+                  r->pt_angle, r->ps_norm, r->ps_angle};
     for (size_t i = 0; i < sizeof v / sizeof v[0]; i++) {
         fputc(',', f);
         if (i == 2)
@@ -544,7 +545,7 @@ int roteq_analysis_layer_close_record(roteq_analysis *a, roteq_layer *L)
     unsigned forced = a->cfg.meta->forced;
     r->lr = isnan(L->r_lr) || (forced & ROTEQ_HP_BIT(ROTEQ_HP_LR)) ? L->hp.lr : L->r_lr;
     r->wd = isnan(L->r_wd) || (forced & ROTEQ_HP_BIT(ROTEQ_HP_WEIGHT_DECAY)) ? L->hp.weight_decay
-                                                                            : L->r_wd;
+                                                                             : L->r_wd;
     if (a->cfg.meta->opt == NULL) { /* no resolved hyperparameters: only what rows say */
         r->lr = L->r_lr;
         r->wd = L->r_wd;

@@ -11,11 +11,11 @@
 typedef struct {
     long step, gap;
     double lr, wd;
-    size_t n;          /* neurons with a row and a non-zero norm */
-    size_t na;         /* of those, with a defined non-zero angle */
-    double mean_norm;  /* over the n */
-    double msq_norm;   /* mean of ||w||^2 */
-    double ms_angle;   /* mean of angle^2 over defined angles */
+    size_t n;                 /* neurons with a row and a non-zero norm */
+    size_t na;                /* of those, with a defined non-zero angle */
+    double mean_norm;         /* over the n */
+    double msq_norm;          /* mean of ||w||^2 */
+    double ms_angle;          /* mean of angle^2 over defined angles */
     double ps_norm, ps_angle; /* static (instantaneous) equilibrium at this record's lr, wd, gap */
     double pt_norm, pt_angle; /* transient (falls back to the static values) */
 } roteq_rec;
@@ -89,8 +89,9 @@ struct roteq_analysis {
 };
 
 /* Static equilibrium at (lr, wd, gap): NAN where theory has none. */
-void roteq_analysis_layer_static_prediction(const roteq_analysis *a, const roteq_layer *L, double lr,
-                                   double wd, long gap, double *norm, double *angle);
+void roteq_analysis_layer_static_prediction(const roteq_analysis *a, const roteq_layer *L,
+                                            double lr, double wd, long gap, double *norm,
+                                            double *angle);
 /* Close the open record of layer L (no-op if none is open). */
 int roteq_analysis_layer_close_record(roteq_analysis *a, roteq_layer *L);
 

@@ -23,7 +23,7 @@ static const char *const col_names[COL_N] = {"",     "step",  "layer", "neuron",
                                              "norm", "angle", "lr",    "weight_decay"};
 
 #define MAX_COLUMNS 64
-#define MAX_LINE ((size_t)1 << 20)
+#define MAX_LINE    ((size_t)1 << 20)
 
 struct roteq_analysis_csv_reader {
     char *name;
@@ -62,7 +62,8 @@ size_t roteq_analysis_csv_reader_lines(const roteq_analysis_csv_reader *r)
     return r->line;
 }
 
-static int fail(const roteq_analysis_csv_reader *r, int status, const char *fmt, ...) ROTEQ_PRINTF(3, 4);
+static int fail(const roteq_analysis_csv_reader *r, int status, const char *fmt, ...)
+    ROTEQ_PRINTF(3, 4);
 static int fail(const roteq_analysis_csv_reader *r, int status, const char *fmt, ...)
 {
     char msg[512];
@@ -147,8 +148,8 @@ static const char *parse_double(const char *p, double *out, int *empty)
     }
     if (!any) {
         /* nan / inf spelled out (Python, numpy and C all write one of these). */
-        static const char *const words[] = {"nan", "NaN", "DNAN", "inf", "Inf", "INF",
-                                            "infinity", "Infinity"};
+        static const char *const words[] = {"nan", "NaN", "DNAN",     "inf",
+                                            "Inf", "INF", "infinity", "Infinity"};
         for (size_t i = 0; i < sizeof words / sizeof words[0]; i++) {
             size_t n = strlen(words[i]);
             if (strncmp(p, words[i], n) == 0 && (p[n] == ',' || is_end(p[n]))) {
@@ -326,8 +327,9 @@ static int parse_row(roteq_analysis_csv_reader *r, const char *p)
                 row.angle = x;
             } else {
                 if (isinf(x) || x < 0)
-                    return fail(r, ROTEQ_EFORMAT, "column '%s': %.17g is not a finite "
-                                                  "non-negative number",
+                    return fail(r, ROTEQ_EFORMAT,
+                                "column '%s': %.17g is not a finite "
+                                "non-negative number",
                                 what, x);
                 if (r->role[c] == COL_LR)
                     row.lr = x;
@@ -455,8 +457,9 @@ int roteq_analysis_csv_reader_finish(roteq_analysis_csv_reader *r)
             return st;
     }
     if (!r->header_done)
-        return roteq_error_set(ROTEQ_EFORMAT, "%s: no header line (need step,layer,neuron,norm,"
-                                              "angle)",
+        return roteq_error_set(ROTEQ_EFORMAT,
+                               "%s: no header line (need step,layer,neuron,norm,"
+                               "angle)",
                                r->name);
     return ROTEQ_OK;
 }

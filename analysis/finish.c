@@ -12,8 +12,8 @@
 
 const char *const roteq_analysis_status_names[3] = {"ok", "dead", "collapsed"};
 const char *const roteq_analysis_verdict_names[6] = {
-    "no prediction",  "at equilibrium", "converging", "off-prediction", "not scale-invariant-like",
-    "no data"};
+    "no prediction",  "at equilibrium",           "converging",
+    "off-prediction", "not scale-invariant-like", "no data"};
 
 double roteq_analysis_quantile_sorted(const double *x, size_t n, double q);
 
@@ -200,7 +200,8 @@ static int finish_layer(roteq_analysis *a, roteq_layer *L, roteq_analysis_layer_
     qsort(sum_n, nmed, sizeof *sum_n, cmp_double);
     double median = roteq_analysis_quantile_sorted(sum_n, nmed, 0.5);
     for (size_t i = 0; i < N; i++)
-        if (status[i] == ROTEQ_ANALYSIS_NEURON_OK && mean_norm[i] < ROTEQ_COLLAPSE_FRACTION * median)
+        if (status[i] == ROTEQ_ANALYSIS_NEURON_OK &&
+            mean_norm[i] < ROTEQ_COLLAPSE_FRACTION * median)
             status[i] = ROTEQ_ANALYSIS_NEURON_COLLAPSED;
 
     /* Pooled estimates over the ok neurons' window values (see README: "Estimators"). */
@@ -251,7 +252,8 @@ static int finish_layer(roteq_analysis *a, roteq_layer *L, roteq_analysis_layer_
             sa += a2, ssa += a2 * a2;
         }
         double k = (double)nok, mn = sn / k, ma = sa / k;
-        double vn = fmax(0.0, (ssn - k * mn * mn) / (k - 1)), va = fmax(0.0, (ssa - k * ma * ma) / (k - 1));
+        double vn = fmax(0.0, (ssn - k * mn * mn) / (k - 1)),
+               va = fmax(0.0, (ssa - k * ma * ma) / (k - 1));
         R->norm_se = sqrt(vn / k);
         R->angle_se = ma > 0 ? sqrt(va / k) / (2 * sqrt(ma)) : DNAN;
     }
@@ -295,8 +297,8 @@ static int finish_layer(roteq_analysis *a, roteq_layer *L, roteq_analysis_layer_
     R->rate = fit_rate(L->traj, L->ntraj, 0, m_inf, tol);
     if (m->opt && !R->scheduled) {
         if (L->tr_state > 0) {
-            double pm_inf = isfinite(R->pred_norm) ? R->pred_norm * R->pred_norm
-                                                   : L->traj[L->ntraj - 1].pt_msq;
+            double pm_inf =
+                isfinite(R->pred_norm) ? R->pred_norm * R->pred_norm : L->traj[L->ntraj - 1].pt_msq;
             R->pred_rate = fit_rate(L->traj, L->ntraj, 1, pm_inf, tol);
         } else if (isfinite(R->rate)) {
             R->pred_rate = analytic_rate(m->opt, last->lr, last->wd);
@@ -305,8 +307,9 @@ static int finish_layer(roteq_analysis *a, roteq_layer *L, roteq_analysis_layer_
 
     /* Verdict (README: "Verdict rules"). */
     double e = worst(R->rel_norm, R->rel_angle);
-    R->ratio = isfinite(R->rel_angle) ? R->rel_angle + 1 : isfinite(R->rel_norm) ? R->rel_norm + 1
-                                                                                : DNAN;
+    R->ratio = isfinite(R->rel_angle)  ? R->rel_angle + 1
+               : isfinite(R->rel_norm) ? R->rel_norm + 1
+                                       : DNAN;
     if (nok == 0 || !isfinite(R->angular_update))
         R->verdict = ROTEQ_ANALYSIS_NO_DATA;
     else if (!isfinite(e))
@@ -373,7 +376,8 @@ int roteq_analysis_finish(roteq_analysis *a, roteq_analysis_result **out)
     }
     /* Balance across layers: max/min of the layers' RMS angular update (the paper's central
      * observable: AdamW keeps it near 1, Adam with L2 does not). */
-    double mx = -((double)INFINITY), mn = ((double)INFINITY), pmx = -((double)INFINITY), pmn = ((double)INFINITY);
+    double mx = -((double)INFINITY), mn = ((double)INFINITY), pmx = -((double)INFINITY),
+           pmn = ((double)INFINITY);
     for (size_t i = 0; i < r->nlayers; i++) {
         double v = r->layers[i].angular_update, p = r->layers[i].pred_angle;
         if (isfinite(v) && v > 0)

@@ -43,14 +43,12 @@ static int get_dim(const char *path, const char *where, json_t *v, size_t *out)
     if (v == NULL || json_is_null(v))
         return ROTEQ_OK;
     if (!json_is_integer(v) || json_integer_value(v) <= 0)
-        return roteq_error_set(ROTEQ_EFORMAT, "%s: %sdim must be a positive integer", path,
-                               where);
+        return roteq_error_set(ROTEQ_EFORMAT, "%s: %sdim must be a positive integer", path, where);
     *out = (size_t)json_integer_value(v);
     return ROTEQ_OK;
 }
 
-static int get_number(const char *path, const char *where, const char *key, json_t *v,
-                      double *out)
+static int get_number(const char *path, const char *where, const char *key, json_t *v, double *out)
 {
     if (json_is_boolean(v) && strcmp(key, "nesterov") == 0) {
         *out = json_is_true(v) ? 1.0 : 0.0;
@@ -80,12 +78,12 @@ static int get_hparams(const char *path, const char *where, const roteq_optimize
         }
         if (strcmp(key, "betas") == 0) { /* PyTorch spells them as a pair */
             if (!json_is_array(v) || json_array_size(v) != 2)
-                return roteq_error_set(ROTEQ_EFORMAT, "%s: %sbetas must be a pair of numbers",
-                                       path, where);
+                return roteq_error_set(ROTEQ_EFORMAT, "%s: %sbetas must be a pair of numbers", path,
+                                       where);
             for (size_t i = 0; i < 2; i++) {
                 double b = 0;
-                int st = get_number(path, where, i ? "betas[1]" : "betas[0]",
-                                    json_array_get(v, i), &b);
+                int st =
+                    get_number(path, where, i ? "betas[1]" : "betas[0]", json_array_get(v, i), &b);
                 if (st)
                     return st;
                 roteq_hparam_id id = i ? ROTEQ_HP_BETA2 : ROTEQ_HP_BETA1;
@@ -108,8 +106,8 @@ static int get_hparams(const char *path, const char *where, const roteq_optimize
         if (st)
             return st;
         if (opt && !(opt->hparams & ROTEQ_HP_BIT(d->id)))
-            return roteq_error_set(ROTEQ_EINVAL, "%s: %s%s does not apply to %s", path, where,
-                                   key, opt->name);
+            return roteq_error_set(ROTEQ_EINVAL, "%s: %s%s does not apply to %s", path, where, key,
+                                   opt->name);
         roteq_hparams_set(hp, d->id, x);
         *given |= ROTEQ_HP_BIT(d->id);
     }
@@ -156,8 +154,8 @@ int roteq_analysis_meta_parse(const char *path, const char *text, size_t len,
     json_t *layers = json_object_get(root, "layers");
     if (layers && !json_is_null(layers)) {
         if (!json_is_object(layers)) {
-            st = roteq_error_set(ROTEQ_EFORMAT, "%s: layers must be an object of layer names",
-                                 path);
+            st =
+                roteq_error_set(ROTEQ_EFORMAT, "%s: layers must be an object of layer names", path);
             goto done;
         }
         out->layers = calloc(json_object_size(layers) + 1, sizeof *out->layers);
@@ -180,8 +178,7 @@ int roteq_analysis_meta_parse(const char *path, const char *text, size_t len,
             char where[300];
             snprintf(where, sizeof where, "layers.%s.", name);
             if (!json_is_object(l)) {
-                st = roteq_error_set(ROTEQ_EFORMAT, "%s: layers.%s must be an object", path,
-                                     name);
+                st = roteq_error_set(ROTEQ_EFORMAT, "%s: layers.%s must be an object", path, name);
                 goto done;
             }
             st = get_dim(path, where, json_object_get(l, "dim"), &lm->dim);

@@ -38,10 +38,10 @@ int roteq_analysis_write_text(FILE *out, const roteq_analysis_result *r)
     }
     if (w > 40)
         w = 40;
-    fprintf(out, "optimizer %s, tolerance %g%%, final window: last quarter of the records (at "
-                 "most %zu)\n\n",
-            r->optimizer ? r->optimizer : "(none: no predictions)", 100 * r->tolerance,
-            r->window);
+    fprintf(out,
+            "optimizer %s, tolerance %g%%, final window: last quarter of the records (at "
+            "most %zu)\n\n",
+            r->optimizer ? r->optimizer : "(none: no predictions)", 100 * r->tolerance, r->window);
     fprintf(out, "%-*s %6s %7s %8s %10s %10s %7s %10s %10s %7s %9s %6s  %s\n", w, "layer", "dim",
             "neurons", "dead+col", "norm", "predicted", "error", "angle", "predicted", "error",
             "settled", "CV", "verdict");
@@ -93,12 +93,14 @@ int roteq_analysis_write_text(FILE *out, const roteq_analysis_result *r)
             fprintf(out, "%s: snapshots %ld steps apart; angles are %ld-step angles\n", L->name,
                     L->gap, L->gap);
         else if (L->gap == 0 && L->records > 1)
-            fprintf(out, "%s: snapshot gaps vary; each angle is compared with its k-step "
-                         "prediction\n",
+            fprintf(out,
+                    "%s: snapshot gaps vary; each angle is compared with its k-step "
+                    "prediction\n",
                     L->name);
         if (L->scheduled)
-            fprintf(out, "%s: lr/weight decay follow a schedule; compared with the %s "
-                         "prediction\n",
+            fprintf(out,
+                    "%s: lr/weight decay follow a schedule; compared with the %s "
+                    "prediction\n",
                     L->name, L->prediction);
     }
     for (size_t i = 0; i < r->nlayers; i++) {
@@ -114,8 +116,7 @@ int roteq_analysis_write_text(FILE *out, const roteq_analysis_result *r)
             fputc(' ', out);
             cell(out, 10, "%*.4g", n->angular_update);
             fputc(' ', out);
-            cell(out, 8, "%*.3f",
-                 n->pred_angle > 0 ? n->angular_update / n->pred_angle : DNAN);
+            cell(out, 8, "%*.3f", n->pred_angle > 0 ? n->angular_update / n->pred_angle : DNAN);
             fprintf(out, "  %s\n", roteq_analysis_status_names[n->status]);
         }
     }
@@ -138,8 +139,8 @@ int roteq_analysis_write_csv(FILE *out, const roteq_analysis_result *r)
             fprintf(out, "%zu", L->dim);
         fprintf(out, ",%zu,%zu,%zu,%zu,%ld,%ld,%ld,%s", L->neurons, L->dead, L->collapsed,
                 L->records, L->first_step, L->last_step, L->window_start, L->prediction);
-        double v[] = {L->pred_norm, L->pred_angle, L->norm, L->angular_update, L->norm_se,
-                      L->angle_se, L->rel_norm, L->rel_angle};
+        double v[] = {L->pred_norm, L->pred_angle, L->norm,     L->angular_update,
+                      L->norm_se,   L->angle_se,   L->rel_norm, L->rel_angle};
         for (size_t k = 0; k < sizeof v / sizeof v[0]; k++) {
             fputc(',', out);
             roteq_fprint_csv_double(out, v[k]);
@@ -201,8 +202,7 @@ int roteq_analysis_write_json(FILE *out, const roteq_analysis_result *r)
         json_decref(layers);
         return roteq_error_set(ROTEQ_ENOMEM, "out of memory");
     }
-    json_object_set_new(root, "optimizer",
-                        r->optimizer ? json_string(r->optimizer) : json_null());
+    json_object_set_new(root, "optimizer", r->optimizer ? json_string(r->optimizer) : json_null());
     json_object_set_new(root, "tolerance", json_real(r->tolerance));
     json_object_set_new(root, "window", json_integer((json_int_t)r->window));
     for (size_t i = 0; i < r->nlayers; i++) {
@@ -229,23 +229,23 @@ int roteq_analysis_write_json(FILE *out, const roteq_analysis_result *r)
         json_object_set_new(o, "relative_error", pair(L->rel_norm, L->rel_angle));
         json_object_set_new(o, "converged_at_step",
                             L->converged_at >= 0 ? json_integer(L->converged_at) : json_null());
-        json_object_set_new(o, "convergence_rate",
-                            json_pack("{s:o,s:o}", "measured", num(L->rate), "predicted",
-                                      num(L->pred_rate)));
+        json_object_set_new(
+            o, "convergence_rate",
+            json_pack("{s:o,s:o}", "measured", num(L->rate), "predicted", num(L->pred_rate)));
         json_object_set_new(o, "angular_update_cv", num(L->cv));
-        json_object_set_new(o, "angular_update_quantiles",
-                            json_pack("{s:o,s:o,s:o}", "q05", num(L->q05), "q50", num(L->q50),
-                                      "q95", num(L->q95)));
+        json_object_set_new(
+            o, "angular_update_quantiles",
+            json_pack("{s:o,s:o,s:o}", "q05", num(L->q05), "q50", num(L->q50), "q95", num(L->q95)));
         json_object_set_new(o, "verdict", json_string(roteq_analysis_verdict_names[L->verdict]));
         json_object_set_new(o, "ratio", num(L->ratio));
         if (L->per_neuron) {
             json_t *arr = json_array();
             for (size_t k = 0; k < L->neurons; k++) {
                 const roteq_analysis_neuron *n = &L->per_neuron[k];
-                json_array_append_new(
-                    arr, json_pack("{s:I,s:o,s:o,s:s}", "neuron", (json_int_t)k, "norm",
-                                   num(n->norm), "angular_update", num(n->angular_update),
-                                   "status", roteq_analysis_status_names[n->status]));
+                json_array_append_new(arr, json_pack("{s:I,s:o,s:o,s:s}", "neuron", (json_int_t)k,
+                                                     "norm", num(n->norm), "angular_update",
+                                                     num(n->angular_update), "status",
+                                                     roteq_analysis_status_names[n->status]));
             }
             json_object_set_new(o, "per_neuron", arr);
         }

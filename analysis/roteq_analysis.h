@@ -1,7 +1,8 @@
 /* roteq_analysis.h - measure rotational equilibrium in training runs of other trainers.
  *
  * Two kinds of input feed one streaming accumulator:
- *   - a long CSV trace (docs/FORMATS.md §1), parsed from memory chunks by roteq_analysis_csv_reader, and
+ *   - a long CSV trace (docs/FORMATS.md §1), parsed from memory chunks by
+ * roteq_analysis_csv_reader, and
  *   - a snapshot series (a directory of .safetensors files, HF checkpoint-N/ folders, or folders
  *     of one .npy per layer), from which per-neuron norms and the angles between consecutive
  *     snapshots are computed here.
@@ -30,10 +31,10 @@
 /* Per-layer entry of the metadata: dimension and hyperparameter overrides (param groups). */
 typedef struct {
     char *name;
-    size_t dim;          /* 0: unknown */
-    roteq_hparams hp;    /* values of the bits in `given` */
-    unsigned given;      /* ROTEQ_HP_BIT mask of overrides */
-    double grad_norm;    /* NAN: unknown */
+    size_t dim;       /* 0: unknown */
+    roteq_hparams hp; /* values of the bits in `given` */
+    unsigned given;   /* ROTEQ_HP_BIT mask of overrides */
+    double grad_norm; /* NAN: unknown */
 } roteq_analysis_layer_meta;
 
 /* The run metadata after merging the JSON sidecar and the command line (the caller applies CLI
@@ -46,7 +47,7 @@ typedef struct {
     double grad_norm; /* NAN unknown */
     roteq_analysis_layer_meta *layers;
     size_t nlayers;
-    char *path; /* the file it came from (for messages), NULL if none */
+    char *path;      /* the file it came from (for messages), NULL if none */
     unsigned forced; /* ROTEQ_HP_BIT of lr / weight_decay given on the command line: these win
                         over a trace's lr / weight_decay columns too */
 } roteq_analysis_meta;
@@ -70,10 +71,10 @@ typedef struct {
     const roteq_analysis_meta *meta; /* required; may hold no optimizer */
     const char *source;              /* trace file or directory, for messages */
     double tolerance;                /* relative band for "at equilibrium" (default 0.05) */
-    size_t window;                   /* records kept per neuron for the final window (default 200) */
-    size_t smooth;                   /* records in the trailing average of the convergence test (5) */
-    int per_neuron;                  /* keep per-neuron results */
-    FILE *series; /* NULL, or where to write the series CSV of docs/FORMATS.md §2 */
+    size_t window;            /* records kept per neuron for the final window (default 200) */
+    size_t smooth;            /* records in the trailing average of the convergence test (5) */
+    int per_neuron;           /* keep per-neuron results */
+    FILE *series;             /* NULL, or where to write the series CSV of docs/FORMATS.md §2 */
     const char *layers_regex; /* trace rows of other layers are skipped (POSIX extended); NULL all.
                                  Snapshots select tensors by roteq_snapshot_options instead. */
 } roteq_analysis_config;
@@ -112,7 +113,8 @@ int roteq_analysis_add(roteq_analysis *a, size_t layer, const roteq_analysis_row
 
 typedef enum {
     ROTEQ_ANALYSIS_NEURON_OK,
-    ROTEQ_ANALYSIS_NEURON_DEAD,      /* no defined, non-zero angle in the window: the unit does not move */
+    ROTEQ_ANALYSIS_NEURON_DEAD, /* no defined, non-zero angle in the window: the unit does not move
+                                 */
     ROTEQ_ANALYSIS_NEURON_COLLAPSED, /* norm reached 0, or below 1% of the layer's median */
 } roteq_analysis_status;
 
@@ -142,10 +144,10 @@ typedef struct {
     long first_step, last_step; /* of the records */
     long window_start;          /* first step of the final window */
     size_t window_records;
-    long gap; /* steps each angle spans (1 for a trace), 0 when it varies */
-    int scheduled;              /* lr or weight decay changed during the run */
-    const char *prediction;     /* "static", "transient", "instantaneous", "none" */
-    double lr, weight_decay;    /* in force at the last record (NAN unknown) */
+    long gap;                /* steps each angle spans (1 for a trace), 0 when it varies */
+    int scheduled;           /* lr or weight decay changed during the run */
+    const char *prediction;  /* "static", "transient", "instantaneous", "none" */
+    double lr, weight_decay; /* in force at the last record (NAN unknown) */
     double pred_norm, pred_angle, norm, angular_update;
     double norm_se, angle_se;   /* standard errors, neurons as the independent samples */
     double rel_norm, rel_angle; /* measured / predicted - 1, NAN where no prediction */
@@ -160,8 +162,8 @@ typedef struct {
 typedef struct {
     roteq_analysis_layer_result *layers;
     size_t nlayers;
-    double balance;      /* max/min of the layers' measured angular update; NAN if none */
-    double balance_pred; /* the same for the predictions */
+    double balance;        /* max/min of the layers' measured angular update; NAN if none */
+    double balance_pred;   /* the same for the predictions */
     const char *optimizer; /* NULL if none */
     double tolerance;
     size_t window;
@@ -201,9 +203,16 @@ size_t roteq_analysis_csv_reader_lines(const roteq_analysis_csv_reader *r);
 int roteq_analysis_read_csv(const char *path, const roteq_analysis_config *cfg,
                             roteq_analysis **out);
 
-/* ---------------------------------------------------------------- tensors (safetensors.c, npy.c) */
+/* ---------------------------------------------------------------- tensors (safetensors.c, npy.c)
+ */
 
-typedef enum { ROTEQ_DT_F64, ROTEQ_DT_F32, ROTEQ_DT_F16, ROTEQ_DT_BF16, ROTEQ_DT_OTHER } roteq_dtype;
+typedef enum {
+    ROTEQ_DT_F64,
+    ROTEQ_DT_F32,
+    ROTEQ_DT_F16,
+    ROTEQ_DT_BF16,
+    ROTEQ_DT_OTHER
+} roteq_dtype;
 
 #define ROTEQ_TENSOR_MAX_RANK 8
 
@@ -222,17 +231,19 @@ size_t roteq_analysis_dtype_size(roteq_dtype dt);
  * parser needs only 8 + header length bytes). Tensors of every dtype are listed (dtype OTHER for
  * integer/bool/F8 ones, which are not weights). ROTEQ_EFORMAT naming `name` and the tensor on a
  * truncated or oversized header, malformed JSON, a shape/dtype that disagrees with data_offsets,
- * or offsets outside the file. *out is a malloc'd array (free with roteq_analysis_tensor_infos_free). */
+ * or offsets outside the file. *out is a malloc'd array (free with
+ * roteq_analysis_tensor_infos_free). */
 int roteq_analysis_safetensors_parse(const char *name, const unsigned char *data, size_t n,
-                            uint64_t file_size, roteq_analysis_tensor_info **out, size_t *count);
+                                     uint64_t file_size, roteq_analysis_tensor_info **out,
+                                     size_t *count);
 #define ROTEQ_SAFETENSORS_MAX_HEADER ((uint64_t)100 << 20)
 void roteq_analysis_tensor_infos_free(roteq_analysis_tensor_info *t, size_t n);
 
 /* Parse an .npy image (version 1, 2 or 3; '<f8' '<f4' '<f2', '|'/'=' on little-endian hosts).
  * The tensor's name is left NULL. ROTEQ_EFORMAT naming `name` on a bad magic, a truncated header,
  * an unsupported dtype, or a data size that disagrees with the shape. */
-int roteq_analysis_npy_parse(const char *name, const unsigned char *data, size_t n, uint64_t file_size,
-                    roteq_analysis_tensor_info *out);
+int roteq_analysis_npy_parse(const char *name, const unsigned char *data, size_t n,
+                             uint64_t file_size, roteq_analysis_tensor_info *out);
 
 /* ---------------------------------------------------------------- snapshots (snapshots.c) */
 
@@ -249,10 +260,10 @@ int roteq_analysis_read_snapshots(const char *dir, const roteq_snapshot_options 
  * float64 with 2*atan2(|a^ - b^|, |a^ + b^|) (exact to rounding at every angle). `norm_a` may
  * carry norms already known (NULL: computed). Writes rows norms of b and angles (NAN when a row
  * of a or b is zero). */
-void roteq_analysis_rows_angles(const roteq_analysis_tensor_info *ta, const void *a, const roteq_analysis_tensor_info *tb,
-                       const void *b, size_t rows, size_t cols, const double *norm_a,
-                       double *norm_b, double *angle);
-void roteq_analysis_rows_norms(const roteq_analysis_tensor_info *t, const void *data, size_t rows, size_t cols,
-                      double *norm);
+void roteq_analysis_rows_angles(const roteq_analysis_tensor_info *ta, const void *a,
+                                const roteq_analysis_tensor_info *tb, const void *b, size_t rows,
+                                size_t cols, const double *norm_a, double *norm_b, double *angle);
+void roteq_analysis_rows_norms(const roteq_analysis_tensor_info *t, const void *data, size_t rows,
+                               size_t cols, double *norm);
 
 #endif

@@ -121,8 +121,8 @@ static double sumsq(const double *x, size_t n)
 /* Rows longer than this are processed in chunks of it (two buffers of doubles: 256 KiB). */
 #define ROW_CHUNK 16384
 
-void roteq_analysis_rows_norms(const roteq_analysis_tensor_info *t, const void *data, size_t rows, size_t cols,
-                      double *norm)
+void roteq_analysis_rows_norms(const roteq_analysis_tensor_info *t, const void *data, size_t rows,
+                               size_t cols, double *norm)
 {
     size_t cap = cols < ROW_CHUNK ? cols : ROW_CHUNK;
     double *buf = malloc((cap ? cap : 1) * sizeof *buf);
@@ -270,14 +270,14 @@ static void rows_angles_fused(const kernel *k, size_t es, const unsigned char *a
     }
 }
 
-void roteq_analysis_rows_angles(const roteq_analysis_tensor_info *ta, const void *a, const roteq_analysis_tensor_info *tb,
-                       const void *b, size_t rows, size_t cols, const double *norm_a,
-                       double *norm_b, double *angle)
+void roteq_analysis_rows_angles(const roteq_analysis_tensor_info *ta, const void *a,
+                                const roteq_analysis_tensor_info *tb, const void *b, size_t rows,
+                                size_t cols, const double *norm_a, double *norm_b, double *angle)
 {
     if (ta->dtype == tb->dtype && !ta->fortran_order && !tb->fortran_order &&
         ta->dtype != ROTEQ_DT_OTHER) {
-        rows_angles_fused(&kernels[ta->dtype], roteq_analysis_dtype_size(ta->dtype), a, b, rows, cols,
-                          norm_a, norm_b, angle);
+        rows_angles_fused(&kernels[ta->dtype], roteq_analysis_dtype_size(ta->dtype), a, b, rows,
+                          cols, norm_a, norm_b, angle);
         return;
     }
     size_t cap = cols < ROW_CHUNK ? cols : ROW_CHUNK;

@@ -418,7 +418,8 @@ int roteq_analysis_read_snapshots(const char *dir, const roteq_snapshot_options 
             goto done;
         }
         L->rows = t->info.shape[0];
-        L->cols = t->info.nbytes / roteq_analysis_dtype_size(t->info.dtype) / (L->rows ? L->rows : 1);
+        L->cols =
+            t->info.nbytes / roteq_analysis_dtype_size(t->info.dtype) / (L->rows ? L->rows : 1);
     }
     if (nsel == 0) {
         st = roteq_error_set(ROTEQ_EFORMAT, "%s/%s: no float tensor of rank >= 2%s%s%s", dir,
@@ -453,27 +454,28 @@ int roteq_analysis_read_snapshots(const char *dir, const roteq_snapshot_options 
             layer_sel *L = &sel[i];
             const tensor *t = find(&cur, L->name);
             if (t == NULL) {
-                st = roteq_error_set(ROTEQ_EFORMAT, "%s/%s: tensor '%s' is missing (present in "
-                                                    "%s/%s)",
+                st = roteq_error_set(ROTEQ_EFORMAT,
+                                     "%s/%s: tensor '%s' is missing (present in "
+                                     "%s/%s)",
                                      dir, e[k].name, L->name, dir, e[0].name);
                 break;
             }
             if (t->info.rank < 2 || t->info.shape[0] != L->rows) {
-                st = roteq_error_set(ROTEQ_EFORMAT,
-                                     "%s: tensor '%s': row count changes from %zu to %llu", t->file,
-                                     L->name, L->rows,
-                                     (unsigned long long)(t->info.rank ? t->info.shape[0] : 0));
+                st = roteq_error_set(
+                    ROTEQ_EFORMAT, "%s: tensor '%s': row count changes from %zu to %llu", t->file,
+                    L->name, L->rows, (unsigned long long)(t->info.rank ? t->info.shape[0] : 0));
                 break;
             }
-            size_t cols = t->info.nbytes / roteq_analysis_dtype_size(t->info.dtype) / (L->rows ? L->rows : 1);
+            size_t cols =
+                t->info.nbytes / roteq_analysis_dtype_size(t->info.dtype) / (L->rows ? L->rows : 1);
             if (t->info.dtype == ROTEQ_DT_OTHER || cols != L->cols) {
-                st = roteq_error_set(ROTEQ_EFORMAT,
-                                     "%s: tensor '%s': shape or dtype changes (rows of %zu, now %zu)",
-                                     t->file, L->name, L->cols, cols);
+                st = roteq_error_set(
+                    ROTEQ_EFORMAT, "%s: tensor '%s': shape or dtype changes (rows of %zu, now %zu)",
+                    t->file, L->name, L->cols, cols);
                 break;
             }
-            roteq_analysis_rows_angles(&L->info_prev, L->data_prev, &t->info, t->data, L->rows, L->cols,
-                              L->norm_prev, L->norm, L->angle);
+            roteq_analysis_rows_angles(&L->info_prev, L->data_prev, &t->info, t->data, L->rows,
+                                       L->cols, L->norm_prev, L->norm, L->angle);
             st = feed(a, L, e[k].step, gap, L->norm, L->angle, t->file);
             if (st) {
                 char msg[512];

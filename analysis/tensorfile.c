@@ -49,13 +49,13 @@ static size_t st_dtype(const char *s, roteq_dtype *dt)
         const char *name;
         roteq_dtype dt;
         size_t size;
-    } table[] = {{"F64", ROTEQ_DT_F64, 8},    {"F32", ROTEQ_DT_F32, 4},
-                 {"F16", ROTEQ_DT_F16, 2},    {"BF16", ROTEQ_DT_BF16, 2},
-                 {"I64", ROTEQ_DT_OTHER, 8},  {"U64", ROTEQ_DT_OTHER, 8},
-                 {"I32", ROTEQ_DT_OTHER, 4},  {"U32", ROTEQ_DT_OTHER, 4},
-                 {"I16", ROTEQ_DT_OTHER, 2},  {"U16", ROTEQ_DT_OTHER, 2},
-                 {"I8", ROTEQ_DT_OTHER, 1},   {"U8", ROTEQ_DT_OTHER, 1},
-                 {"BOOL", ROTEQ_DT_OTHER, 1}, {"F8_E4M3", ROTEQ_DT_OTHER, 1},
+    } table[] = {{"F64", ROTEQ_DT_F64, 8},      {"F32", ROTEQ_DT_F32, 4},
+                 {"F16", ROTEQ_DT_F16, 2},      {"BF16", ROTEQ_DT_BF16, 2},
+                 {"I64", ROTEQ_DT_OTHER, 8},    {"U64", ROTEQ_DT_OTHER, 8},
+                 {"I32", ROTEQ_DT_OTHER, 4},    {"U32", ROTEQ_DT_OTHER, 4},
+                 {"I16", ROTEQ_DT_OTHER, 2},    {"U16", ROTEQ_DT_OTHER, 2},
+                 {"I8", ROTEQ_DT_OTHER, 1},     {"U8", ROTEQ_DT_OTHER, 1},
+                 {"BOOL", ROTEQ_DT_OTHER, 1},   {"F8_E4M3", ROTEQ_DT_OTHER, 1},
                  {"F8_E5M2", ROTEQ_DT_OTHER, 1}};
     for (size_t i = 0; i < sizeof table / sizeof table[0]; i++)
         if (strcmp(s, table[i].name) == 0) {
@@ -100,9 +100,8 @@ static int st_tensor(const char *name, const char *key, json_t *v, uint64_t data
     for (size_t i = 0; i < t->rank; i++) {
         json_t *d = json_array_get(shape, i);
         if (!json_is_integer(d) || json_integer_value(d) < 0)
-            return roteq_error_set(ROTEQ_EFORMAT,
-                                   "%s: tensor '%s': shape must hold non-negative integers", name,
-                                   key);
+            return roteq_error_set(
+                ROTEQ_EFORMAT, "%s: tensor '%s': shape must hold non-negative integers", name, key);
         t->shape[i] = (uint64_t)json_integer_value(d);
     }
     json_t *b = json_array_get(offs, 0), *e = json_array_get(offs, 1);
@@ -123,8 +122,8 @@ static int st_tensor(const char *name, const char *key, json_t *v, uint64_t data
         return roteq_error_set(ROTEQ_EFORMAT,
                                "%s: tensor '%s': shape and dtype %s need %llu bytes but "
                                "data_offsets span %llu",
-                               name, key, json_string_value(dtype),
-                               (unsigned long long)need, (unsigned long long)(end - begin));
+                               name, key, json_string_value(dtype), (unsigned long long)need,
+                               (unsigned long long)(end - begin));
     t->offset = data_start + begin;
     t->nbytes = end - begin;
     t->name = strdup(key);
@@ -134,19 +133,19 @@ static int st_tensor(const char *name, const char *key, json_t *v, uint64_t data
 }
 
 int roteq_analysis_safetensors_parse(const char *name, const unsigned char *data, size_t n,
-                            uint64_t file_size, roteq_analysis_tensor_info **out, size_t *count)
+                                     uint64_t file_size, roteq_analysis_tensor_info **out,
+                                     size_t *count)
 {
     *out = NULL;
     *count = 0;
     if (file_size < 8 || n < 8)
-        return roteq_error_set(ROTEQ_EFORMAT, "%s: truncated safetensors header (%llu bytes)",
-                               name, (unsigned long long)file_size);
+        return roteq_error_set(ROTEQ_EFORMAT, "%s: truncated safetensors header (%llu bytes)", name,
+                               (unsigned long long)file_size);
     uint64_t hlen = le64(data);
     if (hlen > ROTEQ_SAFETENSORS_MAX_HEADER)
-        return roteq_error_set(ROTEQ_EFORMAT,
-                               "%s: oversized safetensors header (%llu bytes, at most %llu)", name,
-                               (unsigned long long)hlen,
-                               (unsigned long long)ROTEQ_SAFETENSORS_MAX_HEADER);
+        return roteq_error_set(
+            ROTEQ_EFORMAT, "%s: oversized safetensors header (%llu bytes, at most %llu)", name,
+            (unsigned long long)hlen, (unsigned long long)ROTEQ_SAFETENSORS_MAX_HEADER);
     if (hlen > file_size - 8 || hlen > n - 8)
         return roteq_error_set(ROTEQ_EFORMAT,
                                "%s: truncated safetensors header (declares %llu bytes, file has "
@@ -155,12 +154,11 @@ int roteq_analysis_safetensors_parse(const char *name, const unsigned char *data
     json_error_t jerr;
     json_t *root = json_loadb((const char *)data + 8, (size_t)hlen, JSON_REJECT_DUPLICATES, &jerr);
     if (root == NULL)
-        return roteq_error_set(ROTEQ_EFORMAT, "%s: safetensors header is not valid JSON: %s",
-                               name, jerr.text);
+        return roteq_error_set(ROTEQ_EFORMAT, "%s: safetensors header is not valid JSON: %s", name,
+                               jerr.text);
     if (!json_is_object(root)) {
         json_decref(root);
-        return roteq_error_set(ROTEQ_EFORMAT, "%s: safetensors header is not a JSON object",
-                               name);
+        return roteq_error_set(ROTEQ_EFORMAT, "%s: safetensors header is not a JSON object", name);
     }
     roteq_analysis_tensor_info *t = calloc(json_object_size(root) + 1, sizeof *t);
     if (t == NULL) {
@@ -250,13 +248,12 @@ static int npy_fail(const char *name, const char *why)
     return roteq_error_set(ROTEQ_EFORMAT, "%s: malformed .npy header: %s", name, why);
 }
 
-int roteq_analysis_npy_parse(const char *name, const unsigned char *data, size_t n, uint64_t file_size,
-                    roteq_analysis_tensor_info *out)
+int roteq_analysis_npy_parse(const char *name, const unsigned char *data, size_t n,
+                             uint64_t file_size, roteq_analysis_tensor_info *out)
 {
     memset(out, 0, sizeof *out);
     if (n < 10 || file_size < 10 || memcmp(data, "\x93NUMPY", 6) != 0)
-        return roteq_error_set(ROTEQ_EFORMAT, "%s: not a .npy file (bad magic or truncated)",
-                               name);
+        return roteq_error_set(ROTEQ_EFORMAT, "%s: not a .npy file (bad magic or truncated)", name);
     unsigned major = data[6];
     uint64_t hlen, start;
     if (major == 1) {

@@ -45,9 +45,9 @@ size_t roteq_cli_hparam_options(struct option *opts, size_t n)
 {
     for (int i = 0; i < ROTEQ_HP_COUNT; i++) {
         const roteq_hparam_desc *d = &roteq_hparam_descs[i];
-        opts[n++] = (struct option){d->flag, d->kind == ROTEQ_HPKIND_FLAG ? no_argument
-                                                                           : required_argument,
-                                    NULL, ROTEQ_CLI_HP_OPT + i};
+        opts[n++] =
+            (struct option){d->flag, d->kind == ROTEQ_HPKIND_FLAG ? no_argument : required_argument,
+                            NULL, ROTEQ_CLI_HP_OPT + i};
     }
     return n;
 }

@@ -357,8 +357,7 @@ int roteq_cmd_analyze(int argc, char **argv)
         st = roteq_analysis_finish(an, &res);
     roteq_analysis_free(an);
     if (st) {
-        rc = roteq_cli_fail_lib(CMD, st == ROTEQ_ENOMEM ? ROTEQ_EXIT_FAIL
-                                                                          : ROTEQ_EXIT_USAGE);
+        rc = roteq_cli_fail_lib(CMD, st == ROTEQ_ENOMEM ? ROTEQ_EXIT_FAIL : ROTEQ_EXIT_USAGE);
         goto fail;
     }
     if (write_report(roteq_ofile_stream(out), &a, res) ||

@@ -80,9 +80,9 @@ static int list_optimizers(roteq_format format)
         json_t *arr = json_array();
         for (int i = 0; i < ROTEQ_OPT_COUNT; i++) {
             const roteq_optimizer_type *o = roteq_optimizers[i];
-            json_array_append_new(arr, json_pack("{s:s, s:s, s:s}", "optimizer", o->name,
-                                                 "description", o->description, "formula",
-                                                 roteq_theory_formula(o)));
+            json_array_append_new(arr,
+                                  json_pack("{s:s, s:s, s:s}", "optimizer", o->name, "description",
+                                            o->description, "formula", roteq_theory_formula(o)));
         }
         json_dumpf(arr, stdout, JSON_INDENT(2));
         fputc('\n', stdout);
@@ -190,8 +190,8 @@ static int print_json(const job *j)
     json_t *o = json_object();
     json_object_set_new(o, "optimizer", json_string(j->opt->name));
     json_object_set_new(o, "hparams", hparams_json(j));
-    json_object_set_new(o, "dim", j->setting.dim ? json_integer((json_int_t)j->setting.dim)
-                                                 : json_null());
+    json_object_set_new(o, "dim",
+                        j->setting.dim ? json_integer((json_int_t)j->setting.dim) : json_null());
     json_object_set_new(o, "grad_norm", json_num(j->setting.grad_norm));
     json_object_set_new(o, "equilibrium_norm", json_num(j->eq[0].norm));
     json_object_set_new(o, "angular_update", json_num(j->eq[0].angular_update));
@@ -286,9 +286,10 @@ static int print_text(const job *j)
     print_text_double(j->stat.angular_update);
     fputs(" rad  [discrete-time fixed point of the recurrence]\n", stdout);
     if (isnan(j->eq[0].norm))
-        printf("%-20s %s\n", "", roteq_optimizers[j->opt->id]->flags & ROTEQ_OPTF_ROTATIONAL
-                                     ? "(the norm is held at its initial value)"
-                                     : "(the norm needs --grad-norm and/or --dim)");
+        printf("%-20s %s\n", "",
+               roteq_optimizers[j->opt->id]->flags & ROTEQ_OPTF_ROTATIONAL
+                   ? "(the norm is held at its initial value)"
+                   : "(the norm needs --grad-norm and/or --dim)");
     fputs("steps to equilibrium ", stdout);
     if (j->steps_to_eq >= 0)
         printf("%ld (within 1%%, ", j->steps_to_eq);
@@ -447,8 +448,8 @@ int roteq_cmd_theory(int argc, char **argv)
     /* Time scale 1/(eta*lambda); give up (null) beyond 100 of them or 10^7 steps. */
     double horizon = 100.0 / (j.hp.lr * j.hp.weight_decay) + 1000.0;
     long max_steps = horizon < 1e7 ? (long)horizon : 10000000L;
-    j.steps_to_eq = roteq_theory_steps_to_equilibrium(j.opt, &j.hp, &j.setting, j.init_norm,
-                                                      0.01, max_steps);
+    j.steps_to_eq =
+        roteq_theory_steps_to_equilibrium(j.opt, &j.hp, &j.setting, j.init_norm, 0.01, max_steps);
     if (j.kstep > 0)
         j.kstep_angle = roteq_theory_kstep_angle(j.opt, &j.hp, &j.setting, j.kstep);
 

@@ -175,9 +175,9 @@ static void print_table(const roteq_sweep_grid *g, const roteq_sweep_record *rec
             }
     }
     printf("\n%zu PASS, %zu FAIL, %zu APPROX, %zu UNKNOWN, %zu ERROR; %d rank%s, wall %.1f s\n",
-           count[ROTEQ_SWEEP_VERDICT_PASS], count[ROTEQ_SWEEP_VERDICT_FAIL], count[ROTEQ_SWEEP_VERDICT_APPROX],
-           count[ROTEQ_SWEEP_VERDICT_UNKNOWN], count[ROTEQ_SWEEP_VERDICT_ERROR], ranks, ranks > 1 ? "s" : "",
-           wall);
+           count[ROTEQ_SWEEP_VERDICT_PASS], count[ROTEQ_SWEEP_VERDICT_FAIL],
+           count[ROTEQ_SWEEP_VERDICT_APPROX], count[ROTEQ_SWEEP_VERDICT_UNKNOWN],
+           count[ROTEQ_SWEEP_VERDICT_ERROR], ranks, ranks > 1 ? "s" : "", wall);
 }
 
 int roteq_cmd_verify(int argc, char **argv)
@@ -358,7 +358,8 @@ int roteq_cmd_verify(int argc, char **argv)
     print_table(g, recs, tolerance, wall, size);
     code = ROTEQ_EXIT_OK;
     for (size_t i = 0; i < g->npoints; i++)
-        if (recs[i].verdict == ROTEQ_SWEEP_VERDICT_FAIL || recs[i].verdict == ROTEQ_SWEEP_VERDICT_ERROR ||
+        if (recs[i].verdict == ROTEQ_SWEEP_VERDICT_FAIL ||
+            recs[i].verdict == ROTEQ_SWEEP_VERDICT_ERROR ||
             recs[i].verdict == ROTEQ_SWEEP_VERDICT_UNKNOWN)
             code = ROTEQ_EXIT_FAIL;
     if (plot_dir) {

@@ -4,7 +4,8 @@
 #include <string.h>
 
 static const roteq_cli_command commands[] = {
-    {"theory", "closed-form equilibrium and predicted transient for an optimizer", roteq_cmd_theory},
+    {"theory", "closed-form equilibrium and predicted transient for an optimizer",
+     roteq_cmd_theory},
     {"simulate", "random-walk simulation of an ensemble of neurons", roteq_cmd_simulate},
     {"verify", "check every equilibrium formula against simulation", roteq_cmd_verify},
     {"sweep", "run a grid of simulations (threads, or MPI ranks)", roteq_cmd_sweep},
@@ -15,11 +16,12 @@ static const roteq_cli_command commands[] = {
 
 static void usage(FILE *out)
 {
-    fputs("usage: roteq COMMAND [OPTIONS]\n"
-          "       roteq COMMAND --help\n\n"
-          "Rotational equilibrium of neural-network weights (Kosson, Messmer, Jaggi, ICML 2024).\n\n"
-          "Commands:\n",
-          out);
+    fputs(
+        "usage: roteq COMMAND [OPTIONS]\n"
+        "       roteq COMMAND --help\n\n"
+        "Rotational equilibrium of neural-network weights (Kosson, Messmer, Jaggi, ICML 2024).\n\n"
+        "Commands:\n",
+        out);
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
         fprintf(out, "  %-10s %s\n", commands[i].name, commands[i].summary);
 }

@@ -2,7 +2,8 @@
  * its own usage(FILE *), and helpers they share (hyperparameter flags, error reporting).
  *
  * Exit codes: 0 success; 1 the job ran but its result failed (a verification FAIL, a gnuplot
- * error); 2 usage errors and bad input (one line on stderr naming the flag, file, line or tensor). */
+ * error); 2 usage errors and bad input (one line on stderr naming the flag, file, line or tensor).
+ */
 #ifndef ROTEQ_CLI_H
 #define ROTEQ_CLI_H
 
@@ -41,7 +42,7 @@ int roteq_cli_fail_lib(const char *cmd, int code);
 /* Hyperparameter flags (--lr, --weight-decay, --beta1, ... --nesterov), generated from
  * roteq_hparam_descs so every subcommand spells them the same way. Option values are
  * ROTEQ_CLI_HP_OPT + roteq_hparam_id. */
-#define ROTEQ_CLI_HP_OPT 0x1000
+#define ROTEQ_CLI_HP_OPT         0x1000
 #define ROTEQ_CLI_HP_OPTIONS_MAX ROTEQ_HP_COUNT
 
 typedef struct {

@@ -11,8 +11,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-const char *const roteq_sweep_verdict_names[ROTEQ_SWEEP_VERDICT_COUNT] = {"PASS", "FAIL", "APPROX", "UNKNOWN",
-                                                              "ERROR"};
+const char *const roteq_sweep_verdict_names[ROTEQ_SWEEP_VERDICT_COUNT] = {"PASS", "FAIL", "APPROX",
+                                                                          "UNKNOWN", "ERROR"};
 
 double roteq_sweep_rel_err(double measured, double predicted)
 {

@@ -15,9 +15,9 @@
 
 const char *const roteq_prediction_names[ROTEQ_PRED_COUNT] = {"best", "paper", "plain"};
 
-#define SRC_PAPER "Kosson et al. 2024 (arXiv 2305.17212), equilibrium table"
+#define SRC_PAPER   "Kosson et al. 2024 (arXiv 2305.17212), equilibrium table"
 #define SRC_DERIVED "derived here (theory/README.md)"
-#define SRC_RV "rotation fixed by construction: epfml/REQ rotational optimizers (etar)"
+#define SRC_RV      "rotation fixed by construction: epfml/REQ rotational optimizers (etar)"
 
 static void set(roteq_equilibrium *out, double norm, double angle, int exact, const char *src)
 {
@@ -85,7 +85,8 @@ static void lion(const roteq_hparams *hp, double C, roteq_prediction which, rote
         double A = eta * eta * C * S / (1 - d * d);
         double X = -eta * C * R;
         double angle = roteq_step_angle(A, d, eta * X, eta * eta * C);
-        set(out, C > 0 ? sqrt(A) : ROTEQ_NAN, angle, 0, SRC_DERIVED " (Lion best: arcsine lag sums)");
+        set(out, C > 0 ? sqrt(A) : ROTEQ_NAN, angle, 0,
+            SRC_DERIVED " (Lion best: arcsine lag sums)");
         return;
     }
     }
@@ -99,8 +100,7 @@ int roteq_theory_equilibrium(const roteq_optimizer_type *opt, const roteq_hparam
     if ((int)which < 0 || which >= ROTEQ_PRED_COUNT)
         return roteq_error_set(ROTEQ_EINVAL, "unknown prediction %d", (int)which);
     if (!isnan(s->grad_norm) && !(s->grad_norm > 0 && isfinite(s->grad_norm)))
-        return roteq_error_set(ROTEQ_EINVAL, "grad_norm must be positive, got %.17g",
-                               s->grad_norm);
+        return roteq_error_set(ROTEQ_EINVAL, "grad_norm must be positive, got %.17g", s->grad_norm);
     int st = roteq_hparams_validate(opt, hp, NULL);
     if (st)
         return st;

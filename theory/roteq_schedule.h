@@ -3,9 +3,8 @@
  *
  * SPEC grammar:  constant | [warmup:W+]SHAPE | warmup:W
  *   warmup:W          linear warmup, factor t/W for steps t = 1..W
- *   cosine:T[:FLOOR]  cosine decay over T steps after warmup, from 1 to FLOOR (default 0), then FLOOR
- *   step:S:GAMMA      multiply by GAMMA every S steps after warmup
- *   constant          factor 1
+ *   cosine:T[:FLOOR]  cosine decay over T steps after warmup, from 1 to FLOOR (default 0), then
+ * FLOOR step:S:GAMMA      multiply by GAMMA every S steps after warmup constant          factor 1
  * Steps count optimizer steps from 1 (the first update). */
 #ifndef ROTEQ_SCHEDULE_H
 #define ROTEQ_SCHEDULE_H

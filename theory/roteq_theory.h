@@ -17,20 +17,27 @@ typedef struct {
 
 /* Which prediction: the best roteq has, the paper's formula, or the plain uncorrelated form.
  * They differ only for the Lion family; for other optimizers all three are the same. */
-typedef enum { ROTEQ_PRED_BEST, ROTEQ_PRED_PAPER, ROTEQ_PRED_PLAIN, ROTEQ_PRED_COUNT } roteq_prediction;
+typedef enum {
+    ROTEQ_PRED_BEST,
+    ROTEQ_PRED_PAPER,
+    ROTEQ_PRED_PLAIN,
+    ROTEQ_PRED_COUNT
+} roteq_prediction;
 
 extern const char *const roteq_prediction_names[ROTEQ_PRED_COUNT]; /* "best", "paper", "plain" */
 
 typedef struct {
-    double norm;           /* expected equilibrium ||w||; NAN when it needs grad_norm and none is set */
+    double norm; /* expected equilibrium ||w||; NAN when it needs grad_norm and none is set */
     double angular_update; /* RMS over neurons and steps of the angle between w_t and w_{t+1} */
-    int exact;             /* 1 when exact under the random-walk model (C large), 0 if approximate */
-    const char *source;    /* where it comes from: "paper Table 1", "derived here (theory/README.md)" */
+    int exact; /* 1 when exact under the random-walk model (C large), 0 if approximate */
+    const char
+        *source; /* where it comes from: "paper Table 1", "derived here (theory/README.md)" */
 } roteq_equilibrium;
 
 /* Equilibrium for `opt` with validated hyperparameters `hp`. ROTEQ_EINVAL on invalid input. */
 int roteq_theory_equilibrium(const roteq_optimizer_type *opt, const roteq_hparams *hp,
-                             const roteq_setting *s, roteq_prediction which, roteq_equilibrium *out);
+                             const roteq_setting *s, roteq_prediction which,
+                             roteq_equilibrium *out);
 
 /* The exact fixed point of the transient recurrences below at constant hyperparameters: the
  * discrete-time equilibrium of the random-walk model, without the first-order expansion in

@@ -131,6 +131,6 @@ int roteq_schedule_format(const roteq_schedule *s, char *buf, size_t n)
 
 int roteq_schedule_is_constant(const roteq_schedule *s)
 {
-    return s->warmup == 0 && (s->shape == ROTEQ_SCHED_CONSTANT ||
-                              (s->shape == ROTEQ_SCHED_STEP && s->param == 1.0));
+    return s->warmup == 0 &&
+           (s->shape == ROTEQ_SCHED_CONSTANT || (s->shape == ROTEQ_SCHED_STEP && s->param == 1.0));
 }

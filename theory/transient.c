@@ -63,8 +63,7 @@ static family family_of(const roteq_optimizer_type *opt)
 static int check_setting(const roteq_setting *s, double init_norm)
 {
     if (!isnan(s->grad_norm) && !(s->grad_norm > 0 && isfinite(s->grad_norm)))
-        return roteq_error_set(ROTEQ_EINVAL, "grad_norm must be positive, got %.17g",
-                               s->grad_norm);
+        return roteq_error_set(ROTEQ_EINVAL, "grad_norm must be positive, got %.17g", s->grad_norm);
     if (!isnan(init_norm) && !(init_norm > 0 && isfinite(init_norm)))
         return roteq_error_set(ROTEQ_EINVAL, "init_norm must be positive, got %.17g", init_norm);
     return ROTEQ_OK;
@@ -423,9 +422,9 @@ static int stationary_state(const roteq_transient *tr, double eta, double lam, s
             st->A = A, st->B = x[0] * A, st->Y = x[1] * A;
             double Z = al * st->Y + lam * A;
             double Eb = al * lam * st->Y + gam + lam * lam * A;
-            st->angle = roteq_step_angle(
-                A, 1.0, eta * (lam * A + al * Z),
-                eta * eta * (gam + lam * lam * A + al * al * st->B + 2 * al * Eb));
+            st->angle =
+                roteq_step_angle(A, 1.0, eta * (lam * A + al * Z),
+                                 eta * eta * (gam + lam * lam * A + al * al * st->B + 2 * al * Eb));
         }
         return ROTEQ_OK;
     case FAM_ADAMW:

@@ -11,15 +11,24 @@ static _Thread_local int error_status;
 const char *roteq_strerror(int status)
 {
     switch (status) {
-    case ROTEQ_OK: return "success";
-    case ROTEQ_EINVAL: return "invalid argument";
-    case ROTEQ_ENOMEM: return "out of memory";
-    case ROTEQ_EIO: return "input/output error";
-    case ROTEQ_EFORMAT: return "malformed input";
-    case ROTEQ_EUNSUPPORTED: return "not supported";
-    case ROTEQ_ENOTFOUND: return "not found";
-    case ROTEQ_ERUNTIME: return "external program failed";
-    default: return "unknown error";
+    case ROTEQ_OK:
+        return "success";
+    case ROTEQ_EINVAL:
+        return "invalid argument";
+    case ROTEQ_ENOMEM:
+        return "out of memory";
+    case ROTEQ_EIO:
+        return "input/output error";
+    case ROTEQ_EFORMAT:
+        return "malformed input";
+    case ROTEQ_EUNSUPPORTED:
+        return "not supported";
+    case ROTEQ_ENOTFOUND:
+        return "not found";
+    case ROTEQ_ERUNTIME:
+        return "external program failed";
+    default:
+        return "unknown error";
     }
 }
 

@@ -1,5 +1,6 @@
 /* parse.c - strict number parsing shared by the CLI, the trace readers and the JSON readers.
- * strtod alone accepts "1e3abc" (stopping early) and "nan"; a tool that verifies formulas must not. */
+ * strtod alone accepts "1e3abc" (stopping early) and "nan"; a tool that verifies formulas must not.
+ */
 #include "roteq_util.h"
 
 #include <ctype.h>

@@ -1,10 +1,10 @@
 /* roteq_util.h - the bottom layer every module shares: status codes and the one error message,
  * strict number parsing, and output files that appear only when complete.
  *
- * Errors follow GSL/libvips: a function returns an int status (0 or a negative ROTEQ_E* code) or NULL,
- * and the code that *detects* a problem records one human-readable message with roteq_error_set().
- * Callers propagate the status silently; only the CLI prints the message. The message buffer is
- * thread-local, so simulator threads never clobber each other's messages. */
+ * Errors follow GSL/libvips: a function returns an int status (0 or a negative ROTEQ_E* code) or
+ * NULL, and the code that *detects* a problem records one human-readable message with
+ * roteq_error_set(). Callers propagate the status silently; only the CLI prints the message. The
+ * message buffer is thread-local, so simulator threads never clobber each other's messages. */
 #ifndef ROTEQ_UTIL_H
 #define ROTEQ_UTIL_H
 
@@ -45,7 +45,7 @@ void roteq_error_clear(void);
 /* Strict parsing: the whole string must be a number; doubles must be finite.
  * On failure set a message of the form "'abc' is not a number" and return ROTEQ_EINVAL. */
 int roteq_parse_double(const char *s, double *out);
-int roteq_parse_size(const char *s, size_t *out);     /* non-negative integer */
+int roteq_parse_size(const char *s, size_t *out); /* non-negative integer */
 int roteq_parse_long(const char *s, long *out);
 int roteq_parse_u64(const char *s, uint64_t *out);
 

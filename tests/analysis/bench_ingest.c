@@ -38,8 +38,9 @@ static char *make_csv(size_t target, size_t *len)
             for (int i = 0; i < 256 && n + 200 < cap; i++) {
                 x ^= x << 13, x ^= x >> 7, x ^= x << 17;
                 double u = ldexp((double)(x >> 11), -53);
-                n += (size_t)snprintf(s + n, cap - n, "%ld,blocks.%d.mlp.fc.weight,%d,%.17g,%.17g,"
-                                                      "0.001,0.1\n",
+                n += (size_t)snprintf(s + n, cap - n,
+                                      "%ld,blocks.%d.mlp.fc.weight,%d,%.17g,%.17g,"
+                                      "0.001,0.1\n",
                                       step, l, i, 0.5 + u, 1e-3 * (0.5 + u));
             }
     *len = n;
@@ -53,7 +54,7 @@ static double strtod_reader(const char *s, size_t n)
     const char *p = (const char *)memchr(s, '\n', n) + 1, *end = s + n;
     while (p < end) {
         char *q;
-        acc += strtod(p, &q); /* step */
+        acc += strtod(p, &q);       /* step */
         p = strchr(q + 1, ',') + 1; /* layer */
         acc += strtod(p, &q);
         acc += strtod(q + 1, &q);

@@ -82,10 +82,11 @@ static void test_round_trip(void **state)
     (void)state;
     char *dir = roteq_test_tmpdir();
     char *trace = roteq_test_path(dir, "trace.csv");
-    const char *sim[] = {"simulate", "--optimizer", "adamw", "--lr", "1e-2", "--weight-decay",
-                         "0.1", "--neurons", "64", "--dim", "64", "--steps", "4000", "--seed",
-                         "3", "--init-norm", "3", "--every", "4", "--trace", trace, "--format",
-                         "json", NULL};
+    const char *sim[] = {
+        "simulate", "--optimizer", "adamw", "--lr",        "1e-2", "--weight-decay",
+        "0.1",      "--neurons",   "64",    "--dim",       "64",   "--steps",
+        "4000",     "--seed",      "3",     "--init-norm", "3",    "--every",
+        "4",        "--trace",     trace,   "--format",    "json", NULL};
     char *out, *err;
     int rc = roteq_test_run(sim, NULL, &out, &err);
     if (rc != 0)
@@ -102,10 +103,14 @@ static void test_round_trip(void **state)
     json_t *layers = json_object_get(a, "layers");
     assert_int_equal(json_array_size(layers), 1);
     json_t *L = json_array_get(layers, 0);
-    static const char *const keys[] = {"layer",          "dim",
-                                       "neurons",        "predicted",
-                                       "measured",       "relative_error",
-                                       "converged_at_step", "angular_update_cv",
+    static const char *const keys[] = {"layer",
+                                       "dim",
+                                       "neurons",
+                                       "predicted",
+                                       "measured",
+                                       "relative_error",
+                                       "converged_at_step",
+                                       "angular_update_cv",
                                        "verdict"};
     for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)
         if (json_object_get(L, keys[i]) == NULL)
@@ -138,8 +143,8 @@ static void test_round_trip(void **state)
     assert_int_equal(rc, 0);
     a = load_json(out);
     L = json_array_get(json_object_get(a, "layers"), 0);
-    assert_close(jnum(L, "predicted", "angular_update"),
-                 2 * jnum(s, "predicted", "angular_update"), 1e-12);
+    assert_close(jnum(L, "predicted", "angular_update"), 2 * jnum(s, "predicted", "angular_update"),
+                 1e-12);
     assert_string_equal(json_string_value(json_object_get(L, "verdict")),
                         "not scale-invariant-like");
     json_decref(a);
@@ -154,8 +159,9 @@ static void test_round_trip(void **state)
     assert_string_equal(out, "");
     char *text = roteq_test_read_file(report, NULL);
     assert_non_null(text);
-    assert_true(strncmp(text, "layer,neuron,norm,angular_update,pred_norm,pred_angle,ratio,status\n"
-                              "adamw,0,",
+    assert_true(strncmp(text,
+                        "layer,neuron,norm,angular_update,pred_norm,pred_angle,ratio,status\n"
+                        "adamw,0,",
                         75) == 0);
     size_t lines = 0;
     for (char *p = text; *p; p++)
@@ -196,10 +202,28 @@ static void test_round_trip_schedule(void **state)
     (void)state;
     char *dir = roteq_test_tmpdir();
     char *trace = roteq_test_path(dir, "sched.csv");
-    const char *sim[] = {"simulate", "--optimizer", "adamw", "--lr", "1e-2", "--weight-decay",
-                         "0.1", "--neurons", "64", "--dim", "64", "--steps", "4000", "--seed", "5",
-                         "--every", "4", "--schedule", "warmup:200+cosine:3800:0.1", "--trace",
-                         trace, NULL};
+    const char *sim[] = {"simulate",
+                         "--optimizer",
+                         "adamw",
+                         "--lr",
+                         "1e-2",
+                         "--weight-decay",
+                         "0.1",
+                         "--neurons",
+                         "64",
+                         "--dim",
+                         "64",
+                         "--steps",
+                         "4000",
+                         "--seed",
+                         "5",
+                         "--every",
+                         "4",
+                         "--schedule",
+                         "warmup:200+cosine:3800:0.1",
+                         "--trace",
+                         trace,
+                         NULL};
     char *out, *err;
     int rc = roteq_test_run(sim, NULL, &out, &err);
     if (rc != 0)
@@ -256,10 +280,11 @@ static void test_balance(void **state)
         const char *g[2] = {"1", "30"}, *name[2] = {"small_grad", "large_grad"};
         for (int k = 0; k < 2; k++) {
             char *tr = roteq_test_path(dir, "one.csv");
-            const char *sim[] = {"simulate", "--optimizer", opts[o], "--lr", "1e-2",
-                                 "--weight-decay", "0.1", "--neurons", "32", "--dim", "64",
-                                 "--steps", "3000", "--seed", "1", "--grad-norm", g[k], "--every",
-                                 "10", "--trace", tr, NULL};
+            const char *sim[] = {
+                "simulate", "--optimizer", opts[o], "--lr",        "1e-2", "--weight-decay",
+                "0.1",      "--neurons",   "32",    "--dim",       "64",   "--steps",
+                "3000",     "--seed",      "1",     "--grad-norm", g[k],   "--every",
+                "10",       "--trace",     tr,      NULL};
             char *out, *err;
             int rc = roteq_test_run(sim, NULL, &out, &err);
             if (rc != 0)
@@ -275,8 +300,7 @@ static void test_balance(void **state)
                  opts[o]);
         roteq_test_write_file(meta, js);
         char *out, *err;
-        assert_int_equal(analyze((const char *[]){both, "--format", "json", NULL}, &out, &err),
-                         0);
+        assert_int_equal(analyze((const char *[]){both, "--format", "json", NULL}, &out, &err), 0);
         json_t *a = load_json(out);
         balance[o] = jnum(a, "balance", NULL);
         predicted[o] = jnum(a, "balance_predicted", NULL);
@@ -326,9 +350,9 @@ static void test_bad_inputs(void **state)
                                                           "finite"},
         {"step,layer,neuron,norm,angle\n1,a,0,-2,0.1\n", "t.csv:2: column 'norm': -2 is negative"},
         {"step,layer,neuron,norm,angle\n5,a,0,1,0.1\n4,a,0,1,0.1\n", "t.csv:3: step 4 of layer "
-                                                                   "'a' comes after step 5"},
+                                                                     "'a' comes after step 5"},
         {"step,layer,neuron,norm,angle\n5,a,0,1,0.1\n5,a,0,1,0.1\n", "t.csv:3: duplicate row for "
-                                                                   "step 5, layer 'a', neuron 0"},
+                                                                     "step 5, layer 'a', neuron 0"},
     };
     for (size_t i = 0; i < sizeof csv_cases / sizeof csv_cases[0]; i++) {
         roteq_test_write_file(t, csv_cases[i].csv);
@@ -347,7 +371,8 @@ static void test_bad_inputs(void **state)
     expect_bad((const char *[]){t, "--lr", "0.1", NULL}, "need --optimizer");
     expect_bad((const char *[]){t, "--optimizer", "adamw", "--momentum", "0.9", NULL},
                "--momentum: does not apply to adamw");
-    expect_bad((const char *[]){t, "--layers", "^fc", NULL}, "t.csv: no layer matches --layers '^fc'");
+    expect_bad((const char *[]){t, "--layers", "^fc", NULL},
+               "t.csv: no layer matches --layers '^fc'");
     expect_bad((const char *[]){t, "--layers", "([", NULL}, "--layers: invalid regular expression");
     expect_bad((const char *[]){t, "--meta", "/nonexistent.json", NULL}, "/nonexistent.json");
 
@@ -355,7 +380,8 @@ static void test_bad_inputs(void **state)
     char *d = roteq_test_path(dir, "snaps");
     assert_int_equal(mkdir(d, 0777), 0);
     expect_bad((const char *[]){d, NULL}, "no snapshots");
-    char *p1 = roteq_test_path(d, "step_1.safetensors"), *p2 = roteq_test_path(d, "step_2.safetensors");
+    char *p1 = roteq_test_path(d, "step_1.safetensors"),
+         *p2 = roteq_test_path(d, "step_2.safetensors");
     roteq_test_write_file(p1, "\x05\0\0");
     expect_bad((const char *[]){d, NULL}, "step_1.safetensors: truncated safetensors header");
     FILE *f = fopen(p1, "wb");
@@ -384,8 +410,8 @@ static void test_bad_inputs(void **state)
 static void test_stdin(void **state)
 {
     (void)state;
-    const char *args[] = {"analyze", "-", "--optimizer", "adamw", "--lr", "1e-3",
-                          "--weight-decay", "0.1", "--format", "csv", NULL};
+    const char *args[] = {"analyze",        "-",   "--optimizer", "adamw", "--lr", "1e-3",
+                          "--weight-decay", "0.1", "--format",    "csv",   NULL};
     char *out, *err;
     int rc = roteq_test_run(args, "step,layer,neuron,norm,angle\n1,fc,0,2,0.001\n2,fc,0,2,0.001\n",
                             &out, &err);

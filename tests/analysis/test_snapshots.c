@@ -22,7 +22,7 @@
 #include <sys/stat.h>
 
 #define T_STEPS 24
-#define NL 2
+#define NL      2
 static const char *const lname[NL] = {"conv.weight", "fc1.weight"};
 static const size_t lrows[NL] = {6, 8};
 static const size_t lcols[NL] = {18, 24}; /* conv [6, 2, 3, 3] -> rows of 18 */
@@ -175,13 +175,14 @@ static void write_st_x(const char *path, int t, int dt, const int *layers, int n
     if (!extras) {
         hn += (size_t)snprintf(hdr + hn, sizeof hdr - hn, "}");
     } else {
-    hn += (size_t)snprintf(hdr + hn, sizeof hdr - hn,
-                           ",\"fc1.bias\":{\"dtype\":\"%s\",\"shape\":[8],\"data_offsets\":[%zu,%zu]}"
-                           ",\"position_ids\":{\"dtype\":\"I64\",\"shape\":[2,2],"
-                           "\"data_offsets\":[%zu,%zu]}}",
-                           dt_st[dt], off, off + 8 * dt_size[dt], off + 8 * dt_size[dt],
-                           off + 8 * dt_size[dt] + 32);
-    off += 8 * dt_size[dt] + 32;
+        hn += (size_t)snprintf(
+            hdr + hn, sizeof hdr - hn,
+            ",\"fc1.bias\":{\"dtype\":\"%s\",\"shape\":[8],\"data_offsets\":[%zu,%zu]}"
+            ",\"position_ids\":{\"dtype\":\"I64\",\"shape\":[2,2],"
+            "\"data_offsets\":[%zu,%zu]}}",
+            dt_st[dt], off, off + 8 * dt_size[dt], off + 8 * dt_size[dt],
+            off + 8 * dt_size[dt] + 32);
+        off += 8 * dt_size[dt] + 32;
     }
     while ((hn + 8) % 8)
         hdr[hn++] = ' ';
@@ -214,8 +215,8 @@ static void write_npy(const char *path, int t, int l, int dt, int fortran)
     while ((10 + hl + 1) % 64)
         hdr[hl++] = ' ';
     hdr[hl++] = '\n';
-    unsigned char pre[10] = {0x93, 'N', 'U', 'M', 'P', 'Y', 1, 0, (unsigned char)(hl & 0xff),
-                             (unsigned char)(hl >> 8)};
+    unsigned char pre[10] = {
+        0x93, 'N', 'U', 'M', 'P', 'Y', 1, 0, (unsigned char)(hl & 0xff), (unsigned char)(hl >> 8)};
     unsigned char *b = layer_bytes(t, l, dt, fortran, NULL);
     size_t nb = lrows[l] * lcols[l] * dt_size[dt];
     unsigned char *file = malloc(10 + hl + nb);
@@ -272,7 +273,8 @@ static roteq_analysis_meta meta_for(void)
     return m;
 }
 
-static roteq_analysis_result *analyse_dir(const char *dir, const char *re, const roteq_analysis_meta *m)
+static roteq_analysis_result *analyse_dir(const char *dir, const char *re,
+                                          const roteq_analysis_meta *m)
 {
     roteq_analysis_config cfg;
     roteq_analysis_config_init(&cfg, m);
@@ -571,8 +573,9 @@ static void test_bad_snapshots(void **state)
     expect_dir_error(d, NULL, "tensor 'w': data_offsets [0, 128] lie outside the file");
     /* shape/dtype mismatch */
     raw_st(p, "{\"w\":{\"dtype\":\"F32\",\"shape\":[4,8],\"data_offsets\":[0,64]}}", 64, -1);
-    expect_dir_error(d, NULL, "tensor 'w': shape and dtype F32 need 128 bytes but data_offsets "
-                              "span 64");
+    expect_dir_error(d, NULL,
+                     "tensor 'w': shape and dtype F32 need 128 bytes but data_offsets "
+                     "span 64");
     raw_st(p, "{\"w\":{\"dtype\":\"F33\",\"shape\":[4,8],\"data_offsets\":[0,64]}}", 64, -1);
     expect_dir_error(d, NULL, "unknown dtype 'F33'");
     raw_st(p, "{\"w\":{\"dtype\":\"F32\",\"shape\":[4,-8],\"data_offsets\":[0,64]}}", 64, -1);
@@ -594,20 +597,23 @@ static void test_bad_snapshots(void **state)
         roteq_analysis_config_init(&cfg, &m);
         roteq_analysis *a = NULL;
         assert_int_equal(roteq_analysis_read_snapshots(d, NULL, &cfg, &a), ROTEQ_EINVAL);
-        assert_non_null(strstr(roteq_error_message(),
-                               "m.json: layer 'fc1.weight' has dim 25 but the data has rows of 24"));
+        assert_non_null(
+            strstr(roteq_error_message(),
+                   "m.json: layer 'fc1.weight' has dim 25 but the data has rows of 24"));
         roteq_analysis_meta_clear(&m);
     }
     /* a tensor missing from a later snapshot; a row count that changes */
     char *p2 = roteq_test_path(d, "step_2.safetensors");
     write_st(p2, 2, 1, (const int[]){1}, 1);
     expect_dir_error(d, NULL, "step_2.safetensors: tensor 'conv.weight' is missing");
-    raw_st(p2, "{\"conv.weight\":{\"dtype\":\"F32\",\"shape\":[5,18],\"data_offsets\":[0,360]},"
-               "\"fc1.weight\":{\"dtype\":\"F32\",\"shape\":[8,24],\"data_offsets\":[360,1128]}}",
+    raw_st(p2,
+           "{\"conv.weight\":{\"dtype\":\"F32\",\"shape\":[5,18],\"data_offsets\":[0,360]},"
+           "\"fc1.weight\":{\"dtype\":\"F32\",\"shape\":[8,24],\"data_offsets\":[360,1128]}}",
            1128, -1);
     expect_dir_error(d, NULL, "tensor 'conv.weight': row count changes from 6 to 5");
-    raw_st(p2, "{\"conv.weight\":{\"dtype\":\"F32\",\"shape\":[6,17],\"data_offsets\":[0,408]},"
-               "\"fc1.weight\":{\"dtype\":\"F32\",\"shape\":[8,24],\"data_offsets\":[408,1176]}}",
+    raw_st(p2,
+           "{\"conv.weight\":{\"dtype\":\"F32\",\"shape\":[6,17],\"data_offsets\":[0,408]},"
+           "\"fc1.weight\":{\"dtype\":\"F32\",\"shape\":[8,24],\"data_offsets\":[408,1176]}}",
            1176, -1);
     expect_dir_error(d, NULL, "tensor 'conv.weight': shape or dtype changes");
     /* two entries with one step; a snapshot file without a step */
@@ -633,7 +639,8 @@ static void test_bad_snapshots(void **state)
     expect_dir_error(d, NULL, "fc1.weight.npy: not a .npy file");
     write_bytes(np, "\x93NUMPY\x01\x00\xff\x00{'descr'", 18, NULL, 0);
     expect_dir_error(d, NULL, "malformed .npy header: truncated");
-    npy_raw(np, "{'descr': '<f4', 'fortran_order': False, 'shape': (8, 24), }", "\0\0\0\0\0\0\0\0", 8);
+    npy_raw(np, "{'descr': '<f4', 'fortran_order': False, 'shape': (8, 24), }", "\0\0\0\0\0\0\0\0",
+            8);
     expect_dir_error(d, NULL, "shape and dtype '<f4' need 768 data bytes but the file has 8");
     npy_raw(np, "{'descr': '>f4', 'fortran_order': False, 'shape': (8, 24), }", NULL, 0);
     expect_dir_error(d, NULL, "big-endian dtype '>f4' is not supported");
@@ -674,10 +681,8 @@ static void test_angle_precision(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_angle_precision),
-        cmocka_unit_test(test_layouts_and_dtypes),
-        cmocka_unit_test(test_kstep_gap),
-        cmocka_unit_test(test_mixed_dtypes),
+        cmocka_unit_test(test_angle_precision), cmocka_unit_test(test_layouts_and_dtypes),
+        cmocka_unit_test(test_kstep_gap),       cmocka_unit_test(test_mixed_dtypes),
         cmocka_unit_test(test_bad_snapshots),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -220,10 +220,10 @@ static void test_dead_and_collapsed(void **state)
     for (int s = 1; s <= 8; s++) {
         add(&t, "%d,L,0,2.0,0.02\n", s);
         add(&t, "%d,L,1,2.0,0.04\n", s);
-        add(&t, "%d,L,2,2.0,0\n", s);                        /* never moves: dead */
-        add(&t, "%d,L,3,0,nan\n", s);                        /* zero vector: collapsed */
+        add(&t, "%d,L,2,2.0,0\n", s);                         /* never moves: dead */
+        add(&t, "%d,L,3,0,nan\n", s);                         /* zero vector: collapsed */
         add(&t, "%d,L,4,%.17g,0.5\n", s, 1e-3 * pow(0.5, s)); /* falling to zero: collapsed */
-        add(&t, "%d,L,5,2.0,\n", s);                         /* angle unknown: dead */
+        add(&t, "%d,L,5,2.0,\n", s);                          /* angle unknown: dead */
     }
     roteq_analysis_result *r;
     assert_int_equal(run(t.s, 0, &m, 200, &r), 0);
@@ -471,8 +471,7 @@ static void test_bad_input(void **state)
                  "sgd.json: layer 'a': missing hyperparameter 'lr' needed by sgd");
     /* ... which a trace column may supply. */
     roteq_analysis_result *r;
-    assert_int_equal(run("step,layer,neuron,norm,angle,lr\n1,a,0,1,0.1,0.1\n", 0, &sgd, 10, &r),
-                     0);
+    assert_int_equal(run("step,layer,neuron,norm,angle,lr\n1,a,0,1,0.1,0.1\n", 0, &sgd, 10, &r), 0);
     roteq_analysis_result_free(r);
     roteq_analysis_meta_clear(&sgd);
 #undef BAD

@@ -12,7 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const char *const commands[] = {"theory", "simulate", "verify", "sweep",
+static const char *const commands[] = {"theory",  "simulate", "verify", "sweep",
                                        "analyze", "plot",     "bench"};
 #define NCOMMANDS (sizeof commands / sizeof commands[0])
 
@@ -57,8 +57,8 @@ static void test_dispatch(void **state)
     assert_non_null(strstr(err, "usage: roteq COMMAND"));
     free(out);
     free(err);
-    expect_usage_error((const char *[]){"frobnicate", NULL}, "roteq: ",
-                       "unknown command 'frobnicate'");
+    expect_usage_error((const char *[]){"frobnicate", NULL},
+                       "roteq: ", "unknown command 'frobnicate'");
 }
 
 static void test_help_per_command(void **state)
@@ -68,8 +68,8 @@ static void test_help_per_command(void **state)
         char *out, *err;
         int rc = roteq_test_run((const char *[]){commands[i], "--help", NULL}, NULL, &out, &err);
         if (rc != 0 || strstr(out, "usage: roteq") == NULL || err[0] != '\0') {
-            print_error("roteq %s --help: rc=%d, stdout starts '%.40s', stderr '%s'\n",
-                        commands[i], rc, out, err);
+            print_error("roteq %s --help: rc=%d, stdout starts '%.40s', stderr '%s'\n", commands[i],
+                        rc, out, err);
             fail();
         }
         free(out);
@@ -89,8 +89,8 @@ static void test_misuse_per_command(void **state)
                            "--format: needs a value");
     }
     /* A short option inside a group is named by itself. */
-    expect_usage_error((const char *[]){"plot", "-lx", "norm", NULL}, "roteq plot: ",
-                       "unknown option '-x'");
+    expect_usage_error((const char *[]){"plot", "-lx", "norm", NULL},
+                       "roteq plot: ", "unknown option '-x'");
 }
 
 int main(void)

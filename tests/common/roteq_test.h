@@ -9,13 +9,13 @@
  * `rtol`, with `want` == 0 compared absolutely. */
 void roteq_assert_close(double got, double want, double rtol, const char *expr, const char *file,
                         int line);
-#define assert_close(got, want, rtol)                                                             \
+#define assert_close(got, want, rtol)                                                              \
     roteq_assert_close((got), (want), (rtol), #got, __FILE__, __LINE__)
 
 /* Stochastic check in standard errors: fails when |got - want| > k * se, printing the seed. */
 void roteq_assert_within_se(double got, double want, double se, double k, unsigned long seed,
                             const char *expr, const char *file, int line);
-#define assert_within_se(got, want, se, k, seed)                                                  \
+#define assert_within_se(got, want, se, k, seed)                                                   \
     roteq_assert_within_se((got), (want), (se), (k), (seed), #got, __FILE__, __LINE__)
 
 /* Run the roteq executable (path from the ROTEQ_EXE environment variable, set by meson) with

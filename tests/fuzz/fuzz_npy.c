@@ -21,7 +21,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     double *ang = malloc(rows * sizeof *ang);
     if (norm && nb && ang) {
         roteq_analysis_rows_norms(&t, data + t.offset, rows, cols, norm);
-        roteq_analysis_rows_angles(&t, data + t.offset, &t, data + t.offset, rows, cols, NULL, nb, ang);
+        roteq_analysis_rows_angles(&t, data + t.offset, &t, data + t.offset, rows, cols, NULL, nb,
+                                   ang);
     }
     free(norm), free(nb), free(ang);
     return 0;

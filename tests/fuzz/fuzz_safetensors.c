@@ -23,8 +23,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         double *ang = malloc(rows * sizeof *ang);
         if (norm && nb && ang) {
             roteq_analysis_rows_norms(&t[i], data + t[i].offset, rows, cols, norm);
-            roteq_analysis_rows_angles(&t[i], data + t[i].offset, &t[i], data + t[i].offset, rows, cols,
-                              norm, nb, ang);
+            roteq_analysis_rows_angles(&t[i], data + t[i].offset, &t[i], data + t[i].offset, rows,
+                                       cols, norm, nb, ang);
         }
         free(norm), free(nb), free(ang);
     }

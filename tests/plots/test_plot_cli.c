@@ -34,7 +34,8 @@ static void test_help_and_usage(void **state)
          "roteq plot: --format: 'gif' is not png or svg"},
         {{"plot", "--max-step", "-3", "norm", "x.csv", NULL},
          "roteq plot: --max-step: must be positive"},
-        {{"plot", "norm", "--bogus", NULL}, "roteq plot: unknown option '--bogus' (see roteq plot --help)"},
+        {{"plot", "norm", "--bogus", NULL},
+         "roteq plot: unknown option '--bogus' (see roteq plot --help)"},
         {{"plot", "norm", "/nonexistent.csv", NULL}, "roteq plot: cannot read '/nonexistent.csv'"},
         {{"plot", "gallery", "x.csv", NULL}, "roteq plot: gallery takes no INPUT (got 'x.csv')"},
     };

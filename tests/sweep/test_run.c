@@ -112,8 +112,8 @@ static void test_every_point_once_any_jobs(void **state)
             assert_string_equal(r->reason, "simulation diverged at step 7 (on purpose)");
             errors++;
         } else {
-            assert_int_equal(r->verdict,
-                             p->cfg.dim == 64 ? ROTEQ_SWEEP_VERDICT_APPROX : ROTEQ_SWEEP_VERDICT_PASS);
+            assert_int_equal(r->verdict, p->cfg.dim == 64 ? ROTEQ_SWEEP_VERDICT_APPROX
+                                                          : ROTEQ_SWEEP_VERDICT_PASS);
             assert_true(r->seconds > 0.0);
         }
     }

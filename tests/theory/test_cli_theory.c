@@ -48,8 +48,8 @@ static void test_list(void **state)
     (void)state;
     char *out, *err;
     assert_int_equal(run((const char *[]){"theory", "--list", NULL}, &out, &err), 0);
-    const char *names[] = {"sgd", "sgdm", "nesterov", "adam_l2", "adamw",
-                           "lion", "rv_adamw", "rv_sgdm", "rv_lion"};
+    const char *names[] = {"sgd",  "sgdm",     "nesterov", "adam_l2", "adamw",
+                           "lion", "rv_adamw", "rv_sgdm",  "rv_lion"};
     for (size_t i = 0; i < 9; i++) {
         char line[32];
         snprintf(line, sizeof line, "\n%s ", names[i]);
@@ -58,7 +58,8 @@ static void test_list(void **state)
     }
     assert_non_null(strstr(out, "sqrt(pi*eta*lambda*K)"));
     free(out), free(err);
-    assert_int_equal(run((const char *[]){"theory", "--list", "--format", "json", NULL}, &out, &err), 0);
+    assert_int_equal(
+        run((const char *[]){"theory", "--list", "--format", "json", NULL}, &out, &err), 0);
     assert_non_null(strstr(out, "\"optimizer\": \"rv_lion\""));
     assert_non_null(strstr(out, "\"formula\""));
     free(out), free(err);
@@ -68,11 +69,11 @@ static void test_adamw_json(void **state)
 {
     (void)state;
     char *out, *err;
-    assert_int_equal(run((const char *[]){"theory", "--optimizer", "adamw", "--lr", "1e-3",
-                                          "--weight-decay", "0.5", "--dim", "512", "--format",
-                                          "json", NULL},
-                         &out, &err),
-                     0);
+    assert_int_equal(
+        run((const char *[]){"theory", "--optimizer", "adamw", "--lr", "1e-3", "--weight-decay",
+                             "0.5", "--dim", "512", "--format", "json", NULL},
+            &out, &err),
+        0);
     /* The acceptance numbers, 4 significant digits. */
     char buf[32];
     snprintf(buf, sizeof buf, "%.4g", json_number(out, "equilibrium_norm"));
@@ -95,8 +96,8 @@ static void test_lion_json(void **state)
     (void)state;
     char *out, *err;
     assert_int_equal(run((const char *[]){"theory", "--optimizer", "lion", "--lr", "1e-3",
-                                          "--weight-decay", "1", "--dim", "128", "--beta1",
-                                          "0.5", "--beta2", "0.9", "--format", "json", NULL},
+                                          "--weight-decay", "1", "--dim", "128", "--beta1", "0.5",
+                                          "--beta2", "0.9", "--format", "json", NULL},
                          &out, &err),
                      0);
     /* paper: sqrt(pi eta lambda K), K = 0.25 + 0.25*0.1/1.9 (hand-computed: 0.028752998...) */
@@ -138,12 +139,12 @@ static void test_csv_trajectory(void **state)
 {
     (void)state;
     char *out, *err;
-    assert_int_equal(run((const char *[]){"theory", "--optimizer", "adamw", "--dim", "64",
-                                          "--init-norm", "2", "--schedule", "warmup:10+cosine:90",
-                                          "--steps", "100", "--every", "10", "--format", "csv",
-                                          NULL},
-                         &out, &err),
-                     0);
+    assert_int_equal(
+        run((const char *[]){"theory", "--optimizer", "adamw", "--dim", "64", "--init-norm", "2",
+                             "--schedule", "warmup:10+cosine:90", "--steps", "100", "--every", "10",
+                             "--format", "csv", NULL},
+            &out, &err),
+        0);
     assert_true(strncmp(out, "step,lr,weight_decay,norm,angular_update\n", 41) == 0);
     int rows = 0;
     for (const char *p = out; (p = strchr(p, '\n')) != NULL; p++)
@@ -203,8 +204,8 @@ static void test_errors(void **state)
         {{"theory", "--optimizer", "sgdm", "--lr", "1", "--weight-decay", "1", "--momentum", "1",
           NULL},
          "--momentum: must be in [0, 1)"},
-        {{"theory", "--optimizer", "sgdm", "--lr", "1", "--weight-decay", "1", "--dampening",
-          "1.5", NULL},
+        {{"theory", "--optimizer", "sgdm", "--lr", "1", "--weight-decay", "1", "--dampening", "1.5",
+          NULL},
          "--dampening: must be in [0, 1)"},
         {{"theory", "--optimizer", "sgd", "--lr", "1", "--weight-decay", "1", "--beta1", "0.9",
           NULL},
@@ -233,8 +234,7 @@ static void test_errors(void **state)
         int rc = run(cases[i].args, &out, &err);
         if (rc != 2 || strncmp(err, "roteq theory: ", 14) != 0 ||
             strstr(err, cases[i].msg) == NULL || strchr(err, '\n') != err + strlen(err) - 1)
-            fail_msg("case %zu: exit %d, stderr '%s', want 2 and '%s'", i, rc, err,
-                     cases[i].msg);
+            fail_msg("case %zu: exit %d, stderr '%s', want 2 and '%s'", i, rc, err, cases[i].msg);
         assert_string_equal(out, "");
         free(out), free(err);
     }
@@ -243,10 +243,10 @@ static void test_errors(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_help),          cmocka_unit_test(test_list),
-        cmocka_unit_test(test_adamw_json),    cmocka_unit_test(test_lion_json),
+        cmocka_unit_test(test_help),           cmocka_unit_test(test_list),
+        cmocka_unit_test(test_adamw_json),     cmocka_unit_test(test_lion_json),
         cmocka_unit_test(test_grad_norm_null), cmocka_unit_test(test_csv_trajectory),
-        cmocka_unit_test(test_text),          cmocka_unit_test(test_errors),
+        cmocka_unit_test(test_text),           cmocka_unit_test(test_errors),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

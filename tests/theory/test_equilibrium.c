@@ -19,7 +19,7 @@
 #define ETA 0.002385
 #define LAM 0.3121
 #define DIM 384
-#define GN 7.913
+#define GN  7.913
 
 static roteq_hparams hp_for(const roteq_optimizer_type *opt)
 {
@@ -150,9 +150,8 @@ static void test_lion(void **state)
 
     /* The paper's own numbers at lr 1e-3, wd 1, C 128 (THEORY_NOTES.md): 1.702 / 0.00665 at
      * (0.9, 0.99), 0.3935 / 0.02875 at (0.5, 0.9), 0.2019 / 0.05605 at (0, 0). */
-    const double grid[3][4] = {{0.9, 0.99, 1.702, 0.00665},
-                               {0.5, 0.9, 0.3935, 0.02875},
-                               {0.0, 0.0, 0.2019, 0.05605}};
+    const double grid[3][4] = {
+        {0.9, 0.99, 1.702, 0.00665}, {0.5, 0.9, 0.3935, 0.02875}, {0.0, 0.0, 0.2019, 0.05605}};
     for (int i = 0; i < 3; i++) {
         roteq_hparams h = roteq_optimizer_defaults(&roteq_lion);
         h.lr = 1e-3, h.weight_decay = 1.0, h.beta1 = grid[i][0], h.beta2 = grid[i][1];

@@ -83,8 +83,8 @@ static void test_step(void **state)
 static void test_format_round_trip(void **state)
 {
     (void)state;
-    const char *specs[] = {"constant",        "warmup:7",           "cosine:123:0.25",
-                           "step:9:0.75",     "warmup:3+cosine:50", "warmup:2+step:4:2.5"};
+    const char *specs[] = {"constant",    "warmup:7",           "cosine:123:0.25",
+                           "step:9:0.75", "warmup:3+cosine:50", "warmup:2+step:4:2.5"};
     for (size_t i = 0; i < sizeof specs / sizeof specs[0]; i++) {
         roteq_schedule a = parse_ok(specs[i]);
         char buf[128];
@@ -100,13 +100,33 @@ static void test_malformed(void **state)
 {
     (void)state;
     const char *bad[] = {
-        "",           "bogus",          "constant:1",      "constant+constant",
-        "warmup",     "warmup:0",       "warmup:-3",       "warmup:2.5",
-        "warmup:x",   "warmup:3+warmup:4", "cosine",       "cosine:0",
-        "cosine:10:", "cosine:10:1.5",  "cosine:10:-0.1",  "cosine:10:0.5:1",
-        "step:10",    "step:0:0.5",     "step:10:0",       "step:10:-1",
-        "step:10:x",  "cosine:10+step:5:0.5", "cosine:10+warmup:5", "+",
-        "warmup:5+",  "warmup:5++cosine:10", "constant+cosine:10",
+        "",
+        "bogus",
+        "constant:1",
+        "constant+constant",
+        "warmup",
+        "warmup:0",
+        "warmup:-3",
+        "warmup:2.5",
+        "warmup:x",
+        "warmup:3+warmup:4",
+        "cosine",
+        "cosine:0",
+        "cosine:10:",
+        "cosine:10:1.5",
+        "cosine:10:-0.1",
+        "cosine:10:0.5:1",
+        "step:10",
+        "step:0:0.5",
+        "step:10:0",
+        "step:10:-1",
+        "step:10:x",
+        "cosine:10+step:5:0.5",
+        "cosine:10+warmup:5",
+        "+",
+        "warmup:5+",
+        "warmup:5++cosine:10",
+        "constant+cosine:10",
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         roteq_schedule s;
@@ -126,9 +146,12 @@ static void test_malformed(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_constant), cmocka_unit_test(test_warmup),
-        cmocka_unit_test(test_cosine),   cmocka_unit_test(test_step),
-        cmocka_unit_test(test_format_round_trip), cmocka_unit_test(test_malformed),
+        cmocka_unit_test(test_constant),
+        cmocka_unit_test(test_warmup),
+        cmocka_unit_test(test_cosine),
+        cmocka_unit_test(test_step),
+        cmocka_unit_test(test_format_round_trip),
+        cmocka_unit_test(test_malformed),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -250,8 +250,8 @@ static void check_mc(int adam, roteq_hparams hp, const char *lsched, const char 
     for (long t = 1; t <= T; t++) {
         double pn, pa;
         assert_int_equal(roteq_transient_step(tr, hp.lr * roteq_schedule_factor(&ls, t),
-                                              hp.weight_decay * roteq_schedule_factor(&ws, t),
-                                              &pn, &pa),
+                                              hp.weight_decay * roteq_schedule_factor(&ws, t), &pn,
+                                              &pa),
                          0);
         if (next < sizeof at / sizeof at[0] && t == at[next]) {
             next++;
@@ -261,7 +261,8 @@ static void check_mc(int adam, roteq_hparams hp, const char *lsched, const char 
                 m += x, q += x * x, am += y, aq += y * y;
             }
             m /= N, am /= N;
-            double se_n2 = sqrt((q / N - m * m) / (N - 1)), se_a2 = sqrt((aq / N - am * am) / (N - 1));
+            double se_n2 = sqrt((q / N - m * m) / (N - 1)),
+                   se_a2 = sqrt((aq / N - am * am) / (N - 1));
             /* delta method for the square roots */
             double rn = sqrt(m), ra = sqrt(am);
             assert_within_se(rn, pn, se_n2 / (2 * rn) + pn / C, 4, seed);
@@ -430,10 +431,10 @@ static void test_errors(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_fixed_points),  cmocka_unit_test(test_stationary),
-        cmocka_unit_test(test_monte_carlo),
-        cmocka_unit_test(test_steps_to_equilibrium), cmocka_unit_test(test_kstep),
-        cmocka_unit_test(test_unknown_scales), cmocka_unit_test(test_errors),
+        cmocka_unit_test(test_fixed_points), cmocka_unit_test(test_stationary),
+        cmocka_unit_test(test_monte_carlo),  cmocka_unit_test(test_steps_to_equilibrium),
+        cmocka_unit_test(test_kstep),        cmocka_unit_test(test_unknown_scales),
+        cmocka_unit_test(test_errors),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
