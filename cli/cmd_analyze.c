@@ -301,6 +301,15 @@ int roteq_cmd_analyze(int argc, char **argv)
     if (strcmp(a.input, "-") != 0 && stat(a.input, &sb) != 0)
         return roteq_cli_fail(CMD, "%s: %s", a.input, strerror(errno));
     int is_dir = strcmp(a.input, "-") != 0 && S_ISDIR(sb.st_mode);
+    /* One checkpoint is not a series: angles need consecutive snapshots. Say so rather than
+     * reading the binary file as a CSV trace and reporting a missing column. */
+    size_t len = strlen(a.input);
+    if (!is_dir && ((len > 12 && strcmp(a.input + len - 12, ".safetensors") == 0) ||
+                    (len > 4 && strcmp(a.input + len - 4, ".npy") == 0)))
+        return roteq_cli_fail(CMD,
+                              "%s: a single snapshot is not a series; pass the folder that "
+                              "holds the step-numbered snapshots",
+                              a.input);
 
     roteq_analysis_meta meta;
     roteq_analysis_meta_init(&meta);

@@ -384,6 +384,7 @@ static void test_bad_inputs(void **state)
          *p2 = roteq_test_path(d, "step_2.safetensors");
     roteq_test_write_file(p1, "\x05\0\0");
     expect_bad((const char *[]){d, NULL}, "step_1.safetensors: truncated safetensors header");
+    expect_bad((const char *[]){p1, NULL}, "a single snapshot is not a series");
     FILE *f = fopen(p1, "wb");
     fwrite("\0\0\0\0\0\0\x01\0{}", 1, 10, f); /* 2^48-byte header */
     fclose(f);
