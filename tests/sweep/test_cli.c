@@ -7,6 +7,7 @@
 #include <cmocka.h>
 
 #include "roteq_test.h"
+#include "sweep_test.h"
 
 #include <fcntl.h>
 #include <signal.h>
@@ -19,32 +20,6 @@
 #include <unistd.h>
 
 extern char **environ;
-
-/* Rows of a CSV sweep file with the run-dependent columns (seconds, threads: the last two)
- * removed and comment lines dropped, so two runs can be compared with strcmp. */
-static char *comparable(const char *text)
-{
-    size_t n = strlen(text);
-    char *out = malloc(n + 1), *o = out;
-    assert_non_null(out);
-    for (const char *line = text; *line;) {
-        const char *end = strchr(line, '\n');
-        size_t len = end ? (size_t)(end - line) : strlen(line);
-        if (*line != '#') {
-            size_t keep = len;
-            int commas = 0;
-            while (keep > 0 && commas < 2)
-                if (line[--keep] == ',')
-                    commas++;
-            memcpy(o, line, keep);
-            o += keep;
-            *o++ = '\n';
-        }
-        line += len + (end != NULL);
-    }
-    *o = '\0';
-    return out;
-}
 
 static size_t count_rows(const char *text)
 {
@@ -152,7 +127,7 @@ static void test_bad_point_and_rerun(void **state)
     /* Any point rerun alone gives its row again, bit for bit (timing aside). */
     assert_int_equal(
         roteq_test_run((const char *[]){"sweep", grid, "--point", "3", NULL}, NULL, &out, &err), 0);
-    char *a = comparable(out), *b = comparable(text);
+    char *a = sweep_test_comparable(out, 0), *b = sweep_test_comparable(text, 0);
     const char *row3 = strstr(b, "\n3,");
     assert_non_null(row3);
     assert_non_null(strstr(a, row3 + 1));
@@ -168,8 +143,8 @@ static void test_bad_point_and_rerun(void **state)
                                     NULL, &out, &err),
                      1);
     char *text1 = roteq_test_read_file(rows1, NULL);
-    a = comparable(text);
-    b = comparable(text1);
+    a = sweep_test_comparable(text, 0);
+    b = sweep_test_comparable(text1, 0);
     assert_string_equal(a, b);
     free(a);
     free(b);
@@ -240,7 +215,7 @@ static void test_kill_and_resume(void **state)
     free(out);
     free(err);
     char *want = roteq_test_read_file(full, NULL), *got = roteq_test_read_file(part, NULL);
-    char *cw = comparable(want), *cg = comparable(got);
+    char *cw = sweep_test_comparable(want, 0), *cg = sweep_test_comparable(got, 0);
     assert_string_equal(cg, cw);
     free(cw);
     free(cg);

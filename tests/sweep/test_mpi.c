@@ -7,6 +7,7 @@
 #include <cmocka.h>
 
 #include "roteq_test.h"
+#include "sweep_test.h"
 
 #include <fcntl.h>
 #include <spawn.h>
@@ -39,37 +40,6 @@ static int run(char *const *argv, const char *log)
     return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
 
-/* Rows without comments and without the run-dependent columns (seconds, threads). */
-static char *comparable(const char *text, int json)
-{
-    size_t n = strlen(text);
-    char *out = malloc(n + 1), *o = out;
-    assert_non_null(out);
-    for (const char *line = text; *line;) {
-        const char *end = strchr(line, '\n');
-        size_t len = end ? (size_t)(end - line) : strlen(line);
-        if (*line != '#') {
-            size_t keep = len;
-            if (json) {
-                const char *s = strstr(line, ",\"seconds\":");
-                if (s && s < line + len)
-                    keep = (size_t)(s - line);
-            } else {
-                int commas = 0;
-                while (keep > 0 && commas < 2)
-                    if (line[--keep] == ',')
-                        commas++;
-            }
-            memcpy(o, line, keep);
-            o += keep;
-            *o++ = '\n';
-        }
-        line += len + (end != NULL);
-    }
-    *o = '\0';
-    return out;
-}
-
 static const char *const grid_text =
     "{\"seed\": 31, \"fixed\": {\"neurons\": 16, \"dim\": 32},\n"
     " \"groups\": [\n"
@@ -100,7 +70,7 @@ static void compare_formats(const char *format)
     assert_int_equal(run(a3, log), 1);
     char *t1 = roteq_test_read_file(one, NULL), *t3 = roteq_test_read_file(three, NULL);
     assert_non_null(t3);
-    char *c1 = comparable(t1, json), *c3 = comparable(t3, json);
+    char *c1 = sweep_test_comparable(t1, json), *c3 = sweep_test_comparable(t3, json);
     assert_string_equal(c3, c1);
     assert_non_null(strstr(c1, "momentum: must be in [0, 1), got 2"));
     free(c1);
@@ -126,8 +96,8 @@ static void compare_formats(const char *format)
         free(tl);
         t1 = roteq_test_read_file(one, NULL);
         t3 = roteq_test_read_file(three, NULL);
-        c1 = comparable(t1, 0);
-        c3 = comparable(t3, 0);
+        c1 = sweep_test_comparable(t1, 0);
+        c3 = sweep_test_comparable(t3, 0);
         assert_string_equal(c3, c1);
         free(c1);
         free(c3);
