@@ -201,6 +201,20 @@ static void json_num(FILE *out, const char *key, double x, int comma)
     roteq_fprint_json_double(out, x);
 }
 
+/* A measured quantity with its standard error and 95% interval:
+ * "KEY":x,"KEY_se":se,"KEY_ci":[lo,hi]. */
+static void json_measure(FILE *out, const char *key, double x, double se, int comma)
+{
+    json_num(out, key, x, comma);
+    fprintf(out, ",\"%s_se\":", key);
+    roteq_fprint_json_double(out, se);
+    fprintf(out, ",\"%s_ci\":[", key);
+    roteq_fprint_json_double(out, ci(x, se, -1));
+    fputc(',', out);
+    roteq_fprint_json_double(out, ci(x, se, +1));
+    fputc(']', out);
+}
+
 static void json_pred(FILE *out, const char *key, const roteq_sweep_prediction *pr,
                       const roteq_sweep_record *r)
 {
@@ -257,20 +271,9 @@ static void json_row(FILE *out, const roteq_sweep_grid *g, const roteq_sweep_poi
         json_pred(out, roteq_prediction_names[k], &r->pred[k], r);
     }
     fputs("},\"measured\":{", out);
-    json_num(out, "norm", r->norm, 0);
-    json_num(out, "norm_se", r->norm_se, 1);
-    fputs(",\"norm_ci\":[", out);
-    roteq_fprint_json_double(out, ci(r->norm, r->norm_se, -1));
-    fputc(',', out);
-    roteq_fprint_json_double(out, ci(r->norm, r->norm_se, +1));
-    fputc(']', out);
-    json_num(out, "angular_update", r->angle, 1);
-    json_num(out, "angular_update_se", r->angle_se, 1);
-    fputs(",\"angular_update_ci\":[", out);
-    roteq_fprint_json_double(out, ci(r->angle, r->angle_se, -1));
-    fputc(',', out);
-    roteq_fprint_json_double(out, ci(r->angle, r->angle_se, +1));
-    fputs("]},\"relative_error\":{", out);
+    json_measure(out, "norm", r->norm, r->norm_se, 0);
+    json_measure(out, "angular_update", r->angle, r->angle_se, 1);
+    fputs("},\"relative_error\":{", out);
     const roteq_sweep_prediction *pb = &r->pred[ROTEQ_PRED_BEST];
     json_num(out, "norm", roteq_sweep_rel_err(r->norm, pb->norm), 0);
     json_num(out, "angular_update", roteq_sweep_rel_err(r->angle, pb->angular_update), 1);
