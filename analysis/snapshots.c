@@ -344,9 +344,12 @@ static const tensor *find(const snapshot *s, const char *name)
     return NULL;
 }
 
+/* A layer is a float tensor of rank >= 2 with at least one element: an empty tensor has no
+ * weights to measure, and its first axis may claim billions of rows that hold no data (the
+ * per-neuron state would then be sized by a number no file bytes back). */
 static int selected(const tensor *t, const regex_t *re)
 {
-    return t->info.rank >= 2 && t->info.dtype != ROTEQ_DT_OTHER &&
+    return t->info.rank >= 2 && t->info.dtype != ROTEQ_DT_OTHER && t->info.nbytes > 0 &&
            (re == NULL || regexec(re, t->info.name, 0, NULL, 0) == 0);
 }
 

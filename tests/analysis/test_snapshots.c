@@ -585,6 +585,10 @@ static void test_bad_snapshots(void **state)
     /* no layer among the tensors; --layers matching nothing; a bad regex */
     raw_st(p, "{\"b\":{\"dtype\":\"F32\",\"shape\":[4],\"data_offsets\":[0,16]}}", 16, -1);
     expect_dir_error(d, NULL, "no float tensor of rank >= 2");
+    /* An empty tensor is no layer, however many rows its shape claims (found by fuzz_npy:
+     * 5.4e9 rows of length 0 sized the per-neuron state beyond memory). */
+    raw_st(p, "{\"w\":{\"dtype\":\"F32\",\"shape\":[5430000000,0],\"data_offsets\":[0,0]}}", 0, -1);
+    expect_dir_error(d, NULL, "no float tensor of rank >= 2");
     write_st(p, 1, 1, (const int[]){0, 1}, 2);
     expect_dir_error(d, "^nothing", "matches --layers '^nothing'");
     expect_dir_error(d, "([", "--layers: invalid regular expression");

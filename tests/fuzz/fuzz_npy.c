@@ -13,7 +13,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     roteq_analysis_tensor_info t;
     if (roteq_analysis_npy_parse("fuzz.npy", data, size, size, &t) != 0)
         return 0;
-    if (t.dtype == ROTEQ_DT_OTHER || t.rank < 1 || t.shape[0] == 0)
+    /* As analysis/snapshots.c: an empty tensor is not a layer (its rows hold no data). */
+    if (t.dtype == ROTEQ_DT_OTHER || t.rank < 1 || t.shape[0] == 0 || t.nbytes == 0)
         return 0;
     size_t rows = (size_t)t.shape[0];
     size_t cols = (size_t)(t.nbytes / roteq_analysis_dtype_size(t.dtype) / rows);

@@ -15,7 +15,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (roteq_analysis_safetensors_parse("fuzz.safetensors", data, size, size, &t, &n) != 0)
         return 0;
     for (size_t i = 0; i < n; i++) {
-        if (t[i].rank < 2 || t[i].dtype == ROTEQ_DT_OTHER || t[i].shape[0] == 0)
+        if (t[i].rank < 2 || t[i].dtype == ROTEQ_DT_OTHER || t[i].shape[0] == 0 || t[i].nbytes == 0)
             continue;
         size_t rows = (size_t)t[i].shape[0];
         size_t cols = (size_t)(t[i].nbytes / roteq_analysis_dtype_size(t[i].dtype) / rows);
