@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # Fuzz the analysis parsers for a short time each (CI) or longer by hand.
 #   tests/fuzz/run.sh [SECONDS]     default 20 s per target; exits non-zero on the first crash
+#   FUZZ_SEED=N tests/fuzz/run.sh   libFuzzer's seed (default 1, so CI explores the same inputs
+#                                   each run; FUZZ_SEED=0 picks a random one, for exploring)
+# Inputs that once crashed a target live in tests/fuzz/regressions/TARGET/ and join its corpus.
 # Builds the libFuzzer targets with clang in build-fuzz/ (only those targets), seeds each corpus
 # with small valid inputs, and runs csv, safetensors and npy in turn. Crash inputs are left in
 # build-fuzz/fuzz-artifacts/.
@@ -29,8 +32,12 @@ npyhdr="{'descr': '<f4', 'fortran_order': False, 'shape': (2, 2), }"
   printf '\x00\x00\x80\x3f\x00\x00\x00\x40\x00\x00\x40\x40\x00\x00\x80\x40'; } > "$work/npy/seed.npy"
 
 for t in csv safetensors npy; do
+  if [ -d tests/fuzz/regressions/$t ]; then cp tests/fuzz/regressions/$t/* "$work/$t/"; fi
+done
+
+for t in csv safetensors npy; do
   echo "fuzz_$t: ${secs}s"
-  "$builddir/tests/fuzz/fuzz_$t" -max_total_time="$secs" -max_len=4096 -print_final_stats=1 \
+  "$builddir/tests/fuzz/fuzz_$t" -max_total_time="$secs" -seed="${FUZZ_SEED:-1}" -max_len=4096 -print_final_stats=1 \
     -artifact_prefix="$art/$t-" "$work/$t" 2>&1 | grep -E "^(stat::number_of_executed_units|==|SUMMARY|ERROR|Done)" || true
   if ls "$art/$t-"* >/dev/null 2>&1; then
     echo "fuzz_$t: crash inputs in $art" >&2
