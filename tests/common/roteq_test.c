@@ -201,13 +201,6 @@ char *roteq_test_read_file(const char *path, size_t *len)
     return b.data;
 }
 
-const char *roteq_test_shared_dir(void)
-{
-    const char *d = getenv("ROTEQ_SHARED_DIR");
-    assert_non_null(d);
-    return d;
-}
-
 const char *roteq_test_source_dir(void)
 {
     const char *d = getenv("ROTEQ_SOURCE_DIR");

@@ -32,8 +32,7 @@ char *roteq_test_path(const char *dir, const char *name);
 /* Write or read a whole file (malloc'd, NUL-terminated; NULL if missing). */
 void roteq_test_write_file(const char *path, const char *text);
 char *roteq_test_read_file(const char *path, size_t *len);
-/* Directory from the ROTEQ_SHARED_DIR / ROTEQ_SOURCE_DIR environment variables (set by meson). */
-const char *roteq_test_shared_dir(void);
+/* The source tree, from the ROTEQ_SOURCE_DIR environment variable (set by meson). */
 const char *roteq_test_source_dir(void);
 
 #endif

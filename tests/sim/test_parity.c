@@ -1,6 +1,7 @@
 /* test_parity.c - the update rules reproduce PyTorch's (and Lion's published) trajectories.
  *
- * Reads every CSV file in $ROTEQ_SHARED_DIR/reference/optimizer_steps: `#` header lines give
+ * Reads every CSV file in tests/data/optimizer_steps (written by tests/data/gen_optimizer_steps.py
+ * from torch.optim and Lion's published algorithm): `#` header lines give
  * the source and the hyperparameters ("# optimizer=NAME lr=... weight_decay=..."), then rows
  * step,kind,x0..: the initial parameters (step 0), and for each step the gradient PyTorch saw
  * and the parameters after its step. Each file is replayed through roteq_sim_rules and every
@@ -157,7 +158,7 @@ static void test_reference_trajectories(void **state)
 {
     (void)state;
     char dir[4096];
-    snprintf(dir, sizeof dir, "%s/reference/optimizer_steps", roteq_test_shared_dir());
+    snprintf(dir, sizeof dir, "%s/tests/data/optimizer_steps", roteq_test_source_dir());
     DIR *d = opendir(dir);
     if (!d)
         fail_msg("cannot open %s", dir);
