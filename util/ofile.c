@@ -1,9 +1,15 @@
 /* ofile.c - output files that appear only when complete: write to PATH.tmp.XXXXXX in the same
- * directory, then rename over PATH on commit. Readers never see a half-written result. */
+ * directory, then rename over PATH on commit. Readers never see a half-written result, and the
+ * temporary files of a process stopped by SIGINT/SIGTERM/SIGHUP are removed by a handler that
+ * walks a fixed table of registered paths with async-signal-safe calls only (unlink, sigaction,
+ * raise). Outputs are checked before the work that fills them (a directory, a missing folder, an
+ * input named again as the output), so a long job never fails only at its end. */
 #include "roteq_util.h"
 
 #include <errno.h>
 #include <math.h>
+#include <signal.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -14,7 +20,114 @@ struct roteq_ofile {
     FILE *stream;
     char *path;     /* final name, or NULL for stdout */
     char *tmp_path; /* temporary name, or NULL for stdout */
+    int slot;       /* roteq_tmpfile_register slot of tmp_path, or -1 */
 };
+
+/* ---- temporary files removed on a fatal signal ---- */
+
+#define TMP_SLOTS 256
+
+static const char *_Atomic tmp_slots[TMP_SLOTS];
+static atomic_flag handlers_installed = ATOMIC_FLAG_INIT;
+static const int cleanup_signals[] = {SIGINT, SIGTERM, SIGHUP};
+
+static void cleanup_handler(int sig)
+{
+    int saved = errno;
+    for (int i = 0; i < TMP_SLOTS; i++) {
+        const char *p = atomic_load(&tmp_slots[i]);
+        if (p != NULL)
+            unlink(p);
+    }
+    /* The signal's own default action, so the parent sees the process die of it. */
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = SIG_DFL;
+    sigemptyset(&sa.sa_mask);
+    sigaction(sig, &sa, NULL);
+    errno = saved;
+    raise(sig); /* blocked while the handler runs: delivered on return */
+}
+
+static void install_handlers(void)
+{
+    if (atomic_flag_test_and_set(&handlers_installed))
+        return;
+    for (size_t i = 0; i < sizeof cleanup_signals / sizeof cleanup_signals[0]; i++) {
+        struct sigaction old, sa;
+        if (sigaction(cleanup_signals[i], NULL, &old) != 0 || old.sa_handler != SIG_DFL ||
+            (old.sa_flags & SA_SIGINFO))
+            continue; /* ignored (nohup) or handled by someone else: leave it */
+        memset(&sa, 0, sizeof sa);
+        sa.sa_handler = cleanup_handler;
+        sigfillset(&sa.sa_mask);
+        sigaction(cleanup_signals[i], &sa, NULL);
+    }
+}
+
+int roteq_tmpfile_register(const char *path)
+{
+    install_handlers();
+    for (int i = 0; i < TMP_SLOTS; i++) {
+        const char *expected = NULL;
+        if (atomic_compare_exchange_strong(&tmp_slots[i], &expected, path))
+            return i;
+    }
+    return -1;
+}
+
+void roteq_tmpfile_unregister(int slot)
+{
+    if (slot >= 0 && slot < TMP_SLOTS)
+        atomic_store(&tmp_slots[slot], NULL);
+}
+
+/* ---- checks before the work ---- */
+
+int roteq_same_file(const char *a, const char *b)
+{
+    struct stat sa, sb;
+    if (a == NULL || b == NULL || stat(a, &sa) != 0 || stat(b, &sb) != 0)
+        return 0;
+    return sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
+}
+
+int roteq_ofile_check(const char *path, const char *const *inputs, size_t ninputs)
+{
+    if (strcmp(path, "-") == 0)
+        return ROTEQ_OK;
+    for (size_t i = 0; i < ninputs; i++)
+        if (inputs[i] && roteq_same_file(path, inputs[i]))
+            return roteq_error_set(ROTEQ_EINVAL, "'%s' is the same file as the input '%s'", path,
+                                   inputs[i]);
+    struct stat sb;
+    if (stat(path, &sb) == 0 && S_ISDIR(sb.st_mode))
+        return roteq_error_set(ROTEQ_EIO, "cannot write '%s': %s", path, strerror(EISDIR));
+    /* The temporary file goes beside PATH: its directory must exist and take new files. */
+    size_t n = strlen(path);
+    char *dir = malloc(n + 2);
+    if (dir == NULL)
+        return roteq_error_set(ROTEQ_ENOMEM, "out of memory checking '%s'", path);
+    memcpy(dir, path, n + 1);
+    char *slash = strrchr(dir, '/');
+    if (slash == NULL)
+        strcpy(dir, ".");
+    else if (slash == dir)
+        dir[1] = '\0';
+    else
+        *slash = '\0';
+    int err = 0;
+    if (stat(dir, &sb) != 0)
+        err = errno;
+    else if (!S_ISDIR(sb.st_mode))
+        err = ENOTDIR;
+    else if (access(dir, W_OK | X_OK) != 0)
+        err = errno;
+    int st =
+        err ? roteq_error_set(ROTEQ_EIO, "cannot write '%s': %s", path, strerror(err)) : ROTEQ_OK;
+    free(dir);
+    return st;
+}
 
 roteq_ofile *roteq_ofile_open(const char *path)
 {
@@ -23,9 +136,16 @@ roteq_ofile *roteq_ofile_open(const char *path)
         roteq_error_set(ROTEQ_ENOMEM, "out of memory opening '%s'", path);
         return NULL;
     }
+    f->slot = -1;
     if (strcmp(path, "-") == 0) {
         f->stream = stdout;
         return f;
+    }
+    struct stat sb;
+    if (stat(path, &sb) == 0 && S_ISDIR(sb.st_mode)) {
+        roteq_error_set(ROTEQ_EIO, "cannot write '%s': %s", path, strerror(EISDIR));
+        free(f);
+        return NULL;
     }
     size_t n = strlen(path);
     f->path = strdup(path);
@@ -36,6 +156,8 @@ roteq_ofile *roteq_ofile_open(const char *path)
     }
     memcpy(f->tmp_path, path, n);
     memcpy(f->tmp_path + n, ".tmp.XXXXXX", sizeof ".tmp.XXXXXX");
+    /* Registered before it exists, so no signal can leave it behind. */
+    f->slot = roteq_tmpfile_register(f->tmp_path);
     int fd = mkstemp(f->tmp_path);
     if (fd < 0) {
         roteq_error_set(ROTEQ_EIO, "cannot write '%s': %s", path, strerror(errno));
@@ -61,6 +183,7 @@ roteq_ofile *roteq_ofile_open(const char *path)
     }
     return f;
 fail:
+    roteq_tmpfile_unregister(f->slot);
     free(f->path);
     free(f->tmp_path);
     free(f);
@@ -72,13 +195,9 @@ FILE *roteq_ofile_stream(const roteq_ofile *f)
     return f->stream;
 }
 
-const char *roteq_ofile_path(const roteq_ofile *f)
-{
-    return f->path ? f->path : "-";
-}
-
 static void ofile_release(roteq_ofile *f)
 {
+    roteq_tmpfile_unregister(f->slot);
     free(f->path);
     free(f->tmp_path);
     free(f);

@@ -57,9 +57,33 @@ int roteq_parse_u64(const char *s, uint64_t *out);
 typedef struct roteq_ofile roteq_ofile;
 roteq_ofile *roteq_ofile_open(const char *path);
 FILE *roteq_ofile_stream(const roteq_ofile *f);
-const char *roteq_ofile_path(const roteq_ofile *f);
 int roteq_ofile_commit(roteq_ofile *f);
 void roteq_ofile_abort(roteq_ofile *f);
+
+/* Check, before any work, that `path` can become an output: not a directory, in an existing
+ * writable directory, and not the same file as any of inputs[0..ninputs) (NULL entries are
+ * skipped; see roteq_same_file). "-" always passes. ROTEQ_EIO "cannot write 'P': Is a directory"
+ * or ROTEQ_EINVAL "'P' is the same file as the input 'I'", to be prefixed with the flag. */
+int roteq_ofile_check(const char *path, const char *const *inputs, size_t ninputs);
+/* 1 when `a` and `b` name the same existing file (equal st_dev and st_ino after following
+ * symbolic links, so relative paths, hard links and symlinks are caught), else 0. */
+int roteq_same_file(const char *a, const char *b);
+
+/* Temporary files that SIGINT, SIGTERM and SIGHUP remove before the process dies (with the
+ * signal's default action, so the exit status still tells the signal). roteq_ofile registers
+ * its own; other writers of PATH.tmp.* files register theirs. The first call installs the
+ * handlers, where the signal's disposition is still the default. `path` must stay valid until
+ * unregistered. Returns a slot for roteq_tmpfile_unregister, or -1 when all slots are taken
+ * (the file is then simply not cleaned up). */
+int roteq_tmpfile_register(const char *path);
+void roteq_tmpfile_unregister(int slot);
+
+/* Bytes a new allocation may use: MemAvailable from /proc/meminfo, lowered to the address-space
+ * limit (RLIMIT_AS) when one is set; 0 when unknown. `what` (may be NULL) receives a short
+ * description of the source for messages ("MemAvailable", "RLIMIT_AS"). */
+uint64_t roteq_mem_available(const char **what);
+/* A byte count for messages: "512 B", "3.4 MB", "17.2 GB" (decimal units). */
+void roteq_format_bytes(double bytes, char *buf, size_t n);
 
 /* Write a double as JSON/CSV text that round-trips (%.17g); NaN/Inf become `null` in JSON and
  * the empty string in CSV. */

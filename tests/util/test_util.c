@@ -1,4 +1,5 @@
-/* test_util.c - status codes, error messages, strict parsing, atomic output files. */
+/* test_util.c - status codes, error messages, strict parsing, atomic output files (checked
+ * before the work, removed on SIGINT/SIGTERM), available memory. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -8,9 +9,13 @@
 #include "roteq_util.h"
 
 #include <dirent.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 static void test_error_message(void **state)
 {
@@ -109,13 +114,126 @@ static void test_ofile_commit_and_abort(void **state)
     roteq_test_rmtree(dir);
 }
 
+/* The same file under another name: a hard link, a symlink, a relative path. */
+static void test_same_file(void **state)
+{
+    (void)state;
+    char *dir = roteq_test_tmpdir();
+    char *a = roteq_test_path(dir, "grid.json"), *hard = roteq_test_path(dir, "hard.json");
+    char *sym = roteq_test_path(dir, "sym.json"), *other = roteq_test_path(dir, "other.json");
+    char *dotted = roteq_test_path(dir, "./sub/../grid.json"), *sub = roteq_test_path(dir, "sub");
+    roteq_test_write_file(a, "{}");
+    roteq_test_write_file(other, "{}");
+    assert_int_equal(mkdir(sub, 0777), 0);
+    assert_int_equal(link(a, hard), 0);
+    assert_int_equal(symlink("grid.json", sym), 0);
+    assert_true(roteq_same_file(a, a));
+    assert_true(roteq_same_file(a, hard));
+    assert_true(roteq_same_file(sym, a));
+    assert_true(roteq_same_file(dotted, a));
+    assert_false(roteq_same_file(a, other));
+    char *missing = roteq_test_path(dir, "new.csv");
+    assert_false(roteq_same_file(missing, a));
+    assert_false(roteq_same_file(NULL, a));
+
+    /* roteq_ofile_check: the input named again, a directory, a missing folder; "-" and a new
+     * file pass. */
+    const char *inputs[] = {other, NULL, a};
+    assert_int_equal(roteq_ofile_check(sym, inputs, 3), ROTEQ_EINVAL);
+    assert_non_null(strstr(roteq_error_message(), "is the same file as the input"));
+    assert_non_null(strstr(roteq_error_message(), "grid.json"));
+    assert_int_equal(roteq_ofile_check(dir, inputs, 3), ROTEQ_EIO);
+    assert_non_null(strstr(roteq_error_message(), "Is a directory"));
+    char *nodir = roteq_test_path(dir, "no/such/out.csv");
+    assert_int_equal(roteq_ofile_check(nodir, NULL, 0), ROTEQ_EIO);
+    assert_non_null(strstr(roteq_error_message(), "No such file"));
+    assert_int_equal(roteq_ofile_check("-", inputs, 3), 0);
+    assert_int_equal(roteq_ofile_check(missing, inputs, 3), 0);
+    assert_int_equal(roteq_ofile_check(hard, NULL, 0), 0); /* replacing an existing file is fine */
+
+    /* Opening a directory as an output fails at once, not at commit. */
+    assert_null(roteq_ofile_open(sub));
+    assert_int_equal(roteq_error_status(), ROTEQ_EIO);
+    assert_non_null(strstr(roteq_error_message(), "Is a directory"));
+    free(a);
+    free(hard);
+    free(sym);
+    free(other);
+    free(dotted);
+    free(sub);
+    free(missing);
+    free(nodir);
+    roteq_test_rmtree(dir);
+}
+
+/* A process killed by SIGTERM or SIGINT while writing leaves no PATH.tmp.* file, and still dies
+ * of the signal. */
+static void test_ofile_removed_on_signal(void **state)
+{
+    (void)state;
+    const int sigs[] = {SIGTERM, SIGINT};
+    for (int k = 0; k < 2; k++) {
+        char *dir = roteq_test_tmpdir();
+        char *path = roteq_test_path(dir, "out.csv");
+        pid_t pid = fork();
+        assert_true(pid >= 0);
+        if (pid == 0) {
+            roteq_ofile *f = roteq_ofile_open(path);
+            roteq_ofile *g = roteq_ofile_open(path);
+            if (!f || !g)
+                _exit(3);
+            fputs("partial", roteq_ofile_stream(f));
+            fflush(roteq_ofile_stream(f));
+            kill(getpid(), sigs[k]);
+            _exit(4); /* not reached */
+        }
+        int status;
+        assert_int_equal(waitpid(pid, &status, 0), pid);
+        assert_true(WIFSIGNALED(status));
+        assert_int_equal(WTERMSIG(status), sigs[k]);
+        assert_int_equal(count_entries(dir), 0);
+        free(path);
+        roteq_test_rmtree(dir);
+    }
+}
+
+static void test_mem_available(void **state)
+{
+    (void)state;
+    const char *what = NULL;
+    uint64_t m = roteq_mem_available(&what);
+    assert_true(m > 0);
+    assert_string_equal(what, "MemAvailable");
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        /* An address-space limit below MemAvailable is what a new allocation may use. */
+        struct rlimit rl = {(rlim_t)1 << 30, (rlim_t)1 << 30};
+        if (setrlimit(RLIMIT_AS, &rl) != 0)
+            _exit(3);
+        uint64_t lim = roteq_mem_available(&what);
+        _exit(lim == ((uint64_t)1 << 30) && strcmp(what, "RLIMIT_AS") == 0 ? 0 : 1);
+    }
+    int status;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 0);
+    char buf[32];
+    roteq_format_bytes(512, buf, sizeof buf);
+    assert_string_equal(buf, "512 B");
+    roteq_format_bytes(17.2e9, buf, sizeof buf);
+    assert_string_equal(buf, "17.2 GB");
+    roteq_format_bytes(1.6e12, buf, sizeof buf);
+    assert_string_equal(buf, "1.60 TB");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_error_message),
-        cmocka_unit_test(test_parse_double),
-        cmocka_unit_test(test_parse_integers),
-        cmocka_unit_test(test_ofile_commit_and_abort),
+        cmocka_unit_test(test_error_message),  cmocka_unit_test(test_parse_double),
+        cmocka_unit_test(test_parse_integers), cmocka_unit_test(test_ofile_commit_and_abort),
+        cmocka_unit_test(test_same_file),      cmocka_unit_test(test_ofile_removed_on_signal),
+        cmocka_unit_test(test_mem_available),
     };
     return cmocka_run_group_tests_name("util", tests, NULL, NULL);
 }
