@@ -223,9 +223,13 @@ typedef struct {
     uint64_t shape[ROTEQ_TENSOR_MAX_RANK];
     uint64_t offset, nbytes; /* of the data, from the start of the file */
     int fortran_order;       /* npy only: column-major data */
+    char dtype_name[32];     /* as the file spells it ("I8", "<i4"), for messages; may be "" */
 } roteq_analysis_tensor_info;
 
+/* Bytes per element of a float dtype roteq reads; 0 for ROTEQ_DT_OTHER. */
 size_t roteq_analysis_dtype_size(roteq_dtype dt);
+/* The dtype as the file spells it, else roteq's name for it ("F32", ..., "non-float"). */
+const char *roteq_analysis_dtype_name(const roteq_analysis_tensor_info *t);
 
 /* Parse a safetensors file image (the first `n` bytes of a file of `file_size` bytes: the header
  * parser needs only 8 + header length bytes). Tensors of every dtype are listed (dtype OTHER for
@@ -249,10 +253,22 @@ int roteq_analysis_npy_parse(const char *name, const unsigned char *data, size_t
 
 typedef struct {
     const char *layers_regex; /* NULL: every tensor of rank >= 2 */
+    /* NULL: an entry's step is its integer labelled step/global_step/checkpoint/iter, else its
+     * only integer (several unlabelled integers are an error). Else a POSIX extended regular
+     * expression whose first group (or whole match) is the step; entries it does not match are
+     * skipped if folders, an error if .safetensors files. */
+    const char *step_regex;
+    FILE *notes; /* NULL, or where a one-line note on skipped non-float tensors goes */
+    /* Called after each snapshot is opened, before its tensors are read (progress; tests
+     * rewrite files here); NULL: none. */
+    void (*opened)(void *ctx, const char *entry);
+    void *ctx;
 } roteq_snapshot_options;
 
 /* Analyse a directory of snapshots into an accumulator made from `cfg`. Errors name the
- * snapshot file and tensor. */
+ * snapshot file and tensor: ROTEQ_EFORMAT for malformed or inconsistent snapshots (a layer whose
+ * dtype becomes a non-float one), ROTEQ_EIO for a file that cannot be read or that changes
+ * (shrinks, grows, is rewritten) while it is read. */
 int roteq_analysis_read_snapshots(const char *dir, const roteq_snapshot_options *opt,
                                   const roteq_analysis_config *cfg, roteq_analysis **out);
 

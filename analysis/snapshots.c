@@ -1,12 +1,18 @@
 /* snapshots.c - a directory of weight snapshots turned into trace rows.
  *
- * Entries carry their step as the first integer in their name: `step_500.safetensors`,
- * HF Trainer's `checkpoint-500/` (one or more .safetensors shards inside), or a folder `500/`
- * holding one .npy per layer (file stem = layer name). Files are mmap'd and only two snapshots
- * are mapped at any time: each new one is compared with the previous, then the previous is
- * unmapped. Every float tensor of rank >= 2 whose name matches --layers is a layer; its rows are
- * the neurons. The first snapshot gives norms only; each later one gives norms and the angle to
- * the previous snapshot, which spans `gap` optimizer steps (theory's k-step angle). */
+ * Entries carry their step in their name: `step_500.safetensors`, HF Trainer's `checkpoint-500/`
+ * (one or more .safetensors shards inside), or a folder `500/` holding one .npy per layer (file
+ * stem = layer name). Files are mmap'd and only two snapshots are mapped at any time: each new
+ * one is compared with the previous, then the previous is unmapped. Every float tensor of rank
+ * >= 2 whose name matches --layers is a layer; its rows are the neurons. The first snapshot gives
+ * norms only; each later one gives norms and the angle to the previous snapshot, which spans
+ * `gap` optimizer steps (theory's k-step angle).
+ *
+ * A mapped file that shrinks while it is read (an in-place rewrite, `rsync --inplace`, a trainer
+ * still writing) raises SIGBUS on the first page past its new end. Reading through the mapping
+ * keeps ingest at memory speed (pread into a buffer would copy every byte twice), so the kernels
+ * run under a SIGBUS handler that jumps back here and the file is named in an error; a file
+ * whose size or modification time differs after it was read is an error too. */
 #include "roteq_analysis.h"
 #include "roteq_util.h"
 
@@ -15,8 +21,11 @@
 #include <fcntl.h>
 #include <math.h>
 #include <regex.h>
+#include <setjmp.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -30,12 +39,14 @@ typedef struct {
 typedef struct {
     void *base;
     size_t size;
+    struct stat sb; /* when mapped: a change by the time it has been read is an error */
 } mapping;
 
 typedef struct {
     roteq_analysis_tensor_info info;
     const unsigned char *data;
     const char *file; /* for messages (points into the snapshot's file list) */
+    size_t map;       /* index of its mapping */
 } tensor;
 
 typedef struct {
@@ -67,21 +78,94 @@ static int has_suffix(const char *s, const char *suf)
     return n > m && strcmp(s + n - m, suf) == 0;
 }
 
-/* First run of digits in a name, or -1. */
-static long step_of(const char *name)
+/* The step in an entry's name. An integer labelled step / global_step / checkpoint / iter /
+ * iteration (`epoch2_step1000`, `checkpoint-500`, `iter_300`) wins; a name with one integer uses
+ * it; several integers and no label are ambiguous (`epoch2_500`: is the step 2 or 500?).
+ * Returns 0 with *step set, ROTEQ_ENOTFOUND when the name holds no integer, or ROTEQ_EFORMAT
+ * with the message set. */
+static int label_before(const char *name, const char *digits)
 {
-    const char *p = name;
-    while (*p && (*p < '0' || *p > '9'))
-        p++;
-    if (!*p)
-        return -1;
-    long v = 0;
-    for (; *p >= '0' && *p <= '9'; p++) {
-        if (v > (long)1e15)
-            return -1;
-        v = v * 10 + (*p - '0');
+    static const char *const labels[] = {"step", "checkpoint", "iter", "iteration"};
+    const char *p = digits;
+    if (p > name && (p[-1] == '_' || p[-1] == '-' || p[-1] == '='))
+        p--;
+    for (size_t i = 0; i < sizeof labels / sizeof labels[0]; i++) {
+        size_t n = strlen(labels[i]);
+        if ((size_t)(p - name) < n || strncasecmp(p - n, labels[i], n) != 0)
+            continue;
+        const char *b = p - n; /* the label starts a word */
+        if (b == name || !((b[-1] >= 'a' && b[-1] <= 'z') || (b[-1] >= 'A' && b[-1] <= 'Z')))
+            return 1;
     }
-    return v;
+    return 0;
+}
+
+#define ROTEQ_MAX_STEP 1000000000000000L
+
+static int parse_step(const char *s, size_t n, long *out)
+{
+    long v = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (v > ROTEQ_MAX_STEP / 10)
+            return -1;
+        v = v * 10 + (s[i] - '0');
+    }
+    *out = v;
+    return 0;
+}
+
+static int step_of(const char *dir, const char *name, const regex_t *re, long *step)
+{
+    if (re) {
+        regmatch_t m[2];
+        if (regexec(re, name, 2, m, 0) != 0)
+            return ROTEQ_ENOTFOUND;
+        regmatch_t g = m[1].rm_so >= 0 ? m[1] : m[0];
+        size_t n = (size_t)(g.rm_eo - g.rm_so);
+        const char *s = name + g.rm_so;
+        if (n == 0 || strspn(s, "0123456789") < n || parse_step(s, n, step))
+            return roteq_error_set(ROTEQ_EFORMAT,
+                                   "%s/%s: --step-regex matched '%.*s', not a step number", dir,
+                                   name, (int)(n > 40 ? 40 : n), s);
+        return ROTEQ_OK;
+    }
+    size_t runs = 0, labelled = 0;
+    long first = -1, lab = -1;
+    for (const char *p = name; *p;) {
+        size_t n = strspn(p, "0123456789");
+        if (n == 0) {
+            p++;
+            continue;
+        }
+        long v;
+        if (parse_step(p, n, &v))
+            return roteq_error_set(ROTEQ_EFORMAT, "%s/%s: step number above %ld", dir, name,
+                                   ROTEQ_MAX_STEP);
+        if (runs++ == 0)
+            first = v;
+        if (label_before(name, p)) {
+            if (labelled++ && v != lab)
+                return roteq_error_set(ROTEQ_EFORMAT,
+                                       "%s/%s: two different labelled step numbers (%ld, %ld); "
+                                       "pass --step-regex",
+                                       dir, name, lab, v);
+            lab = v;
+        }
+        p += n;
+    }
+    if (labelled) {
+        *step = lab;
+        return ROTEQ_OK;
+    }
+    if (runs == 0)
+        return ROTEQ_ENOTFOUND;
+    if (runs > 1)
+        return roteq_error_set(ROTEQ_EFORMAT,
+                               "%s/%s: several numbers in the name and none labelled step, "
+                               "global_step, checkpoint- or iter; pass --step-regex",
+                               dir, name);
+    *step = first;
+    return ROTEQ_OK;
 }
 
 static int cmp_entry(const void *x, const void *y)
@@ -105,7 +189,7 @@ static char *join(const char *dir, const char *name)
 }
 
 /* List the snapshot entries of `dir`, sorted by step. */
-static int list_entries(const char *dir, entry **out, size_t *count)
+static int list_entries(const char *dir, const regex_t *step_re, entry **out, size_t *count)
 {
     DIR *d = opendir(dir);
     if (d == NULL)
@@ -127,14 +211,17 @@ static int list_entries(const char *dir, entry **out, size_t *count)
         int is_dir = S_ISDIR(sb.st_mode);
         if (!is_dir && !(S_ISREG(sb.st_mode) && has_suffix(de->d_name, ".safetensors")))
             continue; /* config.json, logs, ...: not snapshots */
-        long step = step_of(de->d_name);
-        if (step < 0) {
+        long step = -1;
+        st = step_of(dir, de->d_name, step_re, &step);
+        if (st == ROTEQ_ENOTFOUND) {
+            st = ROTEQ_OK;
             if (is_dir)
                 continue; /* runs/, logs/: folders without a step are not snapshots */
-            st = roteq_error_set(ROTEQ_EFORMAT, "%s/%s: no step number in the name", dir,
-                                 de->d_name);
-            break;
+            st = roteq_error_set(ROTEQ_EFORMAT, "%s/%s: no step number in the name%s", dir,
+                                 de->d_name, step_re ? " (--step-regex does not match)" : "");
         }
+        if (st)
+            break;
         if (n == cap) {
             cap = cap ? 2 * cap : 16;
             entry *ne = realloc(e, cap * sizeof *e);
@@ -188,6 +275,7 @@ static int add_map(snapshot *s, const char *path, mapping *m)
         return roteq_error_set(ROTEQ_EIO, "%s: %s", path, strerror(errno));
     }
     m->size = (size_t)sb.st_size;
+    m->sb = sb;
     m->base = NULL;
     if (m->size > 0) {
         void *p = mmap(NULL, m->size, PROT_READ, MAP_PRIVATE, fd, 0);
@@ -268,7 +356,7 @@ static int load_file(snapshot *s, const char *path, int npy)
                 free(infos);
                 return roteq_error_set(ROTEQ_EFORMAT, "%s", msg);
             }
-        s->t[s->nt++] = (tensor){infos[i], data + infos[i].offset, file};
+        s->t[s->nt++] = (tensor){infos[i], data + infos[i].offset, file, s->nmaps - 1};
     }
     free(infos);
     return ROTEQ_OK;
@@ -344,13 +432,18 @@ static const tensor *find(const snapshot *s, const char *name)
     return NULL;
 }
 
+static int matches(const tensor *t, const regex_t *re)
+{
+    return re == NULL || regexec(re, t->info.name, 0, NULL, 0) == 0;
+}
+
 /* A layer is a float tensor of rank >= 2 with at least one element: an empty tensor has no
  * weights to measure, and its first axis may claim billions of rows that hold no data (the
  * per-neuron state would then be sized by a number no file bytes back). */
 static int selected(const tensor *t, const regex_t *re)
 {
     return t->info.rank >= 2 && t->info.dtype != ROTEQ_DT_OTHER && t->info.nbytes > 0 &&
-           (re == NULL || regexec(re, t->info.name, 0, NULL, 0) == 0);
+           matches(t, re);
 }
 
 static int cmp_sel(const void *x, const void *y)
@@ -373,28 +466,250 @@ static int feed(roteq_analysis *a, const layer_sel *L, long step, long gap, cons
     return ROTEQ_OK;
 }
 
+/* ---- reading mapped data under a SIGBUS guard */
+
+static _Thread_local sigjmp_buf *fault_jump;
+
+static void on_sigbus(int sig)
+{
+    if (fault_jump)
+        siglongjmp(*fault_jump, 1);
+    signal(sig, SIG_DFL); /* not ours (another thread): the default action */
+    raise(sig);
+}
+
+/* Norms (a == NULL) or norms and angles of one layer's rows; 0, or 1 if a mapped page was gone
+ * (the file shrank). Nothing set up before the jump needs undoing: the kernels of the fused
+ * path allocate nothing, and the chunked path's buffer is lost only on this error. */
+static int guarded_rows(const layer_sel *L, const roteq_analysis_tensor_info *ta, const void *a,
+                        const roteq_analysis_tensor_info *tb, const void *b, double *norm_b,
+                        double *angle)
+{
+    sigjmp_buf jb;
+    if (sigsetjmp(jb, 1)) {
+        fault_jump = NULL;
+        return 1;
+    }
+    fault_jump = &jb;
+    if (a == NULL)
+        roteq_analysis_rows_norms(tb, b, L->rows, L->cols, norm_b);
+    else
+        roteq_analysis_rows_angles(ta, a, tb, b, L->rows, L->cols, L->norm_prev, norm_b, angle);
+    fault_jump = NULL;
+    return 0;
+}
+
+/* The error for a mapped file that is not what it was when mapped. */
+static int changed(const char *path, const struct stat *was, const char *how)
+{
+    struct stat now;
+    if (stat(path, &now) != 0)
+        return roteq_error_set(ROTEQ_EIO, "%s: %s while being read (%s)", path, how,
+                               strerror(errno));
+    return roteq_error_set(ROTEQ_EIO,
+                           "%s: %s while being read (%lld bytes when opened, now %lld): "
+                           "rewritten in place or still being written?",
+                           path, how, (long long)was->st_size, (long long)now.st_size);
+}
+
+/* After a snapshot has been read: each of its files must be the file it was when mapped (a
+ * file replaced by rename leaves the mapped one intact and is not a change). */
+static int unchanged(const snapshot *s)
+{
+    for (size_t i = 0; i < s->nmaps; i++) {
+        struct stat now;
+        const struct stat *was = &s->maps[i].sb;
+        if (stat(s->files[i], &now) != 0 || now.st_ino != was->st_ino || now.st_dev != was->st_dev)
+            continue;
+        if (now.st_size != was->st_size || now.st_mtim.tv_sec != was->st_mtim.tv_sec ||
+            now.st_mtim.tv_nsec != was->st_mtim.tv_nsec)
+            return changed(s->files[i], was, "changed");
+    }
+    return ROTEQ_OK;
+}
+
+/* After a fault: name the file of the two that shrank (or the current one). */
+static int fault_error(const snapshot *prev, const tensor *tp, const snapshot *cur,
+                       const tensor *tc)
+{
+    const snapshot *s = cur;
+    const tensor *t = tc;
+    struct stat now;
+    if (tp && prev && stat(prev->files[tp->map], &now) == 0 &&
+        (size_t)now.st_size < prev->maps[tp->map].size) {
+        s = prev;
+        t = tp;
+    }
+    return changed(s->files[t->map], &s->maps[t->map].sb, "shrank");
+}
+
+/* ---- the series */
+
+/* Layers of the first snapshot, sorted by name; non-float tensors of rank >= 2 that would
+ * otherwise be layers are counted for the note. */
+static int select_layers(const char *where, const snapshot *s, const regex_t *re, const char *regex,
+                         layer_sel **out, size_t *count, char *note, size_t note_len)
+{
+    layer_sel *sel = calloc(s->nt + 1, sizeof *sel);
+    if (sel == NULL)
+        return roteq_error_set(ROTEQ_ENOMEM, "out of memory");
+    size_t nsel = 0, skipped = 0;
+    const tensor *first_skipped = NULL;
+    for (size_t i = 0; i < s->nt; i++) {
+        const tensor *t = &s->t[i];
+        if (t->info.rank >= 2 && t->info.dtype == ROTEQ_DT_OTHER && matches(t, re)) {
+            if (skipped++ == 0)
+                first_skipped = t;
+            continue;
+        }
+        if (!selected(t, re))
+            continue;
+        layer_sel *L = &sel[nsel++];
+        L->name = strdup(t->info.name);
+        if (L->name == NULL) {
+            *out = sel;
+            *count = nsel;
+            return roteq_error_set(ROTEQ_ENOMEM, "out of memory");
+        }
+        L->rows = t->info.shape[0];
+        L->cols =
+            t->info.nbytes / roteq_analysis_dtype_size(t->info.dtype) / (L->rows ? L->rows : 1);
+    }
+    *out = sel;
+    *count = nsel;
+    if (skipped)
+        snprintf(note, note_len,
+                 "%s: %zu tensor%s of rank >= 2 not float (such as '%s', %s): not layers, "
+                 "skipped",
+                 first_skipped->file, skipped, skipped > 1 ? "s" : "", first_skipped->info.name,
+                 roteq_analysis_dtype_name(&first_skipped->info));
+    if (nsel == 0)
+        return roteq_error_set(ROTEQ_EFORMAT, "%s: no float tensor of rank >= 2%s%s%s", where,
+                               re ? " matches --layers '" : "", re ? regex : "", re ? "'" : "");
+    qsort(sel, nsel, sizeof *sel, cmp_sel);
+    return ROTEQ_OK;
+}
+
+/* The first snapshot: norms of every selected layer. */
+static int first_snapshot(roteq_analysis *a, const snapshot *s, layer_sel *sel, size_t nsel,
+                          long step)
+{
+    for (size_t i = 0; i < nsel; i++) {
+        layer_sel *L = &sel[i];
+        const tensor *t = find(s, L->name);
+        size_t r = L->rows ? L->rows : 1;
+        L->norm_prev = malloc(r * sizeof(double));
+        L->norm = malloc(r * sizeof(double));
+        L->angle = malloc(r * sizeof(double));
+        if (!L->norm_prev || !L->norm || !L->angle)
+            return roteq_error_set(ROTEQ_ENOMEM, "out of memory");
+        int st = roteq_analysis_layer(a, L->name, strlen(L->name), L->cols, &L->index);
+        if (st)
+            return st;
+        if (guarded_rows(L, NULL, NULL, &t->info, t->data, L->norm_prev, NULL))
+            return fault_error(NULL, NULL, s, t);
+        L->info_prev = t->info;
+        L->data_prev = t->data;
+        st = feed(a, L, step, -1, L->norm_prev, NULL, t->file);
+        if (st)
+            return st;
+    }
+    return unchanged(s);
+}
+
+/* A later snapshot's tensor for layer L: the same rows, row length and a float dtype. */
+static int check_tensor(const char *dir, const entry *e, const entry *e0, const layer_sel *L,
+                        const tensor *t)
+{
+    if (t == NULL)
+        return roteq_error_set(ROTEQ_EFORMAT, "%s/%s: tensor '%s' is missing (present in %s/%s)",
+                               dir, e->name, L->name, dir, e0->name);
+    if (t->info.dtype == ROTEQ_DT_OTHER)
+        return roteq_error_set(ROTEQ_EFORMAT,
+                               "%s: tensor '%s': dtype changes from %s to %s, which is not a "
+                               "float dtype roteq reads (F64, F32, F16, BF16)",
+                               t->file, L->name, roteq_analysis_dtype_name(&L->info_prev),
+                               roteq_analysis_dtype_name(&t->info));
+    if (t->info.rank < 2 || t->info.shape[0] != L->rows)
+        return roteq_error_set(ROTEQ_EFORMAT, "%s: tensor '%s': row count changes from %zu to %llu",
+                               t->file, L->name, L->rows,
+                               (unsigned long long)(t->info.rank ? t->info.shape[0] : 0));
+    size_t cols =
+        t->info.nbytes / roteq_analysis_dtype_size(t->info.dtype) / (L->rows ? L->rows : 1);
+    if (cols != L->cols)
+        return roteq_error_set(ROTEQ_EFORMAT,
+                               "%s: tensor '%s': shape or dtype changes (rows of %zu, now %zu)",
+                               t->file, L->name, L->cols, cols);
+    return ROTEQ_OK;
+}
+
+/* Snapshot k against the previous one: norms and angles of every selected layer. */
+static int next_snapshot(roteq_analysis *a, const char *dir, const entry *e, const entry *e0,
+                         long gap, const snapshot *prev, const snapshot *cur, layer_sel *sel,
+                         size_t nsel)
+{
+    for (size_t i = 0; i < nsel; i++) {
+        layer_sel *L = &sel[i];
+        const tensor *t = find(cur, L->name);
+        int st = check_tensor(dir, e, e0, L, t);
+        if (st)
+            return st;
+        if (guarded_rows(L, &L->info_prev, L->data_prev, &t->info, t->data, L->norm, L->angle))
+            return fault_error(prev, find(prev, L->name), cur, t);
+        st = feed(a, L, e->step, gap, L->norm, L->angle, t->file);
+        if (st) {
+            char msg[512];
+            snprintf(msg, sizeof msg, "%s", roteq_error_message());
+            if (strncmp(msg, t->file, strlen(t->file)) != 0)
+                st = roteq_error_set(st, "%s: %s", t->file, msg);
+            return st;
+        }
+        double *tmp = L->norm_prev;
+        L->norm_prev = L->norm;
+        L->norm = tmp;
+        L->info_prev = t->info;
+        L->data_prev = t->data;
+    }
+    int st = unchanged(prev);
+    return st ? st : unchanged(cur);
+}
+
+static int compile(const char *flag, const char *regex, int flags, regex_t *re)
+{
+    int rc = regcomp(re, regex, REG_EXTENDED | flags);
+    if (rc == 0)
+        return ROTEQ_OK;
+    char buf[128];
+    regerror(rc, re, buf, sizeof buf);
+    return roteq_error_set(ROTEQ_EINVAL, "%s: invalid regular expression '%s': %s", flag, regex,
+                           buf);
+}
+
 int roteq_analysis_read_snapshots(const char *dir, const roteq_snapshot_options *opt,
                                   const roteq_analysis_config *cfg, roteq_analysis **out)
 {
-    regex_t re;
-    int have_re = 0;
-    if (opt && opt->layers_regex) {
-        int rc = regcomp(&re, opt->layers_regex, REG_EXTENDED | REG_NOSUB);
-        if (rc) {
-            char buf[128];
-            regerror(rc, &re, buf, sizeof buf);
-            return roteq_error_set(ROTEQ_EINVAL, "--layers: invalid regular expression '%s': %s",
-                                   opt->layers_regex, buf);
-        }
+    regex_t re, step_re;
+    int have_re = 0, have_step_re = 0, st = ROTEQ_OK;
+    if (opt && opt->layers_regex && !(st = compile("--layers", opt->layers_regex, REG_NOSUB, &re)))
         have_re = 1;
-    }
+    if (!st && opt && opt->step_regex &&
+        !(st = compile("--step-regex", opt->step_regex, 0, &step_re)))
+        have_step_re = 1;
     entry *e = NULL;
     size_t ne = 0;
-    int st = list_entries(dir, &e, &ne);
     roteq_analysis *a = NULL;
     snapshot prev = {0}, cur = {0};
     layer_sel *sel = NULL;
     size_t nsel = 0;
+    char note[512] = "";
+    /* The handler is ours only while this function runs. */
+    struct sigaction sa, old_sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_sigbus;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGBUS, &sa, &old_sa);
+    if (!st)
+        st = list_entries(dir, have_step_re ? &step_re : NULL, &e, &ne);
     if (st)
         goto done;
     a = roteq_analysis_alloc(cfg);
@@ -403,102 +718,30 @@ int roteq_analysis_read_snapshots(const char *dir, const roteq_snapshot_options 
         goto done;
     }
     st = load_snapshot(dir, &e[0], &prev);
-    if (st)
-        goto done;
-    sel = calloc(prev.nt + 1, sizeof *sel);
-    if (sel == NULL) {
-        st = roteq_error_set(ROTEQ_ENOMEM, "out of memory");
-        goto done;
+    if (!st && opt && opt->opened)
+        opt->opened(opt->ctx, e[0].name);
+    if (!st) {
+        char where[4096];
+        snprintf(where, sizeof where, "%s/%s", dir, e[0].name);
+        st = select_layers(where, &prev, have_re ? &re : NULL, opt ? opt->layers_regex : NULL, &sel,
+                           &nsel, note, sizeof note);
     }
-    for (size_t i = 0; i < prev.nt; i++) {
-        const tensor *t = &prev.t[i];
-        if (!selected(t, have_re ? &re : NULL))
-            continue;
-        layer_sel *L = &sel[nsel++];
-        L->name = strdup(t->info.name);
-        if (L->name == NULL) {
-            st = roteq_error_set(ROTEQ_ENOMEM, "out of memory");
-            goto done;
-        }
-        L->rows = t->info.shape[0];
-        L->cols =
-            t->info.nbytes / roteq_analysis_dtype_size(t->info.dtype) / (L->rows ? L->rows : 1);
-    }
-    if (nsel == 0) {
-        st = roteq_error_set(ROTEQ_EFORMAT, "%s/%s: no float tensor of rank >= 2%s%s%s", dir,
-                             e[0].name, have_re ? " matches --layers '" : "",
-                             have_re ? opt->layers_regex : "", have_re ? "'" : "");
-        goto done;
-    }
-    qsort(sel, nsel, sizeof *sel, cmp_sel);
-    for (size_t i = 0; i < nsel && !st; i++) {
-        layer_sel *L = &sel[i];
-        const tensor *t = find(&prev, L->name);
-        size_t r = L->rows ? L->rows : 1;
-        L->norm_prev = malloc(r * sizeof(double));
-        L->norm = malloc(r * sizeof(double));
-        L->angle = malloc(r * sizeof(double));
-        if (!L->norm_prev || !L->norm || !L->angle) {
-            st = roteq_error_set(ROTEQ_ENOMEM, "out of memory");
-            break;
-        }
-        st = roteq_analysis_layer(a, L->name, strlen(L->name), L->cols, &L->index);
-        if (st)
-            break;
-        roteq_analysis_rows_norms(&t->info, t->data, L->rows, L->cols, L->norm_prev);
-        L->info_prev = t->info;
-        L->data_prev = t->data;
-        st = feed(a, L, e[0].step, -1, L->norm_prev, NULL, t->file);
-    }
+    if (!st)
+        st = first_snapshot(a, &prev, sel, nsel, e[0].step);
     for (size_t k = 1; k < ne && !st; k++) {
         st = load_snapshot(dir, &e[k], &cur);
-        long gap = e[k].step - e[k - 1].step;
-        for (size_t i = 0; i < nsel && !st; i++) {
-            layer_sel *L = &sel[i];
-            const tensor *t = find(&cur, L->name);
-            if (t == NULL) {
-                st = roteq_error_set(ROTEQ_EFORMAT,
-                                     "%s/%s: tensor '%s' is missing (present in "
-                                     "%s/%s)",
-                                     dir, e[k].name, L->name, dir, e[0].name);
-                break;
-            }
-            if (t->info.rank < 2 || t->info.shape[0] != L->rows) {
-                st = roteq_error_set(
-                    ROTEQ_EFORMAT, "%s: tensor '%s': row count changes from %zu to %llu", t->file,
-                    L->name, L->rows, (unsigned long long)(t->info.rank ? t->info.shape[0] : 0));
-                break;
-            }
-            size_t cols =
-                t->info.nbytes / roteq_analysis_dtype_size(t->info.dtype) / (L->rows ? L->rows : 1);
-            if (t->info.dtype == ROTEQ_DT_OTHER || cols != L->cols) {
-                st = roteq_error_set(
-                    ROTEQ_EFORMAT, "%s: tensor '%s': shape or dtype changes (rows of %zu, now %zu)",
-                    t->file, L->name, L->cols, cols);
-                break;
-            }
-            roteq_analysis_rows_angles(&L->info_prev, L->data_prev, &t->info, t->data, L->rows,
-                                       L->cols, L->norm_prev, L->norm, L->angle);
-            st = feed(a, L, e[k].step, gap, L->norm, L->angle, t->file);
-            if (st) {
-                char msg[512];
-                snprintf(msg, sizeof msg, "%s", roteq_error_message());
-                if (strncmp(msg, t->file, strlen(t->file)) != 0)
-                    st = roteq_error_set(st, "%s: %s", t->file, msg);
-                break;
-            }
-            double *tmp = L->norm_prev;
-            L->norm_prev = L->norm;
-            L->norm = tmp;
-            L->info_prev = t->info;
-            L->data_prev = t->data;
-        }
+        if (!st && opt && opt->opened)
+            opt->opened(opt->ctx, e[k].name);
+        if (!st)
+            st = next_snapshot(a, dir, &e[k], &e[0], e[k].step - e[k - 1].step, &prev, &cur, sel,
+                               nsel);
         /* Keep one pair resident: the previous snapshot goes, the current becomes previous. */
         snapshot_clear(&prev);
         prev = cur;
         memset(&cur, 0, sizeof cur);
     }
 done:
+    sigaction(SIGBUS, &old_sa, NULL);
     for (size_t i = 0; i < nsel; i++) {
         free(sel[i].name);
         free(sel[i].norm_prev);
@@ -513,10 +756,14 @@ done:
     free(e);
     if (have_re)
         regfree(&re);
+    if (have_step_re)
+        regfree(&step_re);
     if (st) {
         roteq_analysis_free(a);
         return st;
     }
+    if (note[0] && opt && opt->notes)
+        fprintf(opt->notes, "%s\n", note);
     *out = a;
     return ROTEQ_OK;
 }

@@ -25,6 +25,14 @@ size_t roteq_analysis_dtype_size(roteq_dtype dt)
     }
 }
 
+const char *roteq_analysis_dtype_name(const roteq_analysis_tensor_info *t)
+{
+    static const char *const names[] = {"F64", "F32", "F16", "BF16", "non-float"};
+    if (t->dtype_name[0])
+        return t->dtype_name;
+    return t->dtype <= ROTEQ_DT_OTHER ? names[t->dtype] : "non-float";
+}
+
 void roteq_analysis_tensor_infos_free(roteq_analysis_tensor_info *t, size_t n)
 {
     if (t == NULL)
@@ -93,6 +101,7 @@ static int st_tensor(const char *name, const char *key, json_t *v, uint64_t data
     if (esize == 0)
         return roteq_error_set(ROTEQ_EFORMAT, "%s: tensor '%s': unknown dtype '%s'", name, key,
                                json_string_value(dtype));
+    snprintf(t->dtype_name, sizeof t->dtype_name, "%s", json_string_value(dtype));
     t->rank = json_array_size(shape);
     if (t->rank > ROTEQ_TENSOR_MAX_RANK)
         return roteq_error_set(ROTEQ_EFORMAT, "%s: tensor '%s': rank %zu is above %d", name, key,
@@ -337,6 +346,7 @@ int roteq_analysis_npy_parse(const char *name, const unsigned char *data, size_t
         out->dtype = ROTEQ_DT_F16;
     else
         out->dtype = ROTEQ_DT_OTHER;
+    snprintf(out->dtype_name, sizeof out->dtype_name, "%s", descr);
     esize = roteq_analysis_dtype_size(out->dtype);
     out->offset = start + hlen;
     out->nbytes = file_size - out->offset;

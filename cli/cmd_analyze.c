@@ -20,8 +20,9 @@ static void usage(FILE *out)
 {
     fputs("usage: roteq analyze TRACE.csv|SNAPSHOT_DIR [--meta FILE] [--optimizer NAME]\n"
           "                     [HYPERPARAMETERS] [--dim C] [--grad-norm G] [--tolerance X]\n"
-          "                     [--window K] [--per-neuron] [--layers REGEX] [--series FILE]\n"
-          "                     [--out FILE] [--plot DIR] [--format text|csv|json]\n\n"
+          "                     [--window K] [--per-neuron] [--layers REGEX] [--step-regex RE]\n"
+          "                     [--series FILE] [--out FILE] [--plot DIR]\n"
+          "                     [--format text|csv|json]\n\n"
           "Measures, per layer, the equilibrium norm and RMS angular update over the final\n"
           "window, their error against theory's prediction, the step from which the layer\n"
           "stayed within the tolerance band, the convergence rate, the spread across neurons,\n"
@@ -42,6 +43,9 @@ static void usage(FILE *out)
           "  --per-neuron         per-neuron results (csv: docs/FORMATS.md section 3)\n"
           "  --layers REGEX       only layers (trace) or tensors (snapshots) whose name matches\n"
           "                       (POSIX extended regular expression, unanchored)\n"
+          "  --step-regex RE      snapshots: the step is RE's first group (or match) in each\n"
+          "                       entry's name (default: the integer labelled step, global_step,\n"
+          "                       checkpoint- or iter, else the name's only integer)\n"
           "  --series FILE        per-step statistics of each layer (docs/FORMATS.md section 2)\n"
           "  --out FILE           write the report to FILE instead of stdout\n"
           "  --plot DIR           draw norm, angle and per-neuron histogram figures into DIR\n"
@@ -50,7 +54,8 @@ static void usage(FILE *out)
           out);
     roteq_cli_hparam_usage(out);
     fputs("\nExit status: 0 analysed; 2 bad usage or bad input (one line naming the file and\n"
-          "line or tensor).\n",
+          "line or tensor); 1 an input or output that cannot be read or written, or a snapshot\n"
+          "that changes while it is read.\n",
           out);
 }
 
@@ -63,6 +68,7 @@ enum {
     OPT_WINDOW,
     OPT_PER_NEURON,
     OPT_LAYERS,
+    OPT_STEP_REGEX,
     OPT_SERIES,
     OPT_OUT,
     OPT_PLOT,
@@ -148,7 +154,7 @@ static int merge_cli(roteq_analysis_meta *m, const roteq_optimizer_type *opt,
 }
 
 typedef struct {
-    const char *input, *meta_path, *layers, *series, *out, *plot;
+    const char *input, *meta_path, *layers, *step_regex, *series, *out, *plot;
     const roteq_optimizer_type *opt;
     roteq_cli_hparams h;
     size_t dim, window;
@@ -174,13 +180,14 @@ static int parse_args(int argc, char **argv, args *a)
         {"window", required_argument, NULL, OPT_WINDOW},
         {"per-neuron", no_argument, NULL, OPT_PER_NEURON},
         {"layers", required_argument, NULL, OPT_LAYERS},
+        {"step-regex", required_argument, NULL, OPT_STEP_REGEX},
         {"series", required_argument, NULL, OPT_SERIES},
         {"out", required_argument, NULL, OPT_OUT},
         {"plot", required_argument, NULL, OPT_PLOT},
         {"format", required_argument, NULL, OPT_FORMAT},
         {"help", no_argument, NULL, OPT_HELP},
     };
-    size_t n = 13;
+    size_t n = 14;
     n = roteq_cli_hparam_options(opts, n);
     opts[n] = (struct option){0, 0, 0, 0};
     optind = 1;
@@ -230,6 +237,9 @@ static int parse_args(int argc, char **argv, args *a)
             break;
         case OPT_LAYERS:
             a->layers = optarg;
+            break;
+        case OPT_STEP_REGEX:
+            a->step_regex = optarg;
             break;
         case OPT_SERIES:
             a->series = optarg;
@@ -356,7 +366,7 @@ int roteq_cmd_analyze(int argc, char **argv)
     roteq_analysis *an = NULL;
     int st;
     if (is_dir) {
-        roteq_snapshot_options so = {a.layers};
+        roteq_snapshot_options so = {a.layers, a.step_regex, stderr, NULL, NULL};
         st = roteq_analysis_read_snapshots(a.input, &so, &cfg, &an);
     } else {
         st = roteq_analysis_read_csv(a.input, &cfg, &an);
@@ -366,7 +376,8 @@ int roteq_cmd_analyze(int argc, char **argv)
         st = roteq_analysis_finish(an, &res);
     roteq_analysis_free(an);
     if (st) {
-        rc = roteq_cli_fail_lib(CMD, st == ROTEQ_ENOMEM ? ROTEQ_EXIT_FAIL : ROTEQ_EXIT_USAGE);
+        rc = roteq_cli_fail_lib(CMD, st == ROTEQ_ENOMEM || st == ROTEQ_EIO ? ROTEQ_EXIT_FAIL
+                                                                           : ROTEQ_EXIT_USAGE);
         goto fail;
     }
     if (write_report(roteq_ofile_stream(out), &a, res) ||

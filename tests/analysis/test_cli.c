@@ -397,6 +397,11 @@ static void test_bad_inputs(void **state)
     write_raw_st(p2, "{\"w\":{\"dtype\":\"F32\",\"shape\":[3,2],\"data_offsets\":[0,24]}}", 24);
     expect_bad((const char *[]){d, NULL}, "step_2.safetensors: tensor 'w': row count changes "
                                           "from 2 to 3");
+    write_raw_st(p2, "{\"w\":{\"dtype\":\"I8\",\"shape\":[2,3],\"data_offsets\":[0,6]}}", 6);
+    expect_bad((const char *[]){d, NULL}, "step_2.safetensors: tensor 'w': dtype changes from F32 "
+                                          "to I8");
+    expect_bad((const char *[]){d, "--step-regex", "([", NULL},
+               "--step-regex: invalid regular expression");
     /* and a good pair analyses (exit 0) */
     write_raw_st(p2, "{\"w\":{\"dtype\":\"F32\",\"shape\":[2,3],\"data_offsets\":[0,24]}}", 24);
     char *out, *err;

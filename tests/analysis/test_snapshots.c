@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #define T_STEPS 24
 #define NL      2
@@ -279,7 +280,7 @@ static roteq_analysis_result *analyse_dir(const char *dir, const char *re,
     roteq_analysis_config cfg;
     roteq_analysis_config_init(&cfg, m);
     cfg.per_neuron = 1;
-    roteq_snapshot_options so = {re};
+    roteq_snapshot_options so = {re, NULL, NULL, NULL, NULL};
     roteq_analysis *a = NULL;
     int st = roteq_analysis_read_snapshots(dir, &so, &cfg, &a);
     if (st)
@@ -500,7 +501,7 @@ static void expect_dir_error(const char *dir, const char *re, const char *needle
     roteq_analysis_meta_init(&m);
     roteq_analysis_config cfg;
     roteq_analysis_config_init(&cfg, &m);
-    roteq_snapshot_options so = {re};
+    roteq_snapshot_options so = {re, NULL, NULL, NULL, NULL};
     roteq_analysis *a = NULL;
     int st = roteq_analysis_read_snapshots(dir, &so, &cfg, &a);
     if (st == 0) {
@@ -659,6 +660,242 @@ static void test_bad_snapshots(void **state)
     roteq_test_rmtree(dir);
 }
 
+/* A layer stored as a non-float dtype in a later snapshot (quantized, FP8, an integer npy) is
+ * an error naming file, tensor and both dtypes: it used to divide by the dtype's size, 0. */
+static void test_nonfloat_later(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *dt;
+        size_t size;
+    } dts[] = {{"I8", 1}, {"U8", 1}, {"I32", 4}, {"BOOL", 1}, {"F8_E4M3", 1}, {"I64", 8}};
+    char *dir = roteq_test_tmpdir();
+    char *p1 = roteq_test_path(dir, "step_1.safetensors"),
+         *p2 = roteq_test_path(dir, "step_2.safetensors");
+    raw_st(p1, "{\"w\":{\"dtype\":\"F32\",\"shape\":[8,24],\"data_offsets\":[0,768]}}", 768, -1);
+    for (size_t k = 0; k < sizeof dts / sizeof dts[0]; k++) {
+        char hdr[256], want[128];
+        snprintf(hdr, sizeof hdr,
+                 "{\"w\":{\"dtype\":\"%s\",\"shape\":[8,24],\"data_offsets\":[0,%zu]}}", dts[k].dt,
+                 192 * dts[k].size);
+        raw_st(p2, hdr, 192 * dts[k].size, -1);
+        snprintf(want, sizeof want, "step_2.safetensors: tensor 'w': dtype changes from F32 to %s",
+                 dts[k].dt);
+        expect_dir_error(dir, NULL, want);
+    }
+    remove(p1), remove(p2);
+    /* npy folders: '<i4' and an object array after '<f4' */
+    static const char *const descr[] = {"<i4", "|O", "|b1"};
+    for (size_t k = 0; k < 3; k++) {
+        char *d1 = roteq_test_path(dir, "1"), *d2 = roteq_test_path(dir, "2");
+        mkdir(d1, 0777), mkdir(d2, 0777);
+        char *f1 = roteq_test_path(d1, "w.npy"), *f2 = roteq_test_path(d2, "w.npy");
+        static const float data[8 * 4] = {1, 2, 3};
+        npy_raw(f1, "{'descr': '<f4', 'fortran_order': False, 'shape': (8, 4), }", data,
+                sizeof data);
+        char dict[128], want[128];
+        snprintf(dict, sizeof dict, "{'descr': '%s', 'fortran_order': False, 'shape': (8, 4), }",
+                 descr[k]);
+        npy_raw(f2, dict, data, 32);
+        snprintf(want, sizeof want, "w.npy: tensor 'w': dtype changes from <f4 to %s", descr[k]);
+        expect_dir_error(dir, NULL, want);
+        remove(f1), remove(f2), rmdir(d1), rmdir(d2);
+        free(f1), free(f2), free(d1), free(d2);
+    }
+    /* A tensor that never was a float is no layer: skipped, with a one-line note. */
+    const char *two = "{\"q\":{\"dtype\":\"I8\",\"shape\":[4,4],\"data_offsets\":[0,16]},"
+                      "\"w\":{\"dtype\":\"F32\",\"shape\":[8,24],\"data_offsets\":[16,784]}}";
+    raw_st(p1, two, 784, -1);
+    raw_st(p2, two, 784, -1);
+    char *notes = roteq_test_path(dir, "notes.txt");
+    FILE *nf = fopen(notes, "w+");
+    assert_non_null(nf);
+    roteq_analysis_meta m;
+    roteq_analysis_meta_init(&m);
+    roteq_analysis_config cfg;
+    roteq_analysis_config_init(&cfg, &m);
+    roteq_snapshot_options so = {NULL, NULL, nf, NULL, NULL};
+    roteq_analysis *a = NULL;
+    if (roteq_analysis_read_snapshots(dir, &so, &cfg, &a))
+        fail_msg("%s", roteq_error_message());
+    roteq_analysis_result *r;
+    assert_int_equal(roteq_analysis_finish(a, &r), 0);
+    assert_int_equal(r->nlayers, 1);
+    assert_string_equal(r->layers[0].name, "w");
+    roteq_analysis_result_free(r);
+    roteq_analysis_free(a);
+    rewind(nf);
+    char line[512] = "";
+    assert_non_null(fgets(line, sizeof line, nf));
+    assert_non_null(strstr(line, "step_1.safetensors: 1 tensor of rank >= 2 not float (such as "
+                                 "'q', I8): not layers, skipped"));
+    fclose(nf);
+    free(notes), free(p1), free(p2);
+    roteq_test_rmtree(dir);
+}
+
+/* ---- a snapshot that changes while it is read: an error naming it, never SIGBUS */
+
+typedef struct {
+    const char *entry; /* when this entry is opened ... */
+    char *path;        /* ... this file ... */
+    long new_size;     /* ... is truncated to this size, or grown by 16 bytes if -1 */
+} rewrite_plan;
+
+static void rewrite_on_open(void *ctx, const char *entry)
+{
+    const rewrite_plan *plan = ctx;
+    if (strcmp(entry, plan->entry) != 0)
+        return;
+    if (plan->new_size >= 0) {
+        assert_int_equal(truncate(plan->path, plan->new_size), 0);
+        return;
+    }
+    FILE *f = fopen(plan->path, "ab");
+    assert_non_null(f);
+    fputs("0123456789abcdef", f);
+    fclose(f);
+}
+
+static void expect_rewrite_error(const char *dir, rewrite_plan *plan, const char *needle)
+{
+    roteq_analysis_meta m;
+    roteq_analysis_meta_init(&m);
+    roteq_analysis_config cfg;
+    roteq_analysis_config_init(&cfg, &m);
+    roteq_snapshot_options so = {NULL, NULL, NULL, rewrite_on_open, plan};
+    roteq_analysis *a = NULL;
+    int st = roteq_analysis_read_snapshots(dir, &so, &cfg, &a);
+    if (st == 0) {
+        roteq_analysis_free(a);
+        fail_msg("a file rewritten while read was accepted");
+    }
+    assert_int_equal(st, ROTEQ_EIO);
+    if (strstr(roteq_error_message(), needle) == NULL)
+        fail_msg("'%s' lacks '%s'", roteq_error_message(), needle);
+}
+
+/* A safetensors file of one F32 tensor [64, 256] of ones (64 KiB: pages past a truncation). */
+static void ones_st(const char *path)
+{
+    const char *hdr = "{\"w\":{\"dtype\":\"F32\",\"shape\":[64,256],\"data_offsets\":[0,65536]}}";
+    raw_st(path, hdr, 65536, -1);
+    FILE *f = fopen(path, "r+b");
+    assert_non_null(f);
+    assert_int_equal(fseek(f, 8 + (long)strlen(hdr), SEEK_SET), 0);
+    const float one = 1.0f;
+    for (int i = 0; i < 64 * 256; i++)
+        assert_int_equal(fwrite(&one, 4, 1, f), 1);
+    fclose(f);
+}
+
+static void test_changed_while_read(void **state)
+{
+    (void)state;
+    char *dir = roteq_test_tmpdir();
+    char *p[3];
+    for (int k = 0; k < 3; k++) {
+        char name[64];
+        snprintf(name, sizeof name, "step_%d.safetensors", k);
+        p[k] = roteq_test_path(dir, name);
+    }
+    /* The current snapshot shrinks after it is mapped (SIGBUS on its lost pages). */
+    for (int k = 0; k < 3; k++)
+        ones_st(p[k]);
+    rewrite_plan shrink = {"step_1.safetensors", p[1], 8192};
+    expect_rewrite_error(dir, &shrink, "step_1.safetensors: shrank while being read");
+    /* The previous snapshot shrinks while the current is compared with it. */
+    ones_st(p[1]);
+    rewrite_plan shrink_prev = {"step_2.safetensors", p[1], 4096};
+    expect_rewrite_error(dir, &shrink_prev, "step_1.safetensors: shrank while being read");
+    /* The first snapshot shrinks before its norms are taken. */
+    ones_st(p[1]);
+    rewrite_plan shrink_first = {"step_0.safetensors", p[0], 100};
+    expect_rewrite_error(dir, &shrink_first, "step_0.safetensors: shrank while being read");
+    /* A file that grows (a trainer still writing it) is no longer the file that was read. */
+    ones_st(p[0]);
+    rewrite_plan grow = {"step_2.safetensors", p[2], -1};
+    expect_rewrite_error(dir, &grow, "step_2.safetensors: changed while being read");
+    for (int k = 0; k < 3; k++)
+        free(p[k]);
+    roteq_test_rmtree(dir);
+}
+
+/* ---- the step in an entry's name */
+
+static void step_series(const char *dir, const char *const *names, int n)
+{
+    for (int k = 0; k < n; k++) {
+        char *p = roteq_test_path(dir, names[k]);
+        write_st(p, k, 1, (const int[]){0, 1}, 2);
+        free(p);
+    }
+}
+
+static void test_step_names(void **state)
+{
+    (void)state;
+    make_weights();
+    roteq_analysis_meta m = meta_for();
+    /* A labelled integer wins over an epoch number. */
+    static const char *const labelled[][3] = {
+        {"epoch1_step500.safetensors", "epoch1_step1000.safetensors",
+         "epoch2_step1500.safetensors"},
+        {"run3-global_step500.safetensors", "run3-global_step1000.safetensors",
+         "run3-global_step1500.safetensors"},
+        {"v2_iter_500.safetensors", "v2_iter_1000.safetensors", "v2_iter_1500.safetensors"},
+        {"e1-Step=500.safetensors", "e1-Step=1000.safetensors", "e2-Step=1500.safetensors"},
+    };
+    for (size_t k = 0; k < 4; k++) {
+        char *dir = roteq_test_tmpdir();
+        step_series(dir, labelled[k], 3);
+        roteq_analysis_result *r = analyse_dir(dir, NULL, &m);
+        assert_int_equal(r->layers[0].gap, 500);
+        assert_int_equal(r->layers[0].first_step, 500);
+        assert_int_equal(r->layers[0].last_step, 1500);
+        roteq_analysis_result_free(r);
+        roteq_test_rmtree(dir);
+    }
+    /* Several integers and none labelled: refused, unless --step-regex says which. */
+    char *dir = roteq_test_tmpdir();
+    step_series(dir,
+                (const char *const[]){"epoch1_500.safetensors", "epoch1_1000.safetensors",
+                                      "epoch2_1500.safetensors"},
+                3);
+    expect_dir_error(dir, NULL, ".safetensors: several numbers in the name and none labelled");
+    roteq_analysis_config cfg;
+    roteq_analysis_config_init(&cfg, &m);
+    roteq_snapshot_options so = {NULL, "_([0-9]+)\\.safetensors$", NULL, NULL, NULL};
+    roteq_analysis *a = NULL;
+    if (roteq_analysis_read_snapshots(dir, &so, &cfg, &a))
+        fail_msg("%s", roteq_error_message());
+    roteq_analysis_result *r;
+    assert_int_equal(roteq_analysis_finish(a, &r), 0);
+    assert_int_equal(r->layers[0].gap, 500);
+    assert_int_equal(r->layers[0].last_step, 1500);
+    roteq_analysis_result_free(r);
+    roteq_analysis_free(a);
+    /* A regex that matches no digits, or a file it does not match */
+    so.step_regex = "epoch";
+    assert_int_equal(roteq_analysis_read_snapshots(dir, &so, &cfg, &a), ROTEQ_EFORMAT);
+    assert_non_null(strstr(roteq_error_message(), "--step-regex matched 'epoch', not a step"));
+    so.step_regex = "^epoch1_([0-9]+)";
+    assert_int_equal(roteq_analysis_read_snapshots(dir, &so, &cfg, &a), ROTEQ_EFORMAT);
+    assert_non_null(strstr(roteq_error_message(),
+                           "epoch2_1500.safetensors: no step number in the name (--step-regex "
+                           "does not match)"));
+    so.step_regex = "([";
+    assert_int_equal(roteq_analysis_read_snapshots(dir, &so, &cfg, &a), ROTEQ_EINVAL);
+    assert_non_null(strstr(roteq_error_message(), "--step-regex: invalid regular expression"));
+    roteq_test_rmtree(dir);
+    /* Two labels that disagree */
+    dir = roteq_test_tmpdir();
+    step_series(dir, (const char *const[]){"step5_iter7.safetensors", "step6.safetensors"}, 2);
+    expect_dir_error(dir, NULL, "two different labelled step numbers (5, 7)");
+    roteq_test_rmtree(dir);
+    roteq_analysis_meta_clear(&m);
+}
+
 /* The stable angle formula: exact to rounding where acos of the cosine is not. */
 static void test_angle_precision(void **state)
 {
@@ -668,8 +905,8 @@ static void test_angle_precision(void **state)
         double th = thetas[k];
         float a[2] = {1.0f, 0.0f};
         double b[2] = {cos(th) * 3.0, sin(th) * 3.0};
-        roteq_analysis_tensor_info ta = {NULL, ROTEQ_DT_F32, 2, {1, 2}, 0, 8, 0};
-        roteq_analysis_tensor_info tb = {NULL, ROTEQ_DT_F64, 2, {1, 2}, 0, 16, 0};
+        roteq_analysis_tensor_info ta = {NULL, ROTEQ_DT_F32, 2, {1, 2}, 0, 8, 0, ""};
+        roteq_analysis_tensor_info tb = {NULL, ROTEQ_DT_F64, 2, {1, 2}, 0, 16, 0, ""};
         double nb, ang;
         roteq_analysis_rows_angles(&ta, a, &tb, b, 1, 2, NULL, &nb, &ang);
         assert_close(nb, 3.0, 1e-15);
@@ -677,7 +914,7 @@ static void test_angle_precision(void **state)
     }
     /* A zero row has no direction: NAN, never a number made up. */
     double z[2] = {0, 0}, one[2] = {1, 0}, nb, ang;
-    roteq_analysis_tensor_info t = {NULL, ROTEQ_DT_F64, 2, {1, 2}, 0, 16, 0};
+    roteq_analysis_tensor_info t = {NULL, ROTEQ_DT_F64, 2, {1, 2}, 0, 16, 0, ""};
     roteq_analysis_rows_angles(&t, one, &t, z, 1, 2, NULL, &nb, &ang);
     assert_true(nb == 0 && isnan(ang));
 }
@@ -685,9 +922,10 @@ static void test_angle_precision(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_angle_precision), cmocka_unit_test(test_layouts_and_dtypes),
-        cmocka_unit_test(test_kstep_gap),       cmocka_unit_test(test_mixed_dtypes),
-        cmocka_unit_test(test_bad_snapshots),
+        cmocka_unit_test(test_angle_precision),    cmocka_unit_test(test_layouts_and_dtypes),
+        cmocka_unit_test(test_kstep_gap),          cmocka_unit_test(test_mixed_dtypes),
+        cmocka_unit_test(test_bad_snapshots),      cmocka_unit_test(test_nonfloat_later),
+        cmocka_unit_test(test_changed_while_read), cmocka_unit_test(test_step_names),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
