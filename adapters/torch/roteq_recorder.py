@@ -38,16 +38,21 @@ import warnings
 
 import torch
 
-__all__ = ["RoteqRecorder", "optimizer_metadata", "row_norms_and_angles", "save_safetensors",
-           "unwrap_optimizer"]
+__all__ = ["RoteqRecorder", "neuron_axes", "optimizer_metadata", "optimizer_state",
+           "row_norms_and_angles", "save_safetensors", "unwrap_optimizer"]
 
 # The process umask, for giving temporary files the permissions open() would.
 _UMASK = os.umask(0o22)
 os.umask(_UMASK)
 
-# safetensors dtype names for the dtypes roteq reads (docs/FORMATS.md).
+# safetensors dtype names of the float dtypes roteq measures (docs/FORMATS.md): the choices of
+# snapshot_dtype.
 _ST_DTYPES = {torch.float64: "F64", torch.float32: "F32", torch.float16: "F16",
               torch.bfloat16: "BF16"}
+# Every dtype save_safetensors writes: the float ones and the integer and bool ones a full
+# state_dict holds (BatchNorm's num_batches_tracked is int64). roteq skips non-float tensors.
+_ST_ALL_DTYPES = {**_ST_DTYPES, torch.int64: "I64", torch.int32: "I32", torch.int16: "I16",
+                  torch.int8: "I8", torch.uint8: "U8", torch.bool: "BOOL"}
 
 # Hyperparameter keys per roteq optimizer, as in theory/optimizer.c's table. roteq rejects a key
 # that does not apply to the optimizer, so hparams= given by hand are checked here, at once.
@@ -187,30 +192,52 @@ def row_norms_and_angles(before, after):
     return n_after, angles
 
 
+def _neuron_first_shape(p, axis):
+    """p's shape with the neuron axis moved to the front."""
+    shape = list(p.shape)
+    n = shape.pop(axis)
+    return [n] + shape
+
+
 class _Workspace:
     """Preallocated float64 buffers for one layer, reused every recorded step: allocating fresh
     multi-megabyte tensors each step costs more in page faults than the arithmetic itself.
-    Computes the same as row_norms_and_angles, with three rows x C buffers per layer."""
+    Computes the same norms and angles as row_norms_and_angles and the step statistics
+    (gradient cosine, update norm, radial part, cosine with the previous update) with five
+    rows x C buffers per layer (40 bytes per recorded weight).
 
-    def __init__(self, p):
+    `axis` is the layer's neuron axis: neuron i is the slice p.select(axis, i), the other axes
+    flattened (C order after moving `axis` to the front)."""
+
+    def __init__(self, p, axis=0):
         dev = p.device if p.device.type in ("cpu", "cuda") else torch.device("cpu")
-        rows, cols = p.shape[0], math.prod(p.shape[1:])
+        self.axis = axis
+        self.shape = _neuron_first_shape(p, axis)
+        rows, cols = self.shape[0], math.prod(self.shape[1:])
         self.before = torch.empty(rows, cols, dtype=torch.float64, device=dev)
-        self.u = torch.empty_like(self.before)
-        self.v = torch.empty_like(self.before)
-        self.n_before, self.n_after, self.cos_part, self.sin_part, self.angles, self.grad_sq = (
-            torch.empty(rows, dtype=torch.float64, device=dev) for _ in range(6))
+        self.u, self.v, self.d, self.d_prev = (torch.empty_like(self.before) for _ in range(4))
+        (self.n_before, self.n_after, self.cos_part, self.sin_part, self.angles, self.grad_sq,
+         self.grad_cos, self.d_norm, self.d_prev_norm, self.radial, self.cos_prev) = (
+            torch.empty(rows, dtype=torch.float64, device=dev) for _ in range(11))
         self.has_grad = False
+        self.prev_step = None  # the step whose update d_prev holds
 
-    @staticmethod
-    def _flat(p):
-        return p.detach().reshape(p.shape[0], -1)
+    def _load(self, dst, t):
+        """dst (rows x C) <- t with the neuron axis moved to the front, in one copy."""
+        dst.view(self.shape).copy_(t.detach().movedim(self.axis, 0))
 
     def save_before(self, p, grad):
-        self.before.copy_(self._flat(p))
+        """Keep w_t before the step; with grad, measure p.grad against it (grad_cos, grad_sq)."""
+        self._load(self.before, p)
+        torch.sum(torch.mul(self.before, self.before, out=self.u), 1, out=self.n_before).sqrt_()
         self.has_grad = grad and p.grad is not None
         if self.has_grad:
-            torch.sum(self.u.copy_(self._flat(p.grad)).square_(), 1, out=self.grad_sq)
+            self._load(self.u, p.grad)
+            torch.sum(torch.mul(self.u, self.before, out=self.v), 1, out=self.grad_cos)
+            torch.sum(self.u.square_(), 1, out=self.grad_sq)
+            self.grad_cos.div_(self.grad_sq.sqrt() * self.n_before)
+        else:
+            self.grad_cos.fill_(math.nan)
 
     def mean_sq_scaled_grad(self):
         """Mean over the layer's non-zero rows of ||g||^2 ||w||^2 for the step just computed:
@@ -224,11 +251,33 @@ class _Workspace:
             return math.nan
         return float((self.grad_sq * self.n_before.square())[live].sum()) / n
 
-    def compute(self, p):
-        """(norms, angles) for the step from the saved weights to p's current weights."""
+    def update(self, p, step, lr, wd):
+        """Loads w_{t+1} (p now) into self.v and, for lr > 0, the update
+        d_t = (w_{t+1} - (1 - lr*wd) w_t) / lr into self.d with its norm, its radial part
+        <d, w_t>/||w_t|| and its cosine with d_{t-1} (NaN unless step - 1 was observed). The
+        update is kept as d_{t-1} for step + 1."""
+        self._load(self.v, p)
+        if lr == 0.0:
+            for t in (self.d_prev_norm, self.radial, self.cos_prev):
+                t.fill_(math.nan)
+            self.prev_step = None
+            return
+        torch.sub(self.v, self.before, alpha=1.0 - lr * wd, out=self.d).div_(lr)
+        torch.sum(torch.mul(self.d, self.d, out=self.u), 1, out=self.d_norm).sqrt_()
+        torch.sum(torch.mul(self.d, self.before, out=self.u), 1, out=self.radial)
+        self.radial.div_(self.n_before)
+        if self.prev_step == step - 1:
+            torch.sum(torch.mul(self.d, self.d_prev, out=self.u), 1, out=self.cos_prev)
+            self.cos_prev.div_(self.d_norm * self.d_prev_norm)
+        else:
+            self.cos_prev.fill_(math.nan)
+        self.d, self.d_prev = self.d_prev, self.d
+        self.d_norm, self.d_prev_norm = self.d_prev_norm, self.d_norm
+        self.prev_step = step
+
+    def angles_to_loaded(self):
+        """(norms, angles) from the saved weights to those in self.v; clobbers before, u, v."""
         b, u, v = self.before, self.u, self.v
-        v.copy_(self._flat(p))
-        torch.sum(torch.mul(b, b, out=u), 1, out=self.n_before).sqrt_()
         torch.sum(torch.mul(v, v, out=u), 1, out=self.n_after).sqrt_()
         torch.div(b, self.n_before.unsqueeze(1), out=u)
         v.div_(self.n_after.unsqueeze(1))
@@ -238,6 +287,17 @@ class _Workspace:
         zero = (self.n_before == 0) | (self.n_after == 0)
         self.angles.masked_fill_(zero, math.nan)
         return self.n_after, self.angles
+
+    def compute(self, p):
+        """(norms, angles) for the step from the saved weights to p's current weights."""
+        self._load(self.v, p)
+        return self.angles_to_loaded()
+
+    def stats(self):
+        """(grad_cos, update_norm, update_radial, update_cos_prev) lists of the step just
+        measured by update(); its update is in d_prev after the swap."""
+        return (self.grad_cos.tolist(), self.d_prev_norm.tolist(), self.radial.tolist(),
+                self.cos_prev.tolist())
 
 
 def _tensor_bytes(t):
@@ -274,7 +334,10 @@ def _atomic_write(path, chunks):
 
 
 def save_safetensors(path, tensors, metadata=None):
-    """Write `tensors` (name -> tensor of a float dtype roteq reads) as a safetensors file.
+    """Write `tensors` (name -> tensor) as a safetensors file, each with its own dtype: float64,
+    float32, float16, bfloat16, int64/32/16/8, uint8 or bool (a full state_dict saves as it is;
+    roteq analyses the float tensors and skips the others). Other dtypes (complex, float8,
+    unsigned 16-64) raise ValueError naming the tensor; nothing is written then.
 
     Format (huggingface/safetensors, docs "format"): an unsigned 64-bit little-endian header
     length N, then N bytes of JSON {name: {"dtype", "shape", "data_offsets": [begin, end]}, ...,
@@ -284,11 +347,11 @@ def save_safetensors(path, tensors, metadata=None):
     if metadata:
         header["__metadata__"] = {str(k): str(v) for k, v in metadata.items()}
     for name, t in tensors.items():
-        if t.dtype not in _ST_DTYPES:
+        if t.dtype not in _ST_ALL_DTYPES:
             raise ValueError(f"roteq_recorder: tensor {name}: dtype {t.dtype} not supported "
-                             f"(use one of {', '.join(str(d) for d in _ST_DTYPES)})")
+                             f"(use one of {', '.join(str(d) for d in _ST_ALL_DTYPES)})")
         data = _tensor_bytes(t)
-        header[name] = {"dtype": _ST_DTYPES[t.dtype], "shape": list(t.shape),
+        header[name] = {"dtype": _ST_ALL_DTYPES[t.dtype], "shape": list(t.shape),
                         "data_offsets": [offset, offset + len(data)]}
         blobs.append(data)
         offset += len(data)
@@ -299,6 +362,84 @@ def save_safetensors(path, tensors, metadata=None):
 
 def _default_selection(name, param, group):
     return param.dim() >= 2 and _num(group.get("weight_decay", 0.0)) > 0.0
+
+
+# Module classes whose weight is stored [in, out] (the neuron is a column): HF transformers'
+# GPT-2-style Conv1D (transformers.pytorch_utils.Conv1D, y = x @ W + b). Matched by class name
+# so that transformers need not be importable here.
+_IN_OUT_CLASSES = ("Conv1D",)
+
+# The trace columns: roteq's, then the step statistics (docs/FORMATS.md section 1).
+_COLUMNS = "step,layer,neuron,norm,angle,lr,weight_decay"
+_STAT_COLUMNS = "grad_cos,update_norm,update_radial,update_cos_prev"
+
+
+def neuron_axes(model, overrides=None):
+    """{parameter name: neuron axis} for the parameters whose neurons are not along axis 0:
+    the weight of every module whose class is named Conv1D ([in, out], axis -1), then
+    `overrides` ({parameter name: axis}) on top."""
+    axes = {}
+    for mname, module in model.named_modules():
+        if type(module).__name__ in _IN_OUT_CLASSES and isinstance(
+                getattr(module, "weight", None), torch.Tensor):
+            axes[f"{mname}.weight" if mname else "weight"] = -1
+    axes.update(overrides or {})
+    return axes
+
+
+def _fmt(x):
+    """repr(float), the shortest text that reads back to the same double; '' for NaN/Inf."""
+    return repr(x) if x - x == 0.0 else ""
+
+
+def _fmt9(x):
+    """A statistic with 9 significant digits (twice as fast to format as repr, and far more
+    digits than a per-step cosine or update norm carries); '' for NaN/Inf."""
+    return f"{x:.9g}" if x - x == 0.0 else ""
+
+
+def _group_json(group, lr_applied):
+    """A param group's hyperparameters for the roteq.optimizer metadata (null where the
+    optimizer has no such key)."""
+    def opt_num(key):
+        return _num(group[key]) if key in group else None
+    betas = group.get("betas")
+    return {"lr": _num(group["lr"]), "lr_applied": lr_applied,
+            "betas": [_num(b) for b in betas] if betas is not None else None,
+            "eps": opt_num("eps"), "weight_decay": opt_num("weight_decay"),
+            "momentum": opt_num("momentum"), "nesterov": bool(group.get("nesterov", False))}
+
+
+def optimizer_state(optimizer, params, lr_applied=None):
+    """The optimizer state of `params` ({name: parameter}) in roteq's snapshot format:
+    (tensors, metadata) with tensors {"optimizer/<name>/<state key>": tensor} (exp_avg,
+    exp_avg_sq, momentum_buffer, ... in the parameter's own layout and dtype) and metadata
+    {"roteq.optimizer": JSON text of {"class", "params": {name: {"group", "step"}}, "groups":
+    [{"lr", "lr_applied", "betas", "eps", "weight_decay", "momentum", "nesterov"}, ...]}}.
+    Scalar state (Adam's `step`) goes into params[name]. `lr_applied`: per param group, the lr
+    of the last step applied (None where unknown, e.g. before the first step); a param group's
+    `lr` may already be the next step's when a scheduler has stepped."""
+    opt = unwrap_optimizer(optimizer)
+    group_of = {}
+    for gi, group in enumerate(opt.param_groups):
+        for p in group["params"]:
+            group_of[id(p)] = gi
+    tensors, entries = {}, {}
+    for name, p in params.items():
+        if id(p) not in group_of:
+            raise ValueError(f"roteq_recorder: {name} is not in the optimizer's param groups")
+        entry = {"group": group_of[id(p)]}
+        for key, value in opt.state.get(p, {}).items():
+            if isinstance(value, torch.Tensor) and value.dim() > 0:
+                tensors[f"optimizer/{name}/{key}"] = value.detach()
+            elif isinstance(value, (int, float, torch.Tensor)):
+                v = value.item() if isinstance(value, torch.Tensor) else value
+                entry[key] = int(v) if key == "step" else float(v)
+        entries[name] = entry
+    lrs = list(lr_applied) if lr_applied is not None else [None] * len(opt.param_groups)
+    doc = {"class": type(opt).__name__, "params": entries,
+           "groups": [_group_json(g, lrs[gi]) for gi, g in enumerate(opt.param_groups)]}
+    return tensors, {"roteq.optimizer": json.dumps(doc, separators=(",", ":"))}
 
 
 class RoteqRecorder:
@@ -312,14 +453,24 @@ class RoteqRecorder:
         param group has weight decay > 0. Or an iterable of parameter names
         (model.named_parameters() names, e.g. "fc1.weight"), or a predicate
         f(name, param, param_group) -> bool. Layers are named by their parameter names.
+    neuron_axis: {parameter name: axis} for layers whose neurons are not along axis 0. The
+        weights of modules whose class is named Conv1D (HF transformers' [in, out] layout) get
+        -1 by themselves. Written per layer as "neuron_axis" in the metadata.
     every: record the steps whose number is a multiple of `every` (1: every step). Each recorded
         row holds the norm after that step and the angle of that single step.
+    record_stats: also write, per neuron and recorded step, grad_cos, update_norm,
+        update_radial and update_cos_prev (docs/FORMATS.md section 1). With every > 1 the step
+        before each recorded one is observed too (weights only, no rows), so update_cos_prev
+        is there at every recorded step but the first.
     snapshot_dir, snapshot_every: also save the recorded weights before the first step (step 0)
         and after every `snapshot_every`-th step, as safetensors in `snapshot_dir`; the
         metadata is also written to `snapshot_dir`.json, where `roteq analyze` looks for it.
     snapshot_layout: "files" (snapshot_dir/step_00000100.safetensors) or "hf"
         (snapshot_dir/checkpoint-100/model.safetensors, HF Trainer's layout).
     snapshot_dtype: None (the parameter's dtype) or torch.float64/float32/float16/bfloat16.
+    snapshot_optimizer: also save the optimizer state of the recorded layers in each snapshot
+        (optimizer_state(): tensors optimizer/<name>/<key> in their own dtype, and the
+        "roteq.optimizer" metadata with the lr of the step just applied).
     optimizer_name, hparams: describe an optimizer this file does not map (roteq names:
         sgd, sgdm, nesterov, adam_l2, adamw, lion, rv_*), or override values read from it.
     record_initial: write step-0 rows with the initial norms and an empty angle (the trace then
@@ -340,7 +491,8 @@ class RoteqRecorder:
     def __init__(self, model, optimizer, trace, neurons=None, every=1, meta=None,
                  snapshot_dir=None, snapshot_every=0, snapshot_layout="files",
                  snapshot_dtype=None, optimizer_name=None, hparams=None, record_initial=True,
-                 record_grad_norm=True, check_finite=True):
+                 record_grad_norm=True, check_finite=True, record_stats=True,
+                 snapshot_optimizer=False, neuron_axis=None):
         if int(every) < 1:
             raise ValueError("roteq_recorder: every must be >= 1")
         if snapshot_layout not in ("files", "hf"):
@@ -355,11 +507,16 @@ class RoteqRecorder:
         self.snapshot_every = int(snapshot_every)
         self.snapshot_layout = snapshot_layout
         self.snapshot_dtype = snapshot_dtype
+        self.snapshot_optimizer = snapshot_optimizer
         self.check_finite = check_finite
         self.record_grad_norm = record_grad_norm
+        self.record_stats = record_stats
         self.step_count = 0
         self.seconds = 0.0  # time spent inside the recorder (overhead), for reporting
         self._recording = None  # (lr, wd) per layer while a recorded step is under way
+        self._observing = None  # the same for the step before a recorded one (every > 1)
+        self._lr_applied = None  # per param group, the lr of the last step applied
+        self._lr_pending = None
 
         group_of = {}
         for group in optimizer.param_groups:
@@ -372,7 +529,9 @@ class RoteqRecorder:
         else:
             wanted = set(neurons)
             select = lambda name, p, g: name in wanted  # noqa: E731
+        axes = neuron_axes(model, neuron_axis)
         self.layers = {}  # name -> (param, param group)
+        self.axes = {}  # name -> neuron axis (0, or negative from the end)
         for name, p in model.named_parameters():
             group = group_of.get(id(p))
             if group is not None and p.dim() >= 1 and select(name, p, group):
@@ -381,7 +540,16 @@ class RoteqRecorder:
                                      "needs rank >= 2 (rows = neurons)")
                 if "," in name:
                     raise ValueError(f"roteq_recorder: layer name {name!r} contains a comma")
+                axis = int(axes.get(name, 0))
+                if not -p.dim() <= axis < p.dim():
+                    raise ValueError(f"roteq_recorder: neuron_axis {axis} of {name} is outside "
+                                     f"its {p.dim()} axes")
                 self.layers[name] = (p, group)
+                self.axes[name] = axis - p.dim() if axis > 0 else axis
+        unknown = set(neuron_axis or {}) - set(dict(model.named_parameters()))
+        if unknown:
+            raise ValueError("roteq_recorder: neuron_axis names no parameter of the model: "
+                             f"{', '.join(sorted(unknown))}")
         if not callable(neurons) and neurons is not None:
             missing = set(neurons) - set(self.layers)
             if missing:
@@ -395,13 +563,16 @@ class RoteqRecorder:
                 warnings.warn(f"roteq_recorder: {name} has no weight decay: no equilibrium to "
                               "predict", stacklevel=2)
 
-        dims = {n: (p, math.prod(p.shape[1:])) for n, (p, _) in self.layers.items()}
+        dims = {n: (p, p.numel() // p.shape[self.axes[n]]) for n, (p, _) in self.layers.items()}
         self.metadata = optimizer_metadata(optimizer, dims, optimizer_name, hparams)
+        for name, axis in self.axes.items():
+            self.metadata["layers"][name]["neuron_axis"] = axis
         # Keys roteq does not know are ignored by `roteq analyze`; these say how the trace was made.
         self.metadata["recorder"] = {
             "name": "roteq_recorder.py", "torch": torch.__version__,
             "torch_optimizer": type(unwrap_optimizer(optimizer)).__name__, "every": self.every,
-            "snapshot_every": self.snapshot_every, "steps": 0}
+            "snapshot_every": self.snapshot_every, "stats": bool(record_stats),
+            "snapshot_optimizer": bool(snapshot_optimizer), "steps": 0}
         self.trace_path = trace
         self.meta_path = meta if meta is not None else trace + ".json"
         d = os.path.dirname(os.path.abspath(trace))
@@ -412,11 +583,11 @@ class RoteqRecorder:
             f"# roteq_recorder.py: torch {torch.__version__}, "
             f"{type(unwrap_optimizer(optimizer)).__name__} -> "
             f"{self.metadata['optimizer']}, every {self.every} step(s)\n"
-            "step,layer,neuron,norm,angle,lr,weight_decay\n")
+            f"{_COLUMNS}{',' + _STAT_COLUMNS if record_stats else ''}\n")
         # ",<layer>,<i>," prefixes built once: formatting rows is the recorder's main cost.
-        self._prefix = {n: [f",{n},{i}," for i in range(p.shape[0])]
+        self._prefix = {n: [f",{n},{i}," for i in range(p.shape[self.axes[n]])]
                         for n, (p, _) in self.layers.items()}
-        self._work = {n: _Workspace(p) for n, (p, _) in self.layers.items()}
+        self._work = {n: _Workspace(p, self.axes[n]) for n, (p, _) in self.layers.items()}
         self._grad_sq = {n: [] for n in self.layers}  # per recorded step: mean ||g~||^2
         # A copy beside the snapshot folder (run/snapshots.json) is where `roteq analyze
         # run/snapshots` looks for metadata, as TRACE.json is for a trace.
@@ -438,10 +609,12 @@ class RoteqRecorder:
     def _write_initial(self):
         """Step-0 rows: the initial norms (no angle yet), as the step-0 snapshot carries them."""
         out = []
+        empty = ",,,," if self.record_stats else ""
         for name, (p, g) in self.layers.items():
-            rows = p.detach().reshape(p.shape[0], -1).to(torch.float64)
-            norms = rows.square().sum(1).sqrt_().tolist()
-            tail = f",,{_num(g['lr'])!r},{_num(g.get('weight_decay', 0.0))!r}\n"
+            work = self._work[name]
+            work._load(work.before, p)
+            norms = work.before.square().sum(1).sqrt_().tolist()
+            tail = f",,{_num(g['lr'])!r},{_num(g.get('weight_decay', 0.0))!r}{empty}\n"
             out.extend(f"0{pre}{n!r}{tail}" for pre, n in zip(self._prefix[name], norms))
         self._file.write("".join(out))
 
@@ -451,24 +624,55 @@ class RoteqRecorder:
         """Call right before optimizer.step() (or scaler.step(optimizer))."""
         t0 = time.perf_counter()
         step = self.step_count + 1
+        # The values in force during this step, read before a scheduler changes them.
+        self._lr_pending = [_num(g["lr"]) for g in unwrap_optimizer(self.optimizer).param_groups]
+        hp = None
+        if step % self.every == 0 or (self.record_stats and (step + 1) % self.every == 0):
+            hp = [(_num(g["lr"]), _num(g.get("weight_decay", 0.0)))
+                  for _, g in self.layers.values()]
         if step % self.every == 0:
-            # The values in force during this step, read before a scheduler changes them.
+            grad = self.record_grad_norm or self.record_stats
             for name, (p, _) in self.layers.items():
-                self._work[name].save_before(p, self.record_grad_norm)
-            self._recording = [(_num(g["lr"]), _num(g.get("weight_decay", 0.0)))
-                               for _, g in self.layers.values()]
+                self._work[name].save_before(p, grad)
+            self._recording = hp
+        elif hp is not None:  # the step before a recorded one: its update, for update_cos_prev
+            for name, (p, _) in self.layers.items():
+                self._work[name].save_before(p, False)
+            self._observing = hp
         self.seconds += time.perf_counter() - t0
+
+    def _rows(self, name, step, lr, wd, norms, angles):
+        """The CSV lines of one layer at one recorded step."""
+        tail = f",{lr!r},{wd!r}"
+        head = str(step)
+        if not self.record_stats:
+            return [f"{head}{pre}{n!r},{_fmt(a)}{tail}\n"
+                    for pre, n, a in zip(self._prefix[name], norms.tolist(), angles.tolist())]
+        gc, un, ur, uc = self._work[name].stats()
+        return [f"{head}{pre}{n!r},{_fmt(a)}{tail},{_fmt9(c)},{_fmt9(m)},{_fmt9(r)},{_fmt9(q)}\n"
+                for pre, n, a, c, m, r, q in zip(self._prefix[name], norms.tolist(),
+                                                 angles.tolist(), gc, un, ur, uc)]
 
     def after_step(self):
         """Call right after optimizer.step(); records the step if it is a recorded one."""
         t0 = time.perf_counter()
         self.step_count += 1
         step = self.step_count
+        if self._lr_pending is not None:
+            self._lr_applied, self._lr_pending = self._lr_pending, None
+        if self._observing is not None:
+            for (name, (p, _)), (lr, wd) in zip(self.layers.items(), self._observing):
+                self._work[name].update(p, step, lr, wd)
+            self._observing = None
         if self._recording is not None:
             out = []
             for (name, (p, _)), (lr, wd) in zip(self.layers.items(), self._recording):
                 work = self._work[name]
-                norms, angles = work.compute(p)
+                if self.record_stats:
+                    work.update(p, step, lr, wd)
+                    norms, angles = work.angles_to_loaded()
+                else:
+                    norms, angles = work.compute(p)
                 g2 = work.mean_sq_scaled_grad()
                 if g2 == g2:
                     self._grad_sq[name].append(g2)
@@ -476,17 +680,19 @@ class RoteqRecorder:
                     bad = int((~torch.isfinite(norms)).nonzero()[0])
                     raise FloatingPointError(f"roteq_recorder: {name} neuron {bad} has a "
                                              f"non-finite weight after step {step}")
-                tail = f",{lr!r},{wd!r}\n"
-                head = str(step)
-                # repr(float) is the shortest text that reads back to the same double.
-                out.extend(f"{head}{pre}{n!r},{'' if a != a else repr(a)}{tail}"
-                           for pre, n, a in zip(self._prefix[name], norms.tolist(),
-                                                angles.tolist()))
+                out.extend(self._rows(name, step, lr, wd, norms, angles))
             self._file.write("".join(out))
             self._recording = None
         if self.snapshot_dir is not None and step % self.snapshot_every == 0:
             self._snapshot(step)
         self.seconds += time.perf_counter() - t0
+
+    @property
+    def lr_applied(self):
+        """Per param group of the optimizer, the lr of the last step taken through the recorder
+        (None before the first): what optimizer_state() needs once a scheduler has moved the
+        groups' lr on to the next step's."""
+        return list(self._lr_applied) if self._lr_applied is not None else None
 
     def step(self, closure=None):
         """optimizer.step(closure) with recording around it; returns what the optimizer returns."""
@@ -552,6 +758,12 @@ class RoteqRecorder:
             w = p.detach()
             tensors[name] = w if self.snapshot_dtype is None else w.to(self.snapshot_dtype)
         meta = {"step": step, "optimizer": self.metadata["optimizer"], "format": "pt"}
+        if self.snapshot_optimizer:
+            state, more = optimizer_state(self.optimizer,
+                                          {n: p for n, (p, _) in self.layers.items()},
+                                          self._lr_applied)
+            tensors.update(state)
+            meta.update(more)
         if self.snapshot_layout == "files":
             path = os.path.join(self.snapshot_dir, f"step_{step:08d}.safetensors")
         else:

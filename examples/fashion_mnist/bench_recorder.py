@@ -3,7 +3,8 @@
 
 On a shared machine two separate runs are not comparable, so one process trains one model and
 interleaves blocks of steps in each mode (plain optimizer.step(); the recorder recording every
-step; every 10th step; every step plus a safetensors snapshot every 100 steps), round-robin,
+step, with the step statistics columns (the default) and without them; every 10th step; every
+step plus a safetensors snapshot every 100 steps), round-robin,
 and reports the median wall time and CPU time (of this process) per step of each mode and their
 ratios to the plain step: CPU time is what to compare when other jobs share the cores. The
 traces go to a temporary folder and are deleted.
@@ -48,13 +49,21 @@ def parts():
     ws.save_before(p, True)
     norms, angles = ws.compute(p)
     nl, al = norms.tolist(), angles.tolist()
+    ws.save_before(p, True)
+    ws.update(p, 1, 1e-3, 1.0)
+    ws.update(p, 2, 1e-3, 1.0)
+    gc, un, ur, uc = ws.stats()
+    fmt, f9 = roteq_recorder._fmt, roteq_recorder._fmt9
     rows = [
         ("save weights before the step", timed(lambda: ws.save_before(p, False))),
         ("  ... and measure the gradient", timed(lambda: ws.save_before(p, True))),
         ("float64 norms and angles", timed(lambda: ws.compute(p))),
+        ("update statistics (d, radial, cos)", timed(lambda: ws.update(p, 3, 1e-3, 1.0))),
         ("format 512 CSV lines", timed(lambda: "".join(
-            [f"12{pre}{n!r},{'' if a != a else repr(a)},0.001,1.0\n"
-             for pre, n, a in zip(prefix, nl, al)]))),
+            [f"12{pre}{n!r},{fmt(a)},0.001,1.0\n" for pre, n, a in zip(prefix, nl, al)]))),
+        ("  ... with the 4 statistics", timed(lambda: "".join(
+            [f"12{pre}{n!r},{fmt(a)},0.001,1.0,{f9(c)},{f9(m)},{f9(r)},{f9(q)}\n"
+             for pre, n, a, c, m, r, q in zip(prefix, nl, al, gc, un, ur, uc)]))),
     ]
     print(f"bench_recorder --parts: one 512 x 784 layer, {torch.get_num_threads()} thread(s)")
     for name, ms in rows:
@@ -81,6 +90,8 @@ def main():
     tmp = tempfile.TemporaryDirectory(prefix="roteq-bench-")
     recs = {
         "record every step": RoteqRecorder(model, opt, os.path.join(tmp.name, "a.csv")),
+        "every step, no statistics": RoteqRecorder(model, opt, os.path.join(tmp.name, "s.csv"),
+                                                   record_stats=False),
         "record every 10th step": RoteqRecorder(model, opt, os.path.join(tmp.name, "b.csv"),
                                                 every=10),
         "every step + snapshot/100": RoteqRecorder(
