@@ -282,4 +282,108 @@ void roteq_analysis_rows_angles(const roteq_analysis_tensor_info *ta, const void
 void roteq_analysis_rows_norms(const roteq_analysis_tensor_info *t, const void *data, size_t rows,
                                size_t cols, double *norm);
 
+/* ---------------------------------------------------------------- neuron axis (axis.c) */
+
+/* Which axis of a weight indexes its neurons: the neuron is the slice at one index of that axis,
+ * every other axis flattened (in C order). PyTorch's Linear [out, in] and Conv [out, in, kh, kw]
+ * have it at 0; Flax kernels [in, out] / [kh, kw, in, out] and HF's GPT-2 Conv1D [in, out] at -1.
+ * Negative values count from the end. */
+typedef struct {
+    const char *regex; /* POSIX extended, unanchored, matched against the tensor's name */
+    int axis;
+} roteq_analysis_axis_rule;
+
+/* The float64 image of a tensor with neurons as rows: out[r * cols + j] is element j of neuron r,
+ * where rows = shape[axis] and j runs over the other axes in C order. `axis` must lie in
+ * [-rank, rank). Works for every dtype of roteq_dtype but OTHER, C or Fortran order. */
+void roteq_analysis_tensor_rows(const roteq_analysis_tensor_info *t, const void *data, int axis,
+                                double *out);
+/* The neuron axis (0 <= *axis < rank) of tensor `name`: the first of `rules` whose regex matches,
+ * else the layer's "neuron_axis" in `meta`, else 0. ROTEQ_EINVAL naming the tensor when the axis
+ * lies outside its rank, or for an invalid regex. */
+int roteq_analysis_axis_for(const char *name, size_t rank, const roteq_analysis_axis_rule *rules,
+                            size_t nrules, const roteq_analysis_meta *meta, int *axis);
+
+/* ---------------------------------------------------------------- optimizer state (optstate.c) */
+
+/* The optimizer state of one checkpoint, mapped onto the layers, for reconstructing the last
+ * update (AdamW: u = -lr * (m^ / (sqrt(v^) + eps) + wd * w), m^ = exp_avg / (1 - beta1^step),
+ * v^ = exp_avg_sq / (1 - beta2^step); SGD with momentum: the momentum buffer is the last update's
+ * direction). Sources (roteq_analysis_optstate_read):
+ *   - a training-script torch.save dict: {"model"|"state_dict"|"model_state_dict": weights,
+ *     "optimizer"|"optimizer_state_dict"|"optim": optimizer.state_dict(), ...};
+ *   - an HF checkpoint-N/ folder: optimizer.pt beside model.safetensors or pytorch_model.bin;
+ *   - a recorder snapshot (.safetensors) holding tensors `optimizer/<param>/<state_key>` and the
+ *     `__metadata__` key `roteq.optimizer` (docs/FORMATS.md).
+ * PyTorch's state_dict numbers parameters instead of naming them; they are mapped by the model's
+ * parameter order (each param group's ids in model order), validated by the shape of every state
+ * tensor; when more than one assignment fits, reading fails (ROTEQ_EFORMAT, one line) rather than
+ * guessing. Names are used when stored (the recorder, torch >= 2.5's `param_names`). */
+
+/* Bits of roteq_analysis_optstate_layer.known: which fields hold values. */
+enum {
+    ROTEQ_OPTSTATE_STEP = 1u << 0,
+    ROTEQ_OPTSTATE_LR = 1u << 1, /* lr: see ROTEQ_OPTSTATE_LR_APPLIED */
+    ROTEQ_OPTSTATE_LR_APPLIED = 1u
+                                << 2, /* lr is the one the last step applied (the recorder's
+                                         lr_applied); without this bit it is the group's lr as
+                                         saved, which a scheduler may have moved after the step */
+    ROTEQ_OPTSTATE_BETAS = 1u << 3,   /* beta1 and beta2 (Adam family) */
+    ROTEQ_OPTSTATE_EPS = 1u << 4,
+    ROTEQ_OPTSTATE_WEIGHT_DECAY = 1u << 5,
+    ROTEQ_OPTSTATE_MOMENTUM = 1u << 6, /* SGD */
+    ROTEQ_OPTSTATE_DAMPENING = 1u << 7,
+    ROTEQ_OPTSTATE_NESTEROV = 1u << 8,
+};
+
+typedef struct {
+    char *name;     /* the parameter's name in the weights, e.g. "fc1.weight" */
+    size_t group;   /* param-group index */
+    unsigned known; /* ROTEQ_OPTSTATE_* bits */
+    long step;      /* optimizer steps applied to this parameter ('step' of its state) */
+    double lr, beta1, beta2, eps, weight_decay, momentum, dampening;
+    int nesterov;
+    /* Layout: the weight's shape as stored, its neuron axis (>= 0) and the rows x cols image every
+     * array below uses (roteq_analysis_tensor_rows: row r = neuron r, the layout the snapshot
+     * reader measures). */
+    size_t rank;
+    uint64_t shape[ROTEQ_TENSOR_MAX_RANK];
+    int neuron_axis;
+    size_t rows, cols;
+    double *weight;          /* the weight at this checkpoint; NULL when the source holds none */
+    double *exp_avg;         /* Adam family's first moment; NULL when absent */
+    double *exp_avg_sq;      /* second moment; NULL when absent */
+    double *momentum_buffer; /* SGD's momentum buffer; NULL when absent */
+} roteq_analysis_optstate_layer;
+
+typedef struct {
+    char *source;        /* the file the state was read from */
+    char *optimizer;     /* class name ("AdamW", "SGD", ...) when the source stores it (the recorder
+                            does; torch's state_dict does not), else NULL */
+    const char *mapping; /* "names" or "order": how parameters were matched to weights */
+    roteq_analysis_optstate_layer *layers; /* layers (float weights of rank >= 2) with state,
+                                              sorted by name */
+    size_t nlayers;
+} roteq_analysis_optstate;
+
+typedef struct {
+    const char *model_key;    /* key of the weights in a training-script dict (--key); NULL tries
+                                 model, state_dict, model_state_dict */
+    const char *layers_regex; /* only these layers (NULL all) */
+    const roteq_analysis_axis_rule *axes; /* neuron-axis rules, first match wins; NULL none */
+    size_t naxes;
+    const roteq_analysis_meta *meta; /* per-layer "neuron_axis" (NULL none) */
+} roteq_analysis_optstate_options;
+
+/* Read the optimizer state of the checkpoint at `path` (a .pt/.pth/.bin file, a checkpoint
+ * folder, or a .safetensors snapshot). ROTEQ_ENOTFOUND when it holds no optimizer state;
+ * ROTEQ_EFORMAT naming the file and the parameter or tensor on malformed state, a shape that
+ * disagrees with its weight, or an ambiguous mapping. *out is freed with _free. */
+int roteq_analysis_optstate_read(const char *path, const roteq_analysis_optstate_options *opt,
+                                 roteq_analysis_optstate **out);
+void roteq_analysis_optstate_free(roteq_analysis_optstate *s);
+/* The layer called `name`, or NULL. */
+const roteq_analysis_optstate_layer *roteq_analysis_optstate_find(const roteq_analysis_optstate *s,
+                                                                  const char *name);
+
 #endif

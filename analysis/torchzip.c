@@ -1,0 +1,444 @@
+/* torchzip.c - the zip layer of torch.save files (torch >= 1.6): ARCHIVE/data.pkl, the pickle that
+ * describes the object, and ARCHIVE/data/KEY, one entry per storage. Zip parsing is libzip's; this
+ * file decides what a torch archive must hold and reads storages through zip_fread, which copies
+ * from the file (no mapping that a shrinking file could turn into SIGBUS) and checks each entry's
+ * CRC at its end. A storage is read once and shared by every tensor viewing it (tied weights, the
+ * views of one flat buffer). Views that are neither C- nor Fortran-contiguous are gathered. */
+#include "roteq_util.h"
+#include "torch_internal.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <zip.h>
+
+typedef struct {
+    const roteq_pk_storage *s;
+    unsigned char *data;
+} cached;
+
+struct roteq_torch_archive {
+    char *name; /* the file, for messages */
+    zip_t *z;
+    char *prefix; /* "archive/" */
+    uint64_t file_size;
+    roteq_pickle *pk;
+    cached *cache;
+    size_t ncache, ccap;
+    unsigned char **owned; /* gathered views */
+    size_t nowned;
+};
+
+static int oom(void)
+{
+    return roteq_error_set(ROTEQ_ENOMEM, "out of memory");
+}
+
+void roteq_torch_archive_free(roteq_torch_archive *a)
+{
+    if (a == NULL)
+        return;
+    if (a->z)
+        zip_discard(a->z);
+    for (size_t i = 0; i < a->ncache; i++)
+        free(a->cache[i].data);
+    for (size_t i = 0; i < a->nowned; i++)
+        free(a->owned[i]);
+    free(a->cache);
+    free(a->owned);
+    roteq_pickle_free(a->pk);
+    free(a->prefix);
+    free(a->name);
+    free(a);
+}
+
+const roteq_pk *roteq_torch_archive_root(const roteq_torch_archive *a)
+{
+    return roteq_pickle_root(a->pk);
+}
+
+const char *roteq_torch_archive_name(const roteq_torch_archive *a)
+{
+    return a->name;
+}
+
+/* Read entry `idx` of `size` bytes into buf, checking the CRC (libzip checks it when a read
+ * reaches the end of the entry, hence the extra read). */
+static int read_entry(roteq_torch_archive *a, zip_int64_t idx, const char *entry, void *buf,
+                      uint64_t size)
+{
+    zip_file_t *f = zip_fopen_index(a->z, (zip_uint64_t)idx, 0);
+    if (f == NULL)
+        return roteq_error_set(ROTEQ_EFORMAT, "%s: entry '%s': %s", a->name, entry,
+                               zip_error_strerror(zip_get_error(a->z)));
+    unsigned char extra;
+    zip_int64_t got = size ? zip_fread(f, buf, size) : 0;
+    zip_int64_t end = got == (zip_int64_t)size ? zip_fread(f, &extra, 1) : -1;
+    int st = ROTEQ_OK;
+    if (got != (zip_int64_t)size || end != 0) {
+        zip_error_t *e = zip_file_get_error(f);
+        if (zip_error_code_zip(e) == ZIP_ER_CRC)
+            st = roteq_error_set(ROTEQ_EFORMAT, "%s: entry '%s': CRC mismatch (corrupt archive)",
+                                 a->name, entry);
+        else if (end > 0)
+            st = roteq_error_set(ROTEQ_EFORMAT, "%s: entry '%s': longer than its declared size",
+                                 a->name, entry);
+        else
+            st = roteq_error_set(ROTEQ_EFORMAT, "%s: entry '%s': %s", a->name, entry,
+                                 got < 0 || end < 0 ? zip_error_strerror(e) : "truncated");
+    }
+    zip_fclose(f);
+    return st;
+}
+
+/* Index and uncompressed size of PREFIX + rest; -1 when absent. Sizes the data cannot back (a
+ * stored entry longer than its bytes, or beyond deflate's 1032:1) are refused before any
+ * allocation. */
+static int locate(roteq_torch_archive *a, const char *rest, zip_int64_t *idx, uint64_t *size)
+{
+    size_t n = strlen(a->prefix) + strlen(rest) + 1;
+    char *full = malloc(n);
+    if (full == NULL)
+        return oom();
+    snprintf(full, n, "%s%s", a->prefix, rest);
+    *idx = zip_name_locate(a->z, full, 0);
+    free(full);
+    if (*idx < 0)
+        return ROTEQ_OK;
+    zip_stat_t sb;
+    if (zip_stat_index(a->z, (zip_uint64_t)*idx, 0, &sb) != 0 ||
+        (sb.valid & (ZIP_STAT_SIZE | ZIP_STAT_COMP_SIZE)) != (ZIP_STAT_SIZE | ZIP_STAT_COMP_SIZE))
+        return roteq_error_set(ROTEQ_EFORMAT, "%s: entry '%s': no size", a->name, rest);
+    if (sb.comp_size > a->file_size || sb.size / 1100 > sb.comp_size + 1)
+        return roteq_error_set(ROTEQ_EFORMAT,
+                               "%s: entry '%s': declared size %llu is not backed by the file",
+                               a->name, rest, (unsigned long long)sb.size);
+    *size = sb.size;
+    return ROTEQ_OK;
+}
+
+/* Find ARCHIVE/data.pkl (the only entry of that name one level down). */
+static int find_prefix(roteq_torch_archive *a)
+{
+    zip_int64_t n = zip_get_num_entries(a->z, 0);
+    int script = 0;
+    for (zip_int64_t i = 0; i < n; i++) {
+        const char *nm = zip_get_name(a->z, (zip_uint64_t)i, 0);
+        if (nm == NULL)
+            continue;
+        const char *slash = strchr(nm, '/');
+        if (slash == NULL)
+            continue;
+        if (strcmp(slash, "/constants.pkl") == 0 || strncmp(slash, "/code/", 6) == 0)
+            script = 1;
+        if (strcmp(slash, "/data.pkl") != 0)
+            continue;
+        if (a->prefix)
+            return roteq_error_set(ROTEQ_EFORMAT, "%s: several data.pkl entries", a->name);
+        a->prefix = strndup(nm, (size_t)(slash - nm) + 1);
+        if (a->prefix == NULL)
+            return oom();
+    }
+    if (a->prefix == NULL)
+        return roteq_error_set(ROTEQ_EFORMAT,
+                               script ? "%s: a TorchScript archive (torch.jit.save), not a "
+                                        "torch.save file: save the model's state_dict() instead"
+                                      : "%s: zip archive without ARCHIVE/data.pkl: not a "
+                                        "torch.save file",
+                               a->name);
+    return ROTEQ_OK;
+}
+
+static int check_byteorder(roteq_torch_archive *a)
+{
+    zip_int64_t idx;
+    uint64_t size;
+    int st = locate(a, "byteorder", &idx, &size);
+    if (st || idx < 0)
+        return st; /* torch < 2.1 writes none: little-endian */
+    char buf[16] = "";
+    if (size >= sizeof buf)
+        return roteq_error_set(ROTEQ_EFORMAT, "%s: malformed byteorder entry", a->name);
+    if ((st = read_entry(a, idx, "byteorder", buf, size)))
+        return st;
+    if (strcmp(buf, "little") != 0)
+        return roteq_error_set(ROTEQ_EUNSUPPORTED,
+                               "%s: storages are '%s'-endian; only little-endian is read", a->name,
+                               buf);
+    return ROTEQ_OK;
+}
+
+static int finish_open(roteq_torch_archive *a, roteq_torch_archive **out)
+{
+    int st = find_prefix(a);
+    if (!st)
+        st = check_byteorder(a);
+    zip_int64_t idx = -1;
+    uint64_t size = 0;
+    if (!st)
+        st = locate(a, "data.pkl", &idx, &size);
+    if (!st && size > ROTEQ_PICKLE_MAX_BYTES)
+        st = roteq_error_set(ROTEQ_EFORMAT, "%s: data.pkl of %llu bytes is above the limit",
+                             a->name, (unsigned long long)size);
+    unsigned char *pkl = NULL;
+    if (!st && (pkl = malloc(size ? size : 1)) == NULL)
+        st = oom();
+    if (!st)
+        st = read_entry(a, idx, "data.pkl", pkl, size);
+    if (!st)
+        st = roteq_pickle_load(a->name, pkl, (size_t)size, &a->pk);
+    free(pkl);
+    if (st) {
+        roteq_torch_archive_free(a);
+        return st;
+    }
+    *out = a;
+    return ROTEQ_OK;
+}
+
+static roteq_torch_archive *archive_new(const char *name, uint64_t file_size)
+{
+    roteq_torch_archive *a = calloc(1, sizeof *a);
+    if (a == NULL || (a->name = strdup(name)) == NULL) {
+        free(a);
+        oom();
+        return NULL;
+    }
+    a->file_size = file_size;
+    return a;
+}
+
+/* Why a file that is not a zip may be one anyway: the legacy format starts with a pickled magic
+ * number (protocol 2, LONG1 0x1950a86a20f9469cfc6c). */
+static int not_zip(const char *name, const unsigned char *head, size_t n, zip_error_t *err)
+{
+    static const unsigned char legacy[] = {0x80, 0x02, 0x8a, 0x0a, 0x6c, 0xfc, 0x9c, 0x46, 0xf9};
+    if (n >= sizeof legacy && memcmp(head, legacy, sizeof legacy) == 0)
+        return roteq_error_set(ROTEQ_EUNSUPPORTED,
+                               "%s: legacy torch.save format (torch < 1.6 or "
+                               "_use_new_zipfile_serialization=False): re-save it with torch.save "
+                               "in torch >= 1.6",
+                               name);
+    return roteq_error_set(ROTEQ_EFORMAT, "%s: not a zip archive (truncated or corrupt: %s)", name,
+                           zip_error_strerror(err));
+}
+
+int roteq_torch_archive_open(const char *path, roteq_torch_archive **out)
+{
+    *out = NULL;
+    FILE *f = fopen(path, "rb");
+    if (f == NULL)
+        return roteq_error_set(ROTEQ_EIO, "%s: %s", path, strerror(errno));
+    unsigned char head[16];
+    size_t nh = fread(head, 1, sizeof head, f);
+    int sk = fseek(f, 0, SEEK_END);
+    long fsize = sk == 0 ? ftell(f) : -1;
+    fclose(f);
+    if (fsize < 0)
+        return roteq_error_set(ROTEQ_EIO, "%s: cannot find its size", path);
+    int zerr = 0;
+    zip_t *z = zip_open(path, ZIP_RDONLY | ZIP_CHECKCONS, &zerr);
+    if (z == NULL) {
+        zip_error_t e;
+        zip_error_init_with_code(&e, zerr);
+        int st = zerr == ZIP_ER_OPEN || zerr == ZIP_ER_READ
+                     ? roteq_error_set(ROTEQ_EIO, "%s: %s", path, zip_error_strerror(&e))
+                     : not_zip(path, head, nh, &e);
+        zip_error_fini(&e);
+        return st;
+    }
+    roteq_torch_archive *a = archive_new(path, (uint64_t)fsize);
+    if (a == NULL) {
+        zip_discard(z);
+        return roteq_error_status();
+    }
+    a->z = z;
+    return finish_open(a, out);
+}
+
+int roteq_torch_archive_open_buffer(const char *name, const void *data, size_t n,
+                                    roteq_torch_archive **out)
+{
+    *out = NULL;
+    zip_error_t e;
+    zip_error_init(&e);
+    zip_source_t *src = zip_source_buffer_create(data, n, 0, &e);
+    zip_t *z = src ? zip_open_from_source(src, ZIP_RDONLY | ZIP_CHECKCONS, &e) : NULL;
+    if (z == NULL) {
+        if (src)
+            zip_source_free(src);
+        int st = not_zip(name, data, n, &e);
+        zip_error_fini(&e);
+        return st;
+    }
+    zip_error_fini(&e);
+    roteq_torch_archive *a = archive_new(name, n);
+    if (a == NULL) {
+        zip_discard(z);
+        return roteq_error_status();
+    }
+    a->z = z;
+    return finish_open(a, out);
+}
+
+/* The bytes of storage s, read on first use. */
+static int storage_data(roteq_torch_archive *a, const roteq_pk_storage *s, const char *tname,
+                        const unsigned char **data)
+{
+    for (size_t i = 0; i < a->ncache; i++)
+        if (a->cache[i].s == s || strcmp(a->cache[i].s->key, s->key) == 0) {
+            if (a->cache[i].s->esize != s->esize || a->cache[i].s->numel != s->numel)
+                return roteq_error_set(ROTEQ_EFORMAT,
+                                       "%s: tensor '%s': storage 'data/%s' is declared twice "
+                                       "with different types",
+                                       a->name, tname, s->key);
+            *data = a->cache[i].data;
+            return ROTEQ_OK;
+        }
+    char rest[64 + 256];
+    snprintf(rest, sizeof rest, "data/%.256s", s->key);
+    zip_int64_t idx;
+    uint64_t size, want;
+    int st = locate(a, rest, &idx, &size);
+    if (st)
+        return st;
+    if (idx < 0)
+        return roteq_error_set(ROTEQ_EFORMAT, "%s: tensor '%s': storage entry '%s' is missing",
+                               a->name, tname, rest);
+    if (__builtin_mul_overflow(s->numel, (uint64_t)s->esize, &want) || want != size)
+        return roteq_error_set(ROTEQ_EFORMAT,
+                               "%s: tensor '%s': storage '%s' holds %llu bytes but %s of %llu "
+                               "elements needs %llu (dtype mismatch)",
+                               a->name, tname, rest, (unsigned long long)size, s->type,
+                               (unsigned long long)s->numel, (unsigned long long)want);
+    if (a->ncache == a->ccap) {
+        size_t cap = a->ccap ? 2 * a->ccap : 16;
+        cached *c = realloc(a->cache, cap * sizeof *c);
+        if (c == NULL)
+            return oom();
+        a->cache = c;
+        a->ccap = cap;
+    }
+    unsigned char *buf = malloc(size ? size : 1);
+    if (buf == NULL)
+        return oom();
+    if ((st = read_entry(a, idx, rest, buf, size))) {
+        free(buf);
+        return st;
+    }
+    a->cache[a->ncache++] = (cached){s, buf};
+    *data = buf;
+    return ROTEQ_OK;
+}
+
+/* Copy a strided view into C order, one element of `es` bytes at a time. */
+static void gather(const roteq_pk_tensor *t, size_t es, const unsigned char *src,
+                   unsigned char *dst)
+{
+    uint64_t idx[ROTEQ_TENSOR_MAX_RANK] = {0};
+    for (uint64_t k = 0; k < t->numel; k++) {
+        uint64_t off = t->offset;
+        for (size_t d = 0; d < t->rank; d++)
+            off += idx[d] * t->stride[d];
+        memcpy(dst + k * es, src + off * es, es);
+        for (size_t d = t->rank; d-- > 0;) {
+            if (++idx[d] < t->shape[d])
+                break;
+            idx[d] = 0;
+        }
+    }
+}
+
+/* Whether strides are those of C order (or Fortran order), ignoring axes of length 1. */
+static int contiguous(const roteq_pk_tensor *t, int fortran)
+{
+    uint64_t expect = 1;
+    for (size_t k = 0; k < t->rank; k++) {
+        size_t d = fortran ? k : t->rank - 1 - k;
+        if (t->shape[d] != 1 && t->stride[d] != expect)
+            return 0;
+        expect *= t->shape[d];
+    }
+    return 1;
+}
+
+int roteq_torch_archive_tensor(roteq_torch_archive *a, const roteq_pk *tensor, const char *tname,
+                               roteq_analysis_tensor_info *info, const unsigned char **data)
+{
+    memset(info, 0, sizeof *info);
+    *data = NULL;
+    if (tensor == NULL || tensor->kind != ROTEQ_PK_TENSOR)
+        return roteq_error_set(ROTEQ_EFORMAT, "%s: '%s' is not a tensor", a->name, tname);
+    const roteq_pk_tensor *t = tensor->u.tensor;
+    const roteq_pk_storage *s = t->storage->u.storage;
+    info->dtype = s->dtype;
+    info->rank = t->rank;
+    memcpy(info->shape, t->shape, sizeof info->shape);
+    info->nbytes = t->numel * s->esize; /* no overflow: the view lies inside the storage */
+    if (t->numel == 0)
+        return ROTEQ_OK;
+    const unsigned char *base;
+    int st = storage_data(a, s, tname, &base);
+    if (st)
+        return st;
+    if (contiguous(t, 0) || (t->rank >= 2 && contiguous(t, 1))) {
+        info->fortran_order = !contiguous(t, 0);
+        *data = base + t->offset * s->esize;
+        return ROTEQ_OK;
+    }
+    unsigned char **o = realloc(a->owned, (a->nowned + 1) * sizeof *o);
+    if (o == NULL)
+        return oom();
+    a->owned = o;
+    unsigned char *buf = malloc(info->nbytes);
+    if (buf == NULL)
+        return oom();
+    gather(t, s->esize, base, buf);
+    a->owned[a->nowned++] = buf;
+    *data = buf;
+    return ROTEQ_OK;
+}
+
+int roteq_torch_archive_model(const roteq_torch_archive *a, const char *key, const roteq_pk **dict)
+{
+    const roteq_pk *root = roteq_torch_archive_root(a);
+    *dict = NULL;
+    if (root->kind != ROTEQ_PK_DICT)
+        return roteq_error_set(ROTEQ_EFORMAT, "%s: holds no dict of tensors (a state_dict)",
+                               a->name);
+    if (key) {
+        const roteq_pk *d = roteq_pk_get(root, key);
+        if (d == NULL || d->kind != ROTEQ_PK_DICT)
+            return roteq_error_set(ROTEQ_EFORMAT, "%s: no dict under the key '%s' (--key)", a->name,
+                                   key);
+        *dict = d;
+        return ROTEQ_OK;
+    }
+    if (roteq_pk_has_tensors(root)) {
+        *dict = root;
+        return ROTEQ_OK;
+    }
+    static const char *const keys[] = {"model", "state_dict", "model_state_dict"};
+    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
+        const roteq_pk *d = roteq_pk_get(root, keys[i]);
+        if (roteq_pk_has_tensors(d)) {
+            *dict = d;
+            return ROTEQ_OK;
+        }
+    }
+    char list[256] = "";
+    size_t used = 0;
+    for (size_t i = 0; i < root->u.dict.n && used + 1 < sizeof list; i++) {
+        const roteq_pk *k = root->u.dict.keys[i];
+        if (k->kind == ROTEQ_PK_STR)
+            used += (size_t)snprintf(list + used, sizeof list - used, "%s'%.40s'", used ? ", " : "",
+                                     k->u.str.s);
+        if (used >= sizeof list)
+            used = sizeof list - 1;
+    }
+    return roteq_error_set(ROTEQ_EFORMAT,
+                           "%s: no model state_dict at the top level or under 'model', "
+                           "'state_dict', 'model_state_dict' (keys: %s); name it with --key",
+                           a->name, used ? list : "none");
+}
