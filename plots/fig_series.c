@@ -174,13 +174,108 @@ typedef struct {
     const char *what; /* for messages */
 } series_columns;
 
+/* A layer's type: its name with every dot-separated component made of digits only replaced by
+ * '*' (h.3.attn.q.weight -> h.*.attn.q.weight), so that a transformer's repeated blocks fall
+ * into one type per projection. */
+static void layer_type(const char *name, char *out, size_t cap)
+{
+    size_t o = 0;
+    for (const char *p = name; *p && o + 2 < cap;) {
+        size_t len = strcspn(p, ".");
+        size_t digits = strspn(p, "0123456789");
+        if (len > 0 && digits == len) {
+            out[o++] = '*';
+        } else {
+            for (size_t k = 0; k < len && o + 2 < cap; k++)
+                out[o++] = p[k];
+        }
+        p += len;
+        if (*p == '.') {
+            out[o++] = '.';
+            p++;
+        }
+    }
+    out[o] = '\0';
+}
+
+/* The panels of a figure with more than four groups, as the series.gp argument PANELS: words
+ * "FIRST TITLE FIRST TITLE ...", FIRST the first block of the panel (blocks are written in
+ * `order`), TITLE quoted. Groups of one type share a panel, each in its own colour, so that 20+
+ * layers stay readable; types with a single group share one panel "other layers" when there are
+ * two or more such and some type has several groups. When no type has several groups (a small
+ * CNN's ten layers), or the titles do not fit in one script argument, PANELS is empty and each
+ * group gets its own panel. */
+static int series_panels(const series_set *s, size_t *order, char *panels, size_t cap)
+{
+    char(*type)[256] = calloc(s->n, sizeof *type);
+    size_t *count = calloc(s->n, sizeof *count);
+    int status = ROTEQ_OK;
+    if (type == NULL || count == NULL) {
+        status = roteq_error_set(ROTEQ_ENOMEM, "out of memory");
+        goto done;
+    }
+    size_t singles = 0, multi = 0;
+    for (size_t i = 0; i < s->n; i++)
+        layer_type(s->g[i].label, type[i], sizeof type[i]);
+    for (size_t i = 0; i < s->n; i++)
+        for (size_t j = 0; j < s->n; j++)
+            count[i] += strcmp(type[i], type[j]) == 0;
+    for (size_t i = 0; i < s->n; i++) {
+        singles += count[i] == 1;
+        multi += count[i] > 1;
+    }
+    /* Panel key: the type, "other layers" for the pooled singles, the label when no grouping. */
+    if (multi == 0)
+        goto done;
+    for (size_t i = 0; i < s->n; i++)
+        if (count[i] == 1 && singles >= 2)
+            snprintf(type[i], sizeof type[i], "other layers");
+    size_t o = 0, used = 0;
+    for (size_t i = 0; i < s->n; i++) { /* panels in order of first appearance */
+        size_t first = 0;
+        while (first < i && strcmp(type[first], type[i]) != 0)
+            first++;
+        if (first < i)
+            continue;
+        int n = snprintf(panels + used, cap - used, "%s%zu \"", used ? " " : "", o);
+        used += n > 0 ? (size_t)n : 0;
+        for (const char *c = type[i]; *c && used + 3 < cap; c++)
+            panels[used++] = *c == '"' ? '\'' : *c;
+        if (used + 2 >= cap) { /* one panel per group instead */
+            panels[0] = '\0';
+            for (size_t j = 0; j < s->n; j++)
+                order[j] = j;
+            goto done;
+        }
+        panels[used++] = '"';
+        panels[used] = '\0';
+        for (size_t j = i; j < s->n; j++)
+            if (strcmp(type[j], type[i]) == 0)
+                order[o++] = j;
+    }
+done:
+    free(type);
+    free(count);
+    return status;
+}
+
 static int write_series(roteq_plots_job *job, roteq_plots_csv *const *tables, size_t n,
                         const roteq_plot_options *opt, FILE *data, const series_columns *cols,
                         const char *ylabel)
 {
     series_set s;
+    size_t *order = NULL;
+    char panels[ROTEQ_PLOTS_ARG_MAX] = "";
     int status = series_collect(tables, n, opt ? opt->max_step : 0, &s);
     if (status)
+        goto done;
+    if ((order = malloc(s.n * sizeof *order)) == NULL) {
+        status = roteq_error_set(ROTEQ_ENOMEM, "out of memory");
+        goto done;
+    }
+    for (size_t i = 0; i < s.n; i++)
+        order[i] = i;
+    if (s.n > 4 && (status = series_panels(&s, order, panels, sizeof panels)))
         goto done;
     int log_y = opt && opt->log_y, eq_columns = 1;
     fprintf(data,
@@ -188,7 +283,7 @@ static int write_series(roteq_plots_job *job, roteq_plots_csv *const *tables, si
             "(%s, header = legend), %s, %s, %s, equilibrium\n",
             s.n, s.n - 1, cols->measured, cols->q05, cols->q95, cols->pred);
     for (size_t i = 0; i < s.n; i++) {
-        series_group *g = &s.g[i];
+        series_group *g = &s.g[order[i]];
         const roteq_plots_csv *t = g->t;
         const char *const need[][2] = {{cols->measured, NULL},
                                        {cols->q05, NULL},
@@ -250,10 +345,12 @@ static int write_series(roteq_plots_job *job, roteq_plots_csv *const *tables, si
         (status = roteq_plots_job_arg(job, "%s", ylabel)) ||
         (status = roteq_plots_job_arg(job, "%d", log_y)) ||
         (status = roteq_plots_job_arg(job, "%zu", s.n)) ||
-        (status = roteq_plots_job_arg(job, "%s",
-                                      eq_columns ? "equilibrium" : "prediction at the last step")))
+        (status = roteq_plots_job_arg(
+             job, "%s", eq_columns ? "equilibrium" : "prediction at the last step")) ||
+        (status = roteq_plots_job_arg(job, "%s", panels)))
         goto done;
 done:
+    free(order);
     series_free(&s);
     return status;
 }

@@ -54,7 +54,8 @@ void roteq_plots_basename(const char *path, char *buf, size_t len);
 
 /* ---- data files and gnuplot (gnuplot.c) --------------------------------------------------- */
 
-#define ROTEQ_PLOTS_MAX_ARGS 9 /* gnuplot -c passes ARG1..ARG9 */
+#define ROTEQ_PLOTS_MAX_ARGS 9   /* gnuplot -c passes ARG1..ARG9 */
+#define ROTEQ_PLOTS_ARG_MAX  512 /* bytes of one script argument, with its '\0' */
 
 /* A figure being produced: where it goes and the arguments its script gets after DATA OUT. */
 typedef struct {
@@ -64,7 +65,7 @@ typedef struct {
     char name[256];                         /* base name of the outputs: NAME.dat, NAME.png */
     const char *format;                     /* "png" or "svg" */
     const char *args[ROTEQ_PLOTS_MAX_ARGS]; /* ARG3... (ARG1 = DATA, ARG2 = OUT) */
-    char argbuf[ROTEQ_PLOTS_MAX_ARGS][512];
+    char argbuf[ROTEQ_PLOTS_MAX_ARGS][ROTEQ_PLOTS_ARG_MAX];
     size_t nargs;
     char data_path[4400];
     char figure_path[4400];

@@ -6,6 +6,7 @@
 # Defines:  roteq_term(w, h)  a `set terminal ...` command string: eval roteq_term(900, 560)
 #           roteq_is_svg      1 when OUT ends in .svg
 #           line types 1..8   a colour-blind-safe palette (Okabe-Ito), one per group/run
+#           palette           viridis, for panels with more than 8 curves (lc palette frac f)
 #           roteq_log_ytics   after `set logscale y`: eval roteq_log_ytics labels 1-2-5 steps, so a
 #                             log axis spanning less than a decade still has numbers on it
 
@@ -35,5 +36,8 @@ set linetype 6 lc rgb '#56B4E9' lw 2 pt 15 ps 1.0
 set linetype 7 lc rgb '#000000' lw 2 pt 3  ps 1.0
 set linetype 8 lc rgb '#999999' lw 2 pt 1  ps 1.0
 set linetype cycle 8
+# Sequential palette (viridis) for panels with more than 8 curves, coloured by depth; scripts use
+# frac 0..0.9, leaving out the yellow end that is hard to see on white.
+set palette defined (0 '#440154', 0.25 '#3B528B', 0.5 '#21918C', 0.75 '#5EC962', 1 '#FDE725')
 
 roteq_log_ytics = "set format y '%g'; do for [e=-15:15] { set ytics add (sprintf('%g', 2*10.0**e) 2*10.0**e, sprintf('%g', 5*10.0**e) 5*10.0**e) }"

@@ -105,6 +105,54 @@ static void test_norm_many_groups_panels(void **state)
     draw(fx, "norm", in, 1, NULL, 6, 300);
 }
 
+/* Layers of one type (numeric name components as '*') share a panel: the blocks are written
+ * panel by panel, the singles pooled in "other layers", and the script gets the panel table. */
+static void test_many_layers_by_type(void **state)
+{
+    fixture *fx = *state;
+    const char *layers[] = {"wte.weight",        "h.0.attn.q.weight",   "h.0.mlp.c_fc.weight",
+                            "h.1.attn.q.weight", "h.1.mlp.c_fc.weight", "lm_head.weight"};
+    fx_series(fx->path[0], layers, 6, 40, 0);
+    const char *in[] = {fx->path[0]};
+    roteq_plot_options o = {.log_y = 1};
+    draw(fx, "angle", in, 1, &o, 6, 240);
+    char data[4400];
+    snprintf(data, sizeof data, "%s/out/angle.dat", fx->dir);
+    char *text = roteq_test_read_file(data, NULL);
+    const char *want[] = {"# block 0: wte.weight",          "# block 1: lm_head.weight",
+                          "# block 2: h.0.attn.q.weight",   "# block 3: h.1.attn.q.weight",
+                          "# block 4: h.0.mlp.c_fc.weight", "# block 5: h.1.mlp.c_fc.weight"};
+    for (size_t i = 0; i < 6; i++)
+        assert_non_null(strstr(text, want[i]));
+    assert_non_null(strstr(text, "0 \"other layers\" 2 \"h.*.attn.q.weight\" 4 "
+                                 "\"h.*.mlp.c_fc.weight\""));
+    free(text);
+    /* 12 layers of one type (the sequential palette) and 5 without a shared type (one panel
+     * each, no panel table), both drawn. */
+    char names[13][32];
+    const char *deep[13];
+    for (int i = 0; i < 12; i++) {
+        snprintf(names[i], sizeof names[i], "blocks.%d.fc.weight", i);
+        deep[i] = names[i];
+    }
+    deep[12] = "head.weight";
+    fx_series(fx->path[1], deep, 13, 30, 0);
+    const char *in1[] = {fx->path[1]};
+    o = (roteq_plot_options){.name = "deep"};
+    draw(fx, "norm", in1, 1, &o, 13, 390);
+    const char *cnn[] = {"stem.weight", "layer1.conv1.weight", "layer1.conv2.weight",
+                         "layer2.conv1.weight", "fc.weight"};
+    fx_series(fx->path[2], cnn, 5, 30, 0);
+    const char *in2[] = {fx->path[2]};
+    o = (roteq_plot_options){.name = "cnn"};
+    draw(fx, "norm", in2, 1, &o, 5, 150);
+    snprintf(data, sizeof data, "%s/out/cnn.dat", fx->dir);
+    text = roteq_test_read_file(data, NULL);
+    assert_non_null(strstr(text, "# block 1: layer1.conv1.weight"));
+    assert_null(strstr(text, "other layers"));
+    free(text);
+}
+
 static void test_svg(void **state)
 {
     fixture *fx = *state;
@@ -502,6 +550,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_norm_and_angle, setup, teardown),
         cmocka_unit_test_setup_teardown(test_norm_many_groups_panels, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_many_layers_by_type, setup, teardown),
         cmocka_unit_test_setup_teardown(test_svg, setup, teardown),
         cmocka_unit_test_setup_teardown(test_transient_labels, setup, teardown),
         cmocka_unit_test_setup_teardown(test_equilibrium_source, setup, teardown),
