@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# The tiny GPT example in one command: train it on Python's standard-library sources with AdamW
+# (100-step warmup, then constant lr), recorded every 10 steps with the step statistics and with
+# HF-style snapshots holding the optimizer state every 200 steps; then `roteq analyze` the trace
+# and the snapshots, and draw the figures (27 layers: small multiples by layer type).
+#
+#   examples/tiny_gpt/run.sh [--steps N] [--out DIR] [--quick] [--analyze-only]
+#
+# --quick: 300 steps. --analyze-only: keep DIR's run, redo the analysis and figures.
+# Outputs in DIR (default runs/tiny_gpt): trace.csv(.json), snapshots/checkpoint-N/, run.json,
+#   analysis.txt/.json (trace), snapshots.txt/.json, series.csv, neurons.csv, figures/*.png
+# Environment: ROTEQ (default build/cli/roteq, built if missing), PYTHON (default /usr/bin/python3).
+set -euo pipefail
+root="$(cd "$(dirname "$0")/../.." && pwd)"
+steps=3000
+out=runs/tiny_gpt
+train=1
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --steps) steps="$2"; shift 2 ;;
+    --out) out="$2"; shift 2 ;;
+    --quick) steps=300; shift ;;
+    --analyze-only) train=0; shift ;;
+    -h|--help) sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) echo "run.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
+  esac
+done
+PYTHON="${PYTHON:-/usr/bin/python3}"
+ROTEQ="${ROTEQ:-$root/build/cli/roteq}"
+if [ ! -x "$ROTEQ" ]; then
+  echo "run.sh: building roteq in $root/build" >&2
+  [ -d "$root/build" ] || meson setup "$root/build" >/dev/null
+  meson compile -C "$root/build" >/dev/null
+fi
+"$PYTHON" -c 'import torch' || {
+  echo "run.sh: $PYTHON has no torch: run scripts/setup.sh (Debian python3-torch)" >&2; exit 1; }
+
+if [ "$train" = 1 ]; then
+  rm -rf "$out/snapshots"
+  echo "== training $steps steps (recorded every 10) =="
+  "$PYTHON" "$root/examples/tiny_gpt/train.py" --steps "$steps" --out "$out"
+fi
+explain=()
+if "$ROTEQ" analyze --help 2>&1 | grep -q -- '--explain'; then explain=(--explain); fi
+mkdir -p "$out/figures"
+echo "== roteq analyze $out/trace.csv (every 10th step) =="
+"$ROTEQ" analyze "$out/trace.csv" --series "$out/series.csv" "${explain[@]}" | tee "$out/analysis.txt"
+"$ROTEQ" analyze "$out/trace.csv" --format json "${explain[@]}" > "$out/analysis.json"
+"$ROTEQ" analyze "$out/trace.csv" --per-neuron --format csv > "$out/neurons.csv"
+echo "== roteq analyze $out/snapshots (checkpoint-N every 200 steps, with the optimizer state) =="
+if "$ROTEQ" analyze "$out/snapshots" > "$out/snapshots.txt" 2>&1; then
+  cat "$out/snapshots.txt"
+  "$ROTEQ" analyze "$out/snapshots" --format json > "$out/snapshots.json"
+else
+  echo "run.sh: this roteq cannot analyse the snapshots:"; cat "$out/snapshots.txt"
+fi
+"$ROTEQ" plot norm "$out/series.csv" --out "$out/figures" --name norm \
+  --title "tiny_gpt (AdamW): weight norm per layer"
+"$ROTEQ" plot angle "$out/series.csv" --out "$out/figures" --name angle --log-y \
+  --title "tiny_gpt (AdamW): angular update per layer"
+"$ROTEQ" plot histogram "$out/neurons.csv" --out "$out/figures" --name neurons \
+  --title "tiny_gpt: per-neuron angular update / prediction"
+"$PYTHON" - "$out" <<'PY'
+import json, sys
+run = json.load(open(f"{sys.argv[1]}/run.json"))
+print(f"validation {run['val_bits_per_byte']:.3f} bits/byte, {run['parameters']} parameters, "
+      f"{run['ms_per_step']:.1f} ms/step of which recorder {run['recorder_ms_per_step']:.2f}; "
+      f"{run['seconds']:.0f} s")
+PY
+echo "figures: $out/figures"
