@@ -322,6 +322,8 @@ static int make_dir(const char *dir)
 
 int roteq_cmd_simulate(int argc, char **argv)
 {
+    if (roteq_cli_is_muon(argc, argv))
+        return roteq_cmd_muon_simulate(argc, argv);
     struct option opts[64] = {
         {"optimizer", required_argument, NULL, OPT_OPTIMIZER},
         {"neurons", required_argument, NULL, OPT_NEURONS},

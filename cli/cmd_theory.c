@@ -3,6 +3,7 @@
  * between checkpoints), and with --steps the predicted trajectory under lr / weight-decay
  * schedules. All numbers come from theory/; this file only parses flags and prints. */
 #include "roteq_cli.h"
+#include "roteq_muon.h"
 #include "roteq_theory.h"
 
 #include <jansson.h>
@@ -74,6 +75,9 @@ typedef struct {
     double kstep_angle;
 } job;
 
+#define MUON_DESCRIPTION                                                                           \
+    "Muon, orthogonalised momentum per weight matrix (torch.optim.Muon); needs --shape"
+
 static int list_optimizers(roteq_format format)
 {
     if (format == ROTEQ_FORMAT_JSON) {
@@ -84,6 +88,8 @@ static int list_optimizers(roteq_format format)
                                   json_pack("{s:s, s:s, s:s}", "optimizer", o->name, "description",
                                             o->description, "formula", roteq_theory_formula(o)));
         }
+        json_array_append_new(arr, json_pack("{s:s, s:s, s:s}", "optimizer", "muon", "description",
+                                             MUON_DESCRIPTION, "formula", roteq_muon_formula()));
         json_dumpf(arr, stdout, JSON_INDENT(2));
         fputc('\n', stdout);
         json_decref(arr);
@@ -93,6 +99,7 @@ static int list_optimizers(roteq_format format)
         const roteq_optimizer_type *o = roteq_optimizers[i];
         printf("%-9s %s\n          %s\n", o->name, o->description, roteq_theory_formula(o));
     }
+    printf("%-9s %s\n          %s\n", "muon", MUON_DESCRIPTION, roteq_muon_formula());
     puts("\nG = RMS of ||g~|| (gradient norm at unit weight norm), C = dimension, "
          "eta = lr, lambda = weight decay.");
     return ROTEQ_EXIT_OK;
@@ -315,6 +322,8 @@ static int print_text(const job *j)
 
 int roteq_cmd_theory(int argc, char **argv)
 {
+    if (roteq_cli_is_muon(argc, argv))
+        return roteq_cmd_muon_theory(argc, argv);
     struct option opts[32] = {
         {"optimizer", required_argument, NULL, OPT_OPTIMIZER},
         {"list", no_argument, NULL, OPT_LIST},

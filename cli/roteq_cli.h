@@ -29,6 +29,10 @@ int roteq_cmd_sweep(int argc, char **argv);
 int roteq_cmd_analyze(int argc, char **argv);
 int roteq_cmd_plot(int argc, char **argv);
 int roteq_cmd_bench(int argc, char **argv);
+/* Muon (cmd_muon.c): theory and simulate hand over when argv has `--optimizer muon`. */
+int roteq_cli_is_muon(int argc, char **argv);
+int roteq_cmd_muon_theory(int argc, char **argv);
+int roteq_cmd_muon_simulate(int argc, char **argv);
 
 /* Print "roteq CMD: message" on stderr and return ROTEQ_EXIT_USAGE. */
 int roteq_cli_fail(const char *cmd, const char *fmt, ...) ROTEQ_PRINTF(2, 3);

@@ -8,6 +8,7 @@ set -euo pipefail
 core=(
   build-essential pkg-config meson ninja-build
   libgsl-dev libcmocka-dev librandom123-dev libsleef-dev libjansson-dev libzip-dev
+  libopenblas-dev                    # Muon's Newton-Schulz products (CBLAS)
   gnuplot-nox
   clang libclang-rt-14-dev           # fuzz targets (libFuzzer)
 )

@@ -1,0 +1,386 @@
+/* cmd_muon.c - `roteq theory --optimizer muon` and `roteq simulate --optimizer muon`.
+ *
+ * Muon is a matrix optimizer with hyperparameters the per-neuron table has no place for (the
+ * shape, ns_steps, adjust_lr), so its two commands parse their own flags here; cmd_theory.c and
+ * cmd_simulate.c hand over when they see `--optimizer muon`. */
+#include "roteq_cli.h"
+#include "roteq_muon.h"
+#include "roteq_sim_muon.h"
+
+#include <jansson.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum {
+    OPT_OPTIMIZER = 1,
+    OPT_LR,
+    OPT_WD,
+    OPT_MOMENTUM,
+    OPT_NESTEROV,
+    OPT_NO_NESTEROV,
+    OPT_NS_STEPS,
+    OPT_ADJUST,
+    OPT_EPS,
+    OPT_SHAPE,
+    OPT_FORMAT,
+    OPT_MATRICES,
+    OPT_STEPS,
+    OPT_SEED,
+    OPT_THREADS,
+    OPT_INIT_NORM,
+    OPT_EVERY,
+    OPT_HELP,
+};
+
+int roteq_cli_is_muon(int argc, char **argv)
+{
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--optimizer=muon") == 0)
+            return 1;
+        if (strcmp(argv[i], "--optimizer") == 0 && i + 1 < argc && strcmp(argv[i + 1], "muon") == 0)
+            return 1;
+    }
+    return 0;
+}
+
+static void usage_hparams(FILE *out)
+{
+    fputs("  --shape ROWSxCOLS    the weight matrix (required); rows are the neurons\n"
+          "  --lr X               learning rate (default 1e-3)\n"
+          "  --weight-decay X     decoupled weight decay, applied with the unadjusted lr (0.1)\n"
+          "  --momentum X         momentum in [0, 1) (0.95)\n"
+          "  --no-nesterov        the buffer itself instead of the Nesterov lerp\n"
+          "  --ns-steps K         Newton-Schulz iterations, 1..99 (5)\n"
+          "  --adjust-lr F        original (lr*sqrt(max(1,rows/cols)), default) or\n"
+          "                       match_rms_adamw (0.2*lr*sqrt(max(rows,cols)))\n"
+          "  --eps X              Frobenius-norm floor before the iteration (1e-7)\n",
+          out);
+}
+
+/* The flags both commands share; 1 if `c` was one of them, -1 on a bad value. */
+static int hparam_flag(const char *cmd, int c, const char *arg, roteq_muon_hparams *hp)
+{
+    double v;
+    size_t k;
+    switch (c) {
+    case OPT_LR:
+        return roteq_cli_double(cmd, "lr", arg, &hp->lr) ? -1 : 1;
+    case OPT_WD:
+        return roteq_cli_double(cmd, "weight-decay", arg, &hp->weight_decay) ? -1 : 1;
+    case OPT_MOMENTUM:
+        return roteq_cli_double(cmd, "momentum", arg, &hp->momentum) ? -1 : 1;
+    case OPT_EPS:
+        return roteq_cli_double(cmd, "eps", arg, &hp->eps) ? -1 : 1;
+    case OPT_NESTEROV:
+        hp->nesterov = 1;
+        return 1;
+    case OPT_NO_NESTEROV:
+        hp->nesterov = 0;
+        return 1;
+    case OPT_NS_STEPS:
+        if (roteq_cli_size(cmd, "ns-steps", arg, &k))
+            return -1;
+        hp->ns_steps = k > 1000 ? 1000 : (int)k;
+        return 1;
+    case OPT_ADJUST:
+        if (roteq_muon_adjust_parse(arg, &hp->adjust)) {
+            roteq_cli_fail(cmd, "--adjust-lr: %s", roteq_error_message());
+            return -1;
+        }
+        return 1;
+    case OPT_SHAPE: {
+        char *x = strchr(arg, 'x');
+        size_t r, cc;
+        if (!x || x == arg) {
+            roteq_cli_fail(cmd, "--shape: '%s' is not ROWSxCOLS", arg);
+            return -1;
+        }
+        char rows[32];
+        snprintf(rows, sizeof rows, "%.*s", (int)(x - arg), arg);
+        if (roteq_parse_size(rows, &r) || roteq_parse_size(x + 1, &cc) || r == 0 || cc == 0) {
+            roteq_cli_fail(cmd, "--shape: '%s' is not ROWSxCOLS with positive sizes", arg);
+            return -1;
+        }
+        hp->rows = r, hp->cols = cc;
+        return 1;
+    }
+    default:
+        (void)v;
+        return 0;
+    }
+}
+
+static int finish_hparams(const char *cmd, const roteq_muon_hparams *hp)
+{
+    if (hp->rows == 0)
+        return roteq_cli_fail(cmd, "--shape ROWSxCOLS is required for muon");
+    if (roteq_muon_validate(hp))
+        return roteq_cli_fail(cmd, "%s", roteq_error_message());
+    return 0;
+}
+
+#define COMMON_OPTS                                                                                \
+    {"optimizer", required_argument, NULL, OPT_OPTIMIZER},                                         \
+        {"lr", required_argument, NULL, OPT_LR},                                                   \
+        {"weight-decay", required_argument, NULL, OPT_WD},                                         \
+        {"momentum", required_argument, NULL, OPT_MOMENTUM},                                       \
+        {"nesterov", no_argument, NULL, OPT_NESTEROV},                                             \
+        {"no-nesterov", no_argument, NULL, OPT_NO_NESTEROV},                                       \
+        {"ns-steps", required_argument, NULL, OPT_NS_STEPS},                                       \
+        {"adjust-lr", required_argument, NULL, OPT_ADJUST},                                        \
+        {"eps", required_argument, NULL, OPT_EPS}, {"shape", required_argument, NULL, OPT_SHAPE},  \
+        {"format", required_argument, NULL, OPT_FORMAT},                                           \
+    {                                                                                              \
+        "help", no_argument, NULL, OPT_HELP                                                        \
+    }
+
+static json_t *num(double x)
+{
+    return isfinite(x) ? json_real(x) : json_null();
+}
+
+static json_t *hparams_json(const roteq_muon_hparams *hp)
+{
+    return json_pack("{s:o, s:o, s:o, s:b, s:i, s:o, s:s, s:[I,I]}", "lr", num(hp->lr),
+                     "weight_decay", num(hp->weight_decay), "momentum", num(hp->momentum),
+                     "nesterov", hp->nesterov, "ns_steps", hp->ns_steps, "eps", num(hp->eps),
+                     "adjust_lr", roteq_muon_adjust_names[hp->adjust], "shape",
+                     (json_int_t)hp->rows, (json_int_t)hp->cols);
+}
+
+static void theory_usage(FILE *out)
+{
+    fputs("usage: roteq theory --optimizer muon --shape ROWSxCOLS [--lr X] [--weight-decay X]\n"
+          "                    [--momentum X] [--no-nesterov] [--ns-steps K]\n"
+          "                    [--adjust-lr original|match_rms_adamw] [--format text|json]\n\n"
+          "Muon's rotational equilibrium for a matrix whose rows are scale-invariant neurons:\n"
+          "per row and for the whole matrix, three predictions (best, plain, lionlike;\n"
+          "theory/README.md \"Muon\").\n\n",
+          out);
+    usage_hparams(out);
+}
+
+static int theory_print(const roteq_muon_hparams *hp, const roteq_muon_equilibrium *eq,
+                        roteq_format format)
+{
+    if (format == ROTEQ_FORMAT_JSON) {
+        json_t *o = json_pack(
+            "{s:s, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:b, s:s}", "optimizer",
+            "muon", "hparams", hparams_json(hp), "equilibrium_norm", num(eq[0].norm),
+            "angular_update", num(eq[0].angular_update), "equilibrium_norm_plain", num(eq[1].norm),
+            "angular_update_plain", num(eq[1].angular_update), "equilibrium_norm_lionlike",
+            num(eq[2].norm), "angular_update_lionlike", num(eq[2].angular_update), "matrix_norm",
+            num(eq[0].matrix_norm), "matrix_angular_update", num(eq[0].matrix_angular_update),
+            "update_row_sq", num(eq[0].q_row), "exact", eq[0].exact, "source", eq[0].source);
+        json_dumpf(o, stdout, JSON_INDENT(2) | JSON_REAL_PRECISION(17));
+        fputc('\n', stdout);
+        json_decref(o);
+        return ROTEQ_EXIT_OK;
+    }
+    printf("optimizer      muon %zux%zu, lr %g, weight decay %g, momentum %g, %s, ns_steps %d, "
+           "adjust_lr %s (adjusted lr %.6g)\n",
+           hp->rows, hp->cols, hp->lr, hp->weight_decay, hp->momentum,
+           hp->nesterov ? "nesterov" : "heavy ball", hp->ns_steps,
+           roteq_muon_adjust_names[hp->adjust], roteq_muon_adjusted_lr(hp, hp->lr));
+    printf("E||o_row||^2   %.6g\n", eq[0].q_row);
+    printf("%-10s %12s %12s %12s %12s\n", "prediction", "row norm", "row angle", "matrix norm",
+           "matrix angle");
+    for (int i = 0; i < ROTEQ_MUON_PRED_COUNT; i++)
+        printf("%-10s %12.6g %12.6g %12.6g %12.6g\n", roteq_muon_prediction_names[i], eq[i].norm,
+               eq[i].angular_update, eq[i].matrix_norm, eq[i].matrix_angular_update);
+    return ROTEQ_EXIT_OK;
+}
+
+int roteq_cmd_muon_theory(int argc, char **argv)
+{
+    static const char *cmd = "theory";
+    struct option opts[] = {COMMON_OPTS, {0, 0, 0, 0}};
+    roteq_muon_hparams hp = roteq_muon_defaults();
+    roteq_format format = ROTEQ_FORMAT_TEXT;
+    optind = 0;
+    opterr = 0;
+    int c;
+    while ((c = getopt_long(argc, argv, ":", opts, NULL)) != -1) {
+        int r = hparam_flag(cmd, c, optarg, &hp);
+        if (r < 0)
+            return ROTEQ_EXIT_USAGE;
+        if (r > 0 || c == OPT_OPTIMIZER)
+            continue;
+        if (c == OPT_HELP) {
+            theory_usage(stdout);
+            return ROTEQ_EXIT_OK;
+        }
+        if (c == OPT_FORMAT) {
+            if (roteq_cli_format(cmd, optarg, "text,json", &format))
+                return ROTEQ_EXIT_USAGE;
+            continue;
+        }
+        return roteq_cli_bad_option(cmd, c, argv);
+    }
+    if (optind < argc)
+        return roteq_cli_fail(cmd, "unexpected argument '%s'", argv[optind]);
+    if (finish_hparams(cmd, &hp))
+        return ROTEQ_EXIT_USAGE;
+    roteq_muon_equilibrium eq[ROTEQ_MUON_PRED_COUNT];
+    for (int i = 0; i < ROTEQ_MUON_PRED_COUNT; i++)
+        if (roteq_muon_equilibrium_of(&hp, (roteq_muon_prediction)i, &eq[i]))
+            return roteq_cli_fail_lib(cmd, ROTEQ_EXIT_USAGE);
+    return theory_print(&hp, eq, format);
+}
+
+static void simulate_usage(FILE *out)
+{
+    fputs("usage: roteq simulate --optimizer muon --shape ROWSxCOLS [--matrices M] [--steps T]\n"
+          "                      [--seed S] [--threads N] [--init-norm X] [--every K]\n"
+          "                      [MUON HYPERPARAMETERS] [--format text|csv|json]\n\n"
+          "Simulates M independent matrices whose rows are scale-invariant neurons (each row's\n"
+          "gradient is orthogonal to it, scaled by 1/||row||), updated by torch.optim.Muon's\n"
+          "algorithm in float64 (products through OpenBLAS, one matrix per thread; results do\n"
+          "not depend on the thread count). Statistics over the last quarter, with standard\n"
+          "errors across matrices; csv prints the recorded series.\n\n"
+          "  --matrices M         matrices in the ensemble (16)\n"
+          "  --steps T            optimizer steps (4000)\n"
+          "  --seed S             Philox seed (1)\n"
+          "  --threads N          worker threads (0: all cores)\n"
+          "  --init-norm X        initial row norm (default: the best prediction)\n"
+          "  --every K            record every K steps (default: ~200 rows)\n",
+          out);
+    usage_hparams(out);
+}
+
+static void simulate_print(const roteq_sim_muon_config *cfg, const roteq_sim_muon_result *res,
+                           const roteq_muon_equilibrium *eq, roteq_format format)
+{
+    if (format == ROTEQ_FORMAT_CSV) {
+        printf("step,row_norm,row_angle_rms,matrix_norm,matrix_angle_rms\n");
+        for (size_t i = 0; i < res->nrows; i++) {
+            const roteq_sim_muon_row *r = &res->rows[i];
+            printf("%zu,%.17g,%.17g,%.17g,%.17g\n", r->step, r->row_norm, r->row_angle_rms,
+                   r->matrix_norm, r->matrix_angle_rms);
+        }
+        return;
+    }
+    if (format == ROTEQ_FORMAT_JSON) {
+        json_t *o = json_pack(
+            "{s:s, s:o, s:I, s:I, s:I, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, "
+            "s:o, s:o}",
+            "optimizer", "muon", "hparams", hparams_json(&cfg->hp), "matrices",
+            (json_int_t)cfg->matrices, "steps", (json_int_t)cfg->steps, "seed",
+            (json_int_t)cfg->seed, "row_norm", num(res->row_norm), "row_norm_se",
+            num(res->row_norm_se), "row_angle_rms", num(res->row_angle_rms), "row_angle_rms_se",
+            num(res->row_angle_rms_se), "matrix_norm", num(res->matrix_norm), "matrix_norm_se",
+            num(res->matrix_norm_se), "matrix_angle_rms", num(res->matrix_angle_rms),
+            "matrix_angle_rms_se", num(res->matrix_angle_rms_se), "update_row_sq", num(res->q_row),
+            "predicted_norm", num(eq[0].norm), "predicted_angular_update",
+            num(eq[0].angular_update), "predicted_norm_plain", num(eq[1].norm),
+            "predicted_norm_lionlike", num(eq[2].norm));
+        json_object_set_new(o, "seconds", json_real(res->seconds));
+        json_dumpf(o, stdout, JSON_INDENT(2) | JSON_REAL_PRECISION(17));
+        fputc('\n', stdout);
+        json_decref(o);
+        return;
+    }
+    printf("muon %zux%zu, %zu matrices, %zu steps, seed %llu, %.2f s on %u threads\n", cfg->hp.rows,
+           cfg->hp.cols, cfg->matrices, cfg->steps, (unsigned long long)cfg->seed, res->seconds,
+           res->threads_used);
+    printf("%-22s %12s %10s %12s %12s %12s\n", "last quarter", "measured", "SE", "best", "plain",
+           "lionlike");
+    const double meas[4] = {res->row_norm, res->row_angle_rms, res->matrix_norm,
+                            res->matrix_angle_rms};
+    const double se[4] = {res->row_norm_se, res->row_angle_rms_se, res->matrix_norm_se,
+                          res->matrix_angle_rms_se};
+    static const char *const names[4] = {"row norm", "row angle (RMS)", "matrix norm",
+                                         "matrix angle (RMS)"};
+    for (int k = 0; k < 4; k++) {
+        double p[3];
+        for (int i = 0; i < 3; i++)
+            p[i] = k == 0   ? eq[i].norm
+                   : k == 1 ? eq[i].angular_update
+                   : k == 2 ? eq[i].matrix_norm
+                            : eq[i].matrix_angular_update;
+        printf("%-22s %12.6g %10.2g %12.6g %12.6g %12.6g\n", names[k], meas[k], se[k], p[0], p[1],
+               p[2]);
+    }
+    printf("%-22s %12.6g %10s %12.6g\n", "E||o_row||^2", res->q_row, "", eq[0].q_row);
+}
+
+int roteq_cmd_muon_simulate(int argc, char **argv)
+{
+    static const char *cmd = "simulate";
+    struct option opts[] = {COMMON_OPTS,
+                            {"matrices", required_argument, NULL, OPT_MATRICES},
+                            {"steps", required_argument, NULL, OPT_STEPS},
+                            {"seed", required_argument, NULL, OPT_SEED},
+                            {"threads", required_argument, NULL, OPT_THREADS},
+                            {"init-norm", required_argument, NULL, OPT_INIT_NORM},
+                            {"every", required_argument, NULL, OPT_EVERY},
+                            {0, 0, 0, 0}};
+    roteq_sim_muon_config cfg;
+    roteq_sim_muon_config_init(&cfg);
+    cfg.hp.rows = cfg.hp.cols = 0;
+    roteq_format format = ROTEQ_FORMAT_TEXT;
+    size_t threads = 0;
+    optind = 0;
+    opterr = 0;
+    int c, bad = 0;
+    while (!bad && (c = getopt_long(argc, argv, ":", opts, NULL)) != -1) {
+        int r = hparam_flag(cmd, c, optarg, &cfg.hp);
+        if (r != 0 || c == OPT_OPTIMIZER) {
+            bad = r < 0;
+            continue;
+        }
+        switch (c) {
+        case OPT_HELP:
+            simulate_usage(stdout);
+            return ROTEQ_EXIT_OK;
+        case OPT_FORMAT:
+            bad = roteq_cli_format(cmd, optarg, "text,csv,json", &format);
+            break;
+        case OPT_MATRICES:
+            bad = roteq_cli_size(cmd, "matrices", optarg, &cfg.matrices);
+            break;
+        case OPT_STEPS:
+            bad = roteq_cli_size(cmd, "steps", optarg, &cfg.steps);
+            break;
+        case OPT_SEED:
+            if (roteq_parse_u64(optarg, &cfg.seed))
+                bad = roteq_cli_fail(cmd, "--seed: %s", roteq_error_message());
+            break;
+        case OPT_THREADS:
+            bad = roteq_cli_size(cmd, "threads", optarg, &threads);
+            break;
+        case OPT_INIT_NORM:
+            bad = roteq_cli_double(cmd, "init-norm", optarg, &cfg.init_norm);
+            break;
+        case OPT_EVERY:
+            bad = roteq_cli_size(cmd, "every", optarg, &cfg.every);
+            break;
+        default:
+            return roteq_cli_bad_option(cmd, c, argv);
+        }
+    }
+    if (bad)
+        return ROTEQ_EXIT_USAGE;
+    if (optind < argc)
+        return roteq_cli_fail(cmd, "unexpected argument '%s'", argv[optind]);
+    if (finish_hparams(cmd, &cfg.hp))
+        return ROTEQ_EXIT_USAGE;
+    if (threads > 4096)
+        return roteq_cli_fail(cmd, "--threads: at most 4096, got %zu", threads);
+    cfg.threads = (unsigned)threads;
+    if (roteq_sim_muon_config_validate(&cfg))
+        return roteq_cli_fail(cmd, "%s", roteq_error_message());
+    roteq_muon_equilibrium eq[ROTEQ_MUON_PRED_COUNT];
+    for (int i = 0; i < ROTEQ_MUON_PRED_COUNT; i++)
+        if (roteq_muon_equilibrium_of(&cfg.hp, (roteq_muon_prediction)i, &eq[i]))
+            return roteq_cli_fail_lib(cmd, ROTEQ_EXIT_USAGE);
+    fprintf(stderr, "roteq simulate: muon, seed %llu\n", (unsigned long long)cfg.seed);
+    roteq_sim_muon_result res;
+    int st = roteq_sim_muon_run(&cfg, &res);
+    if (st)
+        return roteq_cli_fail_lib(cmd, st == ROTEQ_EINVAL ? ROTEQ_EXIT_USAGE : ROTEQ_EXIT_FAIL);
+    simulate_print(&cfg, &res, eq, format);
+    roteq_sim_muon_result_free(&res);
+    return ROTEQ_EXIT_OK;
+}

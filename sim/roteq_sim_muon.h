@@ -1,0 +1,74 @@
+/* roteq_sim_muon.h - the Muon simulator: ensembles of M independent weight matrices (rows x
+ * cols), each row a scale-invariant neuron, updated by torch.optim.Muon's algorithm in float64
+ * with the matrix products through CBLAS (OpenBLAS).
+ *
+ * Separate from the per-neuron engine (roteq_sim.h) because Muon's unit is a whole matrix: the
+ * Newton-Schulz iteration couples every row. One matrix per thread, each matrix's random
+ * numbers from its own Philox streams, so results are bit-identical for any thread count. */
+#ifndef ROTEQ_SIM_MUON_H
+#define ROTEQ_SIM_MUON_H
+
+#include "roteq_muon.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* Workspace for one matrix's Newton-Schulz iteration and update (no allocation per step). */
+typedef struct roteq_muon_work roteq_muon_work;
+
+roteq_muon_work *roteq_muon_work_alloc(size_t rows, size_t cols);
+void roteq_muon_work_free(roteq_muon_work *w);
+
+/* O = NS(U): torch.optim.Muon's orthogonalisation of the rows x cols matrix U (row-major),
+ * ns_steps quintic iterations on U/max(||U||_F, eps), transposed when rows > cols. */
+void roteq_muon_ns(roteq_muon_work *w, const double *U, double *O, int ns_steps, double eps);
+
+/* One Muon step on W (row-major rows x cols) given its gradient G, with the lr and weight
+ * decay in force: buf <- lerp(buf, G, 1-momentum); update = lerp(G, buf, momentum) (Nesterov)
+ * or buf; W <- W*(1 - lr*wd) - adjusted_lr * NS(update). buf starts at zero. */
+void roteq_muon_step(roteq_muon_work *w, const roteq_muon_hparams *hp, double lr, double wd,
+                     double *W, double *buf, const double *G);
+
+typedef struct {
+    roteq_muon_hparams hp;
+    size_t matrices, steps;
+    uint64_t seed;
+    unsigned threads; /* 0: all online cores */
+    double init_norm; /* initial row norm; NAN: theory's best prediction */
+    size_t every;     /* record every k steps; 0: about 200 rows over the run */
+} roteq_sim_muon_config;
+
+void roteq_sim_muon_config_init(roteq_sim_muon_config *cfg);
+int roteq_sim_muon_config_validate(const roteq_sim_muon_config *cfg);
+
+typedef struct {
+    size_t step;
+    double row_norm;      /* mean over rows and matrices of ||w_row|| */
+    double row_angle_rms; /* RMS over rows and matrices of the step's row angle */
+    double matrix_norm;   /* mean Frobenius norm */
+    double matrix_angle_rms;
+} roteq_sim_muon_row;
+
+typedef struct {
+    roteq_sim_muon_row *rows;
+    size_t nrows;
+    /* Last quarter of the steps; each matrix's time average is one independent sample, so the
+     * standard errors are across matrices (rows of one matrix are coupled). */
+    double row_norm, row_norm_se, row_angle_rms, row_angle_rms_se;
+    double matrix_norm, matrix_norm_se, matrix_angle_rms, matrix_angle_rms_se;
+    double q_row; /* measured E||o_row||^2 of the orthogonalised update */
+    double seconds;
+    unsigned threads_used;
+} roteq_sim_muon_result;
+
+int roteq_sim_muon_run(const roteq_sim_muon_config *cfg, roteq_sim_muon_result *out);
+void roteq_sim_muon_result_free(roteq_sim_muon_result *r);
+
+/* Benchmark of the Newton-Schulz iteration on one thread: `reps` orthogonalisations of an n x n
+ * Gaussian matrix; returns seconds, and *flops the floating-point operations they count
+ * (X X^T as dsyrk, then two dgemms per step). roteq_sim_muon_bench_dgemm times `reps` square
+ * n x n dgemms (2 n^3 flops each) on one thread, the ceiling to compare against. */
+double roteq_sim_muon_bench_ns(size_t n, int ns_steps, size_t reps, double *flops);
+double roteq_sim_muon_bench_dgemm(size_t n, size_t reps, double *flops);
+
+#endif

@@ -1,0 +1,91 @@
+/* roteq_muon.h - Muon (momentum orthogonalised by a Newton-Schulz iteration, decoupled weight
+ * decay; torch.optim.Muon, PyTorch 2.9) as theory sees it: its hyperparameters and the
+ * equilibrium of a weight matrix whose rows are scale-invariant neurons.
+ *
+ * Muon couples every row of a matrix, so its hyperparameters include the matrix shape and its
+ * predictions come per row and for the whole matrix. Kept apart from the per-neuron optimizer
+ * table (roteq_optimizer.h), which has no notion of shape. Derivations: theory/README.md,
+ * section "Muon". Pure functions: no I/O, no random numbers. */
+#ifndef ROTEQ_MUON_H
+#define ROTEQ_MUON_H
+
+#include <stddef.h>
+
+/* torch.optim.Muon's adjust_lr_fn. */
+typedef enum {
+    ROTEQ_MUON_ADJUST_ORIGINAL, /* lr * sqrt(max(1, rows/cols)) (Keller Jordan's; the default) */
+    ROTEQ_MUON_ADJUST_MATCH_RMS_ADAMW, /* 0.2 * lr * sqrt(max(rows, cols)) (Moonlight) */
+    ROTEQ_MUON_ADJUST_COUNT
+} roteq_muon_adjust;
+
+extern const char *const roteq_muon_adjust_names[ROTEQ_MUON_ADJUST_COUNT];
+
+/* Newton-Schulz quintic coefficients (a, b, c) of torch.optim.Muon (Keller Jordan's). */
+#define ROTEQ_MUON_NS_A 3.4445
+#define ROTEQ_MUON_NS_B (-4.7750)
+#define ROTEQ_MUON_NS_C 2.0315
+
+typedef struct {
+    double lr, weight_decay, momentum;
+    int nesterov; /* 0 or 1 (default 1) */
+    int ns_steps; /* Newton-Schulz iterations, 1..99 (default 5) */
+    double eps;   /* the Frobenius norm is clamped to at least eps (default 1e-7) */
+    roteq_muon_adjust adjust;
+    size_t rows, cols;
+} roteq_muon_hparams;
+
+/* torch.optim.Muon's defaults: lr 1e-3, weight decay 0.1, momentum 0.95, Nesterov, 5 steps,
+ * eps 1e-7, adjust "original"; shape 0x0 (must be given). */
+roteq_muon_hparams roteq_muon_defaults(void);
+
+/* ROTEQ_EINVAL with a message naming the field ("momentum must be in [0, 1), got 1.5") when a
+ * hyperparameter is out of range; the shape must be at least 1x2 or 2x1 (a 1x1 matrix has no
+ * direction to rotate in). */
+int roteq_muon_validate(const roteq_muon_hparams *hp);
+
+/* "original" / "match_rms_adamw"; ROTEQ_ENOTFOUND (message lists both) otherwise. */
+int roteq_muon_adjust_parse(const char *name, roteq_muon_adjust *out);
+
+/* The learning rate the orthogonalised update is applied with, for lr in force (schedules). */
+double roteq_muon_adjusted_lr(const roteq_muon_hparams *hp, double lr);
+
+/* The Newton-Schulz scalar map applied to one singular value t of the normalised input. */
+double roteq_muon_ns_poly(double t, int ns_steps);
+
+/* Spectral constants of the orthogonalised update for i.i.d. Gaussian input of the given shape
+ * (Marchenko-Pastur spectrum pushed through the iteration; theory/README.md "Muon"):
+ * q_row = E||o_row||^2 (1 for an exact orthogonalisation of a wide or square matrix),
+ * lin   = E<O, X>/E||X||^2 * sqrt(E||X||^2/(rows*cols)), the per-entry linear coefficient of O on
+ *         unit-variance input, so lin^2*cols/q_row is the linear share w1 of the update. */
+void roteq_muon_spectrum(size_t rows, size_t cols, int ns_steps, double *q_row, double *lin);
+
+/* Lag-correlation law of the orthogonalised update: E<O(X), O(Y)>/E||O||^2 for Gaussian X, Y
+ * whose entries correlate with rho (the matrix analogue of Lion's arcsine law). */
+double roteq_muon_lag_corr(double rho, double w1);
+
+typedef enum {
+    ROTEQ_MUON_PRED_BEST,
+    ROTEQ_MUON_PRED_PLAIN,
+    ROTEQ_MUON_PRED_LIONLIKE,
+    ROTEQ_MUON_PRED_COUNT
+} roteq_muon_prediction;
+
+extern const char *const roteq_muon_prediction_names[ROTEQ_MUON_PRED_COUNT];
+
+typedef struct {
+    double norm;                  /* RMS row norm at equilibrium */
+    double angular_update;        /* RMS angle between a row at t and t+1 */
+    double matrix_norm;           /* RMS Frobenius norm of the matrix */
+    double matrix_angular_update; /* RMS angle between vec(W_t) and vec(W_{t+1}) */
+    double q_row;                 /* E||o_row||^2 used */
+    int exact;
+    const char *source;
+} roteq_muon_equilibrium;
+
+int roteq_muon_equilibrium_of(const roteq_muon_hparams *hp, roteq_muon_prediction which,
+                              roteq_muon_equilibrium *out);
+
+/* Text for `roteq theory --list`. */
+const char *roteq_muon_formula(void);
+
+#endif
