@@ -244,9 +244,11 @@ static void open_record(roteq_analysis *a, roteq_layer *L, long step, long gap)
     for (size_t i = 0; i < L->nneur; i++)
         L->ring_norm[i * W + L->slot] = L->ring_angle[i * W + L->slot] = DNAN;
     L->r_n = L->r_na = 0;
-    L->r_sum_norm = L->r_sum_sq = L->r_sum_a2 = 0.0;
+    L->r_sum_norm = L->r_sum_sq = L->r_sum_a2 = L->r_sum_a4 = 0.0;
     L->r_lr = L->r_wd = DNAN;
     L->r_gap = gap;
+    L->r_nu = L->r_ncp = L->r_ngc = 0;
+    L->r_u_w2 = L->r_u_d2 = L->r_u_wd = L->r_u_p2w2 = L->r_cos_prev = L->r_grad_cos2 = 0.0;
 }
 
 int roteq_analysis_add(roteq_analysis *a, size_t layer, const roteq_analysis_row *row)
@@ -294,8 +296,10 @@ int roteq_analysis_add(roteq_analysis *a, size_t layer, const roteq_analysis_row
         if (!isnan(row->angle) && row->angle != 0) {
             L->r_na++;
             L->r_sum_a2 += row->angle * row->angle;
+            L->r_sum_a4 += row->angle * row->angle * row->angle * row->angle;
         }
     }
+    roteq_analysis_record_row_updates(L, row);
     if (!isnan(row->lr))
         L->r_lr = row->lr;
     if (!isnan(row->weight_decay))
@@ -324,56 +328,6 @@ void roteq_analysis_layer_static_prediction(const roteq_analysis *a, const roteq
     if (gap > 1) {
         double k = roteq_theory_kstep_angle(m->opt, &hp, &s, gap);
         *angle = isfinite(k) && k >= 0.0 ? k : DNAN;
-    }
-}
-
-/* Trailing means over the last `smooth` closed records (the newest is at index records-1). */
-static void smoothed(const roteq_analysis *a, const roteq_layer *L, int transient, double *mn,
-                     double *ma, double *pn, double *pa)
-{
-    size_t W = a->cfg.window, S = a->cfg.smooth;
-    if (S > L->records)
-        S = L->records;
-    double sn = 0, sa = 0, spn = 0, spa = 0;
-    size_t nn = 0, na = 0;
-    for (size_t j = 0; j < S; j++) {
-        const roteq_rec *r = &L->recs[(L->records - 1 - j) % W];
-        double p_n = transient ? r->pt_norm : r->ps_norm;
-        double p_a = transient ? r->pt_angle : r->ps_angle;
-        if (r->n) {
-            sn += r->mean_norm;
-            spn += p_n;
-            nn++;
-        }
-        if (r->na) {
-            sa += r->ms_angle;
-            spa += p_a * p_a;
-            na++;
-        }
-    }
-    *mn = nn ? sn / (double)nn : DNAN;
-    *pn = nn ? spn / (double)nn : DNAN;
-    *ma = na ? sqrt(sa / (double)na) : DNAN;
-    *pa = na ? sqrt(spa / (double)na) : DNAN;
-}
-
-static void track(roteq_tracker *t, long step, double mn, double ma, double pn, double pa,
-                  double tol)
-{
-    int known = 0, inside = 1;
-    if (isfinite(pn) && pn > 0 && isfinite(mn)) {
-        known = 1;
-        inside &= fabs(mn / pn - 1.0) <= tol;
-    }
-    if (isfinite(pa) && pa > 0 && isfinite(ma)) {
-        known = 1;
-        inside &= fabs(ma / pa - 1.0) <= tol;
-    }
-    if (known && inside) {
-        if (t->candidate < 0)
-            t->candidate = step;
-    } else {
-        t->candidate = -1;
     }
 }
 
@@ -424,7 +378,6 @@ static int cmp_double(const void *x, const void *y)
 }
 
 /* Quantile of sorted x[0..n) with linear interpolation (Hyndman-Fan type 7, numpy's default). */
-double roteq_analysis_quantile_sorted(const double *x, size_t n, double q);
 double roteq_analysis_quantile_sorted(const double *x, size_t n, double q)
 {
     if (n == 0)
@@ -555,6 +508,7 @@ int roteq_analysis_layer_close_record(roteq_analysis *a, roteq_layer *L)
     r->mean_norm = L->r_n ? L->r_sum_norm / (double)L->r_n : DNAN;
     r->msq_norm = L->r_n ? L->r_sum_sq / (double)L->r_n : DNAN;
     r->ms_angle = L->r_na ? L->r_sum_a2 / (double)L->r_na : DNAN;
+    roteq_analysis_record_close_updates(L, r);
 
     if (r->lr != L->c_lr || r->wd != L->c_wd || r->gap != L->c_gap) {
         roteq_analysis_layer_static_prediction(a, L, r->lr, r->wd, r->gap, &L->c_pn, &L->c_pa);
@@ -584,11 +538,7 @@ int roteq_analysis_layer_close_record(roteq_analysis *a, roteq_layer *L)
     }
 
     L->records++;
-    double mn, ma, pn, pa;
-    smoothed(a, L, 0, &mn, &ma, &pn, &pa);
-    track(&L->conv_static, r->step, mn, ma, pn, pa, a->cfg.tolerance);
-    smoothed(a, L, 1, &mn, &ma, &pn, &pa);
-    track(&L->conv_tr, r->step, mn, ma, pn, pa, a->cfg.tolerance);
+    roteq_analysis_layer_track(a, L);
     add_traj(L, r);
     if (a->cfg.series)
         return write_series_row(a, L, r);

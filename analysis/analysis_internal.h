@@ -11,11 +11,17 @@
 typedef struct {
     long step, gap;
     double lr, wd;
-    size_t n;                 /* neurons with a row and a non-zero norm */
-    size_t na;                /* of those, with a defined non-zero angle */
-    double mean_norm;         /* over the n */
-    double msq_norm;          /* mean of ||w||^2 */
-    double ms_angle;          /* mean of angle^2 over defined angles */
+    size_t n;         /* neurons with a row and a non-zero norm */
+    size_t na;        /* of those, with a defined non-zero angle */
+    double mean_norm; /* over the n */
+    double msq_norm;  /* mean of ||w||^2 */
+    double ms_angle;  /* mean of angle^2 over defined angles */
+    double m4_angle;  /* mean of angle^4 (the across-neuron spread of angle^2) */
+    /* Update statistics over the neurons whose row has update_norm and update_radial (nu of
+     * them): means of ||w||^2, ||d||^2, <w,d> and of the perpendicular part ||d_perp||^2/||w||^2;
+     * mean cos(d_t, d_{t-1}) over ncp rows; mean grad_cos^2 over ngc rows. */
+    size_t nu, ncp, ngc;
+    double u_w2, u_d2, u_wd, u_p2w2, cos_prev, grad_cos2;
     double ps_norm, ps_angle; /* static (instantaneous) equilibrium at this record's lr, wd, gap */
     double pt_norm, pt_angle; /* transient (falls back to the static values) */
 } roteq_rec;
@@ -32,6 +38,13 @@ typedef struct {
 typedef struct {
     long candidate; /* -1: currently outside (or never inside) */
 } roteq_tracker;
+
+/* Record-to-record noise of the layer-level values (settle.c): exponential means of half the
+ * squared successive differences of the mean norm and the mean square angle. */
+typedef struct {
+    size_t n;
+    double prev_norm, prev_ms, v_norm, v_ms;
+} roteq_noise;
 
 typedef struct {
     char *name;
@@ -51,8 +64,10 @@ typedef struct {
     size_t slot;    /* ring slot of the open record */
     /* sums of the open record */
     size_t r_n, r_na;
-    double r_sum_norm, r_sum_sq, r_sum_a2, r_lr, r_wd;
+    double r_sum_norm, r_sum_sq, r_sum_a2, r_sum_a4, r_lr, r_wd;
     long r_gap;
+    size_t r_nu, r_ncp, r_ngc;
+    double r_u_w2, r_u_d2, r_u_wd, r_u_p2w2, r_cos_prev, r_grad_cos2;
 
     roteq_rec *recs; /* [window] ring of closed records */
 
@@ -71,6 +86,7 @@ typedef struct {
     int gap_varies;
 
     roteq_tracker conv_static, conv_tr;
+    roteq_noise noise;
 
     roteq_traj_point *traj;
     size_t ntraj, stride;
@@ -94,5 +110,20 @@ void roteq_analysis_layer_static_prediction(const roteq_analysis *a, const roteq
                                             double *angle);
 /* Close the open record of layer L (no-op if none is open). */
 int roteq_analysis_layer_close_record(roteq_analysis *a, roteq_layer *L);
+
+/* settle.c: add one row's update statistics to the open record, and finish the record's sums. */
+void roteq_analysis_record_row_updates(roteq_layer *L, const roteq_analysis_row *row);
+void roteq_analysis_record_close_updates(const roteq_layer *L, roteq_rec *r);
+/* settle.c: after a record closed, advance the noise estimate and both settled-step trackers. */
+void roteq_analysis_layer_track(const roteq_analysis *a, roteq_layer *L);
+
+/* finish.c / verdict.c / explain.c: internals of roteq_analysis_finish. */
+double roteq_analysis_quantile_sorted(const double *x, size_t n, double q);
+void roteq_analysis_verdict_decide(const roteq_analysis *a, const roteq_layer *L, size_t r0,
+                                   int transient, size_t nok, roteq_analysis_layer_result *R);
+void roteq_analysis_classify(const roteq_analysis *a, const roteq_layer *L, size_t r0,
+                             roteq_analysis_layer_result *R);
+void roteq_analysis_explain_layer(const roteq_analysis *a, const roteq_layer *L, size_t r0,
+                                  roteq_analysis_layer_result *R);
 
 #endif

@@ -18,9 +18,24 @@
 #include <string.h>
 #include <unistd.h>
 
-enum { COL_IGNORE, COL_STEP, COL_LAYER, COL_NEURON, COL_NORM, COL_ANGLE, COL_LR, COL_WD, COL_N };
-static const char *const col_names[COL_N] = {"",     "step",  "layer", "neuron",
-                                             "norm", "angle", "lr",    "weight_decay"};
+enum {
+    COL_IGNORE,
+    COL_STEP,
+    COL_LAYER,
+    COL_NEURON,
+    COL_NORM,
+    COL_ANGLE,
+    COL_LR,
+    COL_WD,
+    COL_GRAD_COS, /* optional update statistics (empty: not available) */
+    COL_UPDATE_NORM,
+    COL_UPDATE_RADIAL,
+    COL_UPDATE_COS_PREV,
+    COL_N
+};
+static const char *const col_names[COL_N] = {
+    "",   "step",         "layer",    "neuron",      "norm",          "angle",
+    "lr", "weight_decay", "grad_cos", "update_norm", "update_radial", "update_cos_prev"};
 
 #define MAX_COLUMNS 64
 #define MAX_LINE    ((size_t)1 << 20)
@@ -275,10 +290,43 @@ static int bad_number(const roteq_analysis_csv_reader *r, int col, const char *p
                                                                        : "number");
 }
 
+/* An optional update statistic (empty or nan: not available). Cosines lie in [-1, 1] (a few
+ * float32 ulps beyond are clamped), update_norm is >= 0. */
+static int update_column(const roteq_analysis_csv_reader *r, int role, double x, int empty,
+                         roteq_analysis_row *row)
+{
+    if (empty || isnan(x))
+        return ROTEQ_OK;
+    int cosine = role == COL_GRAD_COS || role == COL_UPDATE_COS_PREV;
+    if (!isfinite(x) || (cosine && fabs(x) > 1 + 1e-6) || (role == COL_UPDATE_NORM && x < 0))
+        return fail(r, ROTEQ_EFORMAT, "column '%s': %.17g is %s", col_names[role], x,
+                    cosine                    ? "outside [-1, 1]"
+                    : role == COL_UPDATE_NORM ? "not a finite non-negative number"
+                                              : "not finite");
+    if (cosine)
+        x = fmax(-1.0, fmin(1.0, x));
+    switch (role) {
+    case COL_GRAD_COS:
+        row->grad_cos = x, row->has |= ROTEQ_ROW_GRAD_COS;
+        break;
+    case COL_UPDATE_NORM:
+        row->update_norm = x, row->has |= ROTEQ_ROW_UPDATE_NORM;
+        break;
+    case COL_UPDATE_RADIAL:
+        row->update_radial = x, row->has |= ROTEQ_ROW_UPDATE_RADIAL;
+        break;
+    default:
+        row->update_cos_prev = x, row->has |= ROTEQ_ROW_UPDATE_COS_PREV;
+        break;
+    }
+    return ROTEQ_OK;
+}
+
 /* One data line starting at p; the caller guarantees a '\n' terminates it. */
 static int parse_row(roteq_analysis_csv_reader *r, const char *p)
 {
-    roteq_analysis_row row = {0, 0, DNAN, DNAN, DNAN, DNAN, 1};
+    roteq_analysis_row row = {
+        .norm = DNAN, .angle = DNAN, .lr = DNAN, .weight_decay = DNAN, .gap = 1};
     const char *layer = NULL;
     size_t layer_len = 0;
     long v;
@@ -307,7 +355,11 @@ static int parse_row(roteq_analysis_csv_reader *r, const char *p)
         case COL_NORM:
         case COL_ANGLE:
         case COL_LR:
-        case COL_WD: {
+        case COL_WD:
+        case COL_GRAD_COS:
+        case COL_UPDATE_NORM:
+        case COL_UPDATE_RADIAL:
+        case COL_UPDATE_COS_PREV: {
             double x;
             p = parse_double(f, &x, &empty);
             if (p == NULL)
@@ -325,6 +377,10 @@ static int parse_row(roteq_analysis_csv_reader *r, const char *p)
                 if (isinf(x) || x < 0 || x > 3.14159265358979323846 * (1 + 1e-12))
                     return fail(r, ROTEQ_EFORMAT, "column 'angle': %.17g is outside [0, pi]", x);
                 row.angle = x;
+            } else if (r->role[c] >= COL_GRAD_COS) {
+                int st = update_column(r, r->role[c], x, empty, &row);
+                if (st)
+                    return st;
             } else {
                 if (isinf(x) || x < 0)
                     return fail(r, ROTEQ_EFORMAT,

@@ -1,8 +1,9 @@
 /* finish.c - from the accumulator's bounded state to per-layer results: the final-window
  * estimates (mean norm, RMS angular update over neurons and steps), dead and collapsed neurons,
- * homogeneity across neurons, the prediction that applies (static, transient or per-step
- * equilibrium), the convergence step and rate, and the verdict. The rules are stated in
- * analysis/README.md; this file implements exactly those. */
+ * homogeneity across neurons, both predictions (closed-form equilibrium and transient) and the
+ * one in use, the settled step and the convergence rate, and the balance across layers. The
+ * verdict and the layer classification live in verdict.c, `--explain` in explain.c. The rules
+ * are stated in analysis/README.md; these files implement exactly those. */
 #include "analysis_internal.h"
 #include "roteq_util.h"
 
@@ -15,16 +16,18 @@ const char *const roteq_analysis_verdict_names[6] = {
     "no prediction",  "at equilibrium",           "converging",
     "off-prediction", "not scale-invariant-like", "no data"};
 
-double roteq_analysis_quantile_sorted(const double *x, size_t n, double q);
-
 static int cmp_double(const void *x, const void *y)
 {
     double a = *(const double *)x, b = *(const double *)y;
     return (a > b) - (a < b);
 }
 
-/* A neuron whose window-mean norm is below this fraction of the layer's median is collapsed. */
+/* A neuron whose window-mean norm is below this fraction of the layer's median is collapsed; so
+ * is one below ROTEQ_COLLAPSE_PRED of the predicted equilibrium norm, where that prediction does
+ * not depend on the gradient's scale (decoupled decay), so that a layer where most units
+ * collapsed (the median among them) is still caught. */
 #define ROTEQ_COLLAPSE_FRACTION 0.01
+#define ROTEQ_COLLAPSE_PRED     0.25
 
 /* Fit the exponential approach of the mean square norm to m_inf: least squares of ln|m_t - m_inf|
  * on t over the leading points still outside twice the band (2*tol*m_inf, the squared norm's band)
@@ -82,41 +85,245 @@ static double rel(double m, double p)
     return isfinite(m) && isfinite(p) && p > 0 ? m / p - 1.0 : DNAN;
 }
 
-/* Largest |relative error| among the quantities that have a prediction; DNAN if none. */
-static double worst(double rn, double ra)
+/* Per-neuron window statistics: mean norm, RMS angle, status. */
+typedef struct {
+    double *mean_norm, *au, *tmp;
+    roteq_analysis_status *status;
+} neuron_ws;
+
+static void ws_free(neuron_ws *w)
 {
-    double e = DNAN;
-    if (isfinite(rn))
-        e = fabs(rn);
-    if (isfinite(ra))
-        e = isfinite(e) ? fmax(e, fabs(ra)) : fabs(ra);
-    return e;
+    free(w->mean_norm), free(w->au), free(w->tmp), free(w->status);
 }
 
-/* Relative error over records [from, to) of the window, from the layer-level record stats. */
-static double half_error(const roteq_analysis *a, const roteq_layer *L, size_t from, size_t to,
-                         int transient)
+static int ws_alloc(neuron_ws *w, size_t N)
 {
-    size_t W = a->cfg.window;
-    double sn = 0, spn = 0, sa = 0, spa = 0;
-    size_t nn = 0, na = 0;
-    for (size_t ri = from; ri < to; ri++) {
+    size_t n = N ? N : 1;
+    w->mean_norm = malloc(n * sizeof *w->mean_norm);
+    w->au = malloc(n * sizeof *w->au);
+    w->tmp = malloc(n * sizeof *w->tmp);
+    w->status = malloc(n * sizeof *w->status);
+    if (!w->mean_norm || !w->au || !w->tmp || !w->status) {
+        ws_free(w);
+        return roteq_error_set(ROTEQ_ENOMEM, "out of memory");
+    }
+    return ROTEQ_OK;
+}
+
+/* The predictions over the final window (records r0..): the closed-form equilibrium at each
+ * record's lr, weight decay and gap, and theory's transient; then the one the verdict uses.
+ * Returns 1 when that is the transient (or per-record equilibrium of a schedule). */
+static int predictions(const roteq_analysis *a, const roteq_layer *L, size_t r0,
+                       roteq_analysis_layer_result *R)
+{
+    size_t W = a->cfg.window, Wn = L->records - r0;
+    if (a->cfg.meta->opt == NULL)
+        return 0;
+    double sn = 0, sa = 0, tn = 0, ta = 0;
+    for (size_t ri = r0; ri < L->records; ri++) {
         const roteq_rec *r = &L->recs[ri % W];
-        double pn = transient ? r->pt_norm : r->ps_norm, pa = transient ? r->pt_angle : r->ps_angle;
-        if (r->n) {
-            sn += r->mean_norm;
-            spn += pn;
-            nn++;
+        sn += r->ps_norm, sa += r->ps_angle * r->ps_angle;
+        tn += r->pt_norm, ta += r->pt_angle * r->pt_angle;
+    }
+    double k = (double)Wn;
+    R->eq_norm = isfinite(sn) ? sn / k : DNAN;
+    R->eq_angle = isfinite(sa) ? sqrt(sa / k) : DNAN;
+    if (L->tr_state > 0) {
+        R->tr_norm = isfinite(tn) ? tn / k : DNAN;
+        R->tr_angle = isfinite(ta) ? sqrt(ta / k) : DNAN;
+    }
+    R->scheduled = L->lr_max > L->lr_min || L->wd_max > L->wd_min;
+    roteq_analysis_against ag = a->cfg.against;
+    int transient = ag == ROTEQ_AGAINST_TRANSIENT ||
+                    (ag == ROTEQ_AGAINST_AUTO && R->scheduled && L->tr_state > 0);
+    if (transient && L->tr_state > 0) {
+        R->prediction = "transient";
+        R->pred_norm = R->tr_norm, R->pred_angle = R->tr_angle;
+    } else {
+        transient = 0;
+        R->prediction = R->scheduled ? "instantaneous" : "static";
+        R->pred_norm = R->eq_norm, R->pred_angle = R->eq_angle;
+    }
+    if (!isfinite(R->pred_norm) && !isfinite(R->pred_angle))
+        R->prediction = "none";
+    return transient;
+}
+
+/* Per-neuron window means, status (dead, collapsed, ok); returns the number of ok neurons. */
+static size_t neuron_status(const roteq_analysis *a, const roteq_layer *L, size_t r0,
+                            const roteq_analysis_layer_result *R, neuron_ws *w)
+{
+    size_t W = a->cfg.window, N = L->nneur, nmed = 0;
+    for (size_t i = 0; i < N; i++) {
+        double sn = 0, sa = 0;
+        size_t cn = 0, ca = 0;
+        int zero_norm = 0, moved = 0;
+        for (size_t ri = r0; ri < L->records; ri++) {
+            size_t s = ri % W;
+            double nv = L->ring_norm[i * W + s], av = L->ring_angle[i * W + s];
+            if (!isnan(nv))
+                sn += nv, cn++, zero_norm |= nv == 0.0;
+            if (!isnan(av))
+                sa += av * av, ca++, moved |= av != 0.0;
         }
-        if (r->na) {
-            sa += r->ms_angle;
-            spa += pa * pa;
-            na++;
+        w->mean_norm[i] = cn ? sn / (double)cn : DNAN;
+        w->au[i] = ca ? sqrt(sa / (double)ca) : DNAN;
+        if (cn && zero_norm)
+            w->status[i] = ROTEQ_ANALYSIS_NEURON_COLLAPSED;
+        else if (!cn || !ca || !moved)
+            w->status[i] = ROTEQ_ANALYSIS_NEURON_DEAD;
+        else {
+            w->status[i] = ROTEQ_ANALYSIS_NEURON_OK;
+            w->tmp[nmed++] = w->mean_norm[i];
         }
     }
-    double rn = nn ? rel(sn / (double)nn, spn / (double)nn) : DNAN;
-    double ra = na ? rel(sqrt(sa / (double)na), sqrt(spa / (double)na)) : DNAN;
-    return worst(rn, ra);
+    qsort(w->tmp, nmed, sizeof *w->tmp, cmp_double);
+    double floor = ROTEQ_COLLAPSE_FRACTION * roteq_analysis_quantile_sorted(w->tmp, nmed, 0.5);
+    const roteq_optimizer_type *opt = a->cfg.meta->opt;
+    if (opt && (opt->flags & ROTEQ_OPTF_DECOUPLED) && !(opt->flags & ROTEQ_OPTF_ROTATIONAL) &&
+        isfinite(R->pred_norm) && R->pred_norm > 0) {
+        /* Against the prediction, unless that would leave no unit: then the whole layer sits
+         * low, which the verdict reports as the norm's error. */
+        double p = ROTEQ_COLLAPSE_PRED * R->pred_norm;
+        if (nmed && w->tmp[nmed - 1] >= p)
+            floor = fmax(floor, p);
+    }
+    size_t nok = 0;
+    for (size_t i = 0; i < N; i++) {
+        if (w->status[i] == ROTEQ_ANALYSIS_NEURON_OK && w->mean_norm[i] < floor)
+            w->status[i] = ROTEQ_ANALYSIS_NEURON_COLLAPSED;
+        nok += w->status[i] == ROTEQ_ANALYSIS_NEURON_OK;
+    }
+    return nok;
+}
+
+/* Pooled estimates over the ok neurons' window values, homogeneity and standard errors (README:
+ * "What is measured"). */
+static void pooled(const roteq_analysis *a, const roteq_layer *L, size_t r0, neuron_ws *w,
+                   roteq_analysis_layer_result *R)
+{
+    size_t W = a->cfg.window, N = L->nneur;
+    double pn_sum = 0, pa_sum = 0;
+    size_t pn_cnt = 0, pa_cnt = 0, nok = 0;
+    for (size_t i = 0; i < N; i++) {
+        R->dead += w->status[i] == ROTEQ_ANALYSIS_NEURON_DEAD;
+        R->collapsed += w->status[i] == ROTEQ_ANALYSIS_NEURON_COLLAPSED;
+        if (w->status[i] != ROTEQ_ANALYSIS_NEURON_OK)
+            continue;
+        for (size_t ri = r0; ri < L->records; ri++) {
+            double nv = L->ring_norm[i * W + ri % W], av = L->ring_angle[i * W + ri % W];
+            if (!isnan(nv))
+                pn_sum += nv, pn_cnt++;
+            if (!isnan(av))
+                pa_sum += av * av, pa_cnt++;
+        }
+        w->tmp[nok++] = w->au[i];
+    }
+    R->norm = pn_cnt ? pn_sum / (double)pn_cnt : DNAN;
+    R->angular_update = pa_cnt ? sqrt(pa_sum / (double)pa_cnt) : DNAN;
+    if (nok == 0)
+        return;
+    double s = 0, ss = 0;
+    for (size_t i = 0; i < nok; i++)
+        s += w->tmp[i];
+    double mu = s / (double)nok;
+    for (size_t i = 0; i < nok; i++)
+        ss += (w->tmp[i] - mu) * (w->tmp[i] - mu);
+    R->cv = nok > 1 && mu > 0 ? sqrt(ss / (double)(nok - 1)) / mu : DNAN;
+    qsort(w->tmp, nok, sizeof *w->tmp, cmp_double);
+    R->q05 = roteq_analysis_quantile_sorted(w->tmp, nok, 0.05);
+    R->q50 = roteq_analysis_quantile_sorted(w->tmp, nok, 0.50);
+    R->q95 = roteq_analysis_quantile_sorted(w->tmp, nok, 0.95);
+    /* Each ok neuron's window average is one sample (neurons are the independent units; steps
+     * of one neuron are correlated): SE of the mean norm, and of the RMS angle by the delta
+     * method on the mean of per-neuron mean squares. */
+    if (nok < 2)
+        return;
+    double sn = 0, ssn = 0, sa = 0, ssa = 0;
+    for (size_t i = 0; i < N; i++) {
+        if (w->status[i] != ROTEQ_ANALYSIS_NEURON_OK)
+            continue;
+        double a2 = w->au[i] * w->au[i];
+        sn += w->mean_norm[i], ssn += w->mean_norm[i] * w->mean_norm[i];
+        sa += a2, ssa += a2 * a2;
+    }
+    double k = (double)nok, mn = sn / k, ma = sa / k;
+    double vn = fmax(0.0, (ssn - k * mn * mn) / (k - 1)),
+           va = fmax(0.0, (ssa - k * ma * ma) / (k - 1));
+    R->norm_se = sqrt(vn / k);
+    R->angle_se = ma > 0 ? sqrt(va / k) / (2 * sqrt(ma)) : DNAN;
+}
+
+/* Snapshots k > 1 steps apart: the measured angle spans k updates, whose correlation the
+ * random-walk k-step model does not know. Report the per-step prediction and the update
+ * correlation the k-step angle implies, mean over the window's records of
+ * angle^2 / (k x predicted per-step angle^2) (1 for uncorrelated updates). */
+static void kstep(const roteq_analysis *a, const roteq_layer *L, size_t r0,
+                  roteq_analysis_layer_result *R)
+{
+    size_t W = a->cfg.window;
+    const roteq_rec *last = &L->recs[(L->records - 1) % W];
+    double pn, pa;
+    roteq_analysis_layer_static_prediction(a, L, last->lr, last->wd, 1, &pn, &pa);
+    R->step_angle_pred = pa;
+    R->angle_judged = L->gap_first <= 1 && !L->gap_varies;
+    if (R->angle_judged)
+        return;
+    double s = 0;
+    size_t n = 0;
+    for (size_t ri = r0; ri < L->records; ri++) {
+        const roteq_rec *r = &L->recs[ri % W];
+        double p1, a1;
+        if (!r->na || r->gap < 1)
+            continue;
+        roteq_analysis_layer_static_prediction(a, L, r->lr, r->wd, 1, &p1, &a1);
+        if (isfinite(a1) && a1 > 0)
+            s += r->ms_angle / ((double)r->gap * a1 * a1), n++;
+    }
+    R->implied_corr = n ? s / (double)n : DNAN;
+}
+
+/* Convergence rates of the mean square norm (README: "Convergence rate"). */
+static void rates(const roteq_analysis *a, const roteq_layer *L, size_t r0,
+                  roteq_analysis_layer_result *R)
+{
+    size_t W = a->cfg.window;
+    const roteq_analysis_meta *m = a->cfg.meta;
+    const roteq_rec *last = &L->recs[(L->records - 1) % W];
+    double m_inf = 0; /* the window mean of the layer's mean square norm */
+    for (size_t ri = r0; ri < L->records; ri++)
+        m_inf += L->recs[ri % W].msq_norm;
+    m_inf /= (double)(L->records - r0);
+    R->rate = fit_rate(L->traj, L->ntraj, 0, m_inf, a->cfg.tolerance);
+    if (!m->opt || R->scheduled)
+        return;
+    if (L->tr_state > 0) {
+        double pm_inf =
+            isfinite(R->eq_norm) ? R->eq_norm * R->eq_norm : L->traj[L->ntraj - 1].pt_msq;
+        R->pred_rate = fit_rate(L->traj, L->ntraj, 1, pm_inf, a->cfg.tolerance);
+    } else if (isfinite(R->rate)) {
+        R->pred_rate = analytic_rate(m->opt, last->lr, last->wd);
+    }
+}
+
+static void result_init(const roteq_layer *L, roteq_analysis_layer_result *R)
+{
+    R->dim = L->dim;
+    R->neurons = L->nneur;
+    R->records = L->records;
+    R->converged_at = -1;
+    R->pred_norm = R->pred_angle = R->norm = R->angular_update = DNAN;
+    R->eq_norm = R->eq_angle = R->rel_eq_norm = R->rel_eq_angle = DNAN;
+    R->tr_norm = R->tr_angle = R->rel_tr_norm = R->rel_tr_angle = DNAN;
+    R->rel_norm = R->rel_angle = R->rate = R->pred_rate = DNAN;
+    R->cv = R->q05 = R->q50 = R->q95 = R->ratio = DNAN;
+    R->norm_se = R->angle_se = DNAN;
+    R->lr = R->weight_decay = DNAN;
+    R->step_angle_pred = R->implied_corr = R->grad_cos_rms = DNAN;
+    R->angle_judged = 1;
+    R->scale_invariant = -1;
+    R->prediction = "none";
+    R->verdict = ROTEQ_ANALYSIS_NO_DATA;
 }
 
 static int finish_layer(roteq_analysis *a, roteq_layer *L, roteq_analysis_layer_result *R)
@@ -124,23 +331,11 @@ static int finish_layer(roteq_analysis *a, roteq_layer *L, roteq_analysis_layer_
     int st = roteq_analysis_layer_close_record(a, L);
     if (st)
         return st;
-    const roteq_analysis_meta *m = a->cfg.meta;
     size_t W = a->cfg.window, N = L->nneur;
-    double tol = a->cfg.tolerance;
     R->name = strdup(L->name);
     if (R->name == NULL)
         return roteq_error_set(ROTEQ_ENOMEM, "out of memory");
-    R->dim = L->dim;
-    R->neurons = N;
-    R->records = L->records;
-    R->converged_at = -1;
-    R->pred_norm = R->pred_angle = R->norm = R->angular_update = DNAN;
-    R->rel_norm = R->rel_angle = R->rate = R->pred_rate = DNAN;
-    R->cv = R->q05 = R->q50 = R->q95 = R->ratio = DNAN;
-    R->norm_se = R->angle_se = DNAN;
-    R->lr = R->weight_decay = DNAN;
-    R->prediction = "none";
-    R->verdict = ROTEQ_ANALYSIS_NO_DATA;
+    result_init(L, R);
     if (L->records == 0)
         return ROTEQ_OK;
     const roteq_rec *last = &L->recs[(L->records - 1) % W];
@@ -158,193 +353,55 @@ static int finish_layer(roteq_analysis *a, roteq_layer *L, roteq_analysis_layer_
     R->window_records = Wn;
     R->window_start = L->recs[r0 % W].step;
 
-    double *mean_norm = malloc((N ? N : 1) * sizeof *mean_norm);
-    double *au = malloc((N ? N : 1) * sizeof *au);
-    roteq_analysis_status *status = malloc((N ? N : 1) * sizeof *status);
-    double *tmp = malloc((N ? N : 1) * sizeof *tmp);
-    if (!mean_norm || !au || !status || !tmp) {
-        free(mean_norm), free(au), free(status), free(tmp);
-        return roteq_error_set(ROTEQ_ENOMEM, "out of memory");
-    }
-    double *sum_n = tmp; /* reused below for the median and the quantiles */
-    size_t nmed = 0;
-    for (size_t i = 0; i < N; i++) {
-        double sn = 0, sa = 0;
-        size_t cn = 0, ca = 0;
-        int zero_norm = 0, moved = 0;
-        for (size_t ri = r0; ri < L->records; ri++) {
-            size_t s = ri % W;
-            double nv = L->ring_norm[i * W + s], av = L->ring_angle[i * W + s];
-            if (!isnan(nv)) {
-                sn += nv;
-                cn++;
-                zero_norm |= nv == 0.0;
-            }
-            if (!isnan(av)) {
-                sa += av * av;
-                ca++;
-                moved |= av != 0.0;
-            }
-        }
-        mean_norm[i] = cn ? sn / (double)cn : DNAN;
-        au[i] = ca ? sqrt(sa / (double)ca) : DNAN;
-        if (cn && zero_norm)
-            status[i] = ROTEQ_ANALYSIS_NEURON_COLLAPSED;
-        else if (!cn || !ca || !moved)
-            status[i] = ROTEQ_ANALYSIS_NEURON_DEAD;
-        else {
-            status[i] = ROTEQ_ANALYSIS_NEURON_OK;
-            sum_n[nmed++] = mean_norm[i];
-        }
-    }
-    qsort(sum_n, nmed, sizeof *sum_n, cmp_double);
-    double median = roteq_analysis_quantile_sorted(sum_n, nmed, 0.5);
-    for (size_t i = 0; i < N; i++)
-        if (status[i] == ROTEQ_ANALYSIS_NEURON_OK &&
-            mean_norm[i] < ROTEQ_COLLAPSE_FRACTION * median)
-            status[i] = ROTEQ_ANALYSIS_NEURON_COLLAPSED;
-
-    /* Pooled estimates over the ok neurons' window values (see README: "Estimators"). */
-    double pn_sum = 0, pa_sum = 0;
-    size_t pn_cnt = 0, pa_cnt = 0, nok = 0;
-    for (size_t i = 0; i < N; i++) {
-        if (status[i] == ROTEQ_ANALYSIS_NEURON_DEAD)
-            R->dead++;
-        else if (status[i] == ROTEQ_ANALYSIS_NEURON_COLLAPSED)
-            R->collapsed++;
-        if (status[i] != ROTEQ_ANALYSIS_NEURON_OK)
-            continue;
-        for (size_t ri = r0; ri < L->records; ri++) {
-            size_t s = ri % W;
-            double nv = L->ring_norm[i * W + s], av = L->ring_angle[i * W + s];
-            if (!isnan(nv))
-                pn_sum += nv, pn_cnt++;
-            if (!isnan(av))
-                pa_sum += av * av, pa_cnt++;
-        }
-        tmp[nok++] = au[i];
-    }
-    R->norm = pn_cnt ? pn_sum / (double)pn_cnt : DNAN;
-    R->angular_update = pa_cnt ? sqrt(pa_sum / (double)pa_cnt) : DNAN;
-    if (nok) {
-        double s = 0, ss = 0;
-        for (size_t i = 0; i < nok; i++)
-            s += tmp[i];
-        double mu = s / (double)nok;
-        for (size_t i = 0; i < nok; i++)
-            ss += (tmp[i] - mu) * (tmp[i] - mu);
-        R->cv = nok > 1 && mu > 0 ? sqrt(ss / (double)(nok - 1)) / mu : DNAN;
-        qsort(tmp, nok, sizeof *tmp, cmp_double);
-        R->q05 = roteq_analysis_quantile_sorted(tmp, nok, 0.05);
-        R->q50 = roteq_analysis_quantile_sorted(tmp, nok, 0.50);
-        R->q95 = roteq_analysis_quantile_sorted(tmp, nok, 0.95);
-    }
-    /* Standard errors with each ok neuron's window average as one sample (neurons are the
-     * independent units; steps of one neuron are correlated): SE of the mean norm, and of the
-     * RMS angle by the delta method on the mean of per-neuron mean squares. */
-    if (nok > 1) {
-        double sn = 0, ssn = 0, sa = 0, ssa = 0;
-        for (size_t i = 0; i < N; i++) {
-            if (status[i] != ROTEQ_ANALYSIS_NEURON_OK)
-                continue;
-            double a2 = au[i] * au[i];
-            sn += mean_norm[i], ssn += mean_norm[i] * mean_norm[i];
-            sa += a2, ssa += a2 * a2;
-        }
-        double k = (double)nok, mn = sn / k, ma = sa / k;
-        double vn = fmax(0.0, (ssn - k * mn * mn) / (k - 1)),
-               va = fmax(0.0, (ssa - k * ma * ma) / (k - 1));
-        R->norm_se = sqrt(vn / k);
-        R->angle_se = ma > 0 ? sqrt(va / k) / (2 * sqrt(ma)) : DNAN;
-    }
-
-    /* Which prediction applies: the static closed form with constant hyperparameters, the
-     * transient when lr or weight decay follow a schedule (or, where theory has no transient,
-     * the equilibrium at each step's values). */
-    int transient = 0;
-    if (m->opt) {
-        R->scheduled = L->lr_max > L->lr_min || L->wd_max > L->wd_min;
-        if (R->scheduled) {
-            transient = 1; /* pt_* hold the static values where the transient is unavailable */
-            R->prediction = L->tr_state > 0 ? "transient" : "instantaneous";
-        } else {
-            R->prediction = "static";
-        }
-        double sn = 0, sa = 0;
-        for (size_t ri = r0; ri < L->records; ri++) {
-            const roteq_rec *r = &L->recs[ri % W];
-            double pn = transient ? r->pt_norm : r->ps_norm;
-            double pa = transient ? r->pt_angle : r->ps_angle;
-            sn += pn;
-            sa += pa * pa;
-        }
-        R->pred_norm = isfinite(sn) ? sn / (double)Wn : DNAN;
-        R->pred_angle = isfinite(sa) ? sqrt(sa / (double)Wn) : DNAN;
-        if (!isfinite(R->pred_norm) && !isfinite(R->pred_angle))
-            R->prediction = "none";
-    }
+    int transient = predictions(a, L, r0, R);
+    neuron_ws w;
+    if (ws_alloc(&w, N))
+        return roteq_error_status();
+    size_t nok = neuron_status(a, L, r0, R, &w);
+    pooled(a, L, r0, &w, R);
     R->rel_norm = rel(R->norm, R->pred_norm);
     R->rel_angle = rel(R->angular_update, R->pred_angle);
-    roteq_tracker *t = transient ? &L->conv_tr : &L->conv_static;
-    R->converged_at = t->candidate;
-
-    /* Convergence rates of the mean square norm. */
-    /* m_inf: the window mean of the layer's mean square norm (the fitted quantity itself). */
-    double m_inf = 0;
-    for (size_t ri = r0; ri < L->records; ri++)
-        m_inf += L->recs[ri % W].msq_norm;
-    m_inf /= (double)Wn;
-    R->rate = fit_rate(L->traj, L->ntraj, 0, m_inf, tol);
-    if (m->opt && !R->scheduled) {
-        if (L->tr_state > 0) {
-            double pm_inf =
-                isfinite(R->pred_norm) ? R->pred_norm * R->pred_norm : L->traj[L->ntraj - 1].pt_msq;
-            R->pred_rate = fit_rate(L->traj, L->ntraj, 1, pm_inf, tol);
-        } else if (isfinite(R->rate)) {
-            R->pred_rate = analytic_rate(m->opt, last->lr, last->wd);
-        }
-    }
-
-    /* Verdict (README: "Verdict rules"). */
-    double e = worst(R->rel_norm, R->rel_angle);
-    R->ratio = isfinite(R->rel_angle)  ? R->rel_angle + 1
-               : isfinite(R->rel_norm) ? R->rel_norm + 1
-                                       : DNAN;
-    if (nok == 0 || !isfinite(R->angular_update))
-        R->verdict = ROTEQ_ANALYSIS_NO_DATA;
-    else if (!isfinite(e))
-        R->verdict = ROTEQ_ANALYSIS_NO_PREDICTION;
-    else if (e <= tol)
-        R->verdict = ROTEQ_ANALYSIS_AT_EQUILIBRIUM;
-    else {
-        size_t h = Wn / 2;
-        double e1 = Wn >= 4 ? half_error(a, L, r0, r0 + h, transient) : DNAN;
-        double e2 = Wn >= 4 ? half_error(a, L, r0 + h, L->records, transient) : DNAN;
-        if (isfinite(e1) && isfinite(e2) && e1 - e2 > tol / 2)
-            R->verdict = ROTEQ_ANALYSIS_CONVERGING;
-        else if (isfinite(R->ratio) && (R->ratio > 2.0 || R->ratio < 0.5))
-            R->verdict = ROTEQ_ANALYSIS_NOT_SCALE_INVARIANT;
-        else
-            R->verdict = ROTEQ_ANALYSIS_OFF_PREDICTION;
-    }
-    /* The streaming tracker can open the band on the last few records (noise, or a layer
-     * passing through); only the final-window estimate confirms a layer stayed there, so a
-     * layer not at equilibrium has no entered-and-stayed step. */
-    if (R->verdict != ROTEQ_ANALYSIS_AT_EQUILIBRIUM)
-        R->converged_at = -1;
+    R->rel_eq_norm = rel(R->norm, R->eq_norm);
+    R->rel_eq_angle = rel(R->angular_update, R->eq_angle);
+    R->rel_tr_norm = rel(R->norm, R->tr_norm);
+    R->rel_tr_angle = rel(R->angular_update, R->tr_angle);
+    if (a->cfg.meta->opt)
+        kstep(a, L, r0, R);
+    R->converged_at = (transient ? &L->conv_tr : &L->conv_static)->candidate;
+    rates(a, L, r0, R);
+    roteq_analysis_classify(a, L, r0, R);
+    roteq_analysis_verdict_decide(a, L, r0, transient, nok, R);
+    if (a->cfg.explain)
+        roteq_analysis_explain_layer(a, L, r0, R);
 
     if (a->cfg.per_neuron) {
         R->per_neuron = malloc((N ? N : 1) * sizeof *R->per_neuron);
         if (R->per_neuron == NULL) {
-            free(mean_norm), free(au), free(status), free(tmp);
+            ws_free(&w);
             return roteq_error_set(ROTEQ_ENOMEM, "out of memory");
         }
         for (size_t i = 0; i < N; i++)
-            R->per_neuron[i] = (roteq_analysis_neuron){mean_norm[i], au[i], R->pred_norm,
-                                                       R->pred_angle, status[i]};
+            R->per_neuron[i] = (roteq_analysis_neuron){w.mean_norm[i], w.au[i], R->pred_norm,
+                                                       R->pred_angle, w.status[i]};
     }
-    free(mean_norm), free(au), free(status), free(tmp);
+    ws_free(&w);
     return ROTEQ_OK;
+}
+
+/* max/min of the layers' positive measured (or predicted) angular updates; only_si leaves out
+ * the layers classified as not scale-invariant. */
+static double spread(const roteq_analysis_result *r, int measured, int only_si)
+{
+    double mx = -((double)INFINITY), mn = ((double)INFINITY);
+    for (size_t i = 0; i < r->nlayers; i++) {
+        const roteq_analysis_layer_result *L = &r->layers[i];
+        double v = measured ? L->angular_update : L->pred_angle;
+        if (only_si && L->scale_invariant == 0)
+            continue;
+        if (isfinite(v) && v > 0)
+            mx = fmax(mx, v), mn = fmin(mn, v);
+    }
+    return mn <= mx ? mx / mn : DNAN;
 }
 
 int roteq_analysis_finish(roteq_analysis *a, roteq_analysis_result **out)
@@ -360,6 +417,7 @@ int roteq_analysis_finish(roteq_analysis *a, roteq_analysis_result **out)
     r->optimizer = a->cfg.meta->opt ? a->cfg.meta->opt->name : NULL;
     r->tolerance = a->cfg.tolerance;
     r->window = a->cfg.window;
+    r->explain = a->cfg.explain;
     for (size_t i = 0; i < a->nlayers; i++) {
         if (a->layers[i].skip)
             continue;
@@ -375,18 +433,16 @@ int roteq_analysis_finish(roteq_analysis *a, roteq_analysis_result **out)
                                a->cfg.layers_regex);
     }
     /* Balance across layers: max/min of the layers' RMS angular update (the paper's central
-     * observable: AdamW keeps it near 1, Adam with L2 does not). */
-    double mx = -((double)INFINITY), mn = ((double)INFINITY), pmx = -((double)INFINITY),
-           pmn = ((double)INFINITY);
-    for (size_t i = 0; i < r->nlayers; i++) {
-        double v = r->layers[i].angular_update, p = r->layers[i].pred_angle;
-        if (isfinite(v) && v > 0)
-            mx = fmax(mx, v), mn = fmin(mn, v);
-        if (isfinite(p) && p > 0)
-            pmx = fmax(pmx, p), pmn = fmin(pmn, p);
-    }
-    r->balance = mn <= mx ? mx / mn : DNAN;
-    r->balance_pred = pmn <= pmx ? pmx / pmn : DNAN;
+     * observable: AdamW keeps it near 1, Adam with L2 does not). The theory covers
+     * scale-invariant layers; `balance` leaves out those classified as not scale-invariant. */
+    r->balance = spread(r, 1, 1);
+    r->balance_pred = spread(r, 0, 1);
+    r->balance_all = spread(r, 1, 0);
+    r->balance_all_pred = spread(r, 0, 0);
+    for (size_t i = 0; i < r->nlayers; i++)
+        r->balance_layers += r->layers[i].scale_invariant != 0 &&
+                             isfinite(r->layers[i].angular_update) &&
+                             r->layers[i].angular_update > 0;
     *out = r;
     return ROTEQ_OK;
 }

@@ -29,6 +29,109 @@ static int check(FILE *out)
     return ferror(out) ? roteq_error_set(ROTEQ_EIO, "cannot write the report") : ROTEQ_OK;
 }
 
+static void write_balance(FILE *out, const roteq_analysis_result *r)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < r->nlayers; i++)
+        n += isfinite(r->layers[i].angular_update) && r->layers[i].angular_update > 0;
+    if (isfinite(r->balance)) {
+        fprintf(out,
+                "balance (max/min of the layers' RMS angular update) over the %zu of %zu layers "
+                "not classified as non-scale-invariant: %.3g",
+                r->balance_layers, n, r->balance);
+        if (isfinite(r->balance_pred))
+            fprintf(out, ", predicted %.3g", r->balance_pred);
+        fputc('\n', out);
+    }
+    if (isfinite(r->balance_all)) {
+        fprintf(out, "balance over all layers: %.3g", r->balance_all);
+        if (isfinite(r->balance_all_pred))
+            fprintf(out, ", predicted %.3g", r->balance_all_pred);
+        fputc('\n', out);
+    }
+}
+
+/* One line per fact a reader of the table needs: classification evidence, left-out neurons,
+ * snapshot gaps (and what a k-step angle implies), and both predictions where they differ. */
+static void write_notes(FILE *out, const roteq_analysis_result *r)
+{
+    for (size_t i = 0; i < r->nlayers; i++) {
+        const roteq_analysis_layer_result *L = &r->layers[i];
+        if (L->evidence[0] && strcmp(L->evidence, "no grad_cos column") != 0)
+            fprintf(out, "%s: scale-invariant %s (%s)\n", L->name,
+                    L->scale_invariant > 0    ? "yes"
+                    : L->scale_invariant == 0 ? "no"
+                                              : "unknown",
+                    L->evidence);
+        if (L->dead || L->collapsed)
+            fprintf(out, "%s: %zu dead and %zu collapsed neurons left out of the estimates\n",
+                    L->name, L->dead, L->collapsed);
+        if (!L->angle_judged && L->records > 1) {
+            if (L->gap > 1)
+                fprintf(out, "%s: snapshots %ld steps apart: angles span %ld updates; ", L->name,
+                        L->gap, L->gap);
+            else
+                fprintf(out, "%s: snapshot gaps vary: angles span several updates; ", L->name);
+            fputs("the rotation is not judged from them (the random-walk k-step model ignores "
+                  "the updates' correlation)",
+                  out);
+            if (isfinite(L->implied_corr))
+                fprintf(out,
+                        "; implied update correlation %.3g (angle^2 / (k x predicted per-step "
+                        "angle^2), 1 if uncorrelated)",
+                        L->implied_corr);
+            fputc('\n', out);
+        }
+        if (L->scheduled || strcmp(L->prediction, "transient") == 0) {
+            fprintf(out, "%s: compared with the %s prediction", L->name,
+                    strcmp(L->prediction, "transient") == 0 ? "transient" : "per-step equilibrium");
+            if (L->scheduled)
+                fputs(" (lr/weight decay follow a schedule)", out);
+            fputs("; closed-form equilibrium at the window's values: norm ", out);
+            cell(out, 0, "%*.4g", L->eq_norm);
+            fputs(" (", out);
+            pct(out, 0, L->rel_eq_norm);
+            fputs("), angle ", out);
+            cell(out, 0, "%*.4g", L->eq_angle);
+            fputs(" (", out);
+            pct(out, 0, L->rel_eq_angle);
+            fputs(")\n", out);
+        }
+    }
+}
+
+static void write_explain(FILE *out, const roteq_analysis_result *r)
+{
+    fputs("\nexplain: the angle's deviation from the random-walk equilibrium, in parts of the "
+          "predicted angle (analysis/README.md \"Explain\")\n",
+          out);
+    fprintf(out, "%-24s %9s %9s %9s %9s %9s %9s %9s %10s %10s %8s\n", "layer", "deviation",
+            "upd.size", "norm resp", "radial", "correl.", "nonstat.", "residual", "cond.norm",
+            "cond.angle", "upd/model");
+    for (size_t i = 0; i < r->nlayers; i++) {
+        const roteq_analysis_layer_result *L = &r->layers[i];
+        const roteq_analysis_explain *E = &L->explain;
+        fprintf(out, "%-24.24s", L->name);
+        if (!E->valid) {
+            fputs(" (no update_norm/update_radial columns)\n", out);
+            continue;
+        }
+        double v[] = {E->deviation,   E->update_size,   E->norm_response, E->radial,
+                      E->correlation, E->nonstationary, E->residual};
+        for (size_t k = 0; k < sizeof v / sizeof v[0]; k++) {
+            fputc(' ', out);
+            pct(out, 9, v[k]);
+        }
+        fputc(' ', out);
+        cell(out, 10, "%*.4g", E->cond_norm);
+        fputc(' ', out);
+        cell(out, 10, "%*.4g", E->cond_angle);
+        fputc(' ', out);
+        cell(out, 8, "%*.3f", E->update_ratio);
+        fputc('\n', out);
+    }
+}
+
 int roteq_analysis_write_text(FILE *out, const roteq_analysis_result *r)
 {
     int w = 5;
@@ -42,9 +145,9 @@ int roteq_analysis_write_text(FILE *out, const roteq_analysis_result *r)
             "optimizer %s, tolerance %g%%, final window: last quarter of the records (at "
             "most %zu)\n\n",
             r->optimizer ? r->optimizer : "(none: no predictions)", 100 * r->tolerance, r->window);
-    fprintf(out, "%-*s %6s %7s %8s %10s %10s %7s %10s %10s %7s %9s %6s  %s\n", w, "layer", "dim",
-            "neurons", "dead+col", "norm", "predicted", "error", "angle", "predicted", "error",
-            "settled", "CV", "verdict");
+    fprintf(out, "%-*s %6s %7s %8s %10s %10s %7s %10s %10s %7s %9s %6s %3s  %s\n", w, "layer",
+            "dim", "neurons", "dead+col", "norm", "predicted", "error", "angle", "predicted",
+            "error", "settled", "CV", "SI", "verdict");
     for (size_t i = 0; i < r->nlayers; i++) {
         const roteq_analysis_layer_result *L = &r->layers[i];
         fprintf(out, "%-*.*s ", w, w, L->name);
@@ -70,39 +173,22 @@ int roteq_analysis_write_text(FILE *out, const roteq_analysis_result *r)
             fprintf(out, " %9s", "never");
         fputc(' ', out);
         cell(out, 6, "%*.3f", L->cv);
-        fprintf(out, "  %s", roteq_analysis_verdict_names[L->verdict]);
-        if ((L->verdict == ROTEQ_ANALYSIS_OFF_PREDICTION ||
-             L->verdict == ROTEQ_ANALYSIS_NOT_SCALE_INVARIANT) &&
-            isfinite(L->ratio))
-            fprintf(out, " (x%.3g)", L->ratio);
+        fprintf(out, " %3s  %s",
+                L->scale_invariant > 0    ? "yes"
+                : L->scale_invariant == 0 ? "no"
+                                          : "?",
+                roteq_analysis_verdict_names[L->verdict]);
+        if (L->verdict != ROTEQ_ANALYSIS_NO_DATA && L->verdict != ROTEQ_ANALYSIS_NO_PREDICTION &&
+            L->detail[0] &&
+            (L->verdict != ROTEQ_ANALYSIS_AT_EQUILIBRIUM || !L->angle_judged || L->collapsed))
+            fprintf(out, " (%s)", L->detail);
         fputc('\n', out);
     }
     fputc('\n', out);
-    if (isfinite(r->balance)) {
-        fprintf(out, "balance (max/min of the layers' RMS angular update): %.3g", r->balance);
-        if (isfinite(r->balance_pred))
-            fprintf(out, ", predicted %.3g", r->balance_pred);
-        fputc('\n', out);
-    }
-    for (size_t i = 0; i < r->nlayers; i++) {
-        const roteq_analysis_layer_result *L = &r->layers[i];
-        if (L->dead || L->collapsed)
-            fprintf(out, "%s: %zu dead and %zu collapsed neurons left out of the estimates\n",
-                    L->name, L->dead, L->collapsed);
-        if (L->gap > 1)
-            fprintf(out, "%s: snapshots %ld steps apart; angles are %ld-step angles\n", L->name,
-                    L->gap, L->gap);
-        else if (L->gap == 0 && L->records > 1)
-            fprintf(out,
-                    "%s: snapshot gaps vary; each angle is compared with its k-step "
-                    "prediction\n",
-                    L->name);
-        if (L->scheduled)
-            fprintf(out,
-                    "%s: lr/weight decay follow a schedule; compared with the %s "
-                    "prediction\n",
-                    L->name, L->prediction);
-    }
+    write_balance(out, r);
+    write_notes(out, r);
+    if (r->explain)
+        write_explain(out, r);
     for (size_t i = 0; i < r->nlayers; i++) {
         const roteq_analysis_layer_result *L = &r->layers[i];
         if (L->per_neuron == NULL)
@@ -123,11 +209,22 @@ int roteq_analysis_write_text(FILE *out, const roteq_analysis_result *r)
     return check(out);
 }
 
+/* The prediction the verdict was drawn against, as --against names it. */
+static const char *against(const roteq_analysis_layer_result *L)
+{
+    return strcmp(L->prediction, "transient") == 0 ? "transient"
+           : strcmp(L->prediction, "none") == 0    ? "none"
+                                                   : "equilibrium";
+}
+
 static const char *csv_header = "layer,dim,neurons,dead,collapsed,records,first_step,last_step,"
                                 "window_start,prediction,pred_norm,pred_angle,norm,"
                                 "angular_update,rel_err_norm,rel_err_angle,converged_at_step,"
                                 "rate,pred_rate,angular_update_cv,angular_update_q05,"
-                                "angular_update_q50,angular_update_q95,verdict,ratio\n";
+                                "angular_update_q50,angular_update_q95,verdict,ratio,"
+                                "off_quantity,detail,against,eq_norm,eq_angle,tr_norm,tr_angle,"
+                                "angle_judged,implied_update_correlation,scale_invariant,"
+                                "grad_cos_rms\n";
 
 int roteq_analysis_write_csv(FILE *out, const roteq_analysis_result *r)
 {
@@ -155,6 +252,20 @@ int roteq_analysis_write_csv(FILE *out, const roteq_analysis_result *r)
         }
         fprintf(out, ",%s,", roteq_analysis_verdict_names[L->verdict]);
         roteq_fprint_csv_double(out, L->ratio);
+        fprintf(out, ",%s,\"%s\",%s", L->off_quantity ? L->off_quantity : "", L->detail,
+                against(L));
+        double x[] = {L->eq_norm, L->eq_angle, L->tr_norm, L->tr_angle};
+        for (size_t k = 0; k < sizeof x / sizeof x[0]; k++) {
+            fputc(',', out);
+            roteq_fprint_csv_double(out, x[k]);
+        }
+        fprintf(out, ",%d,", L->angle_judged);
+        roteq_fprint_csv_double(out, L->implied_corr);
+        fprintf(out, ",%s,",
+                L->scale_invariant > 0    ? "true"
+                : L->scale_invariant == 0 ? "false"
+                                          : "");
+        roteq_fprint_csv_double(out, L->grad_cos_rms);
         fputc('\n', out);
     }
     return check(out);
@@ -192,6 +303,28 @@ static json_t *num(double x)
 static json_t *pair(double norm, double angle)
 {
     return json_pack("{s:o,s:o}", "norm", num(norm), "angular_update", num(angle));
+}
+
+static json_t *predicted_block(double norm, double angle, double rel_norm, double rel_angle)
+{
+    return json_pack("{s:o,s:o,s:o}", "norm", num(norm), "angular_update", num(angle),
+                     "relative_error", pair(rel_norm, rel_angle));
+}
+
+static json_t *explain_json(const roteq_analysis_explain *E)
+{
+    if (!E->valid)
+        return json_null();
+    json_t *o =
+        json_pack("{s:o,s:o,s:o,s:o,s:o,s:o,s:o}", "deviation", num(E->deviation), "update_size",
+                  num(E->update_size), "norm_response", num(E->norm_response), "radial",
+                  num(E->radial), "correlation", num(E->correlation), "nonstationary",
+                  num(E->nonstationary), "residual", num(E->residual));
+    json_object_set_new(o, "conditional", pair(E->cond_norm, E->cond_angle));
+    json_object_set_new(o, "update_ratio", num(E->update_ratio));
+    json_object_set_new(o, "update_radial_cos", num(E->radial_fraction));
+    json_object_set_new(o, "update_cos_prev", num(E->cos_prev));
+    return o;
 }
 
 int roteq_analysis_write_json(FILE *out, const roteq_analysis_result *r)
@@ -238,6 +371,33 @@ int roteq_analysis_write_json(FILE *out, const roteq_analysis_result *r)
             json_pack("{s:o,s:o,s:o}", "q05", num(L->q05), "q50", num(L->q50), "q95", num(L->q95)));
         json_object_set_new(o, "verdict", json_string(roteq_analysis_verdict_names[L->verdict]));
         json_object_set_new(o, "ratio", num(L->ratio));
+        json_object_set_new(o, "off_quantity",
+                            L->off_quantity ? json_string(L->off_quantity) : json_null());
+        json_object_set_new(o, "verdict_detail", json_string(L->detail));
+        json_object_set_new(o, "against", json_string(against(L)));
+        json_object_set_new(
+            o, "equilibrium",
+            predicted_block(L->eq_norm, L->eq_angle, L->rel_eq_norm, L->rel_eq_angle));
+        json_object_set_new(
+            o, "transient",
+            isfinite(L->tr_norm) || isfinite(L->tr_angle)
+                ? predicted_block(L->tr_norm, L->tr_angle, L->rel_tr_norm, L->rel_tr_angle)
+                : json_null());
+        json_object_set_new(o, "angle_judged", json_boolean(L->angle_judged));
+        if (!L->angle_judged)
+            json_object_set_new(o, "kstep",
+                                json_pack("{s:o,s:o,s:o}", "steps",
+                                          L->gap > 0 ? json_integer(L->gap) : json_null(),
+                                          "predicted_step_angle", num(L->step_angle_pred),
+                                          "implied_update_correlation", num(L->implied_corr)));
+        json_object_set_new(o, "scale_invariant",
+                            L->scale_invariant < 0 ? json_null()
+                                                   : json_boolean(L->scale_invariant));
+        json_object_set_new(
+            o, "scale_invariant_evidence",
+            json_pack("{s:s,s:o}", "reason", L->evidence, "grad_cos_rms", num(L->grad_cos_rms)));
+        if (r->explain)
+            json_object_set_new(o, "explain", explain_json(&L->explain));
         if (L->per_neuron) {
             json_t *arr = json_array();
             for (size_t k = 0; k < L->neurons; k++) {
@@ -254,6 +414,9 @@ int roteq_analysis_write_json(FILE *out, const roteq_analysis_result *r)
     json_object_set_new(root, "layers", layers);
     json_object_set_new(root, "balance", num(r->balance));
     json_object_set_new(root, "balance_predicted", num(r->balance_pred));
+    json_object_set_new(root, "balance_layers", json_integer((json_int_t)r->balance_layers));
+    json_object_set_new(root, "balance_all", num(r->balance_all));
+    json_object_set_new(root, "balance_all_predicted", num(r->balance_all_pred));
     int rc = json_dumpf(root, out, JSON_INDENT(2) | JSON_REAL_PRECISION(17));
     json_decref(root);
     fputc('\n', out);

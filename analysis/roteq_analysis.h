@@ -67,6 +67,14 @@ const roteq_analysis_layer_meta *roteq_analysis_meta_layer(const roteq_analysis_
 
 /* ---------------------------------------------------------------- accumulator (accum.c) */
 
+/* The prediction a verdict is drawn against: AUTO takes the transient where lr or weight decay
+ * vary along the run (and theory has one), else the closed-form equilibrium. */
+typedef enum {
+    ROTEQ_AGAINST_AUTO,
+    ROTEQ_AGAINST_EQUILIBRIUM,
+    ROTEQ_AGAINST_TRANSIENT,
+} roteq_analysis_against;
+
 typedef struct {
     const roteq_analysis_meta *meta; /* required; may hold no optimizer */
     const char *source;              /* trace file or directory, for messages */
@@ -77,6 +85,8 @@ typedef struct {
     FILE *series;             /* NULL, or where to write the series CSV of docs/FORMATS.md §2 */
     const char *layers_regex; /* trace rows of other layers are skipped (POSIX extended); NULL all.
                                  Snapshots select tensors by roteq_snapshot_options instead. */
+    roteq_analysis_against against; /* which prediction the verdict and settled step use */
+    int explain;                    /* compute the explain decomposition (needs update columns) */
 } roteq_analysis_config;
 
 void roteq_analysis_config_init(roteq_analysis_config *cfg, const roteq_analysis_meta *meta);
@@ -91,7 +101,18 @@ typedef struct {
     size_t neuron;
     double norm, angle, lr, weight_decay;
     long gap;
+    /* Optional update statistics (docs/FORMATS.md §1), valid where the ROTEQ_ROW_* bit is set in
+     * `has` (zero-initialised rows have none). With the step written as
+     * w_{t+1} = (1 - lr*wd) w_t + lr d_t: grad_cos = cos(loss gradient, w_t); update_norm =
+     * ||d_t||; update_radial = <d_t, w_t>/||w_t||; update_cos_prev = cos(d_t, d_{t-1}). */
+    double grad_cos, update_norm, update_radial, update_cos_prev;
+    unsigned has;
 } roteq_analysis_row;
+
+#define ROTEQ_ROW_GRAD_COS        1u
+#define ROTEQ_ROW_UPDATE_NORM     2u
+#define ROTEQ_ROW_UPDATE_RADIAL   4u
+#define ROTEQ_ROW_UPDATE_COS_PREV 8u
 
 roteq_analysis *roteq_analysis_alloc(const roteq_analysis_config *cfg);
 void roteq_analysis_free(roteq_analysis *a);
@@ -137,6 +158,19 @@ typedef enum {
 
 extern const char *const roteq_analysis_verdict_names[6];
 
+/* Why a layer's angular update differs from the random-walk prediction (`--explain`, from the
+ * trace's update columns; analysis/README.md "Explain" defines every term). The parts are fractions
+ * of the predicted angle and add up to `deviation`. */
+typedef struct {
+    int valid;                    /* the trace has update_norm and update_radial */
+    double cond_norm, cond_angle; /* the equilibrium conditional on the measured update */
+    double update_ratio;          /* RMS ||d|| / the model's */
+    double radial_fraction;       /* E<w,d> / (||w|| RMS||d||): the update's mean cosine with w */
+    double cos_prev;              /* mean cos(d_t, d_{t-1}); NAN without the column */
+    double deviation;             /* measured / predicted angle - 1: the sum of the parts */
+    double update_size, norm_response, radial, correlation, nonstationary, residual;
+} roteq_analysis_explain;
+
 typedef struct {
     char *name;
     size_t dim, neurons, dead, collapsed;
@@ -146,27 +180,45 @@ typedef struct {
     size_t window_records;
     long gap;                /* steps each angle spans (1 for a trace), 0 when it varies */
     int scheduled;           /* lr or weight decay changed during the run */
-    const char *prediction;  /* "static", "transient", "instantaneous", "none" */
+    const char *prediction;  /* the one in use: "static", "transient", "instantaneous", "none" */
     double lr, weight_decay; /* in force at the last record (NAN unknown) */
     double pred_norm, pred_angle, norm, angular_update;
     double norm_se, angle_se;   /* standard errors, neurons as the independent samples */
     double rel_norm, rel_angle; /* measured / predicted - 1, NAN where no prediction */
-    long converged_at;          /* -1: never */
-    double rate, pred_rate;     /* convergence rate per step of the mean square norm; NAN */
-    double cv, q05, q50, q95;   /* across ok neurons of their RMS angular update */
+    /* Both predictions over the final window: the closed-form equilibrium at the records' lr and
+     * weight decay, and theory's transient through every step (NAN where theory has none). */
+    double eq_norm, eq_angle, rel_eq_norm, rel_eq_angle;
+    double tr_norm, tr_angle, rel_tr_norm, rel_tr_angle;
+    long converged_at;        /* -1: never */
+    double rate, pred_rate;   /* convergence rate per step of the mean square norm; NAN */
+    double cv, q05, q50, q95; /* across ok neurons of their RMS angular update */
     roteq_analysis_verdict verdict;
-    double ratio; /* measured / predicted angular update (norm if no angle prediction) */
+    double ratio; /* measured / predicted of off_quantity (the angle where neither is off) */
+    const char *off_quantity; /* "norm" or "angle": furthest from its prediction; NULL none */
+    char detail[128];         /* what the verdict rests on: "norm +13.0%, angle -1.0%" */
+    int angle_judged;         /* 0: k-step angles (snapshots), a consistency check only */
+    double step_angle_pred;   /* predicted per-step angle (equilibrium); NAN none */
+    double implied_corr;      /* k-step: angle^2 / (k x predicted per-step angle^2); NAN */
+    int scale_invariant;      /* 1 yes, 0 no, -1 unknown */
+    char evidence[96];        /* why: "grad_cos rms 2e-06 (random: 0.04)", "name: embedding" */
+    double grad_cos_rms;      /* over the window's records; NAN without the column */
+    roteq_analysis_explain explain;
     roteq_analysis_neuron *per_neuron; /* NULL unless config.per_neuron */
 } roteq_analysis_layer_result;
 
 typedef struct {
     roteq_analysis_layer_result *layers;
     size_t nlayers;
-    double balance;        /* max/min of the layers' measured angular update; NAN if none */
-    double balance_pred;   /* the same for the predictions */
+    double balance;      /* max/min of the measured angular update over the layers not
+                            classified as non-scale-invariant; NAN if none */
+    double balance_pred; /* the same for the predictions */
+    double balance_all;  /* over every layer */
+    double balance_all_pred;
+    size_t balance_layers; /* layers in `balance` */
     const char *optimizer; /* NULL if none */
     double tolerance;
     size_t window;
+    int explain; /* the explain decomposition was asked for */
 } roteq_analysis_result;
 
 /* Close every open record and compute the results (the accumulator stays allocated). */

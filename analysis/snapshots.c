@@ -455,7 +455,13 @@ static int feed(roteq_analysis *a, const layer_sel *L, long step, long gap, cons
                 const double *angle, const char *file)
 {
     for (size_t i = 0; i < L->rows; i++) {
-        roteq_analysis_row row = {step, i, norm[i], angle ? angle[i] : DNAN, DNAN, DNAN, gap};
+        roteq_analysis_row row = {.step = step,
+                                  .neuron = i,
+                                  .norm = norm[i],
+                                  .angle = angle ? angle[i] : DNAN,
+                                  .lr = DNAN,
+                                  .weight_decay = DNAN,
+                                  .gap = gap};
         if (!isfinite(row.norm))
             return roteq_error_set(ROTEQ_EFORMAT, "%s: tensor '%s': row %zu is not finite", file,
                                    L->name, i);

@@ -22,7 +22,8 @@ static void usage(FILE *out)
           "                     [HYPERPARAMETERS] [--dim C] [--grad-norm G] [--tolerance X]\n"
           "                     [--window K] [--per-neuron] [--layers REGEX] [--step-regex RE]\n"
           "                     [--series FILE] [--out FILE] [--plot DIR]\n"
-          "                     [--format text|csv|json]\n\n"
+          "                     [--format text|csv|json] [--against equilibrium|transient]\n"
+          "                     [--explain]\n\n"
           "Measures, per layer, the equilibrium norm and RMS angular update over the final\n"
           "window, their error against theory's prediction, the step from which the layer\n"
           "stayed within the tolerance band, the convergence rate, the spread across neurons,\n"
@@ -50,6 +51,11 @@ static void usage(FILE *out)
           "  --out FILE           write the report to FILE instead of stdout\n"
           "  --plot DIR           draw norm, angle and per-neuron histogram figures into DIR\n"
           "  --format F           text (default), csv or json\n"
+          "  --against P          the prediction verdicts use: equilibrium (closed form) or\n"
+          "                       transient (default: transient where lr/wd vary, else\n"
+          "                       equilibrium); both are always reported\n"
+          "  --explain            split each layer's angle deviation into parts (needs the\n"
+          "                       trace columns update_norm, update_radial[, update_cos_prev])\n"
           "  --help               this text\n\n",
           out);
     roteq_cli_hparam_usage(out);
@@ -74,6 +80,8 @@ enum {
     OPT_PLOT,
     OPT_FORMAT,
     OPT_HELP,
+    OPT_AGAINST,
+    OPT_EXPLAIN,
 };
 
 static int file_exists(const char *p)
@@ -159,7 +167,8 @@ typedef struct {
     roteq_cli_hparams h;
     size_t dim, window;
     double grad_norm, tolerance;
-    int per_neuron;
+    int per_neuron, explain;
+    roteq_analysis_against against;
     roteq_format format;
 } args;
 
@@ -186,8 +195,10 @@ static int parse_args(int argc, char **argv, args *a)
         {"plot", required_argument, NULL, OPT_PLOT},
         {"format", required_argument, NULL, OPT_FORMAT},
         {"help", no_argument, NULL, OPT_HELP},
+        {"against", required_argument, NULL, OPT_AGAINST},
+        {"explain", no_argument, NULL, OPT_EXPLAIN},
     };
-    size_t n = 14;
+    size_t n = 16;
     n = roteq_cli_hparam_options(opts, n);
     opts[n] = (struct option){0, 0, 0, 0};
     optind = 1;
@@ -253,6 +264,18 @@ static int parse_args(int argc, char **argv, args *a)
         case OPT_FORMAT:
             if (roteq_cli_format(CMD, optarg, "text,csv,json", &a->format))
                 return ROTEQ_EXIT_USAGE;
+            break;
+        case OPT_AGAINST:
+            if (strcmp(optarg, "equilibrium") == 0)
+                a->against = ROTEQ_AGAINST_EQUILIBRIUM;
+            else if (strcmp(optarg, "transient") == 0)
+                a->against = ROTEQ_AGAINST_TRANSIENT;
+            else
+                return roteq_cli_fail(CMD, "--against: expected equilibrium or transient, got '%s'",
+                                      optarg);
+            break;
+        case OPT_EXPLAIN:
+            a->explain = 1;
             break;
         case OPT_HELP:
             usage(stdout);
@@ -361,6 +384,8 @@ int roteq_cmd_analyze(int argc, char **argv)
     cfg.tolerance = a.tolerance;
     cfg.window = a.window;
     cfg.per_neuron = a.per_neuron;
+    cfg.against = a.against;
+    cfg.explain = a.explain;
     cfg.series = series ? roteq_ofile_stream(series) : NULL;
     cfg.layers_regex = is_dir ? NULL : a.layers;
     roteq_analysis *an = NULL;

@@ -1,0 +1,167 @@
+/* settle.c - per-record bookkeeping that the settled step and `--explain` need, kept apart from
+ * the accumulator's parsing and storage (accum.c): the update statistics of a record, the noise
+ * of the layer-level values from record to record, and the entered-and-stayed trackers.
+ *
+ * The settled step is the first record from which the trailing estimate (mean norm and RMS angle
+ * over the last S records) stayed within the band |measured/predicted - 1| <= tolerance +
+ * 3 SE/predicted, where SE is the standard error of that trailing estimate. A fixed 5-record band
+ * is not enough: a 5-record RMS over a few dozen neurons of a real network moves by more than 10%
+ * from record to record, so a layer at equilibrium would leave a 5% band again and again. So S
+ * adapts (at least `smooth` records, more until 3 SE fit within the tolerance, at most the
+ * window) and the band is widened by what noise remains. The noise comes from the records
+ * themselves (half the mean squared successive difference, which a slow drift barely inflates)
+ * and, for the angle, from the spread across neurons within a record, whichever is larger.
+ * analysis/README.md states the rule. */
+#include "analysis_internal.h"
+
+#include <math.h>
+
+/* Standard errors of the trailing estimate widen the band by this many. */
+#define ROTEQ_SETTLE_Z 3.0
+/* Exponential mean of the successive differences over about this many records. */
+#define ROTEQ_NOISE_SPAN 64
+
+void roteq_analysis_record_row_updates(roteq_layer *L, const roteq_analysis_row *row)
+{
+    if (!(row->norm > 0))
+        return;
+    if ((row->has & ROTEQ_ROW_UPDATE_NORM) && (row->has & ROTEQ_ROW_UPDATE_RADIAL) &&
+        isfinite(row->update_norm) && isfinite(row->update_radial)) {
+        double n2 = row->norm * row->norm, d2 = row->update_norm * row->update_norm;
+        double r = row->update_radial;
+        L->r_nu++;
+        L->r_u_w2 += n2;
+        L->r_u_d2 += d2;
+        L->r_u_wd += r * row->norm;
+        L->r_u_p2w2 += fmax(0.0, d2 - r * r) / n2;
+    }
+    if ((row->has & ROTEQ_ROW_UPDATE_COS_PREV) && isfinite(row->update_cos_prev)) {
+        L->r_ncp++;
+        L->r_cos_prev += row->update_cos_prev;
+    }
+    if ((row->has & ROTEQ_ROW_GRAD_COS) && isfinite(row->grad_cos)) {
+        L->r_ngc++;
+        L->r_grad_cos2 += row->grad_cos * row->grad_cos;
+    }
+}
+
+void roteq_analysis_record_close_updates(const roteq_layer *L, roteq_rec *r)
+{
+    double nu = (double)L->r_nu;
+    r->nu = L->r_nu;
+    r->ncp = L->r_ncp;
+    r->ngc = L->r_ngc;
+    r->m4_angle = L->r_na ? L->r_sum_a4 / (double)L->r_na : DNAN;
+    r->u_w2 = L->r_nu ? L->r_u_w2 / nu : DNAN;
+    r->u_d2 = L->r_nu ? L->r_u_d2 / nu : DNAN;
+    r->u_wd = L->r_nu ? L->r_u_wd / nu : DNAN;
+    r->u_p2w2 = L->r_nu ? L->r_u_p2w2 / nu : DNAN;
+    r->cos_prev = L->r_ncp ? L->r_cos_prev / (double)L->r_ncp : DNAN;
+    r->grad_cos2 = L->r_ngc ? L->r_grad_cos2 / (double)L->r_ngc : DNAN;
+}
+
+/* Trailing means over the last `smooth` closed records (the newest is at index records-1), with
+ * the standard errors of the mean norm and of the RMS angle. */
+typedef struct {
+    double mn, ma, pn, pa, se_n, se_a;
+} trailing;
+
+/* Records in the trailing estimate: at least `smooth`, and enough that Z standard errors of the
+ * estimate (from the record-to-record noise) fit in the tolerance, at most the kept records. */
+static size_t trailing_records(const roteq_analysis *a, const roteq_layer *L)
+{
+    const roteq_noise *z = &L->noise;
+    double need = (double)a->cfg.smooth, tol = a->cfg.tolerance;
+    if (z->n > 1 && z->prev_norm > 0 && z->prev_ms > 0) {
+        double rn = sqrt(z->v_norm) / z->prev_norm, ra = sqrt(z->v_ms) / (2 * z->prev_ms);
+        double r = ROTEQ_SETTLE_Z * fmax(rn, ra) / tol;
+        need = fmax(need, ceil(r * r));
+    }
+    size_t S = need < (double)a->cfg.window ? (size_t)need : a->cfg.window;
+    return S < L->records ? S : L->records;
+}
+
+static trailing smoothed(const roteq_analysis *a, const roteq_layer *L, int transient)
+{
+    size_t W = a->cfg.window, S = trailing_records(a, L);
+    double sn = 0, sa = 0, spn = 0, spa = 0, cross = 0;
+    size_t nn = 0, na = 0, nsamp = 0;
+    for (size_t j = 0; j < S; j++) {
+        const roteq_rec *r = &L->recs[(L->records - 1 - j) % W];
+        double p_n = transient ? r->pt_norm : r->ps_norm;
+        double p_a = transient ? r->pt_angle : r->ps_angle;
+        if (r->n) {
+            sn += r->mean_norm;
+            spn += p_n;
+            nn++;
+        }
+        if (r->na) {
+            sa += r->ms_angle;
+            spa += p_a * p_a;
+            na++;
+            cross += fmax(0.0, r->m4_angle - r->ms_angle * r->ms_angle) * (double)r->na;
+            nsamp += r->na;
+        }
+    }
+    trailing t = {DNAN, DNAN, DNAN, DNAN, DNAN, DNAN};
+    if (nn) {
+        t.mn = sn / (double)nn;
+        t.pn = spn / (double)nn;
+        t.se_n = L->noise.n > 1 ? sqrt(L->noise.v_norm / (double)nn) : 0.0;
+    }
+    if (na) {
+        double ms = sa / (double)na;
+        t.ma = sqrt(ms);
+        t.pa = sqrt(spa / (double)na);
+        /* Variance of the trailing mean of angle^2: record-to-record, or across the neurons and
+         * steps it averages (as if independent), whichever is larger. */
+        double v_time = L->noise.n > 1 ? L->noise.v_ms / (double)na : 0.0;
+        double v_cross = nsamp ? cross / (double)nsamp / (double)nsamp : 0.0;
+        t.se_a = ms > 0 ? sqrt(fmax(v_time, v_cross)) / (2 * t.ma) : 0.0;
+    }
+    return t;
+}
+
+static void track(roteq_tracker *tk, long step, const trailing *t, double tol)
+{
+    int known = 0, inside = 1;
+    if (isfinite(t->pn) && t->pn > 0 && isfinite(t->mn)) {
+        known = 1;
+        inside &= fabs(t->mn / t->pn - 1.0) <= tol + ROTEQ_SETTLE_Z * t->se_n / t->pn;
+    }
+    if (isfinite(t->pa) && t->pa > 0 && isfinite(t->ma)) {
+        known = 1;
+        inside &= fabs(t->ma / t->pa - 1.0) <= tol + ROTEQ_SETTLE_Z * t->se_a / t->pa;
+    }
+    if (known && inside) {
+        if (tk->candidate < 0)
+            tk->candidate = step;
+    } else {
+        tk->candidate = -1;
+    }
+}
+
+static void update_noise(roteq_noise *z, const roteq_rec *r)
+{
+    if (!r->n || !r->na)
+        return;
+    if (z->n > 0) {
+        double dn = r->mean_norm - z->prev_norm, dm = r->ms_angle - z->prev_ms;
+        double w = z->n < ROTEQ_NOISE_SPAN ? 1.0 / (double)z->n : 1.0 / ROTEQ_NOISE_SPAN;
+        z->v_norm += w * (0.5 * dn * dn - z->v_norm);
+        z->v_ms += w * (0.5 * dm * dm - z->v_ms);
+    }
+    z->n++;
+    z->prev_norm = r->mean_norm;
+    z->prev_ms = r->ms_angle;
+}
+
+void roteq_analysis_layer_track(const roteq_analysis *a, roteq_layer *L)
+{
+    const roteq_rec *r = &L->recs[(L->records - 1) % a->cfg.window];
+    update_noise(&L->noise, r);
+    trailing t = smoothed(a, L, 0);
+    track(&L->conv_static, r->step, &t, a->cfg.tolerance);
+    t = smoothed(a, L, 1);
+    track(&L->conv_tr, r->step, &t, a->cfg.tolerance);
+}
