@@ -46,25 +46,44 @@ static double block_error(const roteq_analysis *a, const roteq_layer *L, size_t 
     return e;
 }
 
-/* Moving towards the prediction beyond noise: the worst log error shrinks from the first half of
- * the window to the second by more than tolerance/2, more than ROTEQ_TREND_Z standard errors of
- * that change (from the scatter of ROTEQ_TREND_BLOCKS block errors about their linear trend), and
- * more than ROTEQ_TREND_FRACTION of itself. */
-static int converging(const roteq_analysis *a, const roteq_layer *L, size_t r0, int transient,
-                      int norm, int angle)
+/* How the worst log error changes over the window: `drop` from its first half to its second,
+ * with the standard error of that change from the scatter of ROTEQ_TREND_BLOCKS block errors
+ * about their linear trend. */
+typedef struct {
+    int known;
+    double e1, drop, se;
+} trend;
+
+/* Moving towards the prediction beyond noise: the error shrinks by more than tolerance/2, more
+ * than ROTEQ_TREND_Z standard errors, and more than ROTEQ_TREND_FRACTION of itself. */
+static int is_converging(const trend *t, double tol)
 {
+    return t->known && t->drop > tol / 2 && t->drop > ROTEQ_TREND_Z * t->se &&
+           t->drop > ROTEQ_TREND_FRACTION * t->e1;
+}
+
+/* No change beyond noise either way. */
+static int is_flat(const trend *t, double tol)
+{
+    return !t->known || fabs(t->drop) <= fmax(tol / 2, ROTEQ_TREND_Z * t->se);
+}
+
+static trend window_trend(const roteq_analysis *a, const roteq_layer *L, size_t r0, int transient,
+                          int norm, int angle)
+{
+    trend t = {0, DNAN, DNAN, DNAN};
     size_t Wn = L->records - r0, B = ROTEQ_TREND_BLOCKS;
     if (Wn < 2 * B)
-        return 0;
+        return t;
     double e1 = block_error(a, L, r0, r0 + Wn / 2, transient, norm, angle);
     double e2 = block_error(a, L, r0 + Wn / 2, L->records, transient, norm, angle);
     if (!isfinite(e1) || !isfinite(e2))
-        return 0;
+        return t;
     double y[ROTEQ_TREND_BLOCKS], sx = 0, sy = 0, sxx = 0, sxy = 0;
     for (size_t b = 0; b < B; b++) {
         y[b] = block_error(a, L, r0 + b * Wn / B, r0 + (b + 1) * Wn / B, transient, norm, angle);
         if (!isfinite(y[b]))
-            return 0;
+            return t;
         double x = (double)b;
         sx += x, sy += y[b], sxx += x * x, sxy += x * y[b];
     }
@@ -75,10 +94,11 @@ static int converging(const roteq_analysis *a, const roteq_layer *L, size_t r0, 
         rss += d * d;
     }
     /* Each half is the mean of B/2 blocks: the difference has variance 2 s^2 / (B/2). */
-    double se = sqrt(rss / (k - 2) * 4.0 / k);
-    double drop = e1 - e2;
-    return drop > a->cfg.tolerance / 2 && drop > ROTEQ_TREND_Z * se &&
-           drop > ROTEQ_TREND_FRACTION * e1;
+    t.known = 1;
+    t.e1 = e1;
+    t.drop = e1 - e2;
+    t.se = sqrt(rss / (k - 2) * 4.0 / k);
+    return t;
 }
 
 static void append(char *buf, size_t cap, const char *fmt, double x)
@@ -131,15 +151,19 @@ void roteq_analysis_verdict_decide(const roteq_analysis *a, const roteq_layer *L
         if (use_angle)
             in &= fabs(R->rel_angle) <=
                   tol + ROTEQ_VERDICT_Z * (isfinite(R->angle_se) ? R->angle_se : 0) / R->pred_angle;
+        trend t = window_trend(a, L, r0, transient, use_norm, use_angle);
         if (in)
             R->verdict = ROTEQ_ANALYSIS_AT_EQUILIBRIUM;
-        else if (converging(a, L, r0, transient, use_norm, use_angle))
+        else if (is_converging(&t, tol))
             R->verdict = ROTEQ_ANALYSIS_CONVERGING;
         else if (R->scale_invariant == 0 ||
-                 (R->scale_invariant < 0 && (R->ratio > 2.0 || R->ratio < 0.5)))
+                 (R->scale_invariant < 0 && is_flat(&t, tol) && (R->ratio > 2.0 || R->ratio < 0.5)))
             R->verdict = ROTEQ_ANALYSIS_NOT_SCALE_INVARIANT;
         else
             R->verdict = ROTEQ_ANALYSIS_OFF_PREDICTION;
+        if (R->verdict == ROTEQ_ANALYSIS_OFF_PREDICTION && !is_flat(&t, tol))
+            append(R->detail, sizeof R->detail,
+                   t.drop > 0 ? ", moving towards it" : ", moving away", 0.0);
     }
     if (R->verdict == ROTEQ_ANALYSIS_NOT_SCALE_INVARIANT && R->scale_invariant < 0) {
         R->scale_invariant = 0;
