@@ -1,6 +1,7 @@
 /* cmd_bench.c - `roteq bench`: the simulator's speed in ns per neuron-coordinate-step for every
  * optimizer on one thread and on all threads, against its floor (a bare loop that only draws the
- * same normals; beside it the same loop with SLEEF's log/sincospi, the rejected alternative)
+ * same normals; beside it the same loop for every other generator/transform and with SLEEF's
+ * log/sincospi, the rejected alternatives, each also in cycles per normal)
  * and, when /usr/bin/python3 has them, against NumPy and PyTorch peers doing the same AdamW random
  * walk (bench/numpy_peer.py, bench/torch_peer.py). Every figure comes from this
  * run. Both wall-clock and CPU time (getrusage, all threads) are measured: on a shared machine
@@ -18,6 +19,9 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <unistd.h>
+#if defined(__x86_64__)
+#include <x86intrin.h>
+#endif
 
 #define CMD    "bench"
 #define PYTHON "/usr/bin/python3"
@@ -26,9 +30,10 @@ static void usage(FILE *out)
 {
     fputs("usage: roteq bench [options]\n\n"
           "Time the simulator (ns per neuron-coordinate-step, float64, norms and angles every\n"
-          "step) for each optimizer on 1 and on all threads, the bare normal-drawing loop (and\n"
-          "for comparison the same loop with SLEEF's vectorised log/sincospi in the Box-Muller,\n"
-          "1-ulp and 3.5-ulp classes), and the NumPy / PyTorch peers on the same AdamW work.\n\n"
+          "step) for each optimizer on 1 and on all threads, the bare normal-drawing loop (the\n"
+          "floor) for the engine's generator and every alternative (Philox4x32-10/-7, ARS-5;\n"
+          "Box-Muller, ziggurat; Philox + SLEEF's log/sincospi), with cycles per normal from the\n"
+          "calibrated time-stamp counter, and the NumPy / PyTorch peers on the same AdamW work.\n\n"
           "Options:\n"
           "  --neurons N       ensemble size (default 128)\n"
           "  --dim C           weight-vector length (default 128)\n"
@@ -87,10 +92,64 @@ typedef struct {
     double wall, cpu; /* ns per neuron-coordinate-step, best of the repeats */
 } timing;
 
-/* Rows before the optimizers: the engine's bare normal loop, and the same loop with SLEEF's
- * log/sincospi in the Box-Muller (sim/bench_sleef.c: the alternative the engine does not use), in
- * SLEEF's accurate class (u10, the kernel's accuracy) and its fast class (u35). */
-enum { KIND_FLOOR = -3, KIND_SLEEF_U10 = -2, KIND_SLEEF_U35 = -1 };
+/* Rows before the optimizers: the engine's bare normal loop (the floor), the same loop for every
+ * other generator/transform the engine could use (KIND_NORMALS + roteq_sim_normal_kind), and
+ * Philox4x32-10 words through a Box-Muller with SLEEF's log/sincospi (sim/bench_sleef.c), in
+ * SLEEF's accurate class (u10) and its fast class (u35). */
+enum {
+    KIND_SLEEF_U35 = -1,
+    KIND_SLEEF_U10 = -2,
+    KIND_FLOOR = -3,
+    KIND_NORMALS = -3 - ROTEQ_NORMALS_COUNT
+};
+
+/* The clock for cycle counts: the time-stamp counter's rate, calibrated against CLOCK_MONOTONIC
+ * over 50 ms (on x86-64 CPUs with a constant-rate TSC, as here, that is the nominal clock, not the
+ * boosted one); elsewhere /proc/cpuinfo's "cpu MHz"; NAN when neither exists. */
+static double clock_ghz(const char **how)
+{
+#if defined(__x86_64__)
+    double t0 = roteq_seconds(), t1;
+    unsigned long long c0 = __rdtsc(), c1;
+    do {
+        t1 = roteq_seconds();
+        c1 = __rdtsc();
+    } while (t1 - t0 < 0.05);
+    *how = "TSC calibrated against CLOCK_MONOTONIC over 50 ms";
+    return (double)(c1 - c0) / (t1 - t0) * 1e-9;
+#else
+    FILE *f = fopen("/proc/cpuinfo", "r");
+    char line[256];
+    double mhz = NAN;
+    while (f && fgets(line, sizeof line, f))
+        if (strncmp(line, "cpu MHz", 7) == 0 && strchr(line, ':')) {
+            mhz = strtod(strchr(line, ':') + 1, NULL);
+            break;
+        }
+    if (f)
+        fclose(f);
+    *how = "/proc/cpuinfo cpu MHz";
+    return mhz * 1e-3;
+#endif
+}
+
+/* The CPU's model name from /proc/cpuinfo ("unknown CPU" without one). */
+static void cpu_model(char *buf, size_t size)
+{
+    snprintf(buf, size, "unknown CPU");
+    FILE *f = fopen("/proc/cpuinfo", "r");
+    char line[256];
+    while (f && fgets(line, sizeof line, f))
+        if (strncmp(line, "model name", 10) == 0 && strchr(line, ':')) {
+            const char *v = strchr(line, ':') + 1;
+            while (*v == ' ' || *v == '\t')
+                v++;
+            snprintf(buf, size, "%.*s", (int)strcspn(v, "\n"), v);
+            break;
+        }
+    if (f)
+        fclose(f);
+}
 
 /* One timing of the engine (kind >= 0: optimizer id) or of a bare normal loop (KIND_*). */
 static int time_once(int kind, size_t N, size_t C, size_t T, unsigned threads, roteq_sim_isa isa,
@@ -100,8 +159,11 @@ static int time_once(int kind, size_t N, size_t C, size_t T, unsigned threads, r
     if (kind < 0) {
         double sum;
         wall = kind == KIND_FLOOR ? roteq_sim_bench_normals(N, C, T, threads, isa, &sum)
-                                  : roteq_sim_bench_sleef_normals(N, C, T, threads, isa,
-                                                                  kind == KIND_SLEEF_U35, &sum);
+               : kind < KIND_FLOOR
+                   ? roteq_sim_bench_normals_as((roteq_sim_normal_kind)(kind - KIND_NORMALS), N, C,
+                                                T, threads, isa, &sum)
+                   : roteq_sim_bench_sleef_normals(N, C, T, threads, isa, kind == KIND_SLEEF_U35,
+                                                   &sum);
         if (wall < 0)
             return -1;
     } else {
@@ -245,24 +307,46 @@ int roteq_cmd_bench(int argc, char **argv)
     roteq_sim_isa used = isa == ROTEQ_SIM_ISA_AUTO ? roteq_sim_isa_best() : isa;
 
     /* Best of `repeat` for every figure: other processes only ever make a run slower. */
+    const char *clock_how = "";
+    double ghz = clock_ghz(&clock_how);
+    char model[200];
+    cpu_model(model, sizeof model);
     json_t *rows = json_array();
     if (format == ROTEQ_FORMAT_TEXT) {
         printf("roteq bench: N = %zu neurons, C = %zu, T = %zu steps, float64, kernels %s, "
                "best of %zu\n",
                N, C, T, roteq_sim_isa_names[used], repeat);
+        printf("CPU %s, %ld online cores; clock %.3f GHz (%s)\n", model, cores, ghz, clock_how);
         printf("ns per neuron-coordinate-step  CPU 1 thr  wall 1 thr  wall %u thr  speedup  "
-               "CPU eff.  x floor\n",
+               "CPU eff.  x floor  cycles\n",
                K);
     }
-    timing floor1 = {INFINITY, INFINITY}, adamw1 = {NAN, NAN};
-    for (int kind = KIND_FLOOR; kind < ROTEQ_OPT_COUNT; kind++) {
-        if (kind >= 0 && only && roteq_optimizers[kind] != only)
-            continue;
-        const char *name = kind == KIND_FLOOR       ? "normals only (floor)"
-                           : kind == KIND_SLEEF_U10 ? "normals via SLEEF u10"
-                           : kind == KIND_SLEEF_U35 ? "normals via SLEEF u35"
-                                                    : roteq_optimizers[kind]->name;
-        if (kind != KIND_FLOOR && kind < 0 && !roteq_sim_sleef_available(isa)) {
+    /* Row order: the floor, the other normals, SLEEF, the optimizers. */
+    int order[ROTEQ_NORMALS_COUNT + 2 + ROTEQ_OPT_COUNT], nrow = 0;
+    order[nrow++] = KIND_FLOOR;
+    for (int k = 0; k < ROTEQ_NORMALS_COUNT; k++)
+        if ((roteq_sim_normal_kind)k != roteq_sim_engine_normals)
+            order[nrow++] = KIND_NORMALS + k;
+    order[nrow++] = KIND_SLEEF_U10;
+    order[nrow++] = KIND_SLEEF_U35;
+    for (int k = 0; k < ROTEQ_OPT_COUNT; k++)
+        if (!only || roteq_optimizers[k] == only)
+            order[nrow++] = k;
+    timing floor1 = {INFINITY, INFINITY}, adamw1 = {NAN, NAN}, p10bm = {NAN, NAN};
+    for (int r = 0; r < nrow; r++) {
+        int kind = order[r];
+        char name[64];
+        if (kind == KIND_FLOOR)
+            snprintf(name, sizeof name, "floor: %s",
+                     roteq_sim_normal_names[roteq_sim_engine_normals]);
+        else if (kind < KIND_FLOOR)
+            snprintf(name, sizeof name, "normals %s", roteq_sim_normal_names[kind - KIND_NORMALS]);
+        else if (kind < 0)
+            snprintf(name, sizeof name, "philox10 + SLEEF %s BM",
+                     kind == KIND_SLEEF_U35 ? "u35" : "u10");
+        else
+            snprintf(name, sizeof name, "%s", roteq_optimizers[kind]->name);
+        if (kind > KIND_FLOOR && kind < 0 && !roteq_sim_sleef_available(isa)) {
             if (format == ROTEQ_FORMAT_TEXT)
                 printf("  %-28s not available for kernels %s\n", name, roteq_sim_isa_names[used]);
             continue;
@@ -275,10 +359,18 @@ int roteq_cmd_bench(int argc, char **argv)
             floor1 = t1;
         else if (kind == ROTEQ_OPT_ADAMW)
             adamw1 = t1;
+        if (kind == KIND_NORMALS + ROTEQ_NORMALS_PHILOX10_BOXMULLER ||
+            (kind == KIND_FLOOR && roteq_sim_engine_normals == ROTEQ_NORMALS_PHILOX10_BOXMULLER))
+            p10bm = t1;
         double speedup = t1.wall / tK.wall, eff = t1.cpu / tK.cpu, xf = t1.cpu / floor1.cpu;
+        /* cycles per normal: every normal-only row draws one normal per neuron-coordinate-step */
+        double cyc = kind < 0 ? t1.cpu * ghz : (double)NAN;
         if (format == ROTEQ_FORMAT_TEXT) {
-            printf("  %-28s %9.3f  %10.3f  %11.3f  %6.2fx  %8.2f  %7.2f\n", name, t1.cpu, t1.wall,
+            printf("  %-28s %9.3f  %10.3f  %11.3f  %6.2fx  %8.2f  %7.2f", name, t1.cpu, t1.wall,
                    tK.wall, speedup, eff, xf);
+            if (kind < 0)
+                printf("  %6.2f", cyc);
+            putchar('\n');
             fflush(stdout);
         } else {
             json_t *o = json_object();
@@ -290,6 +382,8 @@ int roteq_cmd_bench(int argc, char **argv)
             json_object_set_new(o, "speedup", json_real(speedup));
             json_object_set_new(o, "cpu_efficiency", json_real(eff));
             json_object_set_new(o, "vs_floor", json_real(xf));
+            if (kind < 0 && isfinite(cyc))
+                json_object_set_new(o, "cycles_per_normal", json_real(cyc));
             json_array_append_new(rows, o);
         }
     }
@@ -299,6 +393,9 @@ int roteq_cmd_bench(int argc, char **argv)
         torch = run_peer("torch_peer.py", N, C, peer_T);
     }
     if (format == ROTEQ_FORMAT_TEXT) {
+        if (isfinite(p10bm.cpu) && roteq_sim_engine_normals != ROTEQ_NORMALS_PHILOX10_BOXMULLER)
+            printf("floor %s: %.2fx faster than philox10-boxmuller (CPU, 1 thread)\n",
+                   roteq_sim_normal_names[roteq_sim_engine_normals], p10bm.cpu / floor1.cpu);
         if (peers) {
             printf("peers (AdamW, 1 thread, %zu steps)      CPU        wall    roteq adamw faster "
                    "(CPU)\n",
@@ -320,6 +417,11 @@ int roteq_cmd_bench(int argc, char **argv)
         json_object_set_new(o, "steps", json_integer((json_int_t)T));
         json_object_set_new(o, "threads", json_integer(K));
         json_object_set_new(o, "isa", json_string(roteq_sim_isa_names[used]));
+        json_object_set_new(o, "cpu", json_string(model));
+        json_object_set_new(o, "clock_ghz", isfinite(ghz) ? json_real(ghz) : json_null());
+        json_object_set_new(o, "clock", json_string(clock_how));
+        json_object_set_new(o, "normals",
+                            json_string(roteq_sim_normal_names[roteq_sim_engine_normals]));
         json_object_set_new(o, "rows", rows);
         rows = NULL;
         json_object_set_new(o, "numpy_cpu_ns", isnan(np.cpu) ? json_null() : json_real(np.cpu));

@@ -25,6 +25,12 @@ const char *const roteq_grad_model_names[ROTEQ_GRAD_COUNT] = {"scale-invariant",
 
 const char *const roteq_sim_isa_names[ROTEQ_SIM_ISA_COUNT] = {"auto", "generic", "avx2", "avx512"};
 
+const char *const roteq_sim_normal_names[ROTEQ_NORMALS_COUNT] = {
+    "philox10-boxmuller", "philox7-boxmuller", "philox10-ziggurat",
+    "philox7-ziggurat",   "ars5-boxmuller",    "ars5-ziggurat"};
+
+const roteq_sim_normal_kind roteq_sim_engine_normals = ROTEQ_KERNEL_NORMALS;
+
 int roteq_grad_model_lookup(const char *name, roteq_grad_model *out)
 {
     for (int i = 0; i < ROTEQ_GRAD_COUNT; i++)
@@ -105,13 +111,15 @@ int roteq_sim_isa_available(roteq_sim_isa isa)
 #if defined(ROTEQ_HAVE_X86_KERNELS)
     case ROTEQ_SIM_ISA_AVX2:
         __builtin_cpu_init();
+        /* the AVX2 kernels draw ARS with AES-NI, the AVX-512 ones with VAES */
         return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-               __builtin_cpu_supports("bmi2");
+               __builtin_cpu_supports("bmi2") && __builtin_cpu_supports("aes");
     case ROTEQ_SIM_ISA_AVX512:
         __builtin_cpu_init();
         return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") &&
                __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") &&
-               __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+               __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+               __builtin_cpu_supports("aes") && __builtin_cpu_supports("vaes");
 #endif
     default:
         return 0;
@@ -179,17 +187,32 @@ size_t roteq_sim_normals_padded(size_t n)
     return (n + ROTEQ_KERNEL_BATCH - 1) / ROTEQ_KERNEL_BATCH * ROTEQ_KERNEL_BATCH;
 }
 
-int roteq_sim_normals(uint64_t seed, uint32_t stream, uint64_t step, double *out, size_t n)
+int roteq_sim_normals_as(roteq_sim_normal_kind kind, roteq_sim_isa isa, uint64_t seed,
+                         uint32_t stream, uint64_t step, double *out, size_t n)
 {
+    if ((unsigned)kind >= ROTEQ_NORMALS_COUNT)
+        return roteq_error_set(ROTEQ_EINVAL, "unknown kind of normals %d", (int)kind);
+    if ((unsigned)isa >= ROTEQ_SIM_ISA_COUNT)
+        return roteq_error_set(ROTEQ_EINVAL, "unknown instruction set %d", (int)isa);
+    const roteq_kernel_ops *ops = kernel_for(isa);
+    if (!ops)
+        return roteq_error_set(ROTEQ_EUNSUPPORTED, "instruction set %s is not available here",
+                               roteq_sim_isa_names[isa]);
     /* The kernels write whole aligned batches: go through an aligned buffer so that callers
      * need neither alignment nor padding. */
     double *buf = aligned_doubles(roteq_sim_normals_padded(n));
     if (!buf)
         return roteq_error_set(ROTEQ_ENOMEM, "out of memory for %zu normals", n);
-    roteq_kernel_generic.normals(seed, stream, step, buf, roteq_sim_normals_padded(n));
+    ops->normals_as(kind, seed, stream, step, buf, roteq_sim_normals_padded(n));
     memcpy(out, buf, n * sizeof *out);
     free(buf);
     return ROTEQ_OK;
+}
+
+int roteq_sim_normals(uint64_t seed, uint32_t stream, uint64_t step, double *out, size_t n)
+{
+    return roteq_sim_normals_as(ROTEQ_KERNEL_NORMALS, ROTEQ_SIM_ISA_GENERIC, seed, stream, step,
+                                out, n);
 }
 
 static unsigned online_cores(void)
@@ -776,6 +799,7 @@ void roteq_sim_result_free(roteq_sim_result *r)
 
 typedef struct {
     const roteq_kernel_ops *ops;
+    int kind; /* roteq_sim_normal_kind, or -1: ops->bench (SLEEF) */
     uint64_t seed;
     size_t n0, n1, steps, ngen;
     double *scratch, sum;
@@ -785,13 +809,15 @@ typedef struct {
 static void *bench_main(void *arg)
 {
     bench_job *j = arg;
-    j->sum = j->ops->bench(j->seed, j->n0, j->n1, j->steps, j->scratch, j->ngen);
+    j->sum = j->kind < 0 ? j->ops->bench(j->seed, j->n0, j->n1, j->steps, j->scratch, j->ngen)
+                         : j->ops->bench_as((roteq_sim_normal_kind)j->kind, j->seed, j->n0, j->n1,
+                                            j->steps, j->scratch, j->ngen);
     return NULL;
 }
 
 /* The bare loop of `ops` (a kernel or a SLEEF variant) over `threads` threads. */
-static double bench_ops(const roteq_kernel_ops *ops, size_t neurons, size_t dim, size_t steps,
-                        unsigned threads, double *checksum)
+static double bench_ops(const roteq_kernel_ops *ops, int kind, size_t neurons, size_t dim,
+                        size_t steps, unsigned threads, double *checksum)
 {
     if (neurons == 0 || dim == 0 || steps == 0)
         return roteq_error_set(ROTEQ_EINVAL, "neurons, dim and steps must be positive");
@@ -804,8 +830,8 @@ static double bench_ops(const roteq_kernel_ops *ops, size_t neurons, size_t dim,
     pthread_t *th = calloc(T, sizeof *th);
     int ok = jobs && th;
     for (unsigned i = 0; ok && i < T; i++) {
-        jobs[i] =
-            (bench_job){ops, 1, neurons * i / T, neurons * (i + 1) / T, steps, ngen, NULL, 0, 0};
+        jobs[i] = (bench_job){ops,  kind, 1, neurons * i / T, neurons * (i + 1) / T, steps, ngen,
+                              NULL, 0,    0};
         ok = (jobs[i].scratch = aligned_doubles(ngen)) != NULL;
     }
     double secs = ROTEQ_ENOMEM;
@@ -839,13 +865,23 @@ static double bench_ops(const roteq_kernel_ops *ops, size_t neurons, size_t dim,
 double roteq_sim_bench_normals(size_t neurons, size_t dim, size_t steps, unsigned threads,
                                roteq_sim_isa isa, double *checksum)
 {
+    return roteq_sim_bench_normals_as(ROTEQ_KERNEL_NORMALS, neurons, dim, steps, threads, isa,
+                                      checksum);
+}
+
+double roteq_sim_bench_normals_as(roteq_sim_normal_kind kind, size_t neurons, size_t dim,
+                                  size_t steps, unsigned threads, roteq_sim_isa isa,
+                                  double *checksum)
+{
+    if ((unsigned)kind >= ROTEQ_NORMALS_COUNT)
+        return roteq_error_set(ROTEQ_EINVAL, "unknown kind of normals %d", (int)kind);
     if ((unsigned)isa >= ROTEQ_SIM_ISA_COUNT)
         return roteq_error_set(ROTEQ_EINVAL, "unknown instruction set %d", (int)isa);
     const roteq_kernel_ops *ops = kernel_for(isa);
     if (!ops)
         return roteq_error_set(ROTEQ_EUNSUPPORTED, "instruction set %s is not available here",
                                roteq_sim_isa_names[isa]);
-    return bench_ops(ops, neurons, dim, steps, threads, checksum);
+    return bench_ops(ops, (int)kind, neurons, dim, steps, threads, checksum);
 }
 
 /* ---- The SLEEF comparison (bench_sleef.c) ---- */
@@ -891,7 +927,7 @@ double roteq_sim_bench_sleef_normals(size_t neurons, size_t dim, size_t steps, u
     const roteq_kernel_ops *ops = sleef_for(isa, u35);
     if (!ops)
         return roteq_error_status();
-    return bench_ops(ops, neurons, dim, steps, threads, checksum);
+    return bench_ops(ops, -1, neurons, dim, steps, threads, checksum);
 }
 
 int roteq_sim_sleef_normals(roteq_sim_isa isa, int u35, uint64_t seed, uint32_t stream,

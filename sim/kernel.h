@@ -11,14 +11,15 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* Normals are drawn in batches of ROTEQ_KERNEL_BATCH: 16 Philox4x32-10 blocks, each giving two
- * Box-Muller pairs. A neuron of dimension C draws roteq_sim_normals_padded(C) of them. */
-#define ROTEQ_KERNEL_LANES 16
-#define ROTEQ_KERNEL_BATCH (4 * ROTEQ_KERNEL_LANES)
+/* Normals are drawn in batches of ROTEQ_KERNEL_BATCH (normal_inline.h). A neuron of dimension C
+ * draws roteq_sim_normals_padded(C) of them per step, of the kind ROTEQ_KERNEL_NORMALS. */
+#define ROTEQ_KERNEL_NORMALS ROTEQ_NORMALS_PHILOX10_BOXMULLER
+#define ROTEQ_KERNEL_LANES   16
+#define ROTEQ_KERNEL_BATCH   (4 * ROTEQ_KERNEL_LANES)
 /* Vectors are padded to a multiple of 8 doubles (one AVX-512 register, the reduction width). */
 #define ROTEQ_KERNEL_PAD 8
 
-/* Reserved Philox step counters: 0 draws the initial weights, ROTEQ_KERNEL_STEP_NEURON the
+/* Reserved step counters: 0 draws the initial weights, ROTEQ_KERNEL_STEP_NEURON the
  * per-neuron constants (heterogeneous gradient scale); optimizer step t uses counter t. */
 #define ROTEQ_KERNEL_STEP_NEURON UINT64_MAX
 
@@ -53,6 +54,11 @@ typedef struct {
     /* The bare loop: normals for neurons [n0, n1) and steps 1..steps; returns their sum. */
     double (*bench)(uint64_t seed, size_t n0, size_t n1, size_t steps, double *scratch,
                     size_t ngen);
+    /* The same for any kind of normals (the benchmark's rows and the tests; NULL for SLEEF). */
+    void (*normals_as)(roteq_sim_normal_kind kind, uint64_t seed, uint32_t stream, uint64_t step,
+                       double *out, size_t ngen);
+    double (*bench_as)(roteq_sim_normal_kind kind, uint64_t seed, size_t n0, size_t n1,
+                       size_t steps, double *scratch, size_t ngen);
 } roteq_kernel_ops;
 
 extern const roteq_kernel_ops roteq_kernel_generic, roteq_kernel_avx2, roteq_kernel_avx512;

@@ -3,8 +3,9 @@
  * driven by a synthetic gradient model and updated by an optimizer's exact update rule.
  *
  * Reproducibility: every random number is a pure function of (seed, neuron, step, coordinate)
- * through Random123's Philox, so results are bit-identical for any thread count and on any
- * machine of the same kind. The sweep module calls roteq_sim_run() once per grid point. */
+ * through a counter-based generator (Random123's designs), so results are bit-identical for any
+ * thread count and on any machine of the same kind. The sweep module calls roteq_sim_run() once per
+ * grid point. */
 #ifndef ROTEQ_SIM_H
 #define ROTEQ_SIM_H
 
@@ -159,8 +160,35 @@ typedef struct {
 int roteq_sim_run_ex(const roteq_sim_config *cfg, const roteq_sim_options *ex,
                      const roteq_sim_observer *obs, roteq_sim_result *out);
 
-/* The floor of the engine: draw the same normals (Philox4x32-10 + Box-Muller, `dim` per neuron
- * and step) and nothing else, over `threads` threads (0: all). Returns seconds elapsed, or a
+/* ---- Normal generators ------------------------------------------------------------------------
+ * Counter-based generator + transform (sim/normal_inline.h; sim/README.md says which the engine
+ * draws and why). Each is a pure function of (seed, stream, step, index) with identical bits on
+ * every instruction set. */
+typedef enum {
+    ROTEQ_NORMALS_PHILOX10_BOXMULLER, /* Philox4x32-10 + Box-Muller (fdlibm log, sin/cos) */
+    ROTEQ_NORMALS_PHILOX7_BOXMULLER,  /* Philox4x32-7 (Random123's minimum rounds) */
+    ROTEQ_NORMALS_PHILOX10_ZIGGURAT,  /* 256-layer ziggurat, one 64-bit word per normal */
+    ROTEQ_NORMALS_PHILOX7_ZIGGURAT,
+    ROTEQ_NORMALS_ARS5_BOXMULLER, /* ARS-5 (AES rounds: Random123's ars4x32_R(5, ...)) */
+    ROTEQ_NORMALS_ARS5_ZIGGURAT,
+    ROTEQ_NORMALS_COUNT
+} roteq_sim_normal_kind;
+
+extern const char *const roteq_sim_normal_names[ROTEQ_NORMALS_COUNT]; /* "philox10-boxmuller" */
+/* The kind the engine draws. */
+extern const roteq_sim_normal_kind roteq_sim_engine_normals;
+
+/* n normals of `kind` for (seed, stream, step) computed by the kernels of `isa` (the same bits on
+ * each); ROTEQ_EINVAL / ROTEQ_EUNSUPPORTED / ROTEQ_ENOMEM. */
+int roteq_sim_normals_as(roteq_sim_normal_kind kind, roteq_sim_isa isa, uint64_t seed,
+                         uint32_t stream, uint64_t step, double *out, size_t n);
+/* The bare loop of roteq_sim_bench_normals for any kind. */
+double roteq_sim_bench_normals_as(roteq_sim_normal_kind kind, size_t neurons, size_t dim,
+                                  size_t steps, unsigned threads, roteq_sim_isa isa,
+                                  double *checksum);
+
+/* The floor of the engine: draw the same normals (the engine's kind, `dim` per neuron and step)
+ * and nothing else, over `threads` threads (0: all). Returns seconds elapsed, or a
  * negative status. `checksum` (may be NULL) receives the sum of all normals so the work cannot
  * be optimised away. */
 double roteq_sim_bench_normals(size_t neurons, size_t dim, size_t steps, unsigned threads,

@@ -264,7 +264,10 @@ static void test_bench(void **state)
     const char *args[] = {"bench", "--neurons",   "4",     "--dim",      "16", "--steps",
                           "50",    "--optimizer", "adamw", "--no-peers", NULL};
     assert_int_equal(roteq_test_run(args, NULL, &out, &err), 0);
-    assert_non_null(strstr(out, "normals only"));
+    assert_non_null(strstr(out, "floor: "));
+    assert_non_null(strstr(out, "normals ars5-ziggurat"));
+    assert_non_null(strstr(out, "cycles"));
+    assert_non_null(strstr(out, "GHz"));
     assert_non_null(strstr(out, "adamw"));
     free(out);
     free(err);

@@ -13,6 +13,9 @@
 #include "roteq_util.h"
 
 #include <Random123/philox.h>
+#if defined(__AES__)
+#include <Random123/ars.h>
+#endif
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -55,6 +58,103 @@ static void test_normals_match_random123(void **state)
     printf("# worst Box-Muller difference to libm: %.2g\n", worst);
     assert_true(worst < 4e-15);
     free(z);
+}
+
+/* ARS-5 + Box-Muller against Random123's ars4x32_R(5, ...) with key (seed lo, seed hi, stream, 0)
+ * and counter (block, step lo, step hi, 0), and libm: batch b's 16 blocks give 64 words a[] in
+ * memory order, pair p takes the radius from a[p] and the angle from a[32 + p]. This checks the
+ * software AES round (generic kernels) and AES-NI / VAES (the others) against the reference. */
+static void test_ars_match_random123(void **state)
+{
+    (void)state;
+#if defined(__AES__) && defined(__x86_64__)
+    __builtin_cpu_init();
+    if (!__builtin_cpu_supports("aes"))
+        skip();
+    const uint64_t seed = 0x123456789abcdefull, step = 0x100000007ull;
+    const uint32_t stream = 77;
+    size_t n = 256;
+    double *z = malloc(n * sizeof *z);
+    assert_non_null(z);
+    double worst = 0.0;
+    for (int isa = ROTEQ_SIM_ISA_GENERIC; isa < ROTEQ_SIM_ISA_COUNT; isa++) {
+        if (!roteq_sim_isa_available((roteq_sim_isa)isa))
+            continue;
+        assert_int_equal(roteq_sim_normals_as(ROTEQ_NORMALS_ARS5_BOXMULLER, (roteq_sim_isa)isa,
+                                              seed, stream, step, z, n),
+                         0);
+        for (size_t b = 0; b < n / 64; b++) {
+            uint32_t a[64];
+            for (uint32_t j = 0; j < 16; j++) {
+                ars4x32_ctr_t ctr = {
+                    {(uint32_t)(16 * b + j), (uint32_t)step, (uint32_t)(step >> 32), 0}};
+                ars4x32_key_t key = {{(uint32_t)seed, (uint32_t)(seed >> 32), stream, 0}};
+                ars4x32_ctr_t x = ars4x32_R(5, ctr, key);
+                memcpy(a + 4 * j, x.v, sizeof x.v);
+            }
+            for (int p = 0; p < 32; p++) {
+                double u1 = ((double)a[p] + 0.5) * 0x1p-32,
+                       u2 = ((double)a[32 + p] + 0.5) * 0x1p-32;
+                double r = sqrt(-2.0 * log(u1)), th = 2.0 * M_PI * u2;
+                double want[2] = {r * cos(th), r * sin(th)};
+                for (int k = 0; k < 2; k++) {
+                    double err = fabs(z[64 * b + (size_t)(32 * k + p)] - want[k]) / (r > 1 ? r : 1);
+                    if (err > worst)
+                        worst = err;
+                }
+            }
+        }
+    }
+    printf("# ARS-5 + Box-Muller vs Random123 + libm, every instruction set: worst %.2g\n", worst);
+    assert_true(worst < 4e-15);
+    free(z);
+#else
+    skip();
+#endif
+}
+
+/* Every kind of normals gives the same bits on every instruction set: the software AES round
+ * equals AES-NI and VAES, and the ziggurat's gathers and masks equal its portable loop - over
+ * enough normals (4 x 40000 per kind) that its slow path and tail are exercised. */
+static void test_normals_same_bits_every_isa(void **state)
+{
+    (void)state;
+    const size_t n = 40000;
+    double *ref = malloc(n * sizeof *ref), *got = malloc(n * sizeof *got);
+    assert_non_null(ref);
+    assert_non_null(got);
+    for (int kind = 0; kind < ROTEQ_NORMALS_COUNT; kind++)
+        for (uint32_t s = 0; s < 4; s++) {
+            uint64_t seed = 17 + 0x100000000ull * s, step = 1 + 1000 * (uint64_t)s;
+            assert_int_equal(roteq_sim_normals_as((roteq_sim_normal_kind)kind,
+                                                  ROTEQ_SIM_ISA_GENERIC, seed, s, step, ref, n),
+                             0);
+            double big = 0;
+            for (size_t i = 0; i < n; i++)
+                big = fmax(big, fabs(ref[i]));
+            assert_true(big > 3.5 && big < 9.0);
+            for (int isa = ROTEQ_SIM_ISA_AVX2; isa < ROTEQ_SIM_ISA_COUNT; isa++) {
+                if (!roteq_sim_isa_available((roteq_sim_isa)isa))
+                    continue;
+                assert_int_equal(roteq_sim_normals_as((roteq_sim_normal_kind)kind,
+                                                      (roteq_sim_isa)isa, seed, s, step, got, n),
+                                 0);
+                if (memcmp(ref, got, n * sizeof *ref) != 0)
+                    fail_msg("%s differs between generic and %s kernels",
+                             roteq_sim_normal_names[kind], roteq_sim_isa_names[isa]);
+            }
+        }
+    double z[8];
+    assert_int_equal(
+        roteq_sim_normals_as(ROTEQ_NORMALS_COUNT, ROTEQ_SIM_ISA_GENERIC, 1, 0, 1, z, 8),
+        ROTEQ_EINVAL);
+    assert_int_equal(
+        roteq_sim_normals_as(ROTEQ_NORMALS_ARS5_ZIGGURAT, ROTEQ_SIM_ISA_COUNT, 1, 0, 1, z, 8),
+        ROTEQ_EINVAL);
+    assert_true(roteq_sim_bench_normals_as(ROTEQ_NORMALS_COUNT, 4, 8, 2, 1, ROTEQ_SIM_ISA_AUTO,
+                                           NULL) == ROTEQ_EINVAL);
+    free(ref);
+    free(got);
 }
 
 /* Moments of many normals within standard errors (mean, variance, fourth moment, tail mass). */
@@ -330,6 +430,13 @@ static void test_bench_normals(void **state)
     assert_true(t >= 0);
     assert_true(sum == sum2); /* same normals whatever the threads and instruction set */
     assert_true(roteq_sim_bench_normals(0, 64, 10, 1, ROTEQ_SIM_ISA_AUTO, NULL) < 0);
+    for (int kind = 0; kind < ROTEQ_NORMALS_COUNT; kind++) {
+        assert_true(roteq_sim_bench_normals_as((roteq_sim_normal_kind)kind, 4, 64, 10, 2,
+                                               ROTEQ_SIM_ISA_AUTO, &sum) >= 0);
+        assert_true(roteq_sim_bench_normals_as((roteq_sim_normal_kind)kind, 4, 64, 10, 2,
+                                               ROTEQ_SIM_ISA_GENERIC, &sum2) >= 0);
+        assert_true(sum == sum2);
+    }
 }
 
 /* Row statistics against a sort-based reference computed from the observer's per-neuron norms
@@ -464,6 +571,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_normals_match_random123),
         cmocka_unit_test(test_normals_moments),
+        cmocka_unit_test(test_ars_match_random123),
+        cmocka_unit_test(test_normals_same_bits_every_isa),
         cmocka_unit_test(test_determinism),
         cmocka_unit_test(test_seed),
         cmocka_unit_test(test_validation),

@@ -1,0 +1,511 @@
+/* normal_inline.h - the simulator's standard normals: counter-based generators (Philox4x32-R,
+ * ARS-5) and transforms (Box-Muller, a 256-layer ziggurat), header-only so that each kernel
+ * (kernel.c, compiled once per instruction set) inlines them for its own vector width.
+ *
+ * Every variant is a pure function of (seed, stream, step, index): a neuron's normals depend only
+ * on the seed and its index, never on the thread or the instruction set. Bit-identical across
+ * instruction sets because everything is integer arithmetic or exactly rounded double operations
+ * (no FMA contraction: ISO C mode), and the AES rounds give the same bits in hardware (VAES on
+ * AVX-512, AES-NI on AVX2) and in the portable software round below.
+ *
+ * Streams (key, counter as 32-bit words):
+ *   Philox4x32-R: key (seed lo, stream), counter (block, step lo, step hi, seed hi).
+ *   ARS-5 (Random123's ars4x32_R(5, ...)): key (seed lo, seed hi, stream, 0), counter (block, step
+ *   lo, step hi, domain); domain 0 is the main draw, 1 + k the ziggurat's k-th fallback block of
+ *   normal i (counter word 0 = i then).
+ * Layouts (ngen is a multiple of ROTEQ_KERNEL_BATCH = 64):
+ *   Philox + Box-Muller: batch b holds blocks 16b..16b+15; block j of the batch gives out[j],
+ *   out[16+j] (pair from words 0, 1) and out[32+j], out[48+j] (words 2, 3).
+ *   ARS + Box-Muller: batch b's 16 blocks give 64 words a[0..63] in memory order; pair p
+ *   (0..31) takes the radius from a[p] and the angle from a[32+p] into out[p], out[32+p].
+ *   Ziggurat (either generator): one 64-bit word per normal; batch b's 32 blocks, in memory order
+ *   (Philox: words 0|1<<32 and 2|3<<32 of each block).
+ * Box-Muller: u = (x + 1/2) 2^-32, r = sqrt(-2 log u1) (fdlibm's log method), angle 2 pi u2
+ * reduced exactly in integers, fdlibm's sin/cos kernels. Ziggurat: sim/ziggurat_tables.h; the
+ * fast path (99.3% of draws: one table lookup, a multiply and a compare) is branch-free over the
+ * lanes, the rest goes through zig_slow() one normal at a time. */
+#ifndef ROTEQ_SIM_NORMAL_INLINE_H
+#define ROTEQ_SIM_NORMAL_INLINE_H
+
+#include "kernel.h"
+#include "philox_inline.h"
+#include "ziggurat_tables.h"
+
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+
+#if defined(__AES__) || defined(__AVX512F__)
+#include <immintrin.h>
+#endif
+
+#define NL ROTEQ_KERNEL_LANES
+
+static inline uint64_t nrm_as_u64(double d)
+{
+    uint64_t b;
+    memcpy(&b, &d, sizeof b);
+    return b;
+}
+
+/* ---- Box-Muller ---- */
+
+/* log(u) for a positive normal double u: fdlibm's e_log.c method - u = 2^k m with m in
+ * [sqrt(2)/2, sqrt(2)), f = m - 1, s = f/(2+f), log(1+f) = 2s + s*R(s^2) (Lg1..Lg7), k*ln2 split
+ * in a high and a low part. Branch-free so that it vectorises. */
+static inline double nrm_log(double u)
+{
+    uint64_t ix = nrm_as_u64(u) - 0x3fe6a09e00000000ull;
+    double k = (small_to_double((ix + (0x800ull << 52)) >> 52)) - 2048.0;
+    double m = as_double((ix & 0x000fffffffffffffull) + 0x3fe6a09e00000000ull);
+    double f = m - 1.0, s = f / (2.0 + f), z = s * s, w = z * z;
+    double t1 = w * (3.999999999940941908e-01 +
+                     w * (2.222219843214978396e-01 + w * 1.531383769920937332e-01));
+    double t2 = z * (6.666666666666735130e-01 +
+                     w * (2.857142874366239149e-01 +
+                          w * (1.818357216161805012e-01 + w * 1.479819860511658591e-01)));
+    double R = t2 + t1, hfsq = 0.5 * f * f;
+    return k * 6.93147180369123816490e-01 -
+           ((hfsq - (s * (hfsq + R) + k * 1.90821492927058770002e-10)) - f);
+}
+
+/* sqrt(-2 log u) for u = (x + 1/2) 2^-32. */
+static inline double bm_radius(uint32_t x)
+{
+    return sqrt(-2.0 * nrm_log((small_to_double(x) + 0.5) * 0x1p-32));
+}
+
+/* cos and sin of 2 pi u2 for u2 = (y + 1/2) 2^-32: the quadrant q and the offset v in
+ * [-1/2, 1/2] (in units of pi/2) come exactly from the integer y; then fdlibm's k_sin/k_cos
+ * polynomials on x = v*pi/2 in [-pi/4, pi/4], and a quadrant swap. */
+static inline void bm_angle(uint32_t y, double *c, double *s)
+{
+    uint32_t b = y + 0x20000000u;
+    double v = (small_to_double(b & 0x3fffffffu) - 536870911.5) * 0x1p-30;
+    uint32_t q = b >> 30;
+    double x = v * 1.57079632679489655800e+00, z = x * x;
+    double sn =
+        x +
+        x * z *
+            (-1.66666666666666324348e-01 +
+             z * (8.33333333332248946124e-03 +
+                  z * (-1.98412698298579493134e-04 +
+                       z * (2.75573137070700676789e-06 +
+                            z * (-2.50507602534068634195e-08 + z * 1.58969099521155010221e-10)))));
+    double r =
+        z * (4.16666666666666019037e-02 +
+             z * (-1.38888888888741095749e-03 +
+                  z * (2.48015872894767294178e-05 +
+                       z * (-2.75573143513906633035e-07 +
+                            z * (2.08757232129817482790e-09 + z * -1.13596475577881948265e-11)))));
+    double hz = 0.5 * z, w = 1.0 - hz;
+    double cs = w + (((1.0 - w) - hz) + z * r);
+    double S = (q & 1) ? cs : sn, Cc = (q & 1) ? sn : cs;
+    *s = (q & 2) ? -S : S;
+    *c = ((q + 1) & 2) ? -Cc : Cc;
+}
+
+/* n pairs: radius words rw[p], angle words aw[p] -> o[p] = r cos, o[os + p] = r sin. */
+static inline void bm_pairs(const uint32_t *rw, const uint32_t *aw, double *o, size_t os, int n)
+{
+    double rad[2 * NL];
+    for (int l = 0; l < n; l++)
+        rad[l] = bm_radius(rw[l]);
+    for (int l = 0; l < n; l++) {
+        double c, s;
+        bm_angle(aw[l], &c, &s);
+        o[l] = rad[l] * c;
+        o[os + l] = rad[l] * s;
+    }
+}
+
+/* ---- ARS-5: AES rounds in hardware or in software, the same bits ---- */
+
+typedef struct {
+    uint64_t rk[6][2]; /* round keys: key + r * (golden ratio, sqrt(3) - 1), 64-bit lanes */
+} ars_key;
+
+static inline ars_key ars_key_make(uint64_t seed, uint32_t stream)
+{
+    ars_key k;
+    k.rk[0][0] = seed;
+    k.rk[0][1] = stream;
+    for (int r = 1; r < 6; r++) {
+        k.rk[r][0] = k.rk[r - 1][0] + 0x9E3779B97F4A7C15ull;
+        k.rk[r][1] = k.rk[r - 1][1] + 0xBB67AE8584CAA73Bull;
+    }
+    return k;
+}
+
+#if !defined(__AES__)
+static const uint8_t aes_sbox[256] = {
+    0x63, 0x7c, 0x77, 0x7b, 0xf2, 0x6b, 0x6f, 0xc5, 0x30, 0x01, 0x67, 0x2b, 0xfe, 0xd7, 0xab, 0x76,
+    0xca, 0x82, 0xc9, 0x7d, 0xfa, 0x59, 0x47, 0xf0, 0xad, 0xd4, 0xa2, 0xaf, 0x9c, 0xa4, 0x72, 0xc0,
+    0xb7, 0xfd, 0x93, 0x26, 0x36, 0x3f, 0xf7, 0xcc, 0x34, 0xa5, 0xe5, 0xf1, 0x71, 0xd8, 0x31, 0x15,
+    0x04, 0xc7, 0x23, 0xc3, 0x18, 0x96, 0x05, 0x9a, 0x07, 0x12, 0x80, 0xe2, 0xeb, 0x27, 0xb2, 0x75,
+    0x09, 0x83, 0x2c, 0x1a, 0x1b, 0x6e, 0x5a, 0xa0, 0x52, 0x3b, 0xd6, 0xb3, 0x29, 0xe3, 0x2f, 0x84,
+    0x53, 0xd1, 0x00, 0xed, 0x20, 0xfc, 0xb1, 0x5b, 0x6a, 0xcb, 0xbe, 0x39, 0x4a, 0x4c, 0x58, 0xcf,
+    0xd0, 0xef, 0xaa, 0xfb, 0x43, 0x4d, 0x33, 0x85, 0x45, 0xf9, 0x02, 0x7f, 0x50, 0x3c, 0x9f, 0xa8,
+    0x51, 0xa3, 0x40, 0x8f, 0x92, 0x9d, 0x38, 0xf5, 0xbc, 0xb6, 0xda, 0x21, 0x10, 0xff, 0xf3, 0xd2,
+    0xcd, 0x0c, 0x13, 0xec, 0x5f, 0x97, 0x44, 0x17, 0xc4, 0xa7, 0x7e, 0x3d, 0x64, 0x5d, 0x19, 0x73,
+    0x60, 0x81, 0x4f, 0xdc, 0x22, 0x2a, 0x90, 0x88, 0x46, 0xee, 0xb8, 0x14, 0xde, 0x5e, 0x0b, 0xdb,
+    0xe0, 0x32, 0x3a, 0x0a, 0x49, 0x06, 0x24, 0x5c, 0xc2, 0xd3, 0xac, 0x62, 0x91, 0x95, 0xe4, 0x79,
+    0xe7, 0xc8, 0x37, 0x6d, 0x8d, 0xd5, 0x4e, 0xa9, 0x6c, 0x56, 0xf4, 0xea, 0x65, 0x7a, 0xae, 0x08,
+    0xba, 0x78, 0x25, 0x2e, 0x1c, 0xa6, 0xb4, 0xc6, 0xe8, 0xdd, 0x74, 0x1f, 0x4b, 0xbd, 0x8b, 0x8a,
+    0x70, 0x3e, 0xb5, 0x66, 0x48, 0x03, 0xf6, 0x0e, 0x61, 0x35, 0x57, 0xb9, 0x86, 0xc1, 0x1d, 0x9e,
+    0xe1, 0xf8, 0x98, 0x11, 0x69, 0xd9, 0x8e, 0x94, 0x9b, 0x1e, 0x87, 0xe9, 0xce, 0x55, 0x28, 0xdf,
+    0x8c, 0xa1, 0x89, 0x0d, 0xbf, 0xe6, 0x42, 0x68, 0x41, 0x99, 0x2d, 0x0f, 0xb0, 0x54, 0xbb, 0x16,
+};
+
+static inline uint8_t aes_xtime(uint8_t a)
+{
+    return (uint8_t)((a << 1) ^ ((a >> 7) * 0x1b));
+}
+
+/* One AES encryption round on 16 state bytes (column-major, as the AESENC instruction's
+ * register): SubBytes, ShiftRows, MixColumns unless `last`, then xor with the round key. */
+static inline void aes_round_sw(uint8_t s[16], const uint64_t rk[2], int last)
+{
+    uint8_t t[16];
+    for (int c = 0; c < 4; c++)
+        for (int r = 0; r < 4; r++)
+            t[4 * c + r] = aes_sbox[s[4 * ((c + r) & 3) + r]];
+    if (!last)
+        for (int c = 0; c < 4; c++) {
+            uint8_t a0 = t[4 * c], a1 = t[4 * c + 1], a2 = t[4 * c + 2], a3 = t[4 * c + 3];
+            uint8_t x = a0 ^ a1 ^ a2 ^ a3;
+            t[4 * c] = a0 ^ x ^ aes_xtime(a0 ^ a1);
+            t[4 * c + 1] = a1 ^ x ^ aes_xtime(a1 ^ a2);
+            t[4 * c + 2] = a2 ^ x ^ aes_xtime(a2 ^ a3);
+            t[4 * c + 3] = a3 ^ x ^ aes_xtime(a3 ^ a0);
+        }
+    for (int i = 0; i < 16; i++)
+        s[i] = t[i] ^ (uint8_t)(rk[i >> 3] >> (8 * (i & 7)));
+}
+#endif
+
+/* ARS-5 of one counter (c0, c1, c2, c3): the 128 bits as out[0] (low 64), out[1]. */
+static inline void ars5_one(const ars_key *k, uint32_t c0, uint32_t c1, uint32_t c2, uint32_t c3,
+                            uint64_t out[2])
+{
+#if defined(__AES__)
+    __m128i v = _mm_set_epi32((int)c3, (int)c2, (int)c1, (int)c0);
+    v = _mm_xor_si128(v, _mm_set_epi64x((long long)k->rk[0][1], (long long)k->rk[0][0]));
+    for (int r = 1; r < 5; r++)
+        v = _mm_aesenc_si128(v, _mm_set_epi64x((long long)k->rk[r][1], (long long)k->rk[r][0]));
+    v = _mm_aesenclast_si128(v, _mm_set_epi64x((long long)k->rk[5][1], (long long)k->rk[5][0]));
+    _mm_storeu_si128((__m128i *)(void *)out, v);
+#else
+    uint32_t w[4] = {c0, c1, c2, c3};
+    uint8_t s[16];
+    for (int i = 0; i < 16; i++)
+        s[i] = (uint8_t)(w[i >> 2] >> (8 * (i & 3))) ^ (uint8_t)(k->rk[0][i >> 3] >> (8 * (i & 7)));
+    for (int r = 1; r < 6; r++)
+        aes_round_sw(s, k->rk[r], r == 5);
+    out[0] = out[1] = 0;
+    for (int i = 0; i < 8; i++) {
+        out[0] |= (uint64_t)s[i] << (8 * i);
+        out[1] |= (uint64_t)s[8 + i] << (8 * i);
+    }
+#endif
+}
+
+/* ARS-5 of counters (base + j, c1, c2, c3), j = 0..nblk-1 (nblk a multiple of 4): block j's
+ * 128 bits go to out[2j] (low 64) and out[2j+1] (high 64). */
+static inline void ars5_blocks(const ars_key *k, uint32_t base, uint32_t c1, uint32_t c2,
+                               uint32_t c3, int nblk, uint64_t *out)
+{
+#if defined(__VAES__) && defined(__AVX512F__)
+    __m512i rk[6];
+    for (int r = 0; r < 6; r++)
+        rk[r] =
+            _mm512_broadcast_i32x4(_mm_set_epi64x((long long)k->rk[r][1], (long long)k->rk[r][0]));
+    __m512i ctr = _mm512_set_epi32((int)c3, (int)c2, (int)c1, (int)(base + 3), (int)c3, (int)c2,
+                                   (int)c1, (int)(base + 2), (int)c3, (int)c2, (int)c1,
+                                   (int)(base + 1), (int)c3, (int)c2, (int)c1, (int)base);
+    const __m512i four = _mm512_set_epi32(0, 0, 0, 4, 0, 0, 0, 4, 0, 0, 0, 4, 0, 0, 0, 4);
+    for (int j = 0; j < nblk; j += 4) {
+        __m512i v = _mm512_xor_si512(ctr, rk[0]);
+        v = _mm512_aesenc_epi128(v, rk[1]);
+        v = _mm512_aesenc_epi128(v, rk[2]);
+        v = _mm512_aesenc_epi128(v, rk[3]);
+        v = _mm512_aesenc_epi128(v, rk[4]);
+        v = _mm512_aesenclast_epi128(v, rk[5]);
+        _mm512_storeu_si512((void *)(out + 2 * j), v);
+        ctr = _mm512_add_epi32(ctr, four);
+    }
+#elif defined(__AES__)
+    __m128i rk[6];
+    for (int r = 0; r < 6; r++)
+        rk[r] = _mm_set_epi64x((long long)k->rk[r][1], (long long)k->rk[r][0]);
+    for (int j = 0; j < nblk; j++) {
+        __m128i v = _mm_set_epi32((int)c3, (int)c2, (int)c1, (int)(base + (uint32_t)j));
+        v = _mm_xor_si128(v, rk[0]);
+        v = _mm_aesenc_si128(v, rk[1]);
+        v = _mm_aesenc_si128(v, rk[2]);
+        v = _mm_aesenc_si128(v, rk[3]);
+        v = _mm_aesenc_si128(v, rk[4]);
+        v = _mm_aesenclast_si128(v, rk[5]);
+        _mm_storeu_si128((__m128i *)(void *)(out + 2 * j), v);
+    }
+#else
+    for (int j = 0; j < nblk; j++)
+        ars5_one(k, base + (uint32_t)j, c1, c2, c3, out + 2 * j);
+#endif
+}
+
+/* ---- Ziggurat ---- */
+
+/* A word's bits: box index in bits 0..10, sign in bit 11, the uniform in bits 12..63 (its top 32
+ * bits, w >> 32, meet the box's acceptance threshold). */
+#define ZIG_SIGN_SHIFT 11
+
+/* A uniform in (0, 1) from the top 53 bits of a word. */
+static inline double zig_u01(uint64_t w)
+{
+    return (as_double(0x4330000000000000ull | (w >> 12)) - 0x1p52 + 0.5) * 0x1p-52;
+}
+
+/* The words the slow path draws, for one batch of 64 normals (batch b): first 8 words from 4
+ * ARS blocks (b*4 + j, step lo, step hi, 1) computed when the batch first needs them, then one
+ * block (b, step lo, step hi, 2 + n) at a time. Consumed in lane order, so which word serves
+ * which normal depends only on the batch's own words. */
+typedef struct {
+    const ars_key *k;
+    uint32_t b, c1, c2, n;
+    int used, have;
+    uint64_t w[8];
+} zig_src;
+
+static inline uint64_t zig_next(zig_src *s)
+{
+    if (s->used == s->have) {
+        if (s->have == 0) {
+            ars5_blocks(s->k, 4 * s->b, s->c1, s->c2, 1, 4, s->w);
+            s->have = 8;
+        } else {
+            ars5_one(s->k, s->b, s->c1, s->c2, 2 + s->n++, s->w);
+            s->have = 2;
+        }
+        s->used = 0;
+    }
+    return s->w[s->used++];
+}
+
+/* Box i's x for word w: u = w >> 12 times the box width (a float, so the product is the same
+ * in every lane width). */
+static inline double zig_x(uint64_t w, unsigned i)
+{
+    float ws;
+    uint32_t bits = (uint32_t)zig_kw[i];
+    memcpy(&ws, &bits, sizeof ws);
+    return small_to_double(w >> 12) * (double)ws;
+}
+
+/* Where the fast path rejected word w0: the exact tests (sim/gen_ziggurat_tables.py), redrawing
+ * from the batch's words `s` until a point falls under the curve. */
+__attribute__((noinline)) static double zig_slow(uint64_t w0, zig_src *s)
+{
+    uint64_t w = w0;
+    for (;;) {
+        unsigned i = (unsigned)(w & (ZIG_BOXES - 1));
+        uint64_t neg = (w & ZIG_BOXES) << (63 - ZIG_SIGN_SHIFT);
+        double x = zig_x(w, i);
+        if ((w >> 32) < (zig_kw[i] >> 32) || x < zig_xnext[i])
+            return as_double(nrm_as_u64(x) ^ neg);
+        if (i == 0) {
+            /* beyond r in the base box: the tail with probability ZIG_TAIL_P, drawn as
+             * x = r - log(u1)/r, accepted when -2 log(u2) > (x - r)^2 */
+            if (zig_u01(zig_next(s)) < ZIG_TAIL_P)
+                for (;;) {
+                    double t = -nrm_log(zig_u01(zig_next(s))) / ZIG_R;
+                    double y = -nrm_log(zig_u01(zig_next(s)));
+                    if (y + y > t * t)
+                        return as_double(nrm_as_u64(ZIG_R + t) ^ neg);
+                }
+        } else {
+            double y = zig_f[i] + zig_u01(zig_next(s)) * (zig_f[i + 1] - zig_f[i]);
+            if (y < 1.0 && nrm_log(y) < -0.5 * x * x)
+                return as_double(nrm_as_u64(x) ^ neg);
+        }
+        w = zig_next(s);
+    }
+}
+
+/* The table entries of n words, looked up one by one: on this kind of CPU the scalar loads are
+ * cheaper than a vector gather (and GCC would emulate one lane by lane anyway). Done for several
+ * batches before their arithmetic so that the stores have left the store buffer when the vector
+ * loads read them. */
+#if defined(__GNUC__) && !defined(__clang__)
+__attribute__((optimize("no-tree-vectorize")))
+#endif
+static inline void
+zig_lookup(const uint64_t *wd, uint64_t *e, size_t n)
+{
+    for (size_t l = 0; l < n; l++)
+        e[l] = zig_kw[wd[l] & (ZIG_BOXES - 1)];
+}
+
+/* 64 normals from 64 words and their table entries: the branch-free fast path, then the rare
+ * rejects. The arithmetic is the same on every instruction set (an exact int-to-double
+ * conversion, one product with a float, a sign flip), so are the bits. */
+static inline void zig_batch(const uint64_t *wd, const uint64_t *ee, double *o, const ars_key *k,
+                             uint32_t b, uint32_t c1, uint32_t c2)
+{
+    zig_src src = {k, b, c1, c2, 0, 0, 0, {0}};
+#if defined(__AVX512F__) && defined(__AVX512DQ__)
+    uint64_t bad = 0;
+    const __m512i ms = _mm512_set1_epi64(ZIG_BOXES);
+    const __m512i hi = _mm512_set1_epi64((long long)0xffffffff00000000ull);
+    for (int l = 0; l < ROTEQ_KERNEL_BATCH; l += 8) {
+        __m512i w = _mm512_loadu_si512((const void *)(wd + l));
+        __m512i e = _mm512_loadu_si512((const void *)(ee + l));
+        __m512d ws = _mm512_cvtps_pd(_mm256_castsi256_ps(_mm512_cvtepi64_epi32(e)));
+        __m512d x = _mm512_mul_pd(_mm512_cvtepu64_pd(_mm512_srli_epi64(w, 12)), ws);
+        __m512i sg = _mm512_slli_epi64(_mm512_and_si512(w, ms), 63 - ZIG_SIGN_SHIFT);
+        _mm512_storeu_pd(o + l, _mm512_castsi512_pd(_mm512_xor_si512(_mm512_castpd_si512(x), sg)));
+        bad |= (uint64_t)_mm512_cmpge_epu64_mask(w, _mm512_and_si512(e, hi)) << l;
+    }
+    while (bad) {
+        int l = __builtin_ctzll(bad);
+        bad &= bad - 1;
+        o[l] = zig_slow(wd[l], &src);
+    }
+#else
+    uint8_t bad[ROTEQ_KERNEL_BATCH];
+    uint64_t any = 0;
+#pragma omp simd reduction(| : any)
+    for (int l = 0; l < ROTEQ_KERNEL_BATCH; l++) {
+        uint64_t w = wd[l], e = ee[l];
+        float ws;
+        uint32_t bits = (uint32_t)e;
+        memcpy(&ws, &bits, sizeof ws);
+        double x = small_to_double(w >> 12) * (double)ws;
+        o[l] = as_double(nrm_as_u64(x) ^ ((w & ZIG_BOXES) << (63 - ZIG_SIGN_SHIFT)));
+        uint64_t rej = w >= (e & 0xffffffff00000000ull);
+        bad[l] = (uint8_t)rej;
+        any |= rej;
+    }
+    if (!any)
+        return;
+    for (int g = 0; g < ROTEQ_KERNEL_BATCH; g += 8) {
+        uint64_t m;
+        memcpy(&m, bad + g, 8);
+        while (m) {
+            int l = g + __builtin_ctzll(m) / 8;
+            m &= m - 1;
+            o[l] = zig_slow(wd[l], &src);
+        }
+    }
+#endif
+}
+
+/* ---- The variants ---- */
+
+static inline void normals_philox_bm(int rounds, uint64_t seed, uint32_t stream, uint64_t step,
+                                     double *out, size_t ngen)
+{
+    const uint32_t k0 = (uint32_t)seed, k1 = stream;
+    const uint32_t c1 = (uint32_t)step, c2 = (uint32_t)(step >> 32), c3 = (uint32_t)(seed >> 32);
+    for (size_t b = 0; b < ngen / ROTEQ_KERNEL_BATCH; b++) {
+        uint32_t x[4][NL];
+        philox_lanes_r(rounds, k0, k1, (uint32_t)(b * NL), c1, c2, c3, x);
+        double *o = (double *)__builtin_assume_aligned(out + b * ROTEQ_KERNEL_BATCH, 64);
+        bm_pairs(x[0], x[1], o, NL, NL);
+        bm_pairs(x[2], x[3], o + 2 * NL, NL, NL);
+    }
+}
+
+static inline void normals_ars_bm(uint64_t seed, uint32_t stream, uint64_t step, double *out,
+                                  size_t ngen)
+{
+    const ars_key k = ars_key_make(seed, stream);
+    const uint32_t c1 = (uint32_t)step, c2 = (uint32_t)(step >> 32);
+    for (size_t b = 0; b < ngen / ROTEQ_KERNEL_BATCH; b++) {
+        uint64_t wd[2 * NL];
+        uint32_t a[4 * NL];
+        ars5_blocks(&k, (uint32_t)(b * NL), c1, c2, 0, NL, wd);
+        for (int i = 0; i < 2 * NL; i++) {
+            a[2 * i] = (uint32_t)wd[i];
+            a[2 * i + 1] = (uint32_t)(wd[i] >> 32);
+        }
+        double *o = (double *)__builtin_assume_aligned(out + b * ROTEQ_KERNEL_BATCH, 64);
+        bm_pairs(a, a + 2 * NL, o, 2 * NL, 2 * NL);
+    }
+}
+
+/* Ziggurat normals: the words of up to ZIG_GROUP batches, their table entries, then the
+ * arithmetic batch by batch (see zig_lookup). */
+#define ZIG_GROUP 4
+
+static inline void normals_ars_zig(uint64_t seed, uint32_t stream, uint64_t step, double *out,
+                                   size_t ngen)
+{
+    const ars_key k = ars_key_make(seed, stream);
+    const uint32_t c1 = (uint32_t)step, c2 = (uint32_t)(step >> 32);
+    const size_t nbatch = ngen / ROTEQ_KERNEL_BATCH;
+    for (size_t b0 = 0; b0 < nbatch; b0 += ZIG_GROUP) {
+        size_t nb = nbatch - b0 < ZIG_GROUP ? nbatch - b0 : ZIG_GROUP;
+        uint64_t wd[ZIG_GROUP * ROTEQ_KERNEL_BATCH], ee[ZIG_GROUP * ROTEQ_KERNEL_BATCH];
+        ars5_blocks(&k, (uint32_t)(b0 * 2 * NL), c1, c2, 0, (int)(nb * 2 * NL), wd);
+        zig_lookup(wd, ee, nb * ROTEQ_KERNEL_BATCH);
+        for (size_t b = 0; b < nb; b++)
+            zig_batch(wd + b * ROTEQ_KERNEL_BATCH, ee + b * ROTEQ_KERNEL_BATCH,
+                      out + (b0 + b) * ROTEQ_KERNEL_BATCH, &k, (uint32_t)(b0 + b), c1, c2);
+    }
+}
+
+static inline void normals_philox_zig(int rounds, uint64_t seed, uint32_t stream, uint64_t step,
+                                      double *out, size_t ngen)
+{
+    const ars_key k = ars_key_make(seed, stream);
+    const uint32_t k0 = (uint32_t)seed, k1 = stream;
+    const uint32_t c1 = (uint32_t)step, c2 = (uint32_t)(step >> 32), c3 = (uint32_t)(seed >> 32);
+    const size_t nbatch = ngen / ROTEQ_KERNEL_BATCH;
+    for (size_t b0 = 0; b0 < nbatch; b0 += ZIG_GROUP) {
+        size_t nb = nbatch - b0 < ZIG_GROUP ? nbatch - b0 : ZIG_GROUP;
+        uint64_t wd[ZIG_GROUP * ROTEQ_KERNEL_BATCH], ee[ZIG_GROUP * ROTEQ_KERNEL_BATCH];
+        for (size_t h = 0; h < 2 * nb; h++) {
+            uint32_t x[4][NL];
+            philox_lanes_r(rounds, k0, k1, (uint32_t)((2 * b0 + h) * NL), c1, c2, c3, x);
+            for (int l = 0; l < NL; l++) {
+                wd[h * 2 * NL + (size_t)l] = x[0][l] | (uint64_t)x[1][l] << 32;
+                wd[h * 2 * NL + NL + (size_t)l] = x[2][l] | (uint64_t)x[3][l] << 32;
+            }
+        }
+        zig_lookup(wd, ee, nb * ROTEQ_KERNEL_BATCH);
+        for (size_t b = 0; b < nb; b++)
+            zig_batch(wd + b * ROTEQ_KERNEL_BATCH, ee + b * ROTEQ_KERNEL_BATCH,
+                      out + (b0 + b) * ROTEQ_KERNEL_BATCH, &k, (uint32_t)(b0 + b), c1, c2);
+    }
+}
+
+/* The variant `kind` (roteq_sim_normal_kind). */
+static inline void normals_of(roteq_sim_normal_kind kind, uint64_t seed, uint32_t stream,
+                              uint64_t step, double *out, size_t ngen)
+{
+    switch (kind) {
+    case ROTEQ_NORMALS_ARS5_ZIGGURAT:
+        normals_ars_zig(seed, stream, step, out, ngen);
+        break;
+    case ROTEQ_NORMALS_ARS5_BOXMULLER:
+        normals_ars_bm(seed, stream, step, out, ngen);
+        break;
+    case ROTEQ_NORMALS_PHILOX7_ZIGGURAT:
+        normals_philox_zig(7, seed, stream, step, out, ngen);
+        break;
+    case ROTEQ_NORMALS_PHILOX10_ZIGGURAT:
+        normals_philox_zig(10, seed, stream, step, out, ngen);
+        break;
+    case ROTEQ_NORMALS_PHILOX7_BOXMULLER:
+        normals_philox_bm(7, seed, stream, step, out, ngen);
+        break;
+    case ROTEQ_NORMALS_PHILOX10_BOXMULLER:
+    default:
+        normals_philox_bm(10, seed, stream, step, out, ngen);
+        break;
+    }
+}
+
+#undef NL
+#endif

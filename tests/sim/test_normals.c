@@ -1,0 +1,196 @@
+/* test_normals.c - the simulator's standard normals as a distribution (fixed seeds, every check in
+ * standard errors): moments to the fourth, a Kolmogorov-Smirnov test against GSL's normal CDF,
+ * tail frequencies beyond 4 and 5 sigma, and independence across neighbouring neuron streams,
+ * steps (counters), coordinates and seeds - for the kind the engine draws in full, for every
+ * other kind `roteq bench` times in a lighter form. Bits do not depend on the instruction set
+ * (test_engine.c), so the widest kernels draw them here. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+
+#include "roteq_sim.h"
+#include "roteq_test.h"
+
+#include <gsl/gsl_cdf.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define SEED 20261130u
+
+static void draw(roteq_sim_normal_kind kind, uint64_t seed, uint32_t stream, uint64_t step,
+                 double *z, size_t n)
+{
+    assert_int_equal(roteq_sim_normals_as(kind, ROTEQ_SIM_ISA_AUTO, seed, stream, step, z, n), 0);
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* sqrt(n) times the Kolmogorov-Smirnov distance of x[0..n) (sorted here) to the normal CDF. */
+static double ks_lambda(double *x, size_t n)
+{
+    qsort(x, n, sizeof *x, cmp_double);
+    double d = 0.0;
+    for (size_t i = 0; i < n; i++) {
+        double F = gsl_cdf_ugaussian_P(x[i]);
+        d = fmax(d, fmax(F - (double)i / (double)n, (double)(i + 1) / (double)n - F));
+    }
+    return sqrt((double)n) * d;
+}
+
+/* The asymptotic Kolmogorov p-value of lambda. */
+static double ks_p(double lambda)
+{
+    double p = 0.0;
+    for (int k = 1; k < 100; k++)
+        p += 2.0 * ((k & 1) ? 1.0 : -1.0) * exp(-2.0 * k * k * lambda * lambda);
+    return fmin(1.0, fmax(0.0, p));
+}
+
+/* Mean, variance, third and fourth moments of `n` normals from streams/steps, within k SE, and
+ * the KS test on them (lambda < 1.95: p > 0.001). */
+static void check_moments_ks(roteq_sim_normal_kind kind, size_t per, size_t vectors, double k)
+{
+    const size_t n = per * vectors;
+    double *x = malloc(n * sizeof *x);
+    assert_non_null(x);
+    for (size_t v = 0; v < vectors; v++)
+        draw(kind, SEED, (uint32_t)(v % 61), 1 + v / 61, x + v * per, per);
+    double s1 = 0, s2 = 0, s3 = 0, s4 = 0;
+    for (size_t i = 0; i < n; i++) {
+        double z = x[i], z2 = z * z;
+        s1 += z;
+        s2 += z2;
+        s3 += z2 * z;
+        s4 += z2 * z2;
+    }
+    double N = (double)n;
+    /* Var(z) = 1, Var(z^2) = 2, Var(z^3) = 15, Var(z^4) = 96 */
+    printf("# %s: %zu normals: mean %+.2e, E z^2 %.5f, E z^3 %+.2e, E z^4 %.4f\n",
+           roteq_sim_normal_names[kind], n, s1 / N, s2 / N, s3 / N, s4 / N);
+    assert_within_se(s1 / N, 0.0, 1.0 / sqrt(N), k, SEED);
+    assert_within_se(s2 / N, 1.0, sqrt(2.0 / N), k, SEED);
+    assert_within_se(s3 / N, 0.0, sqrt(15.0 / N), k, SEED);
+    assert_within_se(s4 / N, 3.0, sqrt(96.0 / N), k, SEED);
+    double lambda = ks_lambda(x, n);
+    printf("# %s: KS sqrt(n) D = %.3f (p = %.3f)\n", roteq_sim_normal_names[kind], lambda,
+           ks_p(lambda));
+    assert_true(lambda < 1.95);
+    free(x);
+}
+
+static void test_engine_moments_ks(void **state)
+{
+    (void)state;
+    check_moments_ks(roteq_sim_engine_normals, 1024, 4096, 4.0); /* 4.2 million */
+}
+
+/* Every kind roteq bench times is a correct normal generator too (lighter: 2^18 each). */
+static void test_every_kind_moments_ks(void **state)
+{
+    (void)state;
+    for (int kind = 0; kind < ROTEQ_NORMALS_COUNT; kind++)
+        check_moments_ks((roteq_sim_normal_kind)kind, 1024, 256, 4.5);
+}
+
+/* Tail frequencies beyond 4 and 5 sigma in 5e7 normals (expected 3167 and 28.7): binomial
+ * standard errors. */
+static void test_engine_tails(void **state)
+{
+    (void)state;
+    const size_t per = 4096, vectors = 12207; /* 5.0e7 */
+    double *z = malloc(per * sizeof *z);
+    assert_non_null(z);
+    size_t c4 = 0, c5 = 0;
+    double biggest = 0;
+    for (size_t v = 0; v < vectors; v++) {
+        draw(roteq_sim_engine_normals, SEED + 1, (uint32_t)(v % 127), 1 + v / 127, z, per);
+        for (size_t i = 0; i < per; i++) {
+            double a = fabs(z[i]);
+            c4 += a > 4.0;
+            c5 += a > 5.0;
+            biggest = fmax(biggest, a);
+        }
+    }
+    double N = (double)(per * vectors);
+    double p4 = 2.0 * gsl_cdf_ugaussian_Q(4.0), p5 = 2.0 * gsl_cdf_ugaussian_Q(5.0);
+    printf("# %.3g normals: beyond 4 sigma %zu (expected %.1f), beyond 5 sigma %zu (expected "
+           "%.1f); largest |z| %.3f\n",
+           N, c4, p4 * N, c5, p5 * N, biggest);
+    assert_within_se((double)c4 / N, p4, sqrt(p4 * (1 - p4) / N), 4, SEED + 1);
+    assert_within_se((double)c5 / N, p5, sqrt(p5 * (1 - p5) / N), 4, SEED + 1);
+    free(z);
+}
+
+/* Correlation of z and of z^2 between paired draws, in standard errors (unit variances known:
+ * r = mean(x y), r2 = mean((x^2-1)(y^2-1))/2, each with SE 1/sqrt(m)). */
+typedef struct {
+    double sxy, sqq;
+    size_t m;
+} corr;
+
+static void corr_add(corr *c, const double *x, const double *y, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        c->sxy += x[i] * y[i];
+        c->sqq += (x[i] * x[i] - 1.0) * (y[i] * y[i] - 1.0) / 2.0;
+    }
+    c->m += n;
+}
+
+static void corr_check(const corr *c, const char *what)
+{
+    double m = (double)c->m, r = c->sxy / m, r2 = c->sqq / m, se = 1.0 / sqrt(m);
+    printf("# %-40s corr %+.2f SE, of squares %+.2f SE (%zu pairs)\n", what, r / se, r2 / se, c->m);
+    assert_within_se(r, 0.0, se, 4.5, SEED + 2);
+    assert_within_se(r2, 0.0, se, 4.5, SEED + 2);
+}
+
+static void test_engine_independence(void **state)
+{
+    (void)state;
+    const roteq_sim_normal_kind kind = roteq_sim_engine_normals;
+    enum { C = 512, STREAMS = 64, STEPS = 40 };
+    double *a = malloc(C * sizeof *a), *b = malloc(C * sizeof *b);
+    assert_non_null(a);
+    assert_non_null(b);
+    corr streams = {0}, steps = {0}, seeds = {0}, coord1 = {0}, coord32 = {0}, coord64 = {0};
+    for (uint32_t s = 0; s < STREAMS; s++)
+        for (uint64_t t = 1; t <= STEPS; t++) {
+            draw(kind, SEED, s, t, a, C);
+            draw(kind, SEED, s + 1, t, b, C); /* the neighbouring neuron */
+            corr_add(&streams, a, b, C);
+            draw(kind, SEED, s, t + 1, b, C); /* the next step's counter */
+            corr_add(&steps, a, b, C);
+            draw(kind, SEED + 1, s, t, b, C); /* the next seed */
+            corr_add(&seeds, a, b, C);
+            corr_add(&coord1, a, a + 1, C - 1);    /* neighbouring coordinates */
+            corr_add(&coord32, a, a + 32, C - 32); /* Box-Muller partners, half a batch */
+            corr_add(&coord64, a, a + 64, C - 64); /* the same place in the next batch */
+        }
+    corr_check(&streams, "neighbouring neurons (stream n, n+1)");
+    corr_check(&steps, "consecutive steps (counter t, t+1)");
+    corr_check(&seeds, "neighbouring seeds");
+    corr_check(&coord1, "neighbouring coordinates (i, i+1)");
+    corr_check(&coord32, "coordinates i, i+32");
+    corr_check(&coord64, "coordinates i, i+64 (next batch)");
+    free(a);
+    free(b);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_engine_moments_ks),
+        cmocka_unit_test(test_every_kind_moments_ks),
+        cmocka_unit_test(test_engine_tails),
+        cmocka_unit_test(test_engine_independence),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
