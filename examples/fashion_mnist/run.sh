@@ -17,28 +17,10 @@ set -euo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
 steps=3000
 out=runs/fashion_mnist
-threads=1
-train=1
-while [ $# -gt 0 ]; do
-  case "$1" in
-    --steps) steps="$2"; shift 2 ;;
-    --out) out="$2"; shift 2 ;;
-    --threads) threads="$2"; shift 2 ;;
-    --quick) steps=300; shift ;;
-    --analyze-only) train=0; shift ;;
-    -h|--help) sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
-    *) echo "run.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
-  esac
-done
-PYTHON="${PYTHON:-/usr/bin/python3}"
-ROTEQ="${ROTEQ:-$root/build/cli/roteq}"
-if [ ! -x "$ROTEQ" ]; then
-  echo "run.sh: building roteq in $root/build" >&2
-  [ -d "$root/build" ] || meson setup "$root/build" >/dev/null
-  meson compile -C "$root/build" >/dev/null
-fi
-"$PYTHON" -c 'import torch' || {
-  echo "run.sh: $PYTHON has no torch: run scripts/setup.sh (Debian python3-torch)" >&2; exit 1; }
+help_lines=15
+. "$root/examples/common.sh"
+example_args "$@"
+example_tools
 
 mkdir -p "$out/figures"
 runs=(adamw sgdm adam_l2 adamw_cosine)
