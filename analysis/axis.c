@@ -99,13 +99,36 @@ void roteq_analysis_tensor_rows(const roteq_analysis_tensor_info *t, const void 
     }
 }
 
+/* Flax and orbax name a dense or conv weight `kernel` ([in, out], [kh, kw, in, out]). */
+static int flax_kernel(const char *name)
+{
+    size_t n = strlen(name);
+    if (n < 6 || strcmp(name + n - 6, "kernel") != 0)
+        return 0;
+    return n == 6 || name[n - 7] == '.' || name[n - 7] == '/' || name[n - 7] == '_';
+}
+
+/* HF GPT-2's Conv1D modules: attn.c_attn, attn.c_proj, mlp.c_fc, mlp.c_proj ([in, out]). */
+static int gpt2_conv1d(const char *name)
+{
+    static const char *const mods[] = {"c_attn.weight", "c_proj.weight", "c_fc.weight",
+                                       "q_attn.weight"};
+    size_t n = strlen(name);
+    for (size_t i = 0; i < sizeof mods / sizeof mods[0]; i++) {
+        size_t m = strlen(mods[i]);
+        if (n >= m && strcmp(name + n - m, mods[i]) == 0 && (n == m || name[n - m - 1] == '.'))
+            return 1;
+    }
+    return 0;
+}
+
 int roteq_analysis_axis_for(const char *name, size_t rank, const roteq_analysis_axis_rule *rules,
-                            size_t nrules, const roteq_analysis_meta *meta, int *axis)
+                            size_t nrules, const roteq_analysis_meta *meta, unsigned conventions,
+                            int *axis, const char **source)
 {
     int a = 0;
     const char *from = NULL;
     const roteq_analysis_layer_meta *lm = meta ? roteq_analysis_meta_layer(meta, name) : NULL;
-    (void)lm;
     for (size_t i = 0; i < nrules && from == NULL; i++) {
         regex_t re;
         if (regcomp(&re, rules[i].regex, REG_EXTENDED | REG_NOSUB) != 0)
@@ -117,11 +140,25 @@ int roteq_analysis_axis_for(const char *name, size_t rank, const roteq_analysis_
         }
         regfree(&re);
     }
+    if (from == NULL && lm && lm->has_neuron_axis) {
+        a = lm->neuron_axis;
+        from = "metadata";
+    }
+    if (from == NULL && (conventions & ROTEQ_AXIS_FLAX) && flax_kernel(name)) {
+        a = -1;
+        from = "Flax 'kernel' convention";
+    }
+    if (from == NULL && (conventions & ROTEQ_AXIS_GPT2) && gpt2_conv1d(name)) {
+        a = -1;
+        from = "GPT-2 Conv1D convention (config.json)";
+    }
     int r = (int)(rank ? rank : 1);
     if (a < -r || a >= r)
         return roteq_error_set(ROTEQ_EINVAL,
                                "tensor '%s': neuron axis %d (%s) is outside its %d axes", name, a,
                                from ? from : "metadata", r);
     *axis = a < 0 ? a + r : a;
+    if (source)
+        *source = from;
     return ROTEQ_OK;
 }

@@ -21,8 +21,12 @@ void roteq_analysis_meta_clear(roteq_analysis_meta *m)
 {
     if (m == NULL)
         return;
-    for (size_t i = 0; i < m->nlayers; i++)
+    for (size_t i = 0; i < m->nlayers; i++) {
         free(m->layers[i].name);
+        for (size_t k = 0; k < m->layers[i].nsplit; k++)
+            free(m->layers[i].split[k].name);
+        free(m->layers[i].split);
+    }
     free(m->layers);
     free(m->path);
     roteq_analysis_meta_init(m);
@@ -45,6 +49,42 @@ static int get_dim(const char *path, const char *where, json_t *v, size_t *out)
     if (!json_is_integer(v) || json_integer_value(v) <= 0)
         return roteq_error_set(ROTEQ_EFORMAT, "%s: %sdim must be a positive integer", path, where);
     *out = (size_t)json_integer_value(v);
+    return ROTEQ_OK;
+}
+
+/* "neuron_axis": an integer (negative counts from the end; checked against the rank later);
+ * "split": {"q": 768, "k": 768, "v": 768}, named sub-layers along the neuron axis, in order. */
+static int get_axis(const char *path, const char *where, json_t *l, roteq_analysis_layer_meta *lm)
+{
+    json_t *v = json_object_get(l, "neuron_axis"), *sp = json_object_get(l, "split");
+    if (v && !json_is_null(v)) {
+        if (!json_is_integer(v) || json_integer_value(v) < -8 || json_integer_value(v) > 7)
+            return roteq_error_set(ROTEQ_EFORMAT, "%s: %sneuron_axis must be an integer in -8..7",
+                                   path, where);
+        lm->has_neuron_axis = 1;
+        lm->neuron_axis = (int)json_integer_value(v);
+    }
+    if (sp == NULL || json_is_null(sp))
+        return ROTEQ_OK;
+    if (!json_is_object(sp) || json_object_size(sp) == 0)
+        return roteq_error_set(ROTEQ_EFORMAT,
+                               "%s: %ssplit must be an object of sub-layer sizes, e.g. "
+                               "{\"q\": 768, \"k\": 768, \"v\": 768}",
+                               path, where);
+    lm->split = calloc(json_object_size(sp), sizeof *lm->split);
+    if (lm->split == NULL)
+        return roteq_error_set(ROTEQ_ENOMEM, "out of memory");
+    const char *key;
+    json_t *n;
+    json_object_foreach(sp, key, n)
+    {
+        if (!json_is_integer(n) || json_integer_value(n) <= 0)
+            return roteq_error_set(ROTEQ_EFORMAT, "%s: %ssplit.%s must be a positive integer", path,
+                                   where, key);
+        if ((lm->split[lm->nsplit].name = strdup(key)) == NULL)
+            return roteq_error_set(ROTEQ_ENOMEM, "out of memory");
+        lm->split[lm->nsplit++].size = (size_t)json_integer_value(n);
+    }
     return ROTEQ_OK;
 }
 
@@ -182,6 +222,8 @@ int roteq_analysis_meta_parse(const char *path, const char *text, size_t len,
                 goto done;
             }
             st = get_dim(path, where, json_object_get(l, "dim"), &lm->dim);
+            if (!st)
+                st = get_axis(path, where, l, lm);
             if (!st)
                 st = get_hparams(path, where, out->opt, l, &lm->hp, &lm->given, &lm->grad_norm);
             if (st)

@@ -810,8 +810,9 @@ static int make_layer(param *p, const hparams *h, const roteq_analysis_optstate_
     L->nesterov = h->nesterov;
     L->rank = w->info.rank;
     memcpy(L->shape, w->info.shape, sizeof L->shape);
-    int st = roteq_analysis_axis_for(w->name, L->rank, o ? o->axes : NULL, o ? o->naxes : 0,
-                                     o ? o->meta : NULL, &L->neuron_axis);
+    int st =
+        roteq_analysis_axis_for(w->name, L->rank, o ? o->axes : NULL, o ? o->naxes : 0,
+                                o ? o->meta : NULL, o ? o->conventions : 0, &L->neuron_axis, NULL);
     if (st)
         return st;
     uint64_t numel = 1;

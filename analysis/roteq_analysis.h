@@ -31,10 +31,16 @@
 /* Per-layer entry of the metadata: dimension and hyperparameter overrides (param groups). */
 typedef struct {
     char *name;
-    size_t dim;       /* 0: unknown */
-    roteq_hparams hp; /* values of the bits in `given` */
-    unsigned given;   /* ROTEQ_HP_BIT mask of overrides */
-    double grad_norm; /* NAN: unknown */
+    size_t dim;                       /* 0: unknown */
+    roteq_hparams hp;                 /* values of the bits in `given` */
+    unsigned given;                   /* ROTEQ_HP_BIT mask of overrides */
+    double grad_norm;                 /* NAN: unknown */
+    int has_neuron_axis, neuron_axis; /* "neuron_axis" (negative: from the end) */
+    struct {
+        char *name;
+        size_t size;
+    } * split; /* "split": named sub-layers of `size` neurons each, in order along the axis */
+    size_t nsplit;
 } roteq_analysis_layer_meta;
 
 /* The run metadata after merging the JSON sidecar and the command line (the caller applies CLI
@@ -301,6 +307,35 @@ void roteq_analysis_tensor_infos_free(roteq_analysis_tensor_info *t, size_t n);
 int roteq_analysis_npy_parse(const char *name, const unsigned char *data, size_t n,
                              uint64_t file_size, roteq_analysis_tensor_info *out);
 
+/* ---------------------------------------------------------------- neuron axis (axis.c) */
+
+/* Which axis of a weight indexes its neurons: the neuron is the slice at one index of that axis,
+ * every other axis flattened (in C order). PyTorch's Linear [out, in] and Conv [out, in, kh, kw]
+ * have it at 0; Flax kernels [in, out] / [kh, kw, in, out] and HF's GPT-2 Conv1D [in, out] at -1.
+ * Negative values count from the end. */
+typedef struct {
+    const char *regex; /* POSIX extended, unanchored, matched against the tensor's name */
+    int axis;
+} roteq_analysis_axis_rule;
+
+/* The float64 image of a tensor with neurons as rows: out[r * cols + j] is element j of neuron r,
+ * where rows = shape[axis] and j runs over the other axes in C order. `axis` must lie in
+ * [-rank, rank). Works for every dtype of roteq_dtype but OTHER, C or Fortran order. */
+void roteq_analysis_tensor_rows(const roteq_analysis_tensor_info *t, const void *data, int axis,
+                                double *out);
+/* Conventions applied where the layout is unambiguous (roteq_analysis_axis_for's `conventions`):
+ * a name ending in `kernel` is a Flax/orbax kernel; `c_attn`/`c_proj`/`c_fc`/`q_attn` weights are
+ * HF Conv1D when config.json says the model is GPT-2-type. Both put neurons on the last axis. */
+enum { ROTEQ_AXIS_FLAX = 1u << 0, ROTEQ_AXIS_GPT2 = 1u << 1 };
+
+/* The neuron axis (0 <= *axis < rank) of tensor `name`: the first of `rules` whose regex matches,
+ * else the layer's "neuron_axis" in `meta`, else a convention of `conventions`, else 0. *source
+ * (may be NULL) names where a non-default axis came from (NULL for the default). ROTEQ_EINVAL
+ * naming the tensor when the axis lies outside its rank, or for an invalid regex. */
+int roteq_analysis_axis_for(const char *name, size_t rank, const roteq_analysis_axis_rule *rules,
+                            size_t nrules, const roteq_analysis_meta *meta, unsigned conventions,
+                            int *axis, const char **source);
+
 /* ---------------------------------------------------------------- snapshots (snapshots.c) */
 
 typedef struct {
@@ -315,6 +350,11 @@ typedef struct {
      * rewrite files here); NULL: none. */
     void (*opened)(void *ctx, const char *entry);
     void *ctx;
+    const char *exclude_regex; /* entries of the directory whose name matches are dropped */
+    const char *model_key;     /* torch.save files: key of the model state dict (--key); NULL: the
+                                  file's top level, else "model", "state_dict", "model_state_dict" */
+    const roteq_analysis_axis_rule *axes; /* --neuron-axis rules (before the metadata's) */
+    size_t naxes;
 } roteq_snapshot_options;
 
 /* Analyse a directory of snapshots into an accumulator made from `cfg`. Errors name the
@@ -333,28 +373,6 @@ void roteq_analysis_rows_angles(const roteq_analysis_tensor_info *ta, const void
                                 size_t cols, const double *norm_a, double *norm_b, double *angle);
 void roteq_analysis_rows_norms(const roteq_analysis_tensor_info *t, const void *data, size_t rows,
                                size_t cols, double *norm);
-
-/* ---------------------------------------------------------------- neuron axis (axis.c) */
-
-/* Which axis of a weight indexes its neurons: the neuron is the slice at one index of that axis,
- * every other axis flattened (in C order). PyTorch's Linear [out, in] and Conv [out, in, kh, kw]
- * have it at 0; Flax kernels [in, out] / [kh, kw, in, out] and HF's GPT-2 Conv1D [in, out] at -1.
- * Negative values count from the end. */
-typedef struct {
-    const char *regex; /* POSIX extended, unanchored, matched against the tensor's name */
-    int axis;
-} roteq_analysis_axis_rule;
-
-/* The float64 image of a tensor with neurons as rows: out[r * cols + j] is element j of neuron r,
- * where rows = shape[axis] and j runs over the other axes in C order. `axis` must lie in
- * [-rank, rank). Works for every dtype of roteq_dtype but OTHER, C or Fortran order. */
-void roteq_analysis_tensor_rows(const roteq_analysis_tensor_info *t, const void *data, int axis,
-                                double *out);
-/* The neuron axis (0 <= *axis < rank) of tensor `name`: the first of `rules` whose regex matches,
- * else the layer's "neuron_axis" in `meta`, else 0. ROTEQ_EINVAL naming the tensor when the axis
- * lies outside its rank, or for an invalid regex. */
-int roteq_analysis_axis_for(const char *name, size_t rank, const roteq_analysis_axis_rule *rules,
-                            size_t nrules, const roteq_analysis_meta *meta, int *axis);
 
 /* ---------------------------------------------------------------- optimizer state (optstate.c) */
 
@@ -425,6 +443,7 @@ typedef struct {
     const roteq_analysis_axis_rule *axes; /* neuron-axis rules, first match wins; NULL none */
     size_t naxes;
     const roteq_analysis_meta *meta; /* per-layer "neuron_axis" (NULL none) */
+    unsigned conventions;            /* ROTEQ_AXIS_* applied */
 } roteq_analysis_optstate_options;
 
 /* Read the optimizer state of the checkpoint at `path` (a .pt/.pth/.bin file, a checkpoint

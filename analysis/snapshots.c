@@ -15,6 +15,7 @@
  * whose size or modification time differs after it was read is an error too. */
 #include "roteq_analysis.h"
 #include "roteq_util.h"
+#include "torch_internal.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -34,6 +35,7 @@ typedef struct {
     char *name; /* entry name inside the directory */
     long step;
     int is_dir;
+    int root; /* HF's final model at the top of the directory (name "."): its model files only */
 } entry;
 
 typedef struct {
@@ -55,7 +57,19 @@ typedef struct {
     size_t nmaps;
     tensor *t;
     size_t nt;
+    roteq_torch_archive **arch; /* torch.save files: storages read into memory */
+    size_t narch;
+    double **owned; /* images with the neuron axis moved first */
+    size_t nowned;
 } snapshot;
+
+/* What the readers need besides the entry: compiled regexes and the neuron-axis sources. */
+typedef struct {
+    const roteq_snapshot_options *opt;
+    const regex_t *layers, *exclude;
+    const roteq_analysis_meta *meta;
+    unsigned conventions;
+} reader;
 
 static void snapshot_clear(snapshot *s)
 {
@@ -66,9 +80,15 @@ static void snapshot_clear(snapshot *s)
     }
     for (size_t i = 0; i < s->nt; i++)
         free(s->t[i].info.name);
+    for (size_t i = 0; i < s->narch; i++)
+        roteq_torch_archive_free(s->arch[i]);
+    for (size_t i = 0; i < s->nowned; i++)
+        free(s->owned[i]);
     free(s->maps);
     free(s->files);
     free(s->t);
+    free(s->arch);
+    free(s->owned);
     memset(s, 0, sizeof *s);
 }
 
@@ -188,18 +208,78 @@ static char *join(const char *dir, const char *name)
     return p;
 }
 
+/* Whether a regular file of the directory is a snapshot; HF's final model files set *root. */
+static int snapshot_file(const char *name, int *root)
+{
+    if (roteq_ckpt_hf_model_file(name)) {
+        *root = 1;
+        return 0;
+    }
+    return !roteq_ckpt_aux_file(name) &&
+           (has_suffix(name, ".safetensors") || roteq_ckpt_torch_file(name));
+}
+
+static int add_entry(entry **e, size_t *n, size_t *cap, const char *name, long step, int is_dir,
+                     int root)
+{
+    if (*n == *cap) {
+        *cap = *cap ? 2 * *cap : 16;
+        entry *ne = realloc(*e, *cap * sizeof *ne);
+        if (ne == NULL)
+            return roteq_error_set(ROTEQ_ENOMEM, "out of memory");
+        *e = ne;
+    }
+    (*e)[*n] = (entry){strdup(name), step, is_dir, root};
+    if ((*e)[*n].name == NULL)
+        return roteq_error_set(ROTEQ_ENOMEM, "out of memory");
+    (*n)++;
+    return ROTEQ_OK;
+}
+
+/* HF's final model at the top of an output folder is the last snapshot when trainer_state.json
+ * gives its step and names no best checkpoint (load_best_model_at_end would have put those
+ * weights there), and no checkpoint has that step already; else it is skipped with a note. */
+static int root_entry(const char *dir, entry **e, size_t *n, size_t *cap, char *note, size_t len)
+{
+    long step;
+    if (!roteq_ckpt_trainer_step(dir, &step)) {
+        snprintf(note, len,
+                 "%s: the final model at the top level is skipped: its step is not known (no "
+                 "global_step in trainer_state.json)",
+                 dir);
+        return ROTEQ_OK;
+    }
+    for (size_t i = 0; i < *n; i++)
+        if ((*e)[i].step == step) {
+            snprintf(note, len,
+                     "%s: the final model at the top level is skipped: step %ld is '%s' already",
+                     dir, step, (*e)[i].name);
+            return ROTEQ_OK;
+        }
+    if (roteq_ckpt_best_checkpoint(dir)) {
+        snprintf(note, len,
+                 "%s: the final model at the top level is skipped: trainer_state.json names a "
+                 "best_model_checkpoint, whose weights it may hold",
+                 dir);
+        return ROTEQ_OK;
+    }
+    return add_entry(e, n, cap, ".", step, 1, 1);
+}
+
 /* List the snapshot entries of `dir`, sorted by step. */
-static int list_entries(const char *dir, const regex_t *step_re, entry **out, size_t *count)
+static int list_entries(const char *dir, const reader *rd, const regex_t *step_re, entry **out,
+                        size_t *count, char *note, size_t note_len)
 {
     DIR *d = opendir(dir);
     if (d == NULL)
         return roteq_error_set(ROTEQ_EIO, "%s: %s", dir, strerror(errno));
     entry *e = NULL;
     size_t n = 0, cap = 0;
-    int st = ROTEQ_OK;
+    int st = ROTEQ_OK, root = 0;
     struct dirent *de;
     while ((de = readdir(d)) != NULL) {
-        if (de->d_name[0] == '.')
+        if (de->d_name[0] == '.' ||
+            (rd->exclude && regexec(rd->exclude, de->d_name, 0, NULL, 0) == 0))
             continue;
         char *path = join(dir, de->d_name);
         struct stat sb;
@@ -209,8 +289,8 @@ static int list_entries(const char *dir, const regex_t *step_re, entry **out, si
         }
         free(path);
         int is_dir = S_ISDIR(sb.st_mode);
-        if (!is_dir && !(S_ISREG(sb.st_mode) && has_suffix(de->d_name, ".safetensors")))
-            continue; /* config.json, logs, ...: not snapshots */
+        if (!is_dir && !(S_ISREG(sb.st_mode) && snapshot_file(de->d_name, &root)))
+            continue; /* config.json, logs, optimizer.pt, ...: not snapshots */
         long step = -1;
         st = step_of(dir, de->d_name, step_re, &step);
         if (st == ROTEQ_ENOTFOUND) {
@@ -220,30 +300,21 @@ static int list_entries(const char *dir, const regex_t *step_re, entry **out, si
             st = roteq_error_set(ROTEQ_EFORMAT, "%s/%s: no step number in the name%s", dir,
                                  de->d_name, step_re ? " (--step-regex does not match)" : "");
         }
-        if (st)
+        if (st || (st = add_entry(&e, &n, &cap, de->d_name, step, is_dir, 0)))
             break;
-        if (n == cap) {
-            cap = cap ? 2 * cap : 16;
-            entry *ne = realloc(e, cap * sizeof *e);
-            if (ne == NULL) {
-                st = roteq_error_set(ROTEQ_ENOMEM, "out of memory");
-                break;
-            }
-            e = ne;
-        }
-        e[n].name = strdup(de->d_name);
-        e[n].step = step;
-        e[n].is_dir = is_dir;
-        if (e[n].name == NULL) {
-            st = roteq_error_set(ROTEQ_ENOMEM, "out of memory");
-            break;
-        }
-        n++;
     }
     closedir(d);
-    if (!st && n == 0)
+    if (!st && root)
+        st = root_entry(dir, &e, &n, &cap, note, note_len);
+    const char *other = !st && n == 0 ? roteq_ckpt_unsupported(dir) : NULL;
+    if (other)
+        st = roteq_error_set(ROTEQ_EUNSUPPORTED, "%s: holds %s, which roteq does not read", dir,
+                             other);
+    else if (!st && n == 0)
         st = roteq_error_set(ROTEQ_EFORMAT,
-                             "%s: no snapshots (numbered .safetensors files or folders)", dir);
+                             "%s: no snapshots (numbered .safetensors or torch.save .pt/.bin "
+                             "files, or numbered folders of them or of .npy files)",
+                             dir);
     if (!st) {
         qsort(e, n, sizeof *e, cmp_entry);
         for (size_t i = 1; i < n; i++)
@@ -291,9 +362,38 @@ static int add_map(snapshot *s, const char *path, mapping *m)
     return ROTEQ_OK;
 }
 
-/* Map one file and append its tensors. */
-static int load_file(snapshot *s, const char *path, int npy)
+/* A layer candidate (rank >= 2, float, not empty): the only tensors of a torch file read. */
+static int weight_like(const roteq_analysis_tensor_info *t, void *ctx)
 {
+    (void)ctx;
+    return t->rank >= 2 && t->dtype != ROTEQ_DT_OTHER && t->nbytes > 0;
+}
+
+/* A torch.save file: the model state dict's tensors, storages read through libzip. */
+static int load_torch(snapshot *s, const char *path, const reader *rd, const char **file,
+                      roteq_analysis_tensor_info **infos, const unsigned char ***data, size_t *n)
+{
+    struct stat sb;
+    if (stat(path, &sb) != 0)
+        return roteq_error_set(ROTEQ_EIO, "%s: %s", path, strerror(errno));
+    s->maps[s->nmaps - 1].sb = sb; /* not mapped: base NULL */
+    roteq_torch_archive **na = realloc(s->arch, (s->narch + 1) * sizeof *na);
+    if (na == NULL)
+        return roteq_error_set(ROTEQ_ENOMEM, "out of memory");
+    s->arch = na;
+    int st = roteq_torch_archive_open(path, &s->arch[s->narch]);
+    if (st)
+        return st;
+    roteq_torch_archive *a = s->arch[s->narch++];
+    *file = s->files[s->nmaps - 1];
+    return roteq_torch_archive_tensors(a, rd->opt ? rd->opt->model_key : NULL, weight_like, NULL,
+                                       infos, data, n);
+}
+
+/* Map one file (kind 0 safetensors, 1 npy, 2 torch.save) and append its tensors. */
+static int load_file(snapshot *s, const char *path, int kind, const reader *rd)
+{
+    int npy = kind == 1;
     mapping *nm = realloc(s->maps, (s->nmaps + 1) * sizeof *nm);
     char **nf = nm ? realloc(s->files, (s->nmaps + 1) * sizeof *nf) : NULL;
     if (nm)
@@ -309,6 +409,31 @@ static int load_file(snapshot *s, const char *path, int npy)
     m->base = NULL;
     m->size = 0;
     s->nmaps++;
+    if (kind == 2) {
+        roteq_analysis_tensor_info *ti = NULL;
+        const unsigned char **td = NULL;
+        const char *file = NULL;
+        size_t k = 0;
+        int st = load_torch(s, path, rd, &file, &ti, &td, &k);
+        tensor *nt = st ? NULL : realloc(s->t, (s->nt + k + 1) * sizeof *nt);
+        if (!st && nt == NULL)
+            st = roteq_error_set(ROTEQ_ENOMEM, "out of memory");
+        if (nt)
+            s->t = nt;
+        for (size_t i = 0; i < k && !st; i++) {
+            for (size_t j = 0; j < s->nt && !st; j++)
+                if (strcmp(s->t[j].info.name, ti[i].name) == 0)
+                    st = roteq_error_set(ROTEQ_EFORMAT, "%s: tensor '%s' also in %s", path,
+                                         ti[i].name, s->t[j].file);
+            if (!st) {
+                s->t[s->nt++] = (tensor){ti[i], td[i], file, s->nmaps - 1};
+                ti[i].name = NULL;
+            }
+        }
+        roteq_analysis_tensor_infos_free(ti, k);
+        free(td);
+        return st;
+    }
     int st = add_map(s, path, m);
     if (st)
         return st;
@@ -362,17 +487,32 @@ static int load_file(snapshot *s, const char *path, int npy)
     return ROTEQ_OK;
 }
 
-static int load_snapshot(const char *dir, const entry *e, snapshot *s)
+static int apply_axes(snapshot *s, const reader *rd, char *note, size_t note_len);
+
+/* A file of a snapshot folder: 0 safetensors, 1 npy, 2 torch.save, -1 not weights. */
+static int file_kind(const char *name, int root)
+{
+    if (name[0] == '.' || (root && !roteq_ckpt_hf_model_file(name)))
+        return -1;
+    if (has_suffix(name, ".safetensors"))
+        return 0;
+    if (has_suffix(name, ".npy"))
+        return 1;
+    return roteq_ckpt_torch_file(name) && !roteq_ckpt_aux_file(name) ? 2 : -1;
+}
+
+static int load_snapshot(const char *dir, const entry *e, snapshot *s, const reader *rd, char *note,
+                         size_t note_len)
 {
     memset(s, 0, sizeof *s);
-    char *path = join(dir, e->name);
+    char *path = e->root ? strdup(dir) : join(dir, e->name);
     if (path == NULL)
         return roteq_error_set(ROTEQ_ENOMEM, "out of memory");
     int st = ROTEQ_OK;
     if (!e->is_dir) {
-        st = load_file(s, path, 0);
+        st = load_file(s, path, has_suffix(path, ".safetensors") ? 0 : 2, rd);
         free(path);
-        return st;
+        return st ? st : apply_axes(s, rd, note, note_len);
     }
     DIR *d = opendir(path);
     if (d == NULL) {
@@ -382,11 +522,13 @@ static int load_snapshot(const char *dir, const entry *e, snapshot *s)
     }
     char **names = NULL;
     size_t n = 0;
+    int any_st = 0;
     struct dirent *de;
     while ((de = readdir(d)) != NULL && !st) {
-        if (de->d_name[0] == '.' ||
-            !(has_suffix(de->d_name, ".safetensors") || has_suffix(de->d_name, ".npy")))
+        int kind = file_kind(de->d_name, e->root);
+        if (kind < 0)
             continue;
+        any_st |= kind == 0;
         char **nn = realloc(names, (n + 1) * sizeof *nn);
         if (nn == NULL || (nn[n] = strdup(de->d_name)) == NULL) {
             if (nn)
@@ -398,16 +540,27 @@ static int load_snapshot(const char *dir, const entry *e, snapshot *s)
         n++;
     }
     closedir(d);
-    if (!st && n == 0)
-        st = roteq_error_set(ROTEQ_EFORMAT, "%s: no .safetensors or .npy files", path);
+    const char *other = !st && n == 0 ? roteq_ckpt_unsupported(path) : NULL;
+    if (other)
+        st = roteq_error_set(ROTEQ_EUNSUPPORTED, "%s: holds %s, which roteq does not read", path,
+                             other);
+    else if (!st && n == 0)
+        st = roteq_error_set(ROTEQ_EFORMAT,
+                             "%s: no .safetensors or .npy files (nor torch.save .pt/.bin)", path);
+    if (!st)
+        st = roteq_ckpt_check_index(path);
     if (!st)
         qsort(names, n, sizeof *names, cmp_str); /* readdir order is arbitrary */
     for (size_t i = 0; i < n && !st; i++) {
+        int kind = file_kind(names[i], e->root);
+        if (kind == 2 && any_st)
+            continue; /* HF writes both: the .safetensors are the faster read */
         char *f = join(path, names[i]);
-        st = f ? load_file(s, f, has_suffix(names[i], ".npy"))
-               : roteq_error_set(ROTEQ_ENOMEM, "out of memory");
+        st = f ? load_file(s, f, kind, rd) : roteq_error_set(ROTEQ_ENOMEM, "out of memory");
         free(f);
     }
+    if (!st)
+        st = apply_axes(s, rd, note, note_len);
     for (size_t i = 0; i < n; i++)
         free(names[i]);
     free(names);
@@ -432,6 +585,13 @@ static const tensor *find(const snapshot *s, const char *name)
     return NULL;
 }
 
+/* The recorder stores the optimizer's state beside the weights as optimizer/<param>/<key>:
+ * read by roteq_analysis_optstate_read, never layers. */
+static int optimizer_state(const tensor *t)
+{
+    return strncmp(t->info.name, "optimizer/", 10) == 0;
+}
+
 static int matches(const tensor *t, const regex_t *re)
 {
     return re == NULL || regexec(re, t->info.name, 0, NULL, 0) == 0;
@@ -443,7 +603,7 @@ static int matches(const tensor *t, const regex_t *re)
 static int selected(const tensor *t, const regex_t *re)
 {
     return t->info.rank >= 2 && t->info.dtype != ROTEQ_DT_OTHER && t->info.nbytes > 0 &&
-           matches(t, re);
+           !optimizer_state(t) && matches(t, re);
 }
 
 static int cmp_sel(const void *x, const void *y)
@@ -549,6 +709,126 @@ static int fault_error(const snapshot *prev, const tensor *tp, const snapshot *c
     return changed(s->files[t->map], &s->maps[t->map].sb, "shrank");
 }
 
+/* ---- the neuron axis */
+
+/* tensor_rows under the SIGBUS guard: 0, or 1 if a mapped page was gone. */
+static int guarded_image(const roteq_analysis_tensor_info *t, const void *data, int axis,
+                         double *out)
+{
+    sigjmp_buf jb;
+    if (sigsetjmp(jb, 1)) {
+        fault_jump = NULL;
+        return 1;
+    }
+    fault_jump = &jb;
+    roteq_analysis_tensor_rows(t, data, axis, out);
+    fault_jump = NULL;
+    return 0;
+}
+
+/* The tensor as a row-major F64 [rows, cols] image with the neuron axis first. */
+static int to_image(snapshot *s, tensor *t, int axis, size_t rows, size_t cols)
+{
+    double **no = realloc(s->owned, (s->nowned + 1) * sizeof *no);
+    if (no == NULL)
+        return roteq_error_set(ROTEQ_ENOMEM, "out of memory");
+    s->owned = no;
+    double *img = malloc(rows * cols * sizeof *img);
+    if (img == NULL)
+        return roteq_error_set(ROTEQ_ENOMEM, "out of memory");
+    s->owned[s->nowned++] = img;
+    if (guarded_image(&t->info, t->data, axis, img))
+        return changed(s->files[t->map], &s->maps[t->map].sb, "shrank");
+    t->info.dtype = ROTEQ_DT_F64;
+    t->info.fortran_order = 0;
+    t->data = (const unsigned char *)img;
+    t->info.nbytes = (uint64_t)rows * cols * 8;
+    return ROTEQ_OK;
+}
+
+/* Sub-layers NAME/SUB of a fused layer (metadata "split"), consecutive blocks of neurons. */
+static int split_layer(snapshot *s, size_t i, const roteq_analysis_layer_meta *lm)
+{
+    tensor *t = &s->t[i];
+    size_t rows = (size_t)t->info.shape[0], cols = (size_t)t->info.shape[1], sum = 0;
+    for (size_t k = 0; k < lm->nsplit; k++)
+        sum += lm->split[k].size;
+    if (sum != rows)
+        return roteq_error_set(ROTEQ_EFORMAT,
+                               "%s: tensor '%s': split sizes add up to %zu, but it has %zu neurons",
+                               t->file, t->info.name, sum, rows);
+    tensor *nt = realloc(s->t, (s->nt + lm->nsplit + 1) * sizeof *nt);
+    if (nt == NULL)
+        return roteq_error_set(ROTEQ_ENOMEM, "out of memory");
+    s->t = nt;
+    t = &s->t[i];
+    size_t off = 0;
+    for (size_t k = 0; k < lm->nsplit; k++) {
+        tensor sub = *t;
+        size_t len = strlen(t->info.name) + strlen(lm->split[k].name) + 2;
+        if ((sub.info.name = malloc(len)) == NULL)
+            return roteq_error_set(ROTEQ_ENOMEM, "out of memory");
+        snprintf(sub.info.name, len, "%s/%s", t->info.name, lm->split[k].name);
+        sub.info.shape[0] = lm->split[k].size;
+        sub.info.nbytes = (uint64_t)lm->split[k].size * cols * 8;
+        sub.data = t->data + off * cols * 8;
+        off += lm->split[k].size;
+        s->t[s->nt++] = sub;
+    }
+    t->info.rank = 1; /* the fused tensor itself is no longer a layer */
+    return ROTEQ_OK;
+}
+
+/* Neurons along a tensor's neuron axis become its rows: axis 0 as stored; the last axis of a
+ * C-ordered tensor by reading it in Fortran order (no copy); any other layout, and every layer
+ * that is split, through a float64 image. Notes the first few non-zero axes. */
+static int apply_axes(snapshot *s, const reader *rd, char *note, size_t note_len)
+{
+    size_t nt = s->nt, noted = 0;
+    for (size_t i = 0; i < nt; i++) {
+        tensor *t = &s->t[i];
+        if (t->data == NULL || !weight_like(&t->info, NULL) || optimizer_state(t))
+            continue;
+        int axis;
+        const char *from;
+        int st = roteq_analysis_axis_for(t->info.name, t->info.rank, rd->opt ? rd->opt->axes : NULL,
+                                         rd->opt ? rd->opt->naxes : 0, rd->meta, rd->conventions,
+                                         &axis, &from);
+        if (st) {
+            char msg[512];
+            snprintf(msg, sizeof msg, "%s", roteq_error_message());
+            return roteq_error_set(st, "%s: %s", t->file, msg);
+        }
+        const roteq_analysis_layer_meta *lm =
+            rd->meta ? roteq_analysis_meta_layer(rd->meta, t->info.name) : NULL;
+        int split = lm && lm->nsplit;
+        if (axis == 0 && !split)
+            continue;
+        uint64_t rows = t->info.shape[axis], numel = 1;
+        for (size_t d = 0; d < t->info.rank; d++)
+            numel *= t->info.shape[d];
+        size_t cols = (size_t)(numel / rows);
+        if (axis == (int)t->info.rank - 1 && !t->info.fortran_order && !split)
+            t->info.fortran_order = 1; /* row r, element j at j * rows + r */
+        else if ((st = to_image(s, t, axis, (size_t)rows, cols)))
+            return st;
+        t->info.rank = 2;
+        t->info.shape[0] = rows;
+        t->info.shape[1] = cols;
+        if (split && (st = split_layer(s, i, lm)))
+            return st;
+        if (note && from) {
+            size_t used = strlen(note);
+            if (noted++ < 4 && used + 1 < note_len)
+                snprintf(note + used, note_len - used, "%s%s: axis %d (%s)",
+                         used ? "; " : "neuron axis: ", s->t[i].info.name, axis, from);
+            else if (noted == 5 && used + 1 < note_len)
+                snprintf(note + used, note_len - used, "; ...");
+        }
+    }
+    return ROTEQ_OK;
+}
+
 /* ---- the series */
 
 /* Layers of the first snapshot, sorted by name; non-float tensors of rank >= 2 that would
@@ -563,7 +843,8 @@ static int select_layers(const char *where, const snapshot *s, const regex_t *re
     const tensor *first_skipped = NULL;
     for (size_t i = 0; i < s->nt; i++) {
         const tensor *t = &s->t[i];
-        if (t->info.rank >= 2 && t->info.dtype == ROTEQ_DT_OTHER && matches(t, re)) {
+        if (t->info.rank >= 2 && t->info.dtype == ROTEQ_DT_OTHER && !optimizer_state(t) &&
+            matches(t, re)) {
             if (skipped++ == 0)
                 first_skipped = t;
             continue;
@@ -694,10 +975,15 @@ static int compile(const char *flag, const char *regex, int flags, regex_t *re)
 int roteq_analysis_read_snapshots(const char *dir, const roteq_snapshot_options *opt,
                                   const roteq_analysis_config *cfg, roteq_analysis **out)
 {
-    regex_t re, step_re;
-    int have_re = 0, have_step_re = 0, st = ROTEQ_OK;
+    regex_t re, step_re, ex_re;
+    int have_re = 0, have_step_re = 0, have_ex = 0, st = ROTEQ_OK;
     if (opt && opt->layers_regex && !(st = compile("--layers", opt->layers_regex, REG_NOSUB, &re)))
         have_re = 1;
+    if (!st && opt && opt->exclude_regex &&
+        !(st = compile("--exclude", opt->exclude_regex, REG_NOSUB, &ex_re)))
+        have_ex = 1;
+    reader rd = {opt, have_re ? &re : NULL, have_ex ? &ex_re : NULL, cfg->meta,
+                 roteq_ckpt_conventions(dir)};
     if (!st && opt && opt->step_regex &&
         !(st = compile("--step-regex", opt->step_regex, 0, &step_re)))
         have_step_re = 1;
@@ -707,7 +993,7 @@ int roteq_analysis_read_snapshots(const char *dir, const roteq_snapshot_options 
     snapshot prev = {0}, cur = {0};
     layer_sel *sel = NULL;
     size_t nsel = 0;
-    char note[512] = "";
+    char note[512] = "", note_entries[512] = "", note_axes[512] = "";
     /* The handler is ours only while this function runs. */
     struct sigaction sa, old_sa;
     memset(&sa, 0, sizeof sa);
@@ -715,7 +1001,16 @@ int roteq_analysis_read_snapshots(const char *dir, const roteq_snapshot_options 
     sigemptyset(&sa.sa_mask);
     sigaction(SIGBUS, &sa, &old_sa);
     if (!st)
-        st = list_entries(dir, have_step_re ? &step_re : NULL, &e, &ne);
+        st = list_entries(dir, &rd, have_step_re ? &step_re : NULL, &e, &ne, note_entries,
+                          sizeof note_entries);
+    if (!st && e[0].is_dir && !e[0].root) { /* HF keeps config.json in each checkpoint too */
+        char *first = join(dir, e[0].name);
+        if (first == NULL)
+            st = roteq_error_set(ROTEQ_ENOMEM, "out of memory");
+        else
+            rd.conventions |= roteq_ckpt_conventions(first);
+        free(first);
+    }
     if (st)
         goto done;
     a = roteq_analysis_alloc(cfg);
@@ -723,7 +1018,7 @@ int roteq_analysis_read_snapshots(const char *dir, const roteq_snapshot_options 
         st = roteq_error_status();
         goto done;
     }
-    st = load_snapshot(dir, &e[0], &prev);
+    st = load_snapshot(dir, &e[0], &prev, &rd, note_axes, sizeof note_axes);
     if (!st && opt && opt->opened)
         opt->opened(opt->ctx, e[0].name);
     if (!st) {
@@ -735,7 +1030,7 @@ int roteq_analysis_read_snapshots(const char *dir, const roteq_snapshot_options 
     if (!st)
         st = first_snapshot(a, &prev, sel, nsel, e[0].step);
     for (size_t k = 1; k < ne && !st; k++) {
-        st = load_snapshot(dir, &e[k], &cur);
+        st = load_snapshot(dir, &e[k], &cur, &rd, NULL, 0);
         if (!st && opt && opt->opened)
             opt->opened(opt->ctx, e[k].name);
         if (!st)
@@ -764,12 +1059,16 @@ done:
         regfree(&re);
     if (have_step_re)
         regfree(&step_re);
+    if (have_ex)
+        regfree(&ex_re);
     if (st) {
         roteq_analysis_free(a);
         return st;
     }
-    if (note[0] && opt && opt->notes)
-        fprintf(opt->notes, "%s\n", note);
+    const char *notes[3] = {note_entries, note_axes, note};
+    for (int i = 0; i < 3; i++)
+        if (notes[i][0] && opt && opt->notes)
+            fprintf(opt->notes, "%s\n", notes[i]);
     *out = a;
     return ROTEQ_OK;
 }

@@ -122,5 +122,33 @@ int roteq_torch_archive_tensor(roteq_torch_archive *a, const roteq_pk *tensor, c
  * root["state_dict"], root["model_state_dict"] that holds tensors. ROTEQ_EFORMAT listing the
  * top-level keys otherwise. */
 int roteq_torch_archive_model(const roteq_torch_archive *a, const char *key, const roteq_pk **dict);
+/* Every tensor of the model's state dict (roteq_torch_archive_model), in its order: *out[i] with
+ * its name (malloc'd; free with roteq_analysis_tensor_infos_free) and geometry, (*data)[i] its
+ * image, read only for tensors `want` accepts (NULL: all), else NULL. *data is malloc'd; the images
+ * live until the archive is freed. */
+int roteq_torch_archive_tensors(roteq_torch_archive *a, const char *key,
+                                int (*want)(const roteq_analysis_tensor_info *info, void *ctx),
+                                void *ctx, roteq_analysis_tensor_info **out,
+                                const unsigned char ***data, size_t *count);
+
+/* ---------------------------------------------------------------- trainers' folders (hf.c) */
+
+/* A torch.save file by its extension (.pt, .pth, .bin, Lightning's .ckpt). */
+int roteq_ckpt_torch_file(const char *name);
+/* A trainer's side file that holds no weights (optimizer.pt, scheduler.pt, rng_state*.pth,
+ * training_args.bin, ...). */
+int roteq_ckpt_aux_file(const char *name);
+/* HF's model.safetensors / pytorch_model.bin or one of their NAME-0000i-of-0000n shards. */
+int roteq_ckpt_hf_model_file(const char *name);
+/* global_step of DIR/trainer_state.json; 0 when unknown. */
+int roteq_ckpt_trainer_step(const char *dir, long *step);
+/* Whether DIR/trainer_state.json names a best_model_checkpoint. */
+int roteq_ckpt_best_checkpoint(const char *dir);
+/* ROTEQ_AXIS_FLAX, plus ROTEQ_AXIS_GPT2 when DIR/config.json names a GPT-2-type model. */
+unsigned roteq_ckpt_conventions(const char *dir);
+/* Every shard an *.index.json in DIR lists exists (ROTEQ_EFORMAT naming the first missing). */
+int roteq_ckpt_check_index(const char *dir);
+/* A description of a format roteq does not read found in DIR or one level down, else NULL. */
+const char *roteq_ckpt_unsupported(const char *dir);
 
 #endif

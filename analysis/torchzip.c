@@ -442,3 +442,52 @@ int roteq_torch_archive_model(const roteq_torch_archive *a, const char *key, con
                            "'state_dict', 'model_state_dict' (keys: %s); name it with --key",
                            a->name, used ? list : "none");
 }
+
+int roteq_torch_archive_tensors(roteq_torch_archive *a, const char *key,
+                                int (*want)(const roteq_analysis_tensor_info *info, void *ctx),
+                                void *ctx, roteq_analysis_tensor_info **out,
+                                const unsigned char ***data, size_t *count)
+{
+    *out = NULL;
+    *data = NULL;
+    *count = 0;
+    const roteq_pk *d;
+    int st = roteq_torch_archive_model(a, key, &d);
+    if (st)
+        return st;
+    roteq_analysis_tensor_info *t = calloc(d->u.dict.n + 1, sizeof *t);
+    const unsigned char **p = calloc(d->u.dict.n + 1, sizeof *p);
+    size_t n = 0;
+    if (t == NULL || p == NULL)
+        st = oom();
+    for (size_t i = 0; !st && i < d->u.dict.n; i++) {
+        const roteq_pk *k = d->u.dict.keys[i], *v = d->u.dict.vals[i];
+        if (k->kind != ROTEQ_PK_STR || v->kind != ROTEQ_PK_TENSOR)
+            continue; /* _metadata, _extra_state and other non-tensors */
+        const roteq_pk_tensor *pt = v->u.tensor;
+        roteq_analysis_tensor_info *ti = &t[n];
+        ti->dtype = pt->storage->u.storage->dtype;
+        ti->rank = pt->rank;
+        memcpy(ti->shape, pt->shape, sizeof ti->shape);
+        ti->nbytes = pt->numel * pt->storage->u.storage->esize;
+        if ((ti->name = strdup(k->u.str.s)) == NULL) {
+            st = oom();
+            break;
+        }
+        n++;
+        if (want == NULL || want(ti, ctx)) {
+            char *name = ti->name;
+            st = roteq_torch_archive_tensor(a, v, name, ti, &p[n - 1]);
+            ti->name = name;
+        }
+    }
+    if (st) {
+        roteq_analysis_tensor_infos_free(t, n);
+        free(p);
+        return st;
+    }
+    *out = t;
+    *data = p;
+    *count = n;
+    return ROTEQ_OK;
+}

@@ -21,6 +21,7 @@ static void usage(FILE *out)
     fputs("usage: roteq analyze TRACE.csv|SNAPSHOT_DIR [--meta FILE] [--optimizer NAME]\n"
           "                     [HYPERPARAMETERS] [--dim C] [--grad-norm G] [--tolerance X]\n"
           "                     [--window K] [--per-neuron] [--layers REGEX] [--step-regex RE]\n"
+          "                     [--exclude REGEX] [--key NAME] [--neuron-axis REGEX=AXIS]\n"
           "                     [--series FILE] [--out FILE] [--plot DIR]\n"
           "                     [--format text|csv|json] [--against equilibrium|transient]\n"
           "                     [--explain]\n\n"
@@ -29,8 +30,9 @@ static void usage(FILE *out)
           "stayed within the tolerance band, the convergence rate, the spread across neurons,\n"
           "dead and collapsed neurons, and a verdict; and the balance across layers.\n\n"
           "Input: a trace CSV with columns step,layer,neuron,norm,angle[,lr,weight_decay]\n"
-          "(any order), or a directory of snapshots (.safetensors files, checkpoint-N/ folders\n"
-          "of .safetensors, or folders of one .npy per layer). See analysis/README.md.\n\n"
+          "(any order), or a directory of snapshots (.safetensors or torch.save .pt/.bin files,\n"
+          "checkpoint-N/ folders of them, or folders of one .npy per layer). See\n"
+          "analysis/README.md and docs/FORMATS.md.\n\n"
           "Options:\n"
           "  --meta FILE          run metadata JSON (default: TRACE.json, then TRACE without\n"
           "                       its extension + .json, beside the input, when present)\n"
@@ -47,6 +49,12 @@ static void usage(FILE *out)
           "  --step-regex RE      snapshots: the step is RE's first group (or match) in each\n"
           "                       entry's name (default: the integer labelled step, global_step,\n"
           "                       checkpoint- or iter, else the name's only integer)\n"
+          "  --exclude REGEX      snapshots: drop the directory's entries whose name matches\n"
+          "  --key NAME           torch.save files: the key of the model's state_dict (default:\n"
+          "                       the top level, else model, state_dict, model_state_dict)\n"
+          "  --neuron-axis RE=A   tensors whose name matches RE have their neurons along axis A\n"
+          "                       (negative: from the end; repeatable, first match wins; before\n"
+          "                       the metadata's neuron_axis and the Flax/GPT-2 conventions)\n"
           "  --series FILE        per-step statistics of each layer (docs/FORMATS.md section 2)\n"
           "  --out FILE           write the report to FILE instead of stdout\n"
           "  --plot DIR           draw norm, angle and per-neuron histogram figures into DIR\n"
@@ -75,6 +83,9 @@ enum {
     OPT_PER_NEURON,
     OPT_LAYERS,
     OPT_STEP_REGEX,
+    OPT_EXCLUDE,
+    OPT_KEY,
+    OPT_NEURON_AXIS,
     OPT_SERIES,
     OPT_OUT,
     OPT_PLOT,
@@ -162,7 +173,10 @@ static int merge_cli(roteq_analysis_meta *m, const roteq_optimizer_type *opt,
 }
 
 typedef struct {
-    const char *input, *meta_path, *layers, *step_regex, *series, *out, *plot;
+    const char *input, *meta_path, *layers, *step_regex, *series, *out, *plot, *exclude, *key;
+    roteq_analysis_axis_rule axes[16];
+    char axis_re[16][256];
+    size_t naxes;
     const roteq_optimizer_type *opt;
     roteq_cli_hparams h;
     size_t dim, window;
@@ -171,6 +185,26 @@ typedef struct {
     roteq_analysis_against against;
     roteq_format format;
 } args;
+
+/* --neuron-axis REGEX=AXIS (the last '=' splits: regexes may hold '='). */
+static int parse_axis(const char *arg, args *a)
+{
+    const char *eq = strrchr(arg, '=');
+    char *end;
+    long axis = eq ? strtol(eq + 1, &end, 10) : 0;
+    if (eq == NULL || eq == arg || eq[1] == '\0' || *end != '\0' || axis < -8 || axis > 7 ||
+        (size_t)(eq - arg) >= sizeof a->axis_re[0])
+        return roteq_cli_fail(CMD,
+                              "--neuron-axis: expected REGEX=AXIS with AXIS in -8..7, got '%s'",
+                              arg) != 0;
+    if (a->naxes == sizeof a->axes / sizeof a->axes[0])
+        return roteq_cli_fail(CMD, "--neuron-axis: at most 16 rules") != 0;
+    memcpy(a->axis_re[a->naxes], arg, (size_t)(eq - arg));
+    a->axis_re[a->naxes][eq - arg] = '\0';
+    a->axes[a->naxes] = (roteq_analysis_axis_rule){a->axis_re[a->naxes], (int)axis};
+    a->naxes++;
+    return 0;
+}
 
 static int parse_args(int argc, char **argv, args *a)
 {
@@ -190,6 +224,9 @@ static int parse_args(int argc, char **argv, args *a)
         {"per-neuron", no_argument, NULL, OPT_PER_NEURON},
         {"layers", required_argument, NULL, OPT_LAYERS},
         {"step-regex", required_argument, NULL, OPT_STEP_REGEX},
+        {"exclude", required_argument, NULL, OPT_EXCLUDE},
+        {"key", required_argument, NULL, OPT_KEY},
+        {"neuron-axis", required_argument, NULL, OPT_NEURON_AXIS},
         {"series", required_argument, NULL, OPT_SERIES},
         {"out", required_argument, NULL, OPT_OUT},
         {"plot", required_argument, NULL, OPT_PLOT},
@@ -198,7 +235,7 @@ static int parse_args(int argc, char **argv, args *a)
         {"against", required_argument, NULL, OPT_AGAINST},
         {"explain", no_argument, NULL, OPT_EXPLAIN},
     };
-    size_t n = 16;
+    size_t n = 19;
     n = roteq_cli_hparam_options(opts, n);
     opts[n] = (struct option){0, 0, 0, 0};
     optind = 1;
@@ -251,6 +288,16 @@ static int parse_args(int argc, char **argv, args *a)
             break;
         case OPT_STEP_REGEX:
             a->step_regex = optarg;
+            break;
+        case OPT_EXCLUDE:
+            a->exclude = optarg;
+            break;
+        case OPT_KEY:
+            a->key = optarg;
+            break;
+        case OPT_NEURON_AXIS:
+            if (parse_axis(optarg, a))
+                return ROTEQ_EXIT_USAGE;
             break;
         case OPT_SERIES:
             a->series = optarg;
@@ -338,7 +385,11 @@ int roteq_cmd_analyze(int argc, char **argv)
      * reading the binary file as a CSV trace and reporting a missing column. */
     size_t len = strlen(a.input);
     if (!is_dir && ((len > 12 && strcmp(a.input + len - 12, ".safetensors") == 0) ||
-                    (len > 4 && strcmp(a.input + len - 4, ".npy") == 0)))
+                    (len > 4 && strcmp(a.input + len - 4, ".npy") == 0) ||
+                    (len > 3 && strcmp(a.input + len - 3, ".pt") == 0) ||
+                    (len > 4 && strcmp(a.input + len - 4, ".pth") == 0) ||
+                    (len > 4 && strcmp(a.input + len - 4, ".bin") == 0) ||
+                    (len > 5 && strcmp(a.input + len - 5, ".ckpt") == 0)))
         return roteq_cli_fail(CMD,
                               "%s: a single snapshot is not a series; pass the folder that "
                               "holds the step-numbered snapshots",
@@ -391,7 +442,13 @@ int roteq_cmd_analyze(int argc, char **argv)
     roteq_analysis *an = NULL;
     int st;
     if (is_dir) {
-        roteq_snapshot_options so = {a.layers, a.step_regex, stderr, NULL, NULL};
+        roteq_snapshot_options so = {.layers_regex = a.layers,
+                                     .step_regex = a.step_regex,
+                                     .notes = stderr,
+                                     .exclude_regex = a.exclude,
+                                     .model_key = a.key,
+                                     .axes = a.axes,
+                                     .naxes = a.naxes};
         st = roteq_analysis_read_snapshots(a.input, &so, &cfg, &an);
     } else {
         st = roteq_analysis_read_csv(a.input, &cfg, &an);

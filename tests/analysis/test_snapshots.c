@@ -280,7 +280,7 @@ static roteq_analysis_result *analyse_dir(const char *dir, const char *re,
     roteq_analysis_config cfg;
     roteq_analysis_config_init(&cfg, m);
     cfg.per_neuron = 1;
-    roteq_snapshot_options so = {re, NULL, NULL, NULL, NULL};
+    roteq_snapshot_options so = {.layers_regex = re};
     roteq_analysis *a = NULL;
     int st = roteq_analysis_read_snapshots(dir, &so, &cfg, &a);
     if (st)
@@ -501,7 +501,7 @@ static void expect_dir_error(const char *dir, const char *re, const char *needle
     roteq_analysis_meta_init(&m);
     roteq_analysis_config cfg;
     roteq_analysis_config_init(&cfg, &m);
-    roteq_snapshot_options so = {re, NULL, NULL, NULL, NULL};
+    roteq_snapshot_options so = {.layers_regex = re};
     roteq_analysis *a = NULL;
     int st = roteq_analysis_read_snapshots(dir, &so, &cfg, &a);
     if (st == 0) {
@@ -714,7 +714,7 @@ static void test_nonfloat_later(void **state)
     roteq_analysis_meta_init(&m);
     roteq_analysis_config cfg;
     roteq_analysis_config_init(&cfg, &m);
-    roteq_snapshot_options so = {NULL, NULL, nf, NULL, NULL};
+    roteq_snapshot_options so = {.notes = nf};
     roteq_analysis *a = NULL;
     if (roteq_analysis_read_snapshots(dir, &so, &cfg, &a))
         fail_msg("%s", roteq_error_message());
@@ -763,7 +763,7 @@ static void expect_rewrite_error(const char *dir, rewrite_plan *plan, const char
     roteq_analysis_meta_init(&m);
     roteq_analysis_config cfg;
     roteq_analysis_config_init(&cfg, &m);
-    roteq_snapshot_options so = {NULL, NULL, NULL, rewrite_on_open, plan};
+    roteq_snapshot_options so = {.opened = rewrite_on_open, .ctx = plan};
     roteq_analysis *a = NULL;
     int st = roteq_analysis_read_snapshots(dir, &so, &cfg, &a);
     if (st == 0) {
@@ -865,7 +865,7 @@ static void test_step_names(void **state)
     expect_dir_error(dir, NULL, ".safetensors: several numbers in the name and none labelled");
     roteq_analysis_config cfg;
     roteq_analysis_config_init(&cfg, &m);
-    roteq_snapshot_options so = {NULL, "_([0-9]+)\\.safetensors$", NULL, NULL, NULL};
+    roteq_snapshot_options so = {.step_regex = "_([0-9]+)\\.safetensors$"};
     roteq_analysis *a = NULL;
     if (roteq_analysis_read_snapshots(dir, &so, &cfg, &a))
         fail_msg("%s", roteq_error_message());

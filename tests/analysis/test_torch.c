@@ -550,12 +550,174 @@ static void test_optimizer_by_order(void **state)
     free(path);
 }
 
+/* ---- snapshot directories: the layouts trainers leave */
+
+/* A safetensors file of F32 tensors (names[i], rows x cols, values F + i + step / 8). */
+static void write_st(const char *path, const char *const *names, const size_t (*shape)[2], size_t n,
+                     int step)
+{
+    char hdr[4096];
+    size_t h = 0, off = 0;
+    h += (size_t)snprintf(hdr + h, sizeof hdr - h, "{");
+    for (size_t i = 0; i < n; i++) {
+        size_t b = shape[i][0] * shape[i][1] * 4;
+        h += (size_t)snprintf(hdr + h, sizeof hdr - h,
+                              "%s\"%s\":{\"dtype\":\"F32\",\"shape\":[%zu,%zu],\"data_offsets\":"
+                              "[%zu,%zu]}",
+                              i ? "," : "", names[i], shape[i][0], shape[i][1], off, off + b);
+        off += b;
+    }
+    h += (size_t)snprintf(hdr + h, sizeof hdr - h, "}");
+    FILE *f = fopen(path, "wb");
+    assert_non_null(f);
+    uint64_t len = h;
+    fwrite(&len, 8, 1, f);
+    fwrite(hdr, 1, h, f);
+    for (size_t i = 0; i < n; i++)
+        for (size_t k = 0; k < shape[i][0] * shape[i][1]; k++) {
+            float v = F[k % 64] * (1.0f + 0.01f * (float)(k % 7) * (float)step) + (float)i;
+            fwrite(&v, 4, 1, f);
+        }
+    fclose(f);
+}
+
+/* Read DIR as a series (meta JSON text or NULL); returns the status, results in *r. */
+static int series(const char *sub, const char *meta, const roteq_snapshot_options *o,
+                  roteq_analysis_result **r, char *notes, size_t nlen)
+{
+    roteq_analysis_meta m;
+    roteq_analysis_meta_init(&m);
+    if (meta)
+        assert_int_equal(roteq_analysis_meta_parse("m.json", meta, strlen(meta), &m), 0);
+    roteq_analysis_config cfg;
+    roteq_analysis_config_init(&cfg, &m);
+    char *d = roteq_test_path(dir, sub);
+    FILE *nf = tmpfile();
+    roteq_snapshot_options so = o ? *o : (roteq_snapshot_options){0};
+    so.notes = nf;
+    roteq_analysis *a = NULL;
+    int st = roteq_analysis_read_snapshots(d, &so, &cfg, &a);
+    if (!st)
+        st = roteq_analysis_finish(a, r);
+    roteq_analysis_free(a);
+    rewind(nf);
+    size_t k = fread(notes, 1, nlen - 1, nf);
+    notes[k] = '\0';
+    fclose(nf);
+    free(d);
+    roteq_analysis_meta_clear(&m);
+    return st;
+}
+
+static void mkdirs(const char *sub)
+{
+    char *d = roteq_test_path(dir, sub);
+    char cmd[4200];
+    snprintf(cmd, sizeof cmd, "mkdir -p '%s'", d);
+    assert_int_equal(system(cmd), 0);
+    free(d);
+}
+
+static void put(const char *sub, const char *text)
+{
+    char *p = roteq_test_path(dir, sub);
+    roteq_test_write_file(p, text);
+    free(p);
+}
+
+static void test_series_layouts(void **state)
+{
+    (void)state;
+    static const char *const names[] = {"a.weight", "Dense_0.kernel", "optimizer/a.weight/exp_avg",
+                                        "c_attn.weight"};
+    static const size_t shape[4][2] = {{4, 6}, {6, 3}, {4, 6}, {4, 9}};
+    mkdirs("s1/checkpoint-10");
+    mkdirs("s1/checkpoint-20");
+    mkdirs("s1/runs"); /* TensorBoard logs: no step, not a snapshot */
+    char path[256];
+    for (int k = 1; k <= 2; k++) {
+        snprintf(path, sizeof path, "s1/checkpoint-%d/model.safetensors", 10 * k);
+        char *p = roteq_test_path(dir, path);
+        write_st(p, names, shape, 4, k);
+        free(p);
+    }
+    char *p = roteq_test_path(dir, "s1/model.safetensors"); /* the final model, step 30 */
+    write_st(p, names, shape, 4, 3);
+    free(p);
+    put("s1/trainer_state.json", "{\"global_step\": 30}");
+    put("s1/optimizer.pt", "not read");
+    put("s1/config.json", "{\"model_type\": \"gpt2\"}");
+    roteq_analysis_result *r = NULL;
+    char notes[2048];
+    const char *meta = "{\"layers\":{\"c_attn.weight\":{\"split\":{\"q\":3,\"k\":3,\"v\":3}}}}";
+    int st = series("s1", meta, NULL, &r, notes, sizeof notes);
+    if (st)
+        fail_msg("%s", roteq_error_message());
+    /* optimizer/ is not a layer; c_attn is GPT-2's Conv1D (config.json): 9 neurons of 4, split
+     * into q, k, v; Dense_0.kernel is Flax's [in, out]: 3 neurons of 6 */
+    assert_int_equal(r->nlayers, 5);
+    const char *want[5] = {"Dense_0.kernel", "a.weight", "c_attn.weight/k", "c_attn.weight/q",
+                           "c_attn.weight/v"};
+    const size_t neurons[5] = {3, 4, 3, 3, 3}, dims[5] = {6, 6, 4, 4, 4};
+    for (int i = 0; i < 5; i++) {
+        assert_string_equal(r->layers[i].name, want[i]);
+        assert_int_equal(r->layers[i].neurons, neurons[i]);
+        assert_int_equal(r->layers[i].dim, dims[i]);
+        assert_int_equal(r->layers[i].records, 3); /* the root model is step 30 */
+        assert_int_equal(r->layers[i].last_step, 30);
+    }
+    assert_non_null(strstr(notes, "Dense_0.kernel: axis 1 (Flax 'kernel' convention)"));
+    assert_non_null(strstr(notes, "GPT-2 Conv1D convention"));
+    roteq_analysis_result_free(r);
+    /* --exclude drops the final model; a best checkpoint makes the root model unknown */
+    roteq_snapshot_options o = {.exclude_regex = "^model"};
+    assert_int_equal(series("s1", NULL, &o, &r, notes, sizeof notes), 0);
+    assert_int_equal(r->layers[0].records, 2);
+    roteq_analysis_result_free(r);
+    put("s1/trainer_state.json", "{\"global_step\": 30, \"best_model_checkpoint\": \"x\"}");
+    assert_int_equal(series("s1", NULL, NULL, &r, notes, sizeof notes), 0);
+    assert_int_equal(r->layers[0].records, 2);
+    assert_non_null(strstr(notes, "names a best_model_checkpoint"));
+    roteq_analysis_result_free(r);
+    /* a split that does not add up, an axis beyond the rank */
+    meta = "{\"layers\":{\"c_attn.weight\":{\"split\":{\"q\":3,\"k\":3}}}}";
+    assert_int_equal(series("s1", meta, NULL, &r, notes, sizeof notes), ROTEQ_EFORMAT);
+    assert_non_null(strstr(roteq_error_message(), "split sizes add up to 6, but it has 9"));
+    meta = "{\"layers\":{\"a.weight\":{\"neuron_axis\":2}}}";
+    assert_int_equal(series("s1", meta, NULL, &r, notes, sizeof notes), ROTEQ_EINVAL);
+    assert_non_null(strstr(roteq_error_message(), "neuron axis 2 (metadata) is outside"));
+}
+
+static void test_unsupported_formats(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *sub, *file, *msg;
+    } t[] = {{"u1", "u1/__0_0.distcp", "torch.distributed.checkpoint"},
+             {"u2", "u2/1/saved_model.pb", "TensorFlow SavedModel"},
+             {"u3", "u3/ckpt/_CHECKPOINT_METADATA", "orbax checkpoint"},
+             {"u4", "u4/model.ckpt-100.index", "TensorFlow checkpoint"}};
+    for (size_t i = 0; i < sizeof t / sizeof t[0]; i++) {
+        char parent[64];
+        snprintf(parent, sizeof parent, "%s", t[i].file);
+        *strrchr(parent, '/') = '\0';
+        mkdirs(parent);
+        put(t[i].file, "x");
+        roteq_analysis_result *r = NULL;
+        char notes[512];
+        int st = series(t[i].sub, NULL, NULL, &r, notes, sizeof notes);
+        if (st != ROTEQ_EUNSUPPORTED || !strstr(roteq_error_message(), t[i].msg))
+            fail_msg("%s: got %d '%s'", t[i].sub, st, roteq_error_message());
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_state_dict),     cmocka_unit_test(test_forbidden_global),
         cmocka_unit_test(test_recursion_bomb), cmocka_unit_test(test_bad_views),
         cmocka_unit_test(test_zip_damage),     cmocka_unit_test(test_optimizer_by_order),
+        cmocka_unit_test(test_series_layouts), cmocka_unit_test(test_unsupported_formats),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
