@@ -8,14 +8,15 @@
 #
 # --quick: 300 steps. --analyze-only: keep DIR's run, redo the analysis and figures.
 # Outputs in DIR (default runs/cnn_bn): trace.csv(.json), snapshots/, checkpoints/, run.json,
-#   analysis.txt/.json (trace), snapshots.txt/.json, checkpoints.txt/.json, series.csv,
+#   analysis.txt/.json (trace), analysis_snapshots.txt/.json,
+#   analysis_checkpoints.txt/.json, series.csv,
 #   neurons.csv, figures/*.png
 # Environment: ROTEQ (default build/cli/roteq, built if missing), PYTHON (default /usr/bin/python3).
 set -euo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
 steps=3000
 out=runs/cnn_bn
-help_lines=13
+help_lines=14
 . "$root/examples/common.sh"
 example_args "$@"
 example_tools
@@ -34,14 +35,14 @@ echo "== roteq analyze $out/trace.csv (every step) =="
 "$ROTEQ" analyze "$out/trace.csv" --format json "${explain[@]}" > "$out/analysis.json"
 "$ROTEQ" analyze "$out/trace.csv" --per-neuron --format csv > "$out/neurons.csv"
 echo "== roteq analyze $out/snapshots (recorder, every 100 steps) =="
-"$ROTEQ" analyze "$out/snapshots" | tee "$out/snapshots.txt"
-"$ROTEQ" analyze "$out/snapshots" --format json > "$out/snapshots.json"
+"$ROTEQ" analyze "$out/snapshots" | tee "$out/analysis_snapshots.txt"
+"$ROTEQ" analyze "$out/snapshots" --format json > "$out/analysis_snapshots.json"
 echo "== roteq analyze $out/checkpoints (torch.save with the optimizer state, every 250 steps) =="
-if "$ROTEQ" analyze "$out/checkpoints" > "$out/checkpoints.txt" 2>&1; then
-  cat "$out/checkpoints.txt"
-  "$ROTEQ" analyze "$out/checkpoints" --format json > "$out/checkpoints.json"
+if "$ROTEQ" analyze "$out/checkpoints" > "$out/analysis_checkpoints.txt" 2>&1; then
+  cat "$out/analysis_checkpoints.txt"
+  "$ROTEQ" analyze "$out/checkpoints" --format json > "$out/analysis_checkpoints.json"
 else
-  echo "run.sh: this roteq cannot analyse the checkpoints:"; cat "$out/checkpoints.txt"
+  echo "run.sh: this roteq cannot analyse the checkpoints:"; cat "$out/analysis_checkpoints.txt"
 fi
 "$ROTEQ" plot norm "$out/series.csv" --out "$out/figures" --name norm \
   --title "cnn_bn (AdamW): weight norm per layer"

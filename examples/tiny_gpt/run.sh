@@ -8,7 +8,7 @@
 #
 # --quick: 300 steps. --analyze-only: keep DIR's run, redo the analysis and figures.
 # Outputs in DIR (default runs/tiny_gpt): trace.csv(.json), snapshots/checkpoint-N/, run.json,
-#   analysis.txt/.json (trace), snapshots.txt/.json, series.csv, neurons.csv, figures/*.png
+#   analysis.txt/.json (trace), analysis_snapshots.txt/.json, series.csv, neurons.csv, figures/*.png
 # Environment: ROTEQ (default build/cli/roteq, built if missing), PYTHON (default /usr/bin/python3).
 set -euo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
@@ -32,11 +32,11 @@ echo "== roteq analyze $out/trace.csv (every 10th step) =="
 "$ROTEQ" analyze "$out/trace.csv" --format json "${explain[@]}" > "$out/analysis.json"
 "$ROTEQ" analyze "$out/trace.csv" --per-neuron --format csv > "$out/neurons.csv"
 echo "== roteq analyze $out/snapshots (checkpoint-N every 200 steps, with the optimizer state) =="
-if "$ROTEQ" analyze "$out/snapshots" > "$out/snapshots.txt" 2>&1; then
-  cat "$out/snapshots.txt"
-  "$ROTEQ" analyze "$out/snapshots" --format json > "$out/snapshots.json"
+if "$ROTEQ" analyze "$out/snapshots" > "$out/analysis_snapshots.txt" 2>&1; then
+  cat "$out/analysis_snapshots.txt"
+  "$ROTEQ" analyze "$out/snapshots" --format json > "$out/analysis_snapshots.json"
 else
-  echo "run.sh: this roteq cannot analyse the snapshots:"; cat "$out/snapshots.txt"
+  echo "run.sh: this roteq cannot analyse the snapshots:"; cat "$out/analysis_snapshots.txt"
 fi
 "$ROTEQ" plot norm "$out/series.csv" --out "$out/figures" --name norm \
   --title "tiny_gpt (AdamW): weight norm per layer"
