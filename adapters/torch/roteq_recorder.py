@@ -118,15 +118,19 @@ def unwrap_optimizer(optimizer):
     return optimizer
 
 
-def optimizer_metadata(optimizer, layers, optimizer_name=None, hparams=None):
+def optimizer_metadata(optimizer, layers, optimizer_name=None, hparams=None, lrs=None):
     """The run-metadata object `roteq analyze` reads (issue 4, "Run metadata").
 
     `layers` maps layer name -> (param, dim). Top-level hyperparameters come from the param group
     holding the most recorded layers; a layer whose group differs gets the differing keys as
-    per-layer overrides. `optimizer_name`/`hparams` override what is read from the optimizer."""
+    per-layer overrides. `optimizer_name`/`hparams` override what is read from the optimizer.
+    `lrs`: per param group, the lr to write instead of the group's current one (the recorder
+    passes the lr of the last step taken: a scheduler may already have set the next step's)."""
     optimizer = unwrap_optimizer(optimizer)
     group_of = {}
-    for gi, group in enumerate(optimizer.param_groups):
+    groups = [dict(g, lr=lrs[gi]) if lrs is not None else g
+              for gi, g in enumerate(optimizer.param_groups)]
+    for gi, group in enumerate(groups):
         for p in group["params"]:
             group_of[id(p)] = gi
     per_layer = {}
@@ -136,12 +140,12 @@ def optimizer_metadata(optimizer, layers, optimizer_name=None, hparams=None):
             raise ValueError(f"roteq_recorder: layer {name} is not in the optimizer's param groups")
         if optimizer_name is not None:
             opt, hp = optimizer_name, {}
-            group = optimizer.param_groups[gi]
+            group = groups[gi]
             for key in ("lr", "weight_decay"):
                 if key in group:
                     hp[key] = _num(group[key])
         else:
-            opt, hp = _group_hparams(optimizer, optimizer.param_groups[gi])
+            opt, hp = _group_hparams(optimizer, groups[gi])
         if hparams:
             allowed = _HP_KEYS.get(opt)
             bad = sorted(set(hparams) - set(allowed)) if allowed is not None else []
@@ -564,6 +568,7 @@ class RoteqRecorder:
                               "predict", stacklevel=2)
 
         dims = {n: (p, p.numel() // p.shape[self.axes[n]]) for n, (p, _) in self.layers.items()}
+        self._meta_args = (dims, optimizer_name, hparams)
         self.metadata = optimizer_metadata(optimizer, dims, optimizer_name, hparams)
         for name, axis in self.axes.items():
             self.metadata["layers"][name]["neuron_axis"] = axis
@@ -729,13 +734,20 @@ class RoteqRecorder:
     # -- files ----------------------------------------------------------------------------------
 
     def close(self):
-        """Flush the trace and move it into place, and complete the metadata with the measured
-        gradient norms (idempotent)."""
+        """Flush the trace and move it into place, and complete the metadata (idempotent): the
+        measured gradient norms, and the hyperparameters of the last step taken (written at
+        construction from the param groups as they were then, e.g. a warmup's first lr)."""
         if self._file is None:
             return
         self._file.close()
         self._file = None
         os.replace(self._tmp_path, self.trace_path)
+        if self._lr_applied is not None:
+            last = optimizer_metadata(self.optimizer, *self._meta_args, lrs=self._lr_applied)
+            for name, entry in last["layers"].items():
+                entry["neuron_axis"] = self.axes[name]
+            last["recorder"] = self.metadata["recorder"]
+            self.metadata = last
         for name, g2 in self._grad_sq.items():
             if g2:
                 tail = g2[len(g2) - max(1, len(g2) // 4):]

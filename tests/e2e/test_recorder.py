@@ -353,6 +353,15 @@ class TestTrace(TmpCase):
         for r in rows:
             self.assertEqual(float(r["lr"]), lrs[int(r["step"])])
         self.assertEqual(sorted({float(r["lr"]) for r in rows}), [0.025, 0.05, 0.1])
+        # The metadata is rewritten at close() with the lr of the last step taken (step 12:
+        # 0.025), not the one the scheduler has set for step 13 (0.0125), nor the first (0.1):
+        # snapshot analyses take the equilibrium from it.
+        self.assertEqual(rec.optimizer.param_groups[0]["lr"], 0.0125)
+        with open(os.path.join(self.dir, "trace.csv.json")) as f:
+            meta = json.load(f)
+        self.assertEqual(meta["lr"], 0.025)
+        self.assertEqual(meta["layers"]["fc.weight"]["neuron_axis"], 0)
+        self.assertEqual(meta["recorder"]["steps"], 12)
 
     def test_every_k_records_the_single_step_angle(self):
         model, rec, hist, _ = self.train(lambda m: torch.optim.AdamW(groups(m, 0.1), lr=3e-3),
