@@ -3,7 +3,9 @@
 
 #include <math.h>
 #include <stdarg.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 int roteq_cli_fail(const char *cmd, const char *fmt, ...)
 {
@@ -149,4 +151,45 @@ int roteq_cli_format(const char *cmd, const char *arg, const char *allowed, rote
     }
     roteq_cli_fail(cmd, "--format: '%s' is not one of %s", arg, allowed);
     return -1;
+}
+
+void roteq_cli_progress_init(roteq_cli_progress *p, const char *cmd, int enabled)
+{
+    p->cmd = cmd;
+    p->enabled = enabled;
+    p->tty = isatty(STDERR_FILENO);
+    p->drawn = 0;
+    p->interval = ROTEQ_CLI_PROGRESS_LOG_SECONDS;
+    const char *env = getenv("ROTEQ_PROGRESS_SECONDS");
+    double v;
+    if (env && roteq_parse_double(env, &v) == 0 && v >= 0)
+        p->interval = v;
+    p->start = p->last = roteq_seconds();
+}
+
+void roteq_cli_progress_update(roteq_cli_progress *p, size_t step, size_t total)
+{
+    if (!p->enabled || total == 0)
+        return;
+    double now = roteq_seconds(), frac = (double)step / (double)total;
+    if (!p->tty) {
+        if (now - p->last < p->interval || step >= total)
+            return;
+        p->last = now;
+        double el = now - p->start;
+        fprintf(stderr, "roteq %s: step %zu of %zu (%.1f%%), %.0f s elapsed, about %.0f s left\n",
+                p->cmd, step, total, 100.0 * frac, el, frac > 0 ? el * (1 - frac) / frac : 0.0);
+        return;
+    }
+    if (step < total ? now - p->last < 0.2 : !p->drawn)
+        return;
+    p->last = now;
+    p->drawn = 1;
+    int width = 40, done = (int)((double)width * frac);
+    fprintf(stderr, "\r[%.*s%*s] %3d%% step %zu/%zu", done,
+            "========================================", width - done, "", (int)(100.0 * frac), step,
+            total);
+    if (step >= total)
+        fputs("\r\033[K", stderr);
+    fflush(stderr);
 }

@@ -13,6 +13,9 @@
 
 #define CMD "theory"
 
+/* A json trajectory is one document, built in memory (about 300 bytes a row): at most 300 MB. */
+#define THEORY_JSON_ROWS_MAX 1000000
+
 static void usage(FILE *out)
 {
     fputs("usage: roteq theory --optimizer NAME [HYPERPARAMETERS] [--dim C] [--grad-norm G]\n"
@@ -34,9 +37,11 @@ static void usage(FILE *out)
           "  --schedule SPEC      lr schedule: constant | [warmup:W+]cosine:T[:FLOOR] |\n"
           "                       [warmup:W+]step:S:GAMMA | warmup:W\n"
           "  --wd-schedule SPEC   weight-decay schedule (same grammar)\n"
-          "  --steps T            print the predicted trajectory of T steps\n"
+          "  --steps T            print the predicted trajectory of T steps (at most 1e10;\n"
+          "                       progress on stderr when it takes long)\n"
           "  --every K            trajectory rows every K steps (default 1)\n"
-          "  --kstep K            also predict the RMS angle between w_t and w_{t+K}\n"
+          "  --kstep K            also predict the RMS angle between w_t and w_{t+K} (any K:\n"
+          "                       long gaps take closed forms)\n"
           "  --format F           text (default), csv or json\n"
           "  --help               this text\n\n",
           out);
@@ -131,7 +136,11 @@ static int trajectory(const job *j, row_fn row, void *ctx)
     roteq_transient *tr = roteq_transient_alloc(j->opt, &j->hp, &j->setting, j->init_norm);
     if (tr == NULL)
         return -1;
+    roteq_cli_progress progress;
+    roteq_cli_progress_init(&progress, CMD, 1);
     for (size_t t = 1; t <= j->steps; t++) {
+        if (t % 4096 == 0)
+            roteq_cli_progress_update(&progress, t, j->steps);
         double lr = j->hp.lr * roteq_schedule_factor(&j->lr_sched, (long)t);
         double wd = j->hp.weight_decay * roteq_schedule_factor(&j->wd_sched, (long)t);
         double norm, angle;
@@ -142,6 +151,7 @@ static int trajectory(const job *j, row_fn row, void *ctx)
         if (t % j->every == 0 || t == j->steps)
             row(ctx, t, lr, wd, norm, angle);
     }
+    roteq_cli_progress_update(&progress, j->steps, j->steps);
     roteq_transient_free(tr);
     return 0;
 }
@@ -377,6 +387,9 @@ int roteq_cmd_theory(int argc, char **argv)
                 return ROTEQ_EXIT_USAGE;
             if (j.setting.dim == 0)
                 return roteq_cli_fail(CMD, "--dim: must be positive, got 0");
+            if (j.setting.dim > ROTEQ_THEORY_DIM_MAX)
+                return roteq_cli_fail(CMD, "--dim: must be at most 2^53 = %zu, got %zu",
+                                      ROTEQ_THEORY_DIM_MAX, j.setting.dim);
             break;
         case OPT_GRAD_NORM:
         case OPT_INIT_NORM: {
@@ -403,6 +416,10 @@ int roteq_cmd_theory(int argc, char **argv)
                 return ROTEQ_EXIT_USAGE;
             if (v == 0)
                 return roteq_cli_fail(CMD, "--%s: must be positive, got 0", flag);
+            if (c == OPT_STEPS && v > ROTEQ_CLI_STEPS_MAX)
+                return roteq_cli_fail(
+                    CMD, "--steps: at most %zu (1e10) steps of the trajectory, got %zu",
+                    ROTEQ_CLI_STEPS_MAX, v);
             *(c == OPT_STEPS ? &j.steps : &j.every) = v;
             break;
         }
@@ -443,6 +460,13 @@ int roteq_cmd_theory(int argc, char **argv)
         return ROTEQ_EXIT_USAGE;
     if (j.have_sched && j.steps == 0)
         return roteq_cli_fail(CMD, "--schedule/--wd-schedule: need --steps T for a trajectory");
+    /* text and csv rows stream to stdout; a json document is built whole in memory */
+    size_t rows = j.steps / j.every + (j.steps % j.every != 0);
+    if (j.format == ROTEQ_FORMAT_JSON && rows > THEORY_JSON_ROWS_MAX)
+        return roteq_cli_fail(CMD,
+                              "--format json: at most %d trajectory rows (they are held in "
+                              "memory), got %zu; use --format csv or a larger --every",
+                              THEORY_JSON_ROWS_MAX, rows);
 
     for (int p = 0; p < ROTEQ_PRED_COUNT; p++)
         if (roteq_theory_equilibrium(j.opt, &j.hp, &j.setting, (roteq_prediction)p, &j.eq[p]))

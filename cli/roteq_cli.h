@@ -72,6 +72,23 @@ void roteq_cli_hparam_usage(FILE *out);
 int roteq_cli_double(const char *cmd, const char *flag, const char *arg, double *out);
 int roteq_cli_size(const char *cmd, const char *flag, const char *arg, size_t *out);
 int roteq_cli_schedule(const char *cmd, const char *flag, const char *arg, roteq_schedule *out);
+/* Progress of a long run on stderr: on a terminal a bar redrawn at most 5 times a second, else
+ * (a log, a pipe) one line every ROTEQ_CLI_PROGRESS_LOG_SECONDS (the environment variable
+ * ROTEQ_PROGRESS_SECONDS overrides it), so that a long job is never silent and a short one
+ * prints nothing. `total` is the number of steps. */
+#define ROTEQ_CLI_PROGRESS_LOG_SECONDS 10.0
+typedef struct {
+    const char *cmd;
+    int tty, enabled, drawn;
+    double start, last, interval;
+} roteq_cli_progress;
+void roteq_cli_progress_init(roteq_cli_progress *p, const char *cmd, int enabled);
+void roteq_cli_progress_update(roteq_cli_progress *p, size_t step, size_t total);
+
+/* Longest runs `roteq theory --steps` and `roteq simulate --steps` accept: 1e10 steps, beyond
+ * any training run (days of work at this machine's 1e8-1e9 neuron-coordinate steps a second). */
+#define ROTEQ_CLI_STEPS_MAX ((size_t)10000000000ULL)
+
 /* --format text|csv|json (any subset given by `allowed`, e.g. "text,csv,json"). */
 typedef enum { ROTEQ_FORMAT_TEXT, ROTEQ_FORMAT_CSV, ROTEQ_FORMAT_JSON } roteq_format;
 int roteq_cli_format(const char *cmd, const char *arg, const char *allowed, roteq_format *out);

@@ -101,6 +101,9 @@ int roteq_theory_equilibrium(const roteq_optimizer_type *opt, const roteq_hparam
         return roteq_error_set(ROTEQ_EINVAL, "unknown prediction %d", (int)which);
     if (!isnan(s->grad_norm) && !(s->grad_norm > 0 && isfinite(s->grad_norm)))
         return roteq_error_set(ROTEQ_EINVAL, "grad_norm must be positive, got %.17g", s->grad_norm);
+    if (s->dim > ROTEQ_THEORY_DIM_MAX)
+        return roteq_error_set(ROTEQ_EINVAL, "dim must be at most 2^53 = %zu, got %zu",
+                               ROTEQ_THEORY_DIM_MAX, s->dim);
     int st = roteq_hparams_validate(opt, hp, NULL);
     if (st)
         return st;

@@ -222,5 +222,18 @@ int roteq_hparams_validate(const roteq_optimizer_type *opt, const roteq_hparams 
             return roteq_error_set(ROTEQ_EINVAL, "%s, got %.17g", problem, v);
         }
     }
+    /* One step multiplies w by 1 - lr*weight_decay (decoupled) or shrinks it by that much of
+     * itself (L2 in the gradient): at 1 or more the weights are wiped out or flip sign every
+     * step, and no equilibrium exists. */
+    double decay = hp->lr * hp->weight_decay;
+    if ((opt->hparams & ROTEQ_HP_BIT(ROTEQ_HP_LR)) &&
+        (opt->hparams & ROTEQ_HP_BIT(ROTEQ_HP_WEIGHT_DECAY)) && !(decay < 1.0)) {
+        if (bad)
+            *bad = ROTEQ_HP_WEIGHT_DECAY;
+        return roteq_error_set(ROTEQ_EINVAL,
+                               "lr*weight_decay = %.17g is at least 1: each step would shrink the "
+                               "weights to zero or past it, so there is no equilibrium",
+                               decay);
+    }
     return ROTEQ_OK;
 }

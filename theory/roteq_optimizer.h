@@ -98,7 +98,8 @@ roteq_hparams roteq_optimizer_defaults(const roteq_optimizer_type *opt);
 
 /* Check every hyperparameter that applies to `opt`: lr and weight decay positive and given,
  * betas/momentum/dampening/update_norm_decay in [0, 1), eps >= 0, nesterov 0 or 1 and only with
- * zero dampening. On failure returns ROTEQ_EINVAL, stores the offending id in *bad (if non-NULL),
+ * zero dampening, and lr*weight_decay below 1 (beyond, no equilibrium exists; reported on
+ * weight_decay). On failure returns ROTEQ_EINVAL, stores the offending id in *bad (if non-NULL),
  * and sets a message that does not name the flag ("must be in [0, 1), got 1.5") so that callers
  * can prefix it with their own spelling ("--beta1: " or "meta.json: beta1: "). */
 int roteq_hparams_validate(const roteq_optimizer_type *opt, const roteq_hparams *hp,

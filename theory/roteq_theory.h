@@ -8,6 +8,9 @@
 #include "roteq_optimizer.h"
 #include "roteq_schedule.h"
 
+/* The largest dimension theory accepts: 2^53, where a double still counts every coordinate. */
+#define ROTEQ_THEORY_DIM_MAX ((size_t)1 << 53)
+
 /* The neuron the prediction is for. */
 typedef struct {
     size_t dim;       /* C, the length of the weight vector; 0 when unknown (norms that grow

@@ -66,6 +66,9 @@ static int check_setting(const roteq_setting *s, double init_norm)
         return roteq_error_set(ROTEQ_EINVAL, "grad_norm must be positive, got %.17g", s->grad_norm);
     if (!isnan(init_norm) && !(init_norm > 0 && isfinite(init_norm)))
         return roteq_error_set(ROTEQ_EINVAL, "init_norm must be positive, got %.17g", init_norm);
+    if (s->dim > ROTEQ_THEORY_DIM_MAX)
+        return roteq_error_set(ROTEQ_EINVAL, "dim must be at most 2^53 = %zu, got %zu",
+                               ROTEQ_THEORY_DIM_MAX, s->dim);
     return ROTEQ_OK;
 }
 
@@ -131,7 +134,14 @@ roteq_transient *roteq_transient_alloc(const roteq_optimizer_type *opt, const ro
         /* Start at the closed-form equilibrium norm with a fresh optimizer state. */
         roteq_setting s2 = {(size_t)tr->C, sqrt(tr->G2)};
         roteq_equilibrium eq;
-        if (roteq_theory_equilibrium(opt, hp, &s2, ROTEQ_PRED_BEST, &eq) || !(eq.norm > 0)) {
+        if (roteq_theory_equilibrium(opt, hp, &s2, ROTEQ_PRED_BEST, &eq)) {
+            free(tr);
+            return NULL;
+        }
+        if (!(eq.norm > 0 && isfinite(eq.norm))) {
+            roteq_error_set(ROTEQ_EINVAL,
+                            "%s has no finite equilibrium norm at lr %.17g, weight decay %.17g",
+                            opt->name, hp->lr, hp->weight_decay);
             free(tr);
             return NULL;
         }
@@ -522,6 +532,62 @@ static double lion_F(double rho1, double b2, double d, long i)
     return s;
 }
 
+/* Gaps up to this many steps run the cross-moment recurrence step by step (results identical to
+ * earlier releases); longer ones use its closed forms, whose cost does not grow with k. */
+#define KSTEP_LOOP_MAX 65536
+
+/* E_k of the affine 3x3 map M of the SGD and Adam recurrences (state (E, Q, 1)) by repeated
+ * squaring: about 2 log2(k) products instead of k steps. Powers are kept as I + X: M is close to
+ * the identity when eta*lambda is small, and (I+X)(I+Y) = I + (X + Y + XY) keeps the small parts
+ * exact where a plain product would round 1 - eta*lambda once per factor (a relative error of k
+ * ulps in d^k). */
+static void near_identity_mul(double r[3][3], double x[3][3], double y[3][3])
+{
+    double t[3][3];
+    for (int i = 0; i < 3; i++)
+        for (int j = 0; j < 3; j++)
+            t[i][j] =
+                x[i][j] + y[i][j] + (x[i][0] * y[0][j] + x[i][1] * y[1][j] + x[i][2] * y[2][j]);
+    memcpy(r, t, sizeof t);
+}
+
+/* X = M - I is given. */
+static double affine_power_E(double X[3][3], long k, double E0, double Q0)
+{
+    double P[3][3] = {{0}}, B[3][3];
+    memcpy(B, X, sizeof B);
+    for (unsigned long n = (unsigned long)k; n; n >>= 1) {
+        if (n & 1)
+            near_identity_mul(P, P, B);
+        if (n > 1)
+            near_identity_mul(B, B, B);
+    }
+    return (1 + P[0][0]) * E0 + P[0][1] * Q0 + P[0][2];
+}
+
+/* Lion's E_k = (1 - d^k) A - eta^2 C sum_i d^(k-1-i) F(i) without the sum over i: exchanging the
+ * sums gives sum_m r_m d^|k-m| (1 - d^(2 min(k,m))) / (1 - d^2), and r_m decays like beta2^m,
+ * so the terms that matter are the first few thousand whatever k is. */
+static double lion_kstep_E(double A, double eta, double lam, double C, double rho1, double b2,
+                           long k)
+{
+    /* 1 - d of the rounded d = 1 - eta lam that the stationary A was computed with */
+    double omd = 1 - (1 - eta * lam), ld = log1p(-omd), one_m_d2 = omd * (2 - omd);
+    double wmax = 1 / one_m_d2, s = 0.0, rho = rho1;
+    for (long m = 1; m <= 100000000L && rho != 0.0; m++) {
+        long n = m < k ? m : k;
+        double w = exp((double)labs(k - m) * ld) * -expm1(2.0 * (double)n * ld) / one_m_d2;
+        s += M_2_PI * asin(rho) * w;
+        /* the rest of the sum is below wmax |rho| b2 / (1 - b2): stop once it is negligible
+         * next to the terms so far, or next to A in E (when d^|k-m| has made them tiny) */
+        double rest = wmax * fabs(rho) * b2 / (1 - b2);
+        if (m > 1 && (rest <= 1e-17 * fabs(s) || eta * eta * C * rest <= 1e-17 * A))
+            break;
+        rho *= b2;
+    }
+    return -expm1((double)k * ld) * A - eta * eta * C * s;
+}
+
 /* E = A - E<w_t, w_{t+k}> at equilibrium, by the cross-moment recurrence; angle from the chord
  * ||w_{t+k} - w_t||^2 = 2E (equal norms). */
 static double kstep_internal(const roteq_transient *tr, double eta, double lam, long k)
@@ -530,9 +596,24 @@ static double kstep_internal(const roteq_transient *tr, double eta, double lam, 
     if (stationary_state(tr, eta, lam, &st))
         return ROTEQ_NAN;
     double A = st.A, E = 0.0;
+    int fast = k > KSTEP_LOOP_MAX;
     switch (tr->fam) {
     case FAM_SGD: {
         double al = tr->alpha, c = tr->c, Q = st.Y; /* Q = E<w_t, b_{t+i-1}> */
+        if (fast) {
+            /* Qn = al Q + c lam (A - E); E += eta Qn, or eta (lam (A - E) + al Qn) (Nesterov);
+             * X = M - I */
+            double X[3][3] = {{-eta * c * lam, eta * al, eta * c * lam * A},
+                              {-c * lam, al - 1, c * lam * A},
+                              {0, 0, 0}};
+            if (tr->nesterov) {
+                X[0][0] = -eta * lam - eta * al * c * lam;
+                X[0][1] = eta * al * al;
+                X[0][2] = eta * lam * A + eta * al * c * lam * A;
+            }
+            E = affine_power_E(X, k, 0.0, Q);
+            break;
+        }
         for (long i = 0; i < k; i++) {
             double Qn = al * Q + c * lam * (A - E);
             E += tr->nesterov ? eta * (lam * (A - E) + al * Qn) : eta * Qn;
@@ -544,6 +625,16 @@ static double kstep_internal(const roteq_transient *tr, double eta, double lam, 
     case FAM_ADAM_L2: {
         double b1 = tr->hp.beta1, d = tr->fam == FAM_ADAMW ? 1 - eta * lam : 1.0;
         double lam_g = tr->fam == FAM_ADAM_L2 ? lam : 0.0, Q = st.Y;
+        if (fast) {
+            /* Qn = b1 Q + (1-b1) lam_g (A - E); E' = (1-d) A + d E + k Qn; X = M - I, with
+             * 1 - d from the rounded d the stationary state used (the subtraction is exact) */
+            double g = (1 - b1) * lam_g, omd = 1 - d;
+            double X[3][3] = {{-omd - st.k * g, st.k * b1, omd * A + st.k * g * A},
+                              {-g, b1 - 1, g * A},
+                              {0, 0, 0}};
+            E = affine_power_E(X, k, 0.0, Q);
+            break;
+        }
         for (long i = 0; i < k; i++) {
             double Qn = b1 * Q + (1 - b1) * lam_g * (A - E);
             E = (1 - d) * A + d * E + st.k * Qn;
@@ -555,6 +646,10 @@ static double kstep_internal(const roteq_transient *tr, double eta, double lam, 
         /* E_{i+1} = (1-d) A + d E_i - eta^2 C F(i); F computed backwards from F(k-1), where
          * the recursion F(i) = r_{i+1} + d F(i+1) is stable. */
         double d = 1 - eta * lam, b2 = tr->hp.beta2, rho1 = roteq_lion_rho1(tr->hp.beta1, b2);
+        if (fast) {
+            E = lion_kstep_E(A, eta, lam, tr->C, rho1, b2, k);
+            break;
+        }
         double F = lion_F(rho1, b2, d, k - 1), wsum = 0.0, wi = 1.0;
         for (long i = k - 1; i >= 0; i--) {
             wsum += wi * F; /* d^(k-1-i) F(i) */

@@ -228,6 +228,22 @@ static void test_errors(void **state)
         {{"theory", "--optimizer", "adamw", "--bogus", NULL}, "unknown option '--bogus'"},
         {{"theory", "--optimizer", NULL}, "needs a value"},
         {{"theory", "--optimizer", "adamw", "extra", NULL}, "unexpected argument 'extra'"},
+        /* no equilibrium, or none that a double holds: the reason, never "success" */
+        {{"theory", "--optimizer", "lion", "--lr", "1e300", "--weight-decay", "0.1", NULL},
+         "--weight-decay: lr*weight_decay = 1.0000000000000001e+299 is at least 1"},
+        {{"theory", "--optimizer", "adamw", "--lr", "1", "--weight-decay", "1", NULL},
+         "so there is no equilibrium"},
+        {{"theory", "--optimizer", "lion", "--lr", "1e300", "--weight-decay", "1e-301", "--dim",
+          "10", NULL},
+         "lion has no finite equilibrium norm"},
+        {{"theory", "--optimizer", "adamw", "--dim", "18446744073709551615", NULL},
+         "--dim: must be at most 2^53 = 9007199254740992"},
+        /* absurd lengths: the limit named, at once */
+        {{"theory", "--optimizer", "adamw", "--steps", "1000000000000000", "--every",
+          "100000000000000", NULL},
+         "--steps: at most 10000000000 (1e10)"},
+        {{"theory", "--optimizer", "adamw", "--steps", "2000000", "--format", "json", NULL},
+         "--format json: at most 1000000 trajectory rows"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         char *out, *err;
@@ -240,6 +256,37 @@ static void test_errors(void **state)
     }
 }
 
+/* Long gaps are closed forms: a gap of 1e15 steps answers at once (pi/2: w has forgotten). */
+static void test_long_kstep(void **state)
+{
+    (void)state;
+    const char *args[] = {"theory",           "--optimizer", "adamw", "--kstep",
+                          "1000000000000000", "--format",    "json",  NULL};
+    char *out, *err;
+    assert_int_equal(run(args, &out, &err), 0);
+    assert_true(fabs(json_number(out, "kstep_angle") - M_PI / 2) < 1e-9);
+    assert_true(json_number(out, "kstep") == 1e15);
+    free(out), free(err);
+}
+
+/* A long trajectory reports progress on stderr also when stderr is not a terminal (here a
+ * pipe), a line per ROTEQ_PROGRESS_SECONDS; stdout keeps only the rows. */
+static void test_progress_not_a_terminal(void **state)
+{
+    (void)state;
+    setenv("ROTEQ_PROGRESS_SECONDS", "0", 1);
+    const char *args[] = {"theory",  "--optimizer", "adamw",    "--steps", "20000",
+                          "--every", "10000",       "--format", "csv",     NULL};
+    char *out, *err;
+    assert_int_equal(run(args, &out, &err), 0);
+    unsetenv("ROTEQ_PROGRESS_SECONDS");
+    assert_non_null(strstr(err, "roteq theory: step 4096 of 20000 (20.5%)"));
+    assert_non_null(strstr(err, "roteq theory: step 16384 of 20000"));
+    assert_null(strstr(out, "roteq"));
+    assert_non_null(strstr(out, "\n20000,"));
+    free(out), free(err);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -247,6 +294,7 @@ int main(void)
         cmocka_unit_test(test_adamw_json),     cmocka_unit_test(test_lion_json),
         cmocka_unit_test(test_grad_norm_null), cmocka_unit_test(test_csv_trajectory),
         cmocka_unit_test(test_text),           cmocka_unit_test(test_errors),
+        cmocka_unit_test(test_long_kstep),     cmocka_unit_test(test_progress_not_a_terminal),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

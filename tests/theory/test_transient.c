@@ -352,10 +352,17 @@ static void test_kstep(void **state)
     hp.lr = 0.01, hp.weight_decay = 0.1;
     roteq_setting s = {128, NAN};
     double d = 1 - 1e-3;
-    const long ks[] = {1, 7, 100, 2500, 40000};
+    const long ks[] = {1, 7, 100, 2500, 40000, 100000, 3000000};
     for (size_t i = 0; i < sizeof ks / sizeof ks[0]; i++)
         assert_close(roteq_theory_kstep_angle(&roteq_sgd, &hp, &s, ks[i]),
                      acos(pow(d, (double)ks[i])), 1e-9);
+    /* Long gaps by the closed forms (time independent of k): acos(d^k) still, at a slow decay
+     * where 1e8 steps have not forgotten the start. */
+    hp.lr = 1e-5, hp.weight_decay = 1e-4;
+    const long long_ks[] = {100000000L, 1000000000L, 1000000000000L, 1000000000000000L};
+    for (size_t i = 0; i < sizeof long_ks / sizeof long_ks[0]; i++)
+        assert_close(roteq_theory_kstep_angle(&roteq_sgd, &hp, &s, long_ks[i]),
+                     acos(exp((double)long_ks[i] * log1p(-1e-9))), 1e-9);
     /* Momentum correlates successive updates, so k-step angles grow faster than sqrt(k). */
     hp = roteq_optimizer_defaults(&roteq_adamw);
     hp.lr = 1e-4, hp.weight_decay = 0.1;
@@ -374,6 +381,38 @@ static void test_kstep(void **state)
     /* Errors. */
     assert_true(isnan(roteq_theory_kstep_angle(&roteq_adamw, &hp, &s, 0)));
     assert_true(isnan(roteq_theory_kstep_angle(&roteq_adam_l2, &hp, &s, 5)));
+}
+
+/* Beyond 65536 steps the k-step angle comes from closed forms (matrix powers of the SGD and Adam
+ * recurrences, Lion's lag sum taken over m instead of k): they continue the step-by-step
+ * recurrence smoothly (second differences across the switch as small as on either side), grow
+ * with k, and reach pi/2 for gaps of 1e12 and 1e15 steps at once. */
+static void test_kstep_long_gaps(void **state)
+{
+    (void)state;
+    const roteq_optimizer_type *opts[] = {&roteq_sgdm,    &roteq_nesterov, &roteq_adamw,
+                                          &roteq_adam_l2, &roteq_lion,     &roteq_rv_lion};
+    roteq_setting s = {256, 3.0};
+    for (size_t i = 0; i < sizeof opts / sizeof opts[0]; i++) {
+        roteq_hparams hp = roteq_optimizer_defaults(opts[i]);
+        hp.lr = 1e-6, hp.weight_decay = 1e-3;
+        double a[4];
+        for (int j = 0; j < 4; j++)
+            a[j] = roteq_theory_kstep_angle(opts[i], &hp, &s, 65534 + j);
+        double d1 = a[1] - a[0], d2 = a[2] - a[1], d3 = a[3] - a[2];
+        if (!(d1 > 0 && d2 > 0 && d3 > 0 && fabs((d3 - d2) - (d2 - d1)) < 1e-6 * d2))
+            fail_msg("%s: angles %.17g %.17g %.17g %.17g around 65536 steps", opts[i]->name, a[0],
+                     a[1], a[2], a[3]);
+        double prev = a[3];
+        const long ks[] = {1000000L, 100000000L, 1000000000000L, 1000000000000000L};
+        for (size_t j = 0; j < sizeof ks / sizeof ks[0]; j++) {
+            double x = roteq_theory_kstep_angle(opts[i], &hp, &s, ks[j]);
+            if (!(x >= prev - 1e-12 && x <= M_PI / 2 + 1e-12))
+                fail_msg("%s: k = %ld: angle %.17g after %.17g", opts[i]->name, ks[j], x, prev);
+            prev = x;
+        }
+        assert_close(prev, M_PI / 2, 1e-9);
+    }
 }
 
 static void test_unknown_scales(void **state)
@@ -431,10 +470,10 @@ static void test_errors(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_fixed_points), cmocka_unit_test(test_stationary),
-        cmocka_unit_test(test_monte_carlo),  cmocka_unit_test(test_steps_to_equilibrium),
-        cmocka_unit_test(test_kstep),        cmocka_unit_test(test_unknown_scales),
-        cmocka_unit_test(test_errors),
+        cmocka_unit_test(test_fixed_points),   cmocka_unit_test(test_stationary),
+        cmocka_unit_test(test_monte_carlo),    cmocka_unit_test(test_steps_to_equilibrium),
+        cmocka_unit_test(test_kstep),          cmocka_unit_test(test_kstep_long_gaps),
+        cmocka_unit_test(test_unknown_scales), cmocka_unit_test(test_errors),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
