@@ -27,29 +27,11 @@ if [ "$train" = 1 ]; then
   "$PYTHON" "$root/examples/cnn_bn/train.py" --steps "$steps" --out "$out"
 fi
 # --explain where this roteq has it.
-explain=()
-if "$ROTEQ" analyze --help 2>&1 | grep -q -- '--explain'; then explain=(--explain); fi
-mkdir -p "$out/figures"
-echo "== roteq analyze $out/trace.csv (every step) =="
-"$ROTEQ" analyze "$out/trace.csv" --series "$out/series.csv" "${explain[@]}" | tee "$out/analysis.txt"
-"$ROTEQ" analyze "$out/trace.csv" --format json "${explain[@]}" > "$out/analysis.json"
-"$ROTEQ" analyze "$out/trace.csv" --per-neuron --format csv > "$out/neurons.csv"
-echo "== roteq analyze $out/snapshots (recorder, every 100 steps) =="
-"$ROTEQ" analyze "$out/snapshots" | tee "$out/analysis_snapshots.txt"
-"$ROTEQ" analyze "$out/snapshots" --format json > "$out/analysis_snapshots.json"
-echo "== roteq analyze $out/checkpoints (torch.save with the optimizer state, every 250 steps) =="
-if "$ROTEQ" analyze "$out/checkpoints" > "$out/analysis_checkpoints.txt" 2>&1; then
-  cat "$out/analysis_checkpoints.txt"
-  "$ROTEQ" analyze "$out/checkpoints" --format json > "$out/analysis_checkpoints.json"
-else
-  echo "run.sh: this roteq cannot analyse the checkpoints:"; cat "$out/analysis_checkpoints.txt"
-fi
-"$ROTEQ" plot norm "$out/series.csv" --out "$out/figures" --name norm \
-  --title "cnn_bn (AdamW): weight norm per layer"
-"$ROTEQ" plot angle "$out/series.csv" --out "$out/figures" --name angle --log-y \
-  --title "cnn_bn (AdamW): angular update per layer"
-"$ROTEQ" plot histogram "$out/neurons.csv" --out "$out/figures" --name neurons \
-  --title "cnn_bn: per-neuron angular update / prediction"
+example_trace cnn_bn "every step"
+example_series snapshots "recorder, every 100 steps"
+# The checkpoints carry no roteq metadata: the run's is the recorder's.
+example_series checkpoints "torch.save with the optimizer state, every 250 steps" \
+  --meta "$out/trace.csv.json"
 "$PYTHON" - "$out" <<'PY'
 import json, sys
 run = json.load(open(f"{sys.argv[1]}/run.json"))

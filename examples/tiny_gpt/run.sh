@@ -24,26 +24,8 @@ if [ "$train" = 1 ]; then
   echo "== training $steps steps (recorded every 10) =="
   "$PYTHON" "$root/examples/tiny_gpt/train.py" --steps "$steps" --out "$out"
 fi
-explain=()
-if "$ROTEQ" analyze --help 2>&1 | grep -q -- '--explain'; then explain=(--explain); fi
-mkdir -p "$out/figures"
-echo "== roteq analyze $out/trace.csv (every 10th step) =="
-"$ROTEQ" analyze "$out/trace.csv" --series "$out/series.csv" "${explain[@]}" | tee "$out/analysis.txt"
-"$ROTEQ" analyze "$out/trace.csv" --format json "${explain[@]}" > "$out/analysis.json"
-"$ROTEQ" analyze "$out/trace.csv" --per-neuron --format csv > "$out/neurons.csv"
-echo "== roteq analyze $out/snapshots (checkpoint-N every 200 steps, with the optimizer state) =="
-if "$ROTEQ" analyze "$out/snapshots" > "$out/analysis_snapshots.txt" 2>&1; then
-  cat "$out/analysis_snapshots.txt"
-  "$ROTEQ" analyze "$out/snapshots" --format json > "$out/analysis_snapshots.json"
-else
-  echo "run.sh: this roteq cannot analyse the snapshots:"; cat "$out/analysis_snapshots.txt"
-fi
-"$ROTEQ" plot norm "$out/series.csv" --out "$out/figures" --name norm \
-  --title "tiny_gpt (AdamW): weight norm per layer"
-"$ROTEQ" plot angle "$out/series.csv" --out "$out/figures" --name angle --log-y \
-  --title "tiny_gpt (AdamW): angular update per layer"
-"$ROTEQ" plot histogram "$out/neurons.csv" --out "$out/figures" --name neurons \
-  --title "tiny_gpt: per-neuron angular update / prediction"
+example_trace tiny_gpt "every 10th step"
+example_series snapshots "checkpoint-N every 200 steps, with the optimizer state"
 "$PYTHON" - "$out" <<'PY'
 import json, sys
 run = json.load(open(f"{sys.argv[1]}/run.json"))
