@@ -10,6 +10,7 @@
 #include "theory_internal.h"
 
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 const char *const roteq_muon_adjust_names[ROTEQ_MUON_ADJUST_COUNT] = {"original",
@@ -121,46 +122,77 @@ void roteq_muon_spectrum(size_t rows, size_t cols, int ns_steps, double *q_row, 
     *lin = e_phis;
 }
 
-/* kappa with kappa/asin(kappa) = w1 (decreasing from 1 at 0 to 2/pi at 1), by bisection. */
-static double kappa_for(double w1)
+int roteq_muon_chaos(size_t rows, size_t cols, int ns_steps, double *w, int n)
 {
-    if (!(w1 < 1.0))
-        return 0.0;
-    if (w1 <= M_2_PI)
-        return 1.0;
-    double a = 0.0, b = 1.0;
-    for (int i = 0; i < 200 && b - a > 1e-16; i++) {
-        double m = 0.5 * (a + b);
-        if (m / asin(m) > w1)
-            a = m;
-        else
-            b = m;
+    /* Free Mehler formula (README "Muon"): expand the odd scalar map x -> phi_K(x/sqrt(p)) on
+     * the symmetrised singular-value law of X/sqrt(q) (Marchenko-Pastur, the nodes of
+     * roteq_muon_spectrum) in its orthonormal polynomials P_k; then
+     * E<O(X), O(Y)>/E||O||^2 = sum_k w_k rho^k with w_k = c_k^2/sum c^2. The measure is
+     * symmetric, so P_k has the parity of k and the three-term recurrence has no diagonal
+     * term; odd k only carry weight. Stieltjes procedure on the discretised measure. */
+    double p = (double)(rows < cols ? rows : cols), q = (double)(rows < cols ? cols : rows);
+    double y = p / q, lo = (1 - sqrt(y)) * (1 - sqrt(y)), hi = (1 + sqrt(y)) * (1 + sqrt(y));
+    const int N = 20000;
+    double *x = malloc(5 * (size_t)N * sizeof *x);
+    if (!x)
+        return roteq_error_set(ROTEQ_ENOMEM, "out of memory for Muon's chaos weights");
+    double *mu = x + N, *f = x + 2 * N, *P = x + 3 * N, *Pm = x + 4 * N, tot = 0, mass = 0;
+    for (int i = 0; i < N; i++) {
+        double th = (i + 0.5) * M_PI / N, s = sin(th);
+        double lam = lo + (hi - lo) * (1 - cos(th)) / 2;
+        mu[i] = s * s / lam; /* the density up to a constant factor */
+        x[i] = sqrt(lam);
+        f[i] = roteq_muon_ns_poly(sqrt(lam / p), ns_steps);
+        mass += mu[i];
     }
-    return 0.5 * (a + b);
+    for (int i = 0; i < N; i++) {
+        mu[i] /= mass;
+        tot += mu[i] * f[i] * f[i];
+    }
+    /* P_k = (x P_{k-1} - b_{k-1} P_{k-2})/b_k: P holds the latest polynomial, Pm the one
+     * before (first the unnormalised new one while its norm b_k is summed). */
+    for (int i = 0; i < N; i++)
+        Pm[i] = 0.0, P[i] = 1.0; /* P_{-1}, P_0 */
+    double bprev = 0.0;
+    for (int k = 1, j = 0; j < n; k++) {
+        double bb = 0.0;
+        for (int i = 0; i < N; i++) {
+            double v = x[i] * P[i] - bprev * Pm[i];
+            Pm[i] = v;
+            bb += mu[i] * v * v;
+        }
+        double b = sqrt(bb), c = 0.0;
+        for (int i = 0; i < N; i++) {
+            double v = Pm[i] / b;
+            Pm[i] = P[i], P[i] = v;
+            c += mu[i] * f[i] * v;
+        }
+        bprev = b;
+        if (k % 2 == 1)
+            w[j++] = c * c / tot;
+    }
+    free(x);
+    return ROTEQ_OK;
 }
 
-double roteq_muon_lag_corr(double rho, double w1)
+double roteq_muon_lag_corr(double rho, const double *w, int n)
 {
-    /* The arcsine law of a sign map, asin(kappa rho)/asin(kappa), with kappa set so that its
-     * linear (first-chaos) share kappa/asin(kappa) is the update's own w1 (README "Muon"). */
-    double kappa = kappa_for(w1);
-    if (kappa == 0.0)
-        return rho;
-    return asin(kappa * rho) / asin(kappa);
+    double f = 0.0, rk = rho;
+    for (int j = 0; j < n; j++, rk *= rho * rho)
+        f += w[j] * rk;
+    return f;
 }
 
-/* S = 1 + 2 sum_k f(rho_k) d^k, R = sum_k f(rho_k) d^(k-1) with rho_k = rho1 b2^(k-1). */
-static void lag_sums(double rho1, double b2, double w1, double d, double *S, double *R)
+/* S = 1 + 2 sum_i f(rho_i) d^i, R = sum_i f(rho_i) d^(i-1) with rho_i = rho1 b2^(i-1): per
+ * chaos degree k the lag sum is geometric, rho1^k d/(1 - b2^k d). */
+static void lag_sums(double rho1, double b2, const double *w, int n, double d, double *S, double *R)
 {
-    double s = 1.0, r = 0.0, rho = rho1, dk = d;
-    for (long k = 1; k <= 100000000L && rho > 0; k++) {
-        double fk = roteq_muon_lag_corr(rho, w1);
-        s += 2 * fk * dk;
-        r += fk * dk / d;
-        if (fk * dk < 1e-17 * s)
-            break;
-        rho *= b2;
-        dk *= d;
+    double s = 1.0, r = 0.0, r1k = rho1, b2k = b2;
+    for (int j = 0; j < n; j++) {
+        double g = w[j] * r1k / (1 - b2k * d);
+        s += 2 * d * g;
+        r += g;
+        r1k *= rho1 * rho1, b2k *= b2 * b2;
     }
     *S = s;
     *R = r;
@@ -202,8 +234,11 @@ int roteq_muon_equilibrium_of(const roteq_muon_hparams *hp, roteq_muon_predictio
         break;
     }
     default: {
-        double S, Rs, w1 = lin * lin * C / q;
-        lag_sums(roteq_lion_rho1(b1, b2), b2, w1, d, &S, &Rs);
+        double S, Rs, w[ROTEQ_MUON_CHAOS_TERMS];
+        st = roteq_muon_chaos(hp->rows, hp->cols, hp->ns_steps, w, ROTEQ_MUON_CHAOS_TERMS);
+        if (st)
+            return st;
+        lag_sums(roteq_lion_rho1(b1, b2), b2, w, ROTEQ_MUON_CHAOS_TERMS, d, &S, &Rs);
         A = ea * ea * q * S / (1 - d * d);
         angle = roteq_step_angle(A, d, -ea * ea * q * Rs, ea * ea * q);
         out->exact = m == 0.0;
@@ -223,9 +258,11 @@ int roteq_muon_equilibrium_of(const roteq_muon_hparams *hp, roteq_muon_predictio
 
 const char *roteq_muon_formula(void)
 {
-    return "best: row norm^2 = eta_adj^2 q S/(1-d^2), S = 1 + 2 sum_k f(rho_k) d^k, f the "
-           "arcsine-like lag law of the orthogonalised momentum, radial part removed from the "
-           "angle [approx.; derived here]; plain: row norm^2 = eta_adj^2 q/(2 eta lambda), "
+    return "best: row norm^2 = eta_adj^2 q S/(1-d^2), S = 1 + 2 sum_k f(rho_k) d^k, f(rho) = "
+           "sum_k w_k rho^k the lag law of the orthogonalised momentum (free Mehler formula: "
+           "w_k from the Newton-Schulz map in the polynomials orthogonal for the "
+           "Marchenko-Pastur singular values), radial part removed from the angle [approx.; "
+           "derived here]; plain: row norm^2 = eta_adj^2 q/(2 eta lambda), "
            "angle sqrt(2 eta lambda); lionlike: row norm^2 = eta_adj^2 lin^2 cols/(2 eta lambda "
            "K), angle eta_adj sqrt(q)/norm; q = E||o_row||^2 and lin from the Marchenko-Pastur "
            "spectrum through the Newton-Schulz quintic; eta_adj = adjusted lr";

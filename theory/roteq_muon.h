@@ -59,9 +59,14 @@ double roteq_muon_ns_poly(double t, int ns_steps);
  *         unit-variance input, so lin^2*cols/q_row is the linear share w1 of the update. */
 void roteq_muon_spectrum(size_t rows, size_t cols, int ns_steps, double *q_row, double *lin);
 
-/* Lag-correlation law of the orthogonalised update: E<O(X), O(Y)>/E||O||^2 for Gaussian X, Y
- * whose entries correlate with rho (the matrix analogue of Lion's arcsine law). */
-double roteq_muon_lag_corr(double rho, double w1);
+/* Lag-correlation law of the orthogonalised update, the matrix analogue of Lion's arcsine law:
+ * E<O(X), O(Y)>/E||O||^2 = sum_j w[j] rho^(2j+1) for Gaussian X, Y whose entries correlate with
+ * rho, in the large-matrix limit (free Mehler formula; theory/README.md "Muon").
+ * roteq_muon_chaos fills w[0..n) (the weights of degrees 1, 3, 5, ...; their sum tends to 1,
+ * the rest lies beyond degree 2n-1); ROTEQ_ENOMEM if its workspace cannot be allocated. */
+#define ROTEQ_MUON_CHAOS_TERMS 300
+int roteq_muon_chaos(size_t rows, size_t cols, int ns_steps, double *w, int n);
+double roteq_muon_lag_corr(double rho, const double *w, int n);
 
 typedef enum {
     ROTEQ_MUON_PRED_BEST,
