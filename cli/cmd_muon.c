@@ -384,3 +384,70 @@ int roteq_cmd_muon_simulate(int argc, char **argv)
     roteq_sim_muon_result_free(&res);
     return ROTEQ_EXIT_OK;
 }
+
+/* Muon's rows in `roteq verify`: Muon is a matrix optimizer, so these points run through
+ * roteq_sim_muon_run rather than the per-neuron sweep. `best` is approximate (the lag law is
+ * the large-matrix limit), so its rows are APPROX with the measured error; theory/README.md
+ * ("Muon") has the full measured table. */
+typedef struct {
+    const char *shape;
+    size_t rows, cols;
+    double momentum;
+    int nesterov, ns_steps;
+} muon_point;
+
+int roteq_cli_muon_verify(int quick, unsigned threads, uint64_t seed)
+{
+    static const muon_point full[] = {
+        {"64x64", 64, 64, 0.0, 1, 5},    {"64x64", 64, 64, 0.9, 1, 5},
+        {"64x64", 64, 64, 0.95, 1, 5},   {"64x64", 64, 64, 0.95, 0, 5},
+        {"64x64", 64, 64, 0.95, 1, 10},  {"128x64", 128, 64, 0.95, 1, 5},
+        {"64x256", 64, 256, 0.95, 1, 5}, {"64x256", 64, 256, 0.98, 0, 5},
+    };
+    static const muon_point fast[] = {{"64x64", 64, 64, 0.95, 1, 5},
+                                      {"32x128", 32, 128, 0.9, 0, 5}};
+    const muon_point *pts = quick ? fast : full;
+    size_t n = quick ? sizeof fast / sizeof *fast : sizeof full / sizeof *full;
+    printf("\nMuon (torch.optim.Muon, lr 0.02, weight decay 0.1; matrices of scale-invariant rows; "
+           "row norm and RMS row angle, last quarter, +- 95%% CI; err = best/measured - 1; "
+           "best is approximate: APPROX with its error)\n");
+    printf("%3s %-7s %-26s %3s %6s |%11s %24s %9s |%11s %24s %9s | %s\n", "#", "shape",
+           "hyperparameters", "M", "steps", "best norm", "measured norm", "err", "best angle",
+           "measured angle", "err", "plain err / lionlike err (norm)");
+    int code = ROTEQ_EXIT_OK;
+    for (size_t i = 0; i < n; i++) {
+        roteq_sim_muon_config cfg;
+        roteq_sim_muon_config_init(&cfg);
+        cfg.hp.lr = 0.02, cfg.hp.weight_decay = 0.1;
+        cfg.hp.momentum = pts[i].momentum, cfg.hp.nesterov = pts[i].nesterov;
+        cfg.hp.ns_steps = pts[i].ns_steps;
+        cfg.hp.rows = pts[i].rows, cfg.hp.cols = pts[i].cols;
+        cfg.matrices = quick ? 4 : 8;
+        cfg.steps = quick ? 1200 : 3000;
+        cfg.threads = threads, cfg.seed = seed;
+        roteq_muon_equilibrium eq[ROTEQ_MUON_PRED_COUNT];
+        roteq_sim_muon_result res;
+        int st = 0;
+        for (int k = 0; k < ROTEQ_MUON_PRED_COUNT && !st; k++)
+            st = roteq_muon_equilibrium_of(&cfg.hp, (roteq_muon_prediction)k, &eq[k]);
+        if (!st)
+            st = roteq_sim_muon_run(&cfg, &res);
+        char hp[64];
+        snprintf(hp, sizeof hp, "momentum %g %s ns %d", cfg.hp.momentum,
+                 cfg.hp.nesterov ? "nesterov" : "heavy", cfg.hp.ns_steps);
+        printf("%3zu %-7s %-26s %3zu %6zu |", i, pts[i].shape, hp, cfg.matrices, cfg.steps);
+        if (st) {
+            printf(" ERROR: %s\n", roteq_error_message());
+            code = ROTEQ_EXIT_FAIL;
+            continue;
+        }
+        printf(" %10.5g %10.5g +-%9.2g %+8.3f%% | %10.5g %10.5g +-%9.2g %+8.3f%% | APPROX %+.1f%% "
+               "/ %+.1f%%\n",
+               eq[0].norm, res.row_norm, 1.96 * res.row_norm_se,
+               100 * (eq[0].norm / res.row_norm - 1), eq[0].angular_update, res.row_angle_rms,
+               1.96 * res.row_angle_rms_se, 100 * (eq[0].angular_update / res.row_angle_rms - 1),
+               100 * (eq[1].norm / res.row_norm - 1), 100 * (eq[2].norm / res.row_norm - 1));
+        roteq_sim_muon_result_free(&res);
+    }
+    return code;
+}

@@ -356,7 +356,7 @@ int roteq_cmd_verify(int argc, char **argv)
         }
     }
     print_table(g, recs, tolerance, wall, size);
-    code = ROTEQ_EXIT_OK;
+    code = roteq_cli_muon_verify(quick, (unsigned)threads, seed);
     for (size_t i = 0; i < g->npoints; i++)
         if (recs[i].verdict == ROTEQ_SWEEP_VERDICT_FAIL ||
             recs[i].verdict == ROTEQ_SWEEP_VERDICT_ERROR ||

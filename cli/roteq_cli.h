@@ -12,6 +12,7 @@
 #include "roteq_util.h"
 
 #include <getopt.h>
+#include <stdint.h>
 #include <stdio.h>
 
 enum { ROTEQ_EXIT_OK = 0, ROTEQ_EXIT_FAIL = 1, ROTEQ_EXIT_USAGE = 2 };
@@ -33,6 +34,8 @@ int roteq_cmd_bench(int argc, char **argv);
 int roteq_cli_is_muon(int argc, char **argv);
 int roteq_cmd_muon_theory(int argc, char **argv);
 int roteq_cmd_muon_simulate(int argc, char **argv);
+/* Muon's rows of `roteq verify` (printed after the per-neuron table); exit code. */
+int roteq_cli_muon_verify(int quick, unsigned threads, uint64_t seed);
 
 /* Print "roteq CMD: message" on stderr and return ROTEQ_EXIT_USAGE. */
 int roteq_cli_fail(const char *cmd, const char *fmt, ...) ROTEQ_PRINTF(2, 3);

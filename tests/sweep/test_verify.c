@@ -45,6 +45,11 @@ static void test_verify_quick(void **state)
                            "b1=0.95 b2=0.98", "    paper ", "    plain "};
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
         assert_non_null(strstr(out, names[i]));
+    /* Muon's matrix rows follow the per-neuron table. */
+    assert_non_null(strstr(out, "Muon (torch.optim.Muon"));
+    assert_non_null(strstr(out, " 64x64 "));
+    assert_non_null(strstr(out, " 32x128 "));
+    assert_null(strstr(out, "ERROR:"));
     char *text = roteq_test_read_file(rows, NULL);
     assert_non_null(text);
     assert_true(count_rows(text) >= 16);
