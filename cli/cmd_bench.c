@@ -188,6 +188,12 @@ static int time_once(int kind, size_t N, size_t C, size_t T, unsigned threads, r
     return 0;
 }
 
+static const char *bench_source_dir(void)
+{
+    const char *src = getenv("ROTEQ_SOURCE_DIR");
+    return src && *src ? src : ROTEQ_SOURCE_DIR;
+}
+
 /* Run a peer script; NAN when python or its module is missing. */
 static timing run_peer(const char *script, size_t N, size_t C, size_t T)
 {
@@ -410,6 +416,7 @@ int roteq_cmd_bench(int argc, char **argv)
                            vals[i].cpu / adamw1.cpu);
             }
         }
+        json_decref(roteq_cli_muon_bench(peers, PYTHON, bench_source_dir(), 1));
     } else {
         json_t *o = json_object();
         json_object_set_new(o, "neurons", json_integer((json_int_t)N));
@@ -427,6 +434,7 @@ int roteq_cmd_bench(int argc, char **argv)
         json_object_set_new(o, "numpy_cpu_ns", isnan(np.cpu) ? json_null() : json_real(np.cpu));
         json_object_set_new(o, "torch_cpu_ns",
                             isnan(torch.cpu) ? json_null() : json_real(torch.cpu));
+        json_object_set_new(o, "muon", roteq_cli_muon_bench(peers, PYTHON, bench_source_dir(), 0));
         json_dumpf(o, stdout, JSON_INDENT(2));
         fputc('\n', stdout);
         json_decref(o);

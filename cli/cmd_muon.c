@@ -11,6 +11,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 enum {
     OPT_OPTIMIZER = 1,
@@ -450,4 +451,76 @@ int roteq_cli_muon_verify(int quick, unsigned threads, uint64_t seed)
         roteq_sim_muon_result_free(&res);
     }
     return code;
+}
+
+/* `roteq bench`'s Muon rows: the Newton-Schulz iteration's GFLOP/s against OpenBLAS's own dgemm
+ * at the same size (both one thread, CPU time), and the whole walk against the PyTorch peer
+ * (bench/muon_peer.py, one thread). */
+static void muon_peer(const char *python, const char *src, const char *sizes, double work,
+                      double *step, double *ns, int count)
+{
+    for (int i = 0; i < count; i++)
+        step[i] = ns[i] = NAN;
+    if (access(python, X_OK) != 0)
+        return;
+    char cmd[8192];
+    snprintf(
+        cmd, sizeof cmd,
+        "OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=1 %s '%s/bench/muon_peer.py' "
+        "--sizes %s --work %g 2>/dev/null",
+        python, src, sizes, work);
+    FILE *p = popen(cmd, "r");
+    if (!p)
+        return;
+    char line[512];
+    for (int i = 0; i < count && fgets(line, sizeof line, p);) {
+        const char *a = strstr(line, "cpu_s_per_step="), *b = strstr(line, "cpu_s_per_ns=");
+        if (!a || !b)
+            continue;
+        step[i] = strtod(a + 15, NULL);
+        ns[i] = strtod(b + 13, NULL);
+        i++;
+    }
+    if (pclose(p) != 0)
+        for (int i = 0; i < count; i++)
+            step[i] = ns[i] = NAN;
+}
+
+json_t *roteq_cli_muon_bench(int peers, const char *python, const char *src, int text)
+{
+    enum { NS = 3 };
+    static const size_t sizes[NS] = {64, 256, 512};
+    const double work = 2e9; /* flops per size and measurement: ~0.1 s at 20 GFLOP/s */
+    double pstep[NS], pns[NS];
+    if (peers)
+        muon_peer(python, src, "64,256,512", work, pstep, pns, NS);
+    else
+        for (int i = 0; i < NS; i++)
+            pstep[i] = pns[i] = NAN;
+    json_t *rows = json_array();
+    if (text)
+        printf("Muon (float64, 1 thread, CPU time)  NS GFLOP/s  dgemm GFLOP/s  NS/dgemm   "
+               "NS ms  torch NS ms  walk ms/step  torch walk ms/step  roteq faster\n");
+    for (int i = 0; i < NS; i++) {
+        size_t n = sizes[i];
+        double fl_ns, fl_mm, per = 25.0 * (double)n * (double)n * (double)n;
+        size_t reps = (size_t)(work / per) + 1;
+        double t_ns = roteq_sim_muon_bench_ns(n, 5, reps, &fl_ns);
+        double t_mm = roteq_sim_muon_bench_dgemm(n, (size_t)(work / (2.0 * n * n * n)) + 1, &fl_mm);
+        double walk = roteq_sim_muon_bench_walk(n, reps);
+        if (t_ns <= 0 || t_mm <= 0 || walk <= 0)
+            continue;
+        double g_ns = fl_ns / t_ns * 1e-9, g_mm = fl_mm / t_mm * 1e-9;
+        double ns_ms = 1e3 * t_ns / (double)reps;
+        if (text)
+            printf("  %3zux%-3zu %27.1f %14.1f %8.0f%% %7.3f %12.3f %13.3f %19.3f %11.2fx\n", n, n,
+                   g_ns, g_mm, 100 * g_ns / g_mm, ns_ms, 1e3 * pns[i], 1e3 * walk, 1e3 * pstep[i],
+                   pstep[i] / walk);
+        json_array_append_new(rows,
+                              json_pack("{s:I, s:f, s:f, s:f, s:o, s:f, s:o}", "n", (json_int_t)n,
+                                        "ns_gflops", g_ns, "dgemm_gflops", g_mm, "ns_ms", ns_ms,
+                                        "torch_ns_ms", num(1e3 * pns[i]), "walk_ms_per_step",
+                                        1e3 * walk, "torch_walk_ms_per_step", num(1e3 * pstep[i])));
+    }
+    return rows;
 }

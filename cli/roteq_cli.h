@@ -36,6 +36,11 @@ int roteq_cmd_muon_theory(int argc, char **argv);
 int roteq_cmd_muon_simulate(int argc, char **argv);
 /* Muon's rows of `roteq verify` (printed after the per-neuron table); exit code. */
 int roteq_cli_muon_verify(int quick, unsigned threads, uint64_t seed);
+/* Muon's rows of `roteq bench` (printed when `text`; returned as a JSON array either way):
+ * Newton-Schulz GFLOP/s against dgemm, and the walk against bench/muon_peer.py under `python`
+ * (peers 0: not run). */
+struct json_t;
+struct json_t *roteq_cli_muon_bench(int peers, const char *python, const char *src, int text);
 
 /* Print "roteq CMD: message" on stderr and return ROTEQ_EXIT_USAGE. */
 int roteq_cli_fail(const char *cmd, const char *fmt, ...) ROTEQ_PRINTF(2, 3);

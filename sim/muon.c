@@ -389,10 +389,12 @@ void roteq_sim_muon_result_free(roteq_sim_muon_result *r)
     r->nrows = 0;
 }
 
+/* CPU time of the calling thread: the benchmarks run on one thread, and the machine may be
+ * shared, so wall time would measure the neighbours. */
 static double now_seconds(void)
 {
     struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
     return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
 }
 
@@ -440,4 +442,22 @@ double roteq_sim_muon_bench_dgemm(size_t n, size_t reps, double *flops)
     *flops = (double)reps * 2.0 * (double)n * (double)n * (double)n;
     free(a), free(b), free(c);
     return sec;
+}
+
+double roteq_sim_muon_bench_walk(size_t n, size_t steps)
+{
+    roteq_sim_muon_config cfg;
+    roteq_sim_muon_config_init(&cfg);
+    cfg.hp.lr = 0.02, cfg.hp.weight_decay = 0.1;
+    cfg.hp.rows = cfg.hp.cols = n;
+    cfg.matrices = 1, cfg.threads = 1, cfg.steps = steps;
+    cfg.init_norm = 1.3; /* near the equilibrium; skips the prediction */
+    roteq_sim_muon_result res;
+    double t0 = now_seconds();
+    int st = roteq_sim_muon_run(&cfg, &res);
+    double sec = now_seconds() - t0;
+    if (st)
+        return st;
+    roteq_sim_muon_result_free(&res);
+    return sec / (double)steps;
 }

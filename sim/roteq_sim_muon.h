@@ -66,9 +66,13 @@ void roteq_sim_muon_result_free(roteq_sim_muon_result *r);
 
 /* Benchmark of the Newton-Schulz iteration on one thread: `reps` orthogonalisations of an n x n
  * Gaussian matrix; returns seconds, and *flops the floating-point operations they count
- * (X X^T as dsyrk, then two dgemms per step). roteq_sim_muon_bench_dgemm times `reps` square
+ * (X X^T as dsyrk, then two dgemms per step); CPU time of the calling thread.
+ * roteq_sim_muon_bench_dgemm times `reps` square
  * n x n dgemms (2 n^3 flops each) on one thread, the ceiling to compare against. */
 double roteq_sim_muon_bench_ns(size_t n, int ns_steps, size_t reps, double *flops);
 double roteq_sim_muon_bench_dgemm(size_t n, size_t reps, double *flops);
+/* CPU seconds per step of the whole walk (gradients, step, statistics) on one n x n matrix,
+ * one thread: what bench/muon_peer.py does in torch. Negative status on failure. */
+double roteq_sim_muon_bench_walk(size_t n, size_t steps);
 
 #endif
