@@ -63,7 +63,14 @@ _HP_KEYS = {
     "adam_l2": ("lr", "weight_decay", "beta1", "beta2", "eps"),
     "adamw": ("lr", "weight_decay", "beta1", "beta2", "eps"),
     "lion": ("lr", "weight_decay", "beta1", "beta2"),
+    "muon": ("lr", "weight_decay", "momentum", "nesterov", "ns_steps", "adjust_lr"),
 }
+
+# torch.optim.Muon (PyTorch 2.9) and Keller Jordan's standalone classes (Muon, SingleDeviceMuon,
+# and the *WithAuxAdam variants whose groups say use_muon; their other groups are an Adam with
+# decoupled decay, i.e. adamw). Same algorithm: lerp momentum, Nesterov, 5 Newton-Schulz steps,
+# lr * sqrt(max(1, rows/cols)) unless torch's adjust_lr_fn says otherwise.
+_MUON_CLASSES = ("Muon", "SingleDeviceMuon", "MuonWithAuxAdam", "SingleDeviceMuonWithAuxAdam")
 
 
 def _num(x):
@@ -91,6 +98,14 @@ def _group_hparams(optimizer, group):
             return "nesterov", {"lr": lr, "weight_decay": wd, "momentum": momentum}
         return "sgdm", {"lr": lr, "weight_decay": wd, "momentum": momentum,
                         "dampening": _num(group.get("dampening", 0.0))}
+    elif cls.__name__ in _MUON_CLASSES and group.get("use_muon", True):
+        return "muon", {"lr": lr, "weight_decay": wd,
+                        "momentum": _num(group.get("momentum", 0.95)),
+                        "nesterov": 1.0 if group.get("nesterov", True) else 0.0,
+                        "ns_steps": float(group.get("ns_steps", 5)),
+                        "adjust_lr": group.get("adjust_lr_fn") or "original"}
+    elif cls.__name__ in _MUON_CLASSES:  # the auxiliary Adam groups (use_muon False)
+        name = "adamw"
     elif cls.__name__ == "Lion" and "betas" in group:  # lion-pytorch and most ports
         beta1, beta2 = (_num(b) for b in group["betas"])
         return "lion", {"lr": lr, "weight_decay": wd, "beta1": beta1, "beta2": beta2}
@@ -152,7 +167,7 @@ def optimizer_metadata(optimizer, layers, optimizer_name=None, hparams=None, lrs
             if bad:
                 raise ValueError(f"roteq_recorder: hparams {', '.join(bad)} do not apply to {opt} "
                                  f"({', '.join(allowed)} do)")
-            hp.update({k: float(v) for k, v in hparams.items()})
+            hp.update({k: v if k == "adjust_lr" else float(v) for k, v in hparams.items()})
         per_layer[name] = (gi, opt, hp, dim)
     if not per_layer:
         raise ValueError("roteq_recorder: no layers to record")

@@ -454,6 +454,42 @@ class TestMetadata(TmpCase):
         self.assertEqual(meta, {"optimizer": "lion", "lr": 3e-4, "weight_decay": 1.0,
                                 "beta1": 0.95, "beta2": 0.98})
 
+    def test_muon_by_class_name(self):
+        # torch.optim.Muon arrived in PyTorch 2.9 and Keller Jordan's classes are not in torch:
+        # minimal stand-ins with their param-group keys, enough for the mapping.
+        class Muon(torch.optim.Optimizer):
+            def __init__(self, params, lr=1e-3, weight_decay=0.1, momentum=0.95, nesterov=True,
+                         ns_steps=5, adjust_lr_fn=None):
+                super().__init__(params, dict(lr=lr, weight_decay=weight_decay,
+                                              momentum=momentum, nesterov=nesterov,
+                                              ns_steps=ns_steps, adjust_lr_fn=adjust_lr_fn))
+
+        meta = self.meta(lambda m: Muon(groups(m, 0.1), lr=0.02, momentum=0.9, nesterov=False,
+                                        adjust_lr_fn="match_rms_adamw"))
+        meta.pop("layers"), meta.pop("recorder")
+        self.assertEqual(meta, {"optimizer": "muon", "lr": 0.02, "weight_decay": 0.1,
+                                "momentum": 0.9, "nesterov": 0.0, "ns_steps": 5.0,
+                                "adjust_lr": "match_rms_adamw"})
+
+        class MuonWithAuxAdam(torch.optim.Optimizer):
+            def __init__(self, param_groups):
+                super().__init__(param_groups, {})
+
+        def aux(m):
+            g = groups(m, 0.1)
+            for i, grp in enumerate(g):  # biases and the output layer on the auxiliary Adam
+                grp.update(dict(use_muon=True, momentum=0.95, lr=0.02) if i == 0 else
+                           dict(use_muon=False, betas=(0.9, 0.95), eps=1e-10, lr=3e-4))
+            return MuonWithAuxAdam(g)
+
+        with warnings.catch_warnings(record=True):
+            warnings.simplefilter("always")
+            meta = self.meta(aux)
+        self.assertEqual(meta["optimizer"], "muon")
+        self.assertEqual(meta["adjust_lr"], "original")
+        self.assertEqual(meta["layers"]["out.weight"]["optimizer"], "adamw")
+        self.assertEqual(meta["layers"]["out.weight"]["beta2"], 0.95)
+
     def test_per_layer_overrides(self):
         def opt_fn(m):
             g = groups(m, 0.5, wd_out=0.05)
