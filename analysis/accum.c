@@ -66,6 +66,8 @@ static void layer_free(roteq_layer *L)
     free(L->ring_norm);
     free(L->ring_angle);
     free(L->last_step);
+    free(L->ids);
+    free(L->nhash);
     free(L->recs);
     free(L->traj);
     roteq_transient_free(L->tr);
@@ -78,6 +80,7 @@ void roteq_analysis_free(roteq_analysis *a)
     for (size_t i = 0; i < a->nlayers; i++)
         layer_free(&a->layers[i]);
     free(a->layers);
+    free(a->lhash);
     free(a->scratch);
     if (a->have_re)
         regfree(&a->re);
@@ -141,6 +144,8 @@ static int resolve_layer(roteq_analysis *a, roteq_layer *L, size_t dim)
     return ROTEQ_OK;
 }
 
+static int init_layer(roteq_analysis *a, roteq_layer *L, size_t dim);
+
 int roteq_analysis_layer(roteq_analysis *a, const char *name, size_t len, size_t dim, size_t *index)
 {
     if (a->last_layer < a->nlayers) {
@@ -150,14 +155,9 @@ int roteq_analysis_layer(roteq_analysis *a, const char *name, size_t len, size_t
             return ROTEQ_OK;
         }
     }
-    /* Layers are few (tens to hundreds) and consecutive rows share one: a linear scan on a
-     * cache miss costs nothing measurable. */
-    for (size_t i = 0; i < a->nlayers; i++) {
-        roteq_layer *L = &a->layers[i];
-        if (L->name_len == len && memcmp(L->name, name, len) == 0) {
-            a->last_layer = *index = i;
-            return ROTEQ_OK;
-        }
+    if (roteq_analysis_index_find_layer(a, name, len, index)) {
+        a->last_layer = *index;
+        return ROTEQ_OK;
     }
     if (len == 0)
         return roteq_error_set(ROTEQ_EFORMAT, "empty layer name");
@@ -174,27 +174,18 @@ int roteq_analysis_layer(roteq_analysis *a, const char *name, size_t len, size_t
     roteq_layer *L = &a->layers[a->nlayers];
     memset(L, 0, sizeof *L);
     L->name = malloc(len + 1);
-    L->recs = calloc(a->cfg.window, sizeof *L->recs);
-    L->traj = malloc(ROTEQ_TRAJ_CAP * sizeof *L->traj);
-    if (L->name == NULL || L->recs == NULL || L->traj == NULL) {
-        layer_free(L);
+    if (L->name == NULL)
         return roteq_error_set(ROTEQ_ENOMEM, "out of memory");
-    }
     memcpy(L->name, name, len);
     L->name[len] = '\0';
     L->name_len = len;
-    if (a->have_re && regexec(&a->re, L->name, 0, NULL, 0) != 0) {
-        L->skip = 1; /* remembered, so later rows of it cost one comparison */
-        a->last_layer = *index = a->nlayers++;
-        return ROTEQ_OK;
-    }
-    L->stride = 1;
-    L->c_gap = -1;
-    L->conv_static.candidate = L->conv_tr.candidate = -1;
-    L->lr_min = L->wd_min = ((double)INFINITY);
-    L->lr_max = L->wd_max = -((double)INFINITY);
-    L->gap_first = -1;
-    int st = resolve_layer(a, L, dim);
+    int st = ROTEQ_OK;
+    if (a->have_re && regexec(&a->re, L->name, 0, NULL, 0) != 0)
+        L->skip = 1; /* remembered, so later rows of it cost one lookup */
+    else
+        st = init_layer(a, L, dim);
+    if (!st)
+        st = roteq_analysis_index_add_layer(a, a->nlayers);
     if (st) {
         layer_free(L);
         return st;
@@ -203,52 +194,90 @@ int roteq_analysis_layer(roteq_analysis *a, const char *name, size_t len, size_t
     return ROTEQ_OK;
 }
 
-static int grow_neurons(roteq_analysis *a, roteq_layer *L, size_t need)
+static int init_layer(roteq_analysis *a, roteq_layer *L, size_t dim)
 {
-    size_t W = a->cfg.window;
-    size_t cap = L->cap ? L->cap : 16;
-    while (cap < need)
-        cap *= 2;
+    L->stride = 1;
+    L->c_gap = -1;
+    L->conv_static.candidate = L->conv_tr.candidate = -1;
+    L->lr_min = L->wd_min = ((double)INFINITY);
+    L->lr_max = L->wd_max = -((double)INFINITY);
+    L->gap_first = -1;
+    return resolve_layer(a, L, dim);
+}
+
+/* Ring storage for `cap` neurons of `w` records each, the old rows copied, new entries NAN. */
+static int relayout(roteq_layer *L, size_t cap, size_t w)
+{
     /* The window is kept per neuron: refuse sizes no machine here has rather than thrash. */
-    if ((double)cap * (double)W * 16.0 > 16.0 * (1 << 30))
+    if ((double)cap * (double)w * 16.0 > 16.0 * (1 << 30))
         return roteq_error_set(ROTEQ_ENOMEM,
                                "layer '%s': %zu neurons with a window of %zu records need more "
                                "than 16 GiB (lower --window)",
-                               L->name, need, W);
-    double *rn = realloc(L->ring_norm, cap * W * sizeof *rn);
-    if (rn == NULL)
-        return roteq_error_set(ROTEQ_ENOMEM, "out of memory for %zu neurons", need);
+                               L->name, cap, w);
+    double *rn = malloc(cap * w * sizeof *rn), *ra = malloc(cap * w * sizeof *ra);
+    if (rn == NULL || ra == NULL) {
+        free(rn), free(ra);
+        return roteq_error_set(ROTEQ_ENOMEM, "out of memory for %zu neurons", cap);
+    }
+    for (size_t i = 0; i < cap; i++)
+        for (size_t j = 0; j < w; j++) {
+            int old = i < L->cap && j < L->ring_w;
+            rn[i * w + j] = old ? L->ring_norm[i * L->ring_w + j] : DNAN;
+            ra[i * w + j] = old ? L->ring_angle[i * L->ring_w + j] : DNAN;
+        }
+    free(L->ring_norm);
+    free(L->ring_angle);
     L->ring_norm = rn;
-    double *ra = realloc(L->ring_angle, cap * W * sizeof *ra);
-    if (ra == NULL)
-        return roteq_error_set(ROTEQ_ENOMEM, "out of memory for %zu neurons", need);
     L->ring_angle = ra;
+    L->ring_w = w;
+    return ROTEQ_OK;
+}
+
+int roteq_analysis_layer_grow(roteq_analysis *a, roteq_layer *L, size_t need)
+{
+    size_t cap = L->cap ? 2 * L->cap : 1; /* a layer of one neuron holds one window */
+    while (cap < need)
+        cap *= 2;
+    size_t w = L->ring_w ? L->ring_w : (a->cfg.window < 8 ? a->cfg.window : 8);
     long *ls = realloc(L->last_step, cap * sizeof *ls);
     if (ls == NULL)
         return roteq_error_set(ROTEQ_ENOMEM, "out of memory for %zu neurons", need);
     L->last_step = ls;
-    for (size_t i = L->cap * W; i < cap * W; i++)
-        rn[i] = ra[i] = DNAN;
+    size_t *ids = realloc(L->ids, cap * sizeof *ids);
+    if (ids == NULL)
+        return roteq_error_set(ROTEQ_ENOMEM, "out of memory for %zu neurons", need);
+    L->ids = ids;
+    int st = relayout(L, cap, w);
+    if (st)
+        return st;
     for (size_t i = L->cap; i < cap; i++)
         ls[i] = -1;
     L->cap = cap;
     return ROTEQ_OK;
 }
 
-static void open_record(roteq_analysis *a, roteq_layer *L, long step, long gap)
+static int open_record(roteq_analysis *a, roteq_layer *L, long step, long gap)
 {
     size_t W = a->cfg.window;
+    if (L->records >= L->ring_w && L->ring_w < W && L->cap) { /* room for one more record */
+        size_t w = 2 * L->ring_w;
+        int st = relayout(L, L->cap, w < W ? w : W);
+        if (st)
+            return st;
+    }
+    size_t RW = L->ring_w;
     L->open = 1;
     L->cur_step = step;
     L->slot = L->records % W;
     for (size_t i = 0; i < L->nneur; i++)
-        L->ring_norm[i * W + L->slot] = L->ring_angle[i * W + L->slot] = DNAN;
+        L->ring_norm[i * RW + L->slot] = L->ring_angle[i * RW + L->slot] = DNAN;
     L->r_n = L->r_na = 0;
     L->r_sum_norm = L->r_sum_sq = L->r_sum_a2 = L->r_sum_a4 = 0.0;
     L->r_lr = L->r_wd = DNAN;
     L->r_gap = gap;
     L->r_nu = L->r_ncp = L->r_ngc = 0;
     L->r_u_w2 = L->r_u_d2 = L->r_u_wd = L->r_u_p2w2 = L->r_cos_prev = L->r_grad_cos2 = 0.0;
+    return ROTEQ_OK;
 }
 
 int roteq_analysis_add(roteq_analysis *a, size_t layer, const roteq_analysis_row *row)
@@ -257,36 +286,32 @@ int roteq_analysis_add(roteq_analysis *a, size_t layer, const roteq_analysis_row
     if (L->skip)
         return ROTEQ_OK;
     if (!L->open) {
-        open_record(a, L, row->step, row->gap);
+        int so = open_record(a, L, row->step, row->gap);
+        if (so)
+            return so;
     } else if (row->step != L->cur_step) {
         if (row->step < L->cur_step)
             return roteq_error_set(ROTEQ_EFORMAT,
                                    "step %ld of layer '%s' comes after step %ld (steps go "
                                    "backwards)",
                                    row->step, L->name, L->cur_step);
-        int st = roteq_analysis_layer_close_record(a, L);
-        if (st)
-            return st;
-        open_record(a, L, row->step, row->gap);
+        int sc = roteq_analysis_layer_close_record(a, L);
+        if (!sc)
+            sc = open_record(a, L, row->step, row->gap);
+        if (sc)
+            return sc;
     }
-    size_t i = row->neuron;
-    if (i >= ROTEQ_ANALYSIS_MAX_NEURONS)
-        return roteq_error_set(ROTEQ_EFORMAT, "neuron index %zu is too large (at most %zu)", i,
-                               ROTEQ_ANALYSIS_MAX_NEURONS - 1);
-    if (i >= L->cap) {
-        int st = grow_neurons(a, L, i + 1);
-        if (st)
-            return st;
-    }
-    if (i >= L->nneur)
-        L->nneur = i + 1;
+    size_t i;
+    int st = roteq_analysis_index_neuron(a, L, row->neuron, &i);
+    if (st)
+        return st;
     if (L->last_step[i] == row->step)
         return roteq_error_set(ROTEQ_EFORMAT, "duplicate row for step %ld, layer '%s', neuron %zu",
-                               row->step, L->name, i);
+                               row->step, L->name, row->neuron);
     L->last_step[i] = row->step;
-    size_t W = a->cfg.window;
-    L->ring_norm[i * W + L->slot] = row->norm;
-    L->ring_angle[i * W + L->slot] = row->angle;
+    size_t RW = L->ring_w;
+    L->ring_norm[i * RW + L->slot] = row->norm;
+    L->ring_angle[i * RW + L->slot] = row->angle;
     /* Per-record statistics leave out what the final window will call dead or collapsed as far
      * as one row can tell: a zero norm, an undefined or exactly zero angle. */
     if (row->norm > 0) {
@@ -408,7 +433,6 @@ static void print_csv_name(FILE *f, const char *s)
  * with a non-zero norm and a non-zero value (as the record's n and sums). */
 static int column_stats(roteq_analysis *a, const roteq_layer *L, const double *ring, double st[5])
 {
-    size_t W = a->cfg.window;
     if (a->scratch_cap < L->nneur) {
         double *s = realloc(a->scratch, L->nneur * sizeof *s);
         if (s == NULL)
@@ -419,7 +443,7 @@ static int column_stats(roteq_analysis *a, const roteq_layer *L, const double *r
     size_t n = 0;
     double sum = 0;
     for (size_t i = 0; i < L->nneur; i++) {
-        double v = ring[i * W + L->slot], nv = L->ring_norm[i * W + L->slot];
+        double v = ring[i * L->ring_w + L->slot], nv = L->ring_norm[i * L->ring_w + L->slot];
         if (isfinite(v) && v != 0 && nv > 0) { /* the neurons the record's n counts */
             a->scratch[n++] = v;
             sum += v;
@@ -468,21 +492,30 @@ static int write_series_row(roteq_analysis *a, const roteq_layer *L, const roteq
     return ferror(f) ? roteq_error_set(ROTEQ_EIO, "cannot write the series file") : ROTEQ_OK;
 }
 
-static void add_traj(roteq_layer *L, const roteq_rec *r)
+static int add_traj(roteq_layer *L, const roteq_rec *r)
 {
     /* Keep every stride-th record; when full, drop every other point and double the stride,
      * so the trajectory spans the whole run at bounded size. */
     if ((L->records - 1) % L->stride != 0)
-        return;
+        return ROTEQ_OK;
     if (L->ntraj == ROTEQ_TRAJ_CAP) {
         for (size_t i = 0; i < ROTEQ_TRAJ_CAP / 2; i++)
             L->traj[i] = L->traj[2 * i];
         L->ntraj = ROTEQ_TRAJ_CAP / 2;
         L->stride *= 2;
         if ((L->records - 1) % L->stride != 0)
-            return;
+            return ROTEQ_OK;
+    }
+    if (L->ntraj == L->traj_cap) { /* grows with the run up to ROTEQ_TRAJ_CAP points */
+        size_t cap = L->traj_cap ? 2 * L->traj_cap : 16;
+        roteq_traj_point *t = realloc(L->traj, cap * sizeof *t);
+        if (t == NULL)
+            return roteq_error_set(ROTEQ_ENOMEM, "out of memory");
+        L->traj = t;
+        L->traj_cap = cap;
     }
     L->traj[L->ntraj++] = (roteq_traj_point){r->step, r->msq_norm, r->pt_norm * r->pt_norm};
+    return ROTEQ_OK;
 }
 
 int roteq_analysis_layer_close_record(roteq_analysis *a, roteq_layer *L)
@@ -491,6 +524,15 @@ int roteq_analysis_layer_close_record(roteq_analysis *a, roteq_layer *L)
         return ROTEQ_OK;
     L->open = 0;
     size_t W = a->cfg.window;
+    if (L->records >= L->recs_cap && L->recs_cap < W) { /* the ring fills as records come */
+        size_t cap = L->recs_cap ? 2 * L->recs_cap : 8;
+        cap = cap < W ? cap : W;
+        roteq_rec *nr = realloc(L->recs, cap * sizeof *nr);
+        if (nr == NULL)
+            return roteq_error_set(ROTEQ_ENOMEM, "out of memory");
+        L->recs = nr;
+        L->recs_cap = cap;
+    }
     roteq_rec *r = &L->recs[L->records % W];
     memset(r, 0, sizeof *r);
     r->step = L->cur_step;
@@ -539,7 +581,9 @@ int roteq_analysis_layer_close_record(roteq_analysis *a, roteq_layer *L)
 
     L->records++;
     roteq_analysis_layer_track(a, L);
-    add_traj(L, r);
+    int st = add_traj(L, r);
+    if (st)
+        return st;
     if (a->cfg.series)
         return write_series_row(a, L, r);
     return ROTEQ_OK;

@@ -54,9 +54,14 @@ typedef struct {
     double grad_norm;
     roteq_hparams hp; /* resolved; lr / weight_decay may be NAN when a column supplies them */
 
-    size_t nneur, cap;
-    double *ring_norm, *ring_angle; /* [cap][window] */
-    long *last_step;                /* per neuron: step of its last row, -1 none */
+    size_t nneur, cap;              /* neurons seen (slots in use), slots allocated */
+    double *ring_norm, *ring_angle; /* [cap][ring_w], by slot: record r at r % window */
+    size_t ring_w;                  /* records per neuron allocated: grows with the records
+                                       up to the window (a short run does not pay for it) */
+    long *last_step;                /* per slot: step of its last row, -1 none */
+    size_t *ids;                    /* per slot: the neuron index (index.c) */
+    uint32_t *nhash;                /* neuron index -> slot + 1, 0 empty (index.c) */
+    size_t nhash_cap;
 
     int open;
     long cur_step;
@@ -69,7 +74,8 @@ typedef struct {
     size_t r_nu, r_ncp, r_ngc;
     double r_u_w2, r_u_d2, r_u_wd, r_u_p2w2, r_cos_prev, r_grad_cos2;
 
-    roteq_rec *recs; /* [window] ring of closed records */
+    roteq_rec *recs; /* [window] ring of closed records, allocated as records come */
+    size_t recs_cap;
 
     /* cached static prediction */
     double c_lr, c_wd;
@@ -89,7 +95,7 @@ typedef struct {
     roteq_noise noise;
 
     roteq_traj_point *traj;
-    size_t ntraj, stride;
+    size_t ntraj, traj_cap, stride;
 } roteq_layer;
 
 struct roteq_analysis {
@@ -99,6 +105,8 @@ struct roteq_analysis {
     int has_lr, has_wd;
     roteq_layer *layers;
     size_t nlayers, cap;
+    size_t *lhash; /* layer name -> index + 1, 0 empty (index.c) */
+    size_t lhash_cap;
     size_t last_layer; /* cache for consecutive rows of one layer */
     double *scratch;   /* quantiles of the series */
     size_t scratch_cap;
@@ -110,6 +118,18 @@ void roteq_analysis_layer_static_prediction(const roteq_analysis *a, const roteq
                                             double *angle);
 /* Close the open record of layer L (no-op if none is open). */
 int roteq_analysis_layer_close_record(roteq_analysis *a, roteq_layer *L);
+/* Room for `need` neuron slots in L's per-neuron state. */
+int roteq_analysis_layer_grow(roteq_analysis *a, roteq_layer *L, size_t need);
+
+/* index.c: 1 and *index if a layer of that name exists, else 0. */
+int roteq_analysis_index_find_layer(const roteq_analysis *a, const char *name, size_t len,
+                                    size_t *index);
+/* Enter layers[index] (its name set) into the table. */
+int roteq_analysis_index_add_layer(roteq_analysis *a, size_t index);
+/* The slot of a neuron index in L, made on first sight. */
+int roteq_analysis_index_neuron(roteq_analysis *a, roteq_layer *L, size_t neuron, size_t *slot);
+/* Put L's slots in neuron-index order (results list neurons by index). */
+int roteq_analysis_layer_sort_neurons(roteq_analysis *a, roteq_layer *L);
 
 /* settle.c: add one row's update statistics to the open record, and finish the record's sums. */
 void roteq_analysis_record_row_updates(roteq_layer *L, const roteq_analysis_row *row);

@@ -160,7 +160,7 @@ static size_t neuron_status(const roteq_analysis *a, const roteq_layer *L, size_
         int zero_norm = 0, moved = 0;
         for (size_t ri = r0; ri < L->records; ri++) {
             size_t s = ri % W;
-            double nv = L->ring_norm[i * W + s], av = L->ring_angle[i * W + s];
+            double nv = L->ring_norm[i * L->ring_w + s], av = L->ring_angle[i * L->ring_w + s];
             if (!isnan(nv))
                 sn += nv, cn++, zero_norm |= nv == 0.0;
             if (!isnan(av))
@@ -211,7 +211,8 @@ static void pooled(const roteq_analysis *a, const roteq_layer *L, size_t r0, neu
         if (w->status[i] != ROTEQ_ANALYSIS_NEURON_OK)
             continue;
         for (size_t ri = r0; ri < L->records; ri++) {
-            double nv = L->ring_norm[i * W + ri % W], av = L->ring_angle[i * W + ri % W];
+            size_t s = i * L->ring_w + ri % W;
+            double nv = L->ring_norm[s], av = L->ring_angle[s];
             if (!isnan(nv))
                 pn_sum += nv, pn_cnt++;
             if (!isnan(av))
@@ -329,6 +330,8 @@ static void result_init(const roteq_layer *L, roteq_analysis_layer_result *R)
 static int finish_layer(roteq_analysis *a, roteq_layer *L, roteq_analysis_layer_result *R)
 {
     int st = roteq_analysis_layer_close_record(a, L);
+    if (!st)
+        st = roteq_analysis_layer_sort_neurons(a, L);
     if (st)
         return st;
     size_t W = a->cfg.window, N = L->nneur;
@@ -381,8 +384,8 @@ static int finish_layer(roteq_analysis *a, roteq_layer *L, roteq_analysis_layer_
             return roteq_error_set(ROTEQ_ENOMEM, "out of memory");
         }
         for (size_t i = 0; i < N; i++)
-            R->per_neuron[i] = (roteq_analysis_neuron){w.mean_norm[i], w.au[i], R->pred_norm,
-                                                       R->pred_angle, w.status[i]};
+            R->per_neuron[i] = (roteq_analysis_neuron){w.mean_norm[i], w.au[i],     R->pred_norm,
+                                                       R->pred_angle,  w.status[i], L->ids[i]};
     }
     ws_free(&w);
     return ROTEQ_OK;

@@ -197,7 +197,7 @@ int roteq_analysis_write_text(FILE *out, const roteq_analysis_result *r)
                 "angle", "ratio", "status");
         for (size_t k = 0; k < L->neurons; k++) {
             const roteq_analysis_neuron *n = &L->per_neuron[k];
-            fprintf(out, "%8zu ", k);
+            fprintf(out, "%8zu ", n->index);
             cell(out, 10, "%*.4g", n->norm);
             fputc(' ', out);
             cell(out, 10, "%*.4g", n->angular_update);
@@ -280,7 +280,7 @@ int roteq_analysis_write_per_neuron_csv(FILE *out, const roteq_analysis_result *
             continue;
         for (size_t k = 0; k < L->neurons; k++) {
             const roteq_analysis_neuron *n = &L->per_neuron[k];
-            fprintf(out, "%s,%zu,", L->name, k);
+            fprintf(out, "%s,%zu,", L->name, n->index);
             double ratio = isfinite(n->angular_update) && n->pred_angle > 0
                                ? n->angular_update / n->pred_angle
                                : DNAN;
@@ -402,10 +402,10 @@ int roteq_analysis_write_json(FILE *out, const roteq_analysis_result *r)
             json_t *arr = json_array();
             for (size_t k = 0; k < L->neurons; k++) {
                 const roteq_analysis_neuron *n = &L->per_neuron[k];
-                json_array_append_new(arr, json_pack("{s:I,s:o,s:o,s:s}", "neuron", (json_int_t)k,
-                                                     "norm", num(n->norm), "angular_update",
-                                                     num(n->angular_update), "status",
-                                                     roteq_analysis_status_names[n->status]));
+                json_array_append_new(
+                    arr, json_pack("{s:I,s:o,s:o,s:s}", "neuron", (json_int_t)n->index, "norm",
+                                   num(n->norm), "angular_update", num(n->angular_update), "status",
+                                   roteq_analysis_status_names[n->status]));
             }
             json_object_set_new(o, "per_neuron", arr);
         }

@@ -132,7 +132,8 @@ int roteq_analysis_layer(roteq_analysis *a, const char *name, size_t len, size_t
                          size_t *index);
 /* Add one row. Rows of one layer come in non-decreasing step order; ROTEQ_EFORMAT (message
  * without location, the reader prefixes file and line) on steps going backwards, a duplicate
- * (step, layer, neuron), or a neuron index beyond ROTEQ_ANALYSIS_MAX_NEURONS. */
+ * (step, layer, neuron), or more than ROTEQ_ANALYSIS_MAX_NEURONS distinct neurons in a layer.
+ * Neuron indices may be sparse: state is kept for the neurons present only. */
 int roteq_analysis_add(roteq_analysis *a, size_t layer, const roteq_analysis_row *row);
 #define ROTEQ_ANALYSIS_MAX_NEURONS ((size_t)1 << 22)
 
@@ -151,6 +152,7 @@ typedef struct {
     double norm, angular_update; /* window mean norm and RMS angle; NAN if none */
     double pred_norm, pred_angle;
     roteq_analysis_status status;
+    size_t index; /* the neuron's index in the trace (row in a snapshot) */
 } roteq_analysis_neuron;
 
 typedef enum {

@@ -14,6 +14,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 
 /* A growing text buffer for building traces. */
 typedef struct {
@@ -461,7 +462,6 @@ static void test_bad_input(void **state)
     BAD("1,a,0,1.0,0.1\n1,b,0,1.0,0.1\n1,a,0,1.0,0.1\n",
         "t.csv:4: duplicate row for step 1, layer 'a', neuron 0");
     BAD("1,,0,1.0,0.1\n", "empty layer name");
-    BAD("1,a,99999999,1.0,0.1\n", "too large");
     expect_error("step,layer,neuron,norm,angle,lr\n1,a,0,1,0.1,-1\n", &m, "column 'lr'");
     /* Metadata missing a hyperparameter the optimizer needs (SGD has no default lr). */
     roteq_analysis_meta sgd;
@@ -574,6 +574,82 @@ static void test_series_output(void **state)
     roteq_analysis_meta_clear(&m);
 }
 
+/* Memory follows the neurons present: sparse indices are neurons of their own (not millions of
+ * empty ones), results list neurons by index whatever the row order, and 20,000 layer names
+ * cost a hash lookup each, not a scan. */
+static void test_sparse_neurons_and_many_layers(void **state)
+{
+    (void)state;
+    roteq_analysis_meta m = no_meta();
+    struct rusage ru0, ru1;
+    getrusage(RUSAGE_SELF, &ru0);
+    text t = {0};
+    add(&t, "step,layer,neuron,norm,angle\n");
+    for (int s = 1; s <= 4; s++) {
+        add(&t, "%d,L,4194303,2.0,0.02\n", s);
+        add(&t, "%d,L,99999999999,3.0,0.04\n", s);
+        add(&t, "%d,L,7,1.0,0.01\n", s);
+    }
+    roteq_analysis_result *r;
+    assert_int_equal(run(t.s, 7, &m, 200, &r), 0);
+    getrusage(RUSAGE_SELF, &ru1);
+    assert_true(ru1.ru_maxrss - ru0.ru_maxrss < 64 * 1024); /* KiB: was 13.4 GB of rings */
+    const roteq_analysis_layer_result *L = &r->layers[0];
+    assert_int_equal(L->neurons, 3);
+    assert_int_equal(L->dead + L->collapsed, 0);
+    assert_int_equal(L->per_neuron[0].index, 7);
+    assert_int_equal(L->per_neuron[1].index, 4194303);
+    assert_int_equal(L->per_neuron[2].index, 99999999999);
+    assert_close(L->per_neuron[0].angular_update, 0.01, 1e-15);
+    assert_close(L->per_neuron[1].angular_update, 0.02, 1e-15);
+    assert_close(L->per_neuron[2].angular_update, 0.04, 1e-15);
+    assert_close(L->norm, 2.0, 1e-15);
+    roteq_analysis_result_free(r);
+    free(t.s);
+
+    /* Rows in any neuron order give the results of the ordered trace, bit for bit. */
+    text a = {0}, b = {0};
+    add(&a, "step,layer,neuron,norm,angle\n");
+    add(&b, "step,layer,neuron,norm,angle\n");
+    static const int order[] = {5, 2, 0, 4, 1, 3};
+    for (int s = 1; s <= 12; s++)
+        for (int k = 0; k < 6; k++) {
+            add(&a, "%d,L,%d,%.17g,%.17g\n", s, k, 1.5 + 0.1 * k + 0.01 * s, 0.01 * (k + 1));
+            int j = order[(k + s) % 6];
+            add(&b, "%d,L,%d,%.17g,%.17g\n", s, j, 1.5 + 0.1 * j + 0.01 * s, 0.01 * (j + 1));
+        }
+    roteq_analysis_result *ra, *rb;
+    assert_int_equal(run(a.s, 0, &m, 200, &ra), 0);
+    assert_int_equal(run(b.s, 0, &m, 200, &rb), 0);
+    const roteq_analysis_layer_result *x = &ra->layers[0], *y = &rb->layers[0];
+    assert_int_equal(x->neurons, 6);
+    assert_int_equal(y->neurons, 6);
+    assert_true(x->norm == y->norm && x->angular_update == y->angular_update);
+    for (size_t i = 0; i < 6; i++) {
+        assert_int_equal(y->per_neuron[i].index, i);
+        assert_true(x->per_neuron[i].norm == y->per_neuron[i].norm);
+        assert_true(x->per_neuron[i].angular_update == y->per_neuron[i].angular_update);
+    }
+    roteq_analysis_result_free(ra);
+    roteq_analysis_result_free(rb);
+    free(a.s), free(b.s);
+
+    /* 20,000 layers of one neuron: a few KiB each, each new name found in constant time. */
+    text c = {0};
+    add(&c, "step,layer,neuron,norm,angle\n");
+    for (int s = 1; s <= 2; s++)
+        for (int l = 0; l < 20000; l++)
+            add(&c, "%d,blocks.%d.w,0,1.5,0.01\n", s, l);
+    getrusage(RUSAGE_SELF, &ru0);
+    roteq_analysis_result *rc;
+    assert_int_equal(run(c.s, 0, &m, 200, &rc), 0);
+    getrusage(RUSAGE_SELF, &ru1);
+    assert_int_equal(rc->nlayers, 20000);
+    assert_true(ru1.ru_maxrss - ru0.ru_maxrss < 400 * 1024); /* KiB: was 1.5 GB */
+    roteq_analysis_result_free(rc);
+    free(c.s);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -586,6 +662,7 @@ int main(void)
         cmocka_unit_test(test_bad_input),
         cmocka_unit_test(test_meta_errors),
         cmocka_unit_test(test_series_output),
+        cmocka_unit_test(test_sparse_neurons_and_many_layers),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
