@@ -93,6 +93,7 @@ typedef struct {
 
     roteq_tracker conv_static, conv_tr;
     roteq_noise noise;
+    unsigned step_src; /* ROTEQ_STEP_*: per-step angles rebuilt from optimizer state */
 
     roteq_traj_point *traj;
     size_t ntraj, traj_cap, stride;
@@ -130,6 +131,15 @@ int roteq_analysis_index_add_layer(roteq_analysis *a, size_t index);
 int roteq_analysis_index_neuron(roteq_analysis *a, roteq_layer *L, size_t neuron, size_t *slot);
 /* Put L's slots in neuron-index order (results list neurons by index). */
 int roteq_analysis_layer_sort_neurons(roteq_analysis *a, roteq_layer *L);
+
+/* Bits of roteq_layer.step_src (laststep.c). */
+enum {
+    ROTEQ_STEP_EXACT = 1u << 0,    /* some per-step angles rebuilt exactly */
+    ROTEQ_STEP_APPROX = 1u << 1,   /* some rebuilt approximately */
+    ROTEQ_STEP_NESTEROV = 1u << 2, /* ... for Nesterov momentum (last gradient not stored) */
+    ROTEQ_STEP_LION = 1u << 3,     /* ... for Lion (previous momentum not stored) */
+    ROTEQ_STEP_LR_SAVED = 1u << 4, /* with the group lr as saved, not the last step's */
+};
 
 /* settle.c: add one row's update statistics to the open record, and finish the record's sums. */
 void roteq_analysis_record_row_updates(roteq_layer *L, const roteq_analysis_row *row);

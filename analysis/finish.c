@@ -270,6 +270,7 @@ static void kstep(const roteq_analysis *a, const roteq_layer *L, size_t r0,
     R->angle_judged = L->gap_first <= 1 && !L->gap_varies;
     if (R->angle_judged)
         return;
+    snprintf(R->angle_source, sizeof R->angle_source, "k-step");
     double s = 0;
     size_t n = 0;
     for (size_t ri = r0; ri < L->records; ri++) {
@@ -305,6 +306,21 @@ static void rates(const roteq_analysis *a, const roteq_layer *L, size_t r0,
     } else if (isfinite(R->rate)) {
         R->pred_rate = analytic_rate(m->opt, last->lr, last->wd);
     }
+}
+
+/* Where the angles come from, in words (laststep.c rebuilds the last step from optimizer state). */
+static void angle_source(const roteq_layer *L, roteq_analysis_layer_result *R)
+{
+    unsigned b = L->step_src;
+    if (!b) {
+        snprintf(R->angle_source, sizeof R->angle_source, "per-step");
+        return;
+    }
+    snprintf(R->angle_source, sizeof R->angle_source, "per-step from optimizer state, %s%s%s%s",
+             b & ROTEQ_STEP_APPROX ? "approximate" : "exact",
+             b & ROTEQ_STEP_NESTEROV ? " (Nesterov: last gradient not stored)" : "",
+             b & ROTEQ_STEP_LION ? " (Lion: previous momentum not stored)" : "",
+             b & ROTEQ_STEP_LR_SAVED ? ", lr as saved (the next step's under a schedule)" : "");
 }
 
 static void result_init(const roteq_layer *L, roteq_analysis_layer_result *R)
@@ -368,6 +384,7 @@ static int finish_layer(roteq_analysis *a, roteq_layer *L, roteq_analysis_layer_
     R->rel_eq_angle = rel(R->angular_update, R->eq_angle);
     R->rel_tr_norm = rel(R->norm, R->tr_norm);
     R->rel_tr_angle = rel(R->angular_update, R->tr_angle);
+    angle_source(L, R);
     if (a->cfg.meta->opt)
         kstep(a, L, r0, R);
     R->converged_at = (transient ? &L->conv_tr : &L->conv_static)->candidate;

@@ -66,6 +66,8 @@ static void write_notes(FILE *out, const roteq_analysis_result *r)
         if (L->dead || L->collapsed)
             fprintf(out, "%s: %zu dead and %zu collapsed neurons left out of the estimates\n",
                     L->name, L->dead, L->collapsed);
+        if (strncmp(L->angle_source, "per-step from", 13) == 0)
+            fprintf(out, "%s: angles %s\n", L->name, L->angle_source);
         if (!L->angle_judged && L->records > 1) {
             if (L->gap > 1)
                 fprintf(out, "%s: snapshots %ld steps apart: angles span %ld updates; ", L->name,
@@ -384,6 +386,7 @@ int roteq_analysis_write_json(FILE *out, const roteq_analysis_result *r)
                 ? predicted_block(L->tr_norm, L->tr_angle, L->rel_tr_norm, L->rel_tr_angle)
                 : json_null());
         json_object_set_new(o, "angle_judged", json_boolean(L->angle_judged));
+        json_object_set_new(o, "angle_source", json_string(L->angle_source));
         if (!L->angle_judged)
             json_object_set_new(o, "kstep",
                                 json_pack("{s:o,s:o,s:o}", "steps",

@@ -205,6 +205,7 @@ typedef struct {
     const char *off_quantity; /* "norm" or "angle": furthest from its prediction; NULL none */
     char detail[128];         /* what the verdict rests on: "norm +13.0%, angle -1.0%" */
     int angle_judged;         /* 0: k-step angles (snapshots), a consistency check only */
+    char angle_source[192];   /* "per-step" (trace), "k-step", or rebuilt from optimizer state */
     double step_angle_pred;   /* predicted per-step angle (equilibrium); NAN none */
     double implied_corr;      /* k-step: angle^2 / (k x predicted per-step angle^2); NAN */
     int scale_invariant;      /* 1 yes, 0 no, -1 unknown */
@@ -455,6 +456,22 @@ typedef struct {
 int roteq_analysis_optstate_read(const char *path, const roteq_analysis_optstate_options *opt,
                                  roteq_analysis_optstate **out);
 void roteq_analysis_optstate_free(roteq_analysis_optstate *s);
+/* ---------------------------------------------------------------- last step (laststep.c) */
+
+/* The optimizer state of the checkpoint at `path`, or *out NULL when it holds none; state that
+ * cannot be read or mapped leaves *out NULL with the reason in why[cap] (the weights still give
+ * k-step angles). Fails only when out of memory. */
+int roteq_analysis_checkpoint_state(const char *path, const roteq_analysis_meta *meta,
+                                    roteq_analysis_optstate **out, char *why, size_t cap);
+/* Per-neuron angle of the last update of accumulator layer `layer` at a checkpoint, rebuilt from
+ * the optimizer state `os` (NULL: none) and the weight (tensor `t` at `data`, rows x cols with
+ * the neurons as rows). Returns 1 with angle[rows] written, 0 when the state does not cover the
+ * layer (or its weight is in another layout) or lacks
+ * what the update rule needs, ROTEQ_ENOMEM. */
+int roteq_analysis_state_angles(roteq_analysis *a, const roteq_analysis_optstate *os, size_t layer,
+                                const roteq_analysis_tensor_info *t, const void *data, size_t rows,
+                                size_t cols, double *angle);
+
 /* The layer called `name`, or NULL. */
 const roteq_analysis_optstate_layer *roteq_analysis_optstate_find(const roteq_analysis_optstate *s,
                                                                   const char *name);

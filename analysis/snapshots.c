@@ -879,7 +879,7 @@ static int select_layers(const char *where, const snapshot *s, const regex_t *re
 
 /* The first snapshot: norms of every selected layer. */
 static int first_snapshot(roteq_analysis *a, const snapshot *s, layer_sel *sel, size_t nsel,
-                          long step)
+                          long step, const roteq_analysis_optstate *os)
 {
     for (size_t i = 0; i < nsel; i++) {
         layer_sel *L = &sel[i];
@@ -897,7 +897,12 @@ static int first_snapshot(roteq_analysis *a, const snapshot *s, layer_sel *sel, 
             return fault_error(NULL, NULL, s, t);
         L->info_prev = t->info;
         L->data_prev = t->data;
-        st = feed(a, L, step, -1, L->norm_prev, NULL, t->file);
+        /* With the optimizer state, the first checkpoint has a per-step angle too. */
+        int per_step = roteq_analysis_state_angles(a, os, L->index, &t->info, t->data, L->rows,
+                                                   L->cols, L->angle);
+        if (per_step < 0)
+            return per_step;
+        st = feed(a, L, step, per_step ? 1 : -1, L->norm_prev, per_step ? L->angle : NULL, t->file);
         if (st)
             return st;
     }
@@ -933,7 +938,7 @@ static int check_tensor(const char *dir, const entry *e, const entry *e0, const 
 /* Snapshot k against the previous one: norms and angles of every selected layer. */
 static int next_snapshot(roteq_analysis *a, const char *dir, const entry *e, const entry *e0,
                          long gap, const snapshot *prev, const snapshot *cur, layer_sel *sel,
-                         size_t nsel)
+                         size_t nsel, const roteq_analysis_optstate *os)
 {
     for (size_t i = 0; i < nsel; i++) {
         layer_sel *L = &sel[i];
@@ -943,7 +948,12 @@ static int next_snapshot(roteq_analysis *a, const char *dir, const entry *e, con
             return st;
         if (guarded_rows(L, &L->info_prev, L->data_prev, &t->info, t->data, L->norm, L->angle))
             return fault_error(prev, find(prev, L->name), cur, t);
-        st = feed(a, L, e->step, gap, L->norm, L->angle, t->file);
+        /* The optimizer state, where present, replaces the k-step angle by the last step's. */
+        int per_step = roteq_analysis_state_angles(a, os, L->index, &t->info, t->data, L->rows,
+                                                   L->cols, L->angle);
+        if (per_step < 0)
+            return per_step;
+        st = feed(a, L, e->step, per_step ? 1 : gap, L->norm, L->angle, t->file);
         if (st) {
             char msg[512];
             snprintf(msg, sizeof msg, "%s", roteq_error_message());
@@ -959,6 +969,21 @@ static int next_snapshot(roteq_analysis *a, const char *dir, const entry *e, con
     }
     int st = unchanged(prev);
     return st ? st : unchanged(cur);
+}
+
+/* The optimizer state stored with snapshot entry e, if any (laststep.c). */
+static int entry_state(const char *dir, const entry *e, const roteq_analysis_config *cfg,
+                       roteq_analysis_optstate **os, char *note, size_t cap)
+{
+    char *path = join(dir, e->name);
+    if (path == NULL)
+        return roteq_error_set(ROTEQ_ENOMEM, "out of memory");
+    char why[512] = "";
+    int st = roteq_analysis_checkpoint_state(path, cfg->meta, os, why, sizeof why);
+    if (why[0] && note[0] == '\0')
+        snprintf(note, cap, "%s", why);
+    free(path);
+    return st;
 }
 
 static int compile(const char *flag, const char *regex, int flags, regex_t *re)
@@ -993,7 +1018,8 @@ int roteq_analysis_read_snapshots(const char *dir, const roteq_snapshot_options 
     snapshot prev = {0}, cur = {0};
     layer_sel *sel = NULL;
     size_t nsel = 0;
-    char note[512] = "", note_entries[512] = "", note_axes[512] = "";
+    char note[512] = "", note_entries[512] = "", note_axes[512] = "", state_note[512] = "";
+    roteq_analysis_optstate *os = NULL;
     /* The handler is ours only while this function runs. */
     struct sigaction sa, old_sa;
     memset(&sa, 0, sizeof sa);
@@ -1028,20 +1054,27 @@ int roteq_analysis_read_snapshots(const char *dir, const roteq_snapshot_options 
                            &nsel, note, sizeof note);
     }
     if (!st)
-        st = first_snapshot(a, &prev, sel, nsel, e[0].step);
+        st = entry_state(dir, &e[0], cfg, &os, state_note, sizeof state_note);
+    if (!st)
+        st = first_snapshot(a, &prev, sel, nsel, e[0].step, os);
     for (size_t k = 1; k < ne && !st; k++) {
+        roteq_analysis_optstate_free(os);
+        os = NULL;
         st = load_snapshot(dir, &e[k], &cur, &rd, NULL, 0);
         if (!st && opt && opt->opened)
             opt->opened(opt->ctx, e[k].name);
         if (!st)
+            st = entry_state(dir, &e[k], cfg, &os, state_note, sizeof state_note);
+        if (!st)
             st = next_snapshot(a, dir, &e[k], &e[0], e[k].step - e[k - 1].step, &prev, &cur, sel,
-                               nsel);
+                               nsel, os);
         /* Keep one pair resident: the previous snapshot goes, the current becomes previous. */
         snapshot_clear(&prev);
         prev = cur;
         memset(&cur, 0, sizeof cur);
     }
 done:
+    roteq_analysis_optstate_free(os);
     sigaction(SIGBUS, &old_sa, NULL);
     for (size_t i = 0; i < nsel; i++) {
         free(sel[i].name);
@@ -1069,6 +1102,8 @@ done:
     for (int i = 0; i < 3; i++)
         if (notes[i][0] && opt && opt->notes)
             fprintf(opt->notes, "%s\n", notes[i]);
+    if (state_note[0] && opt && opt->notes)
+        fprintf(opt->notes, "optimizer state not used: %s\n", state_note);
     *out = a;
     return ROTEQ_OK;
 }

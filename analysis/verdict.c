@@ -62,10 +62,10 @@ static int is_converging(const trend *t, double tol)
            t->drop > ROTEQ_TREND_FRACTION * t->e1;
 }
 
-/* No change beyond noise either way. */
+/* No change beyond noise either way (unknown for a window under 2 x ROTEQ_TREND_BLOCKS records). */
 static int is_flat(const trend *t, double tol)
 {
-    return !t->known || fabs(t->drop) <= fmax(tol / 2, ROTEQ_TREND_Z * t->se);
+    return t->known && fabs(t->drop) <= fmax(tol / 2, ROTEQ_TREND_Z * t->se);
 }
 
 static trend window_trend(const roteq_analysis *a, const roteq_layer *L, size_t r0, int transient,

@@ -487,6 +487,155 @@ static void test_explain_parts(void **state)
         check_explain(&cases[k]);
 }
 
+/* ---- per-step angles from checkpoints with optimizer state */
+
+/* A safetensors file of F64 tensors [rows, cols] with a __metadata__ entry roteq.optimizer. */
+static void write_safetensors(const char *path, const char *const *names, const double *const *data,
+                              size_t ntensors, size_t rows, size_t cols, const char *meta_json)
+{
+    text h = {0};
+    add(&h, "{");
+    size_t bytes = rows * cols * sizeof(double);
+    for (size_t i = 0; i < ntensors; i++)
+        add(&h, "\"%s\":{\"dtype\":\"F64\",\"shape\":[%zu,%zu],\"data_offsets\":[%zu,%zu]},",
+            names[i], rows, cols, i * bytes, (i + 1) * bytes);
+    json_t *js = json_string(meta_json);
+    char *quoted = json_dumps(js, JSON_ENCODE_ANY);
+    add(&h, "\"__metadata__\":{\"roteq.optimizer\":%s}}", quoted);
+    free(quoted);
+    json_decref(js);
+    FILE *f = fopen(path, "wb");
+    assert_non_null(f);
+    uint64_t n = h.n;
+    assert_int_equal(fwrite(&n, 8, 1, f), 1);
+    assert_int_equal(fwrite(h.s, 1, h.n, f), h.n);
+    for (size_t i = 0; i < ntensors; i++)
+        assert_int_equal(fwrite(data[i], sizeof(double), rows * cols, f), rows * cols);
+    assert_int_equal(fclose(f), 0);
+    free(h.s);
+}
+
+enum { SN = 16, SC = 24 };
+
+/* Train SN neurons of SC weights with AdamW (or heavy-ball SGD with L2 decay) on gradients
+ * orthogonal to w, writing a snapshot with the optimizer state every 100 steps, and return the
+ * RMS over neurons of the true angle of step `steps`. */
+static double train_with_state(const char *dir, int sgd, int lr_applied, long steps)
+{
+    double lr = sgd ? 0.05 : 0.01, wd = sgd ? 5e-3 : 0.1, b1 = 0.9, b2 = 0.999, eps = 1e-8;
+    static double w[SN * SC], m[SN * SC], v[SN * SC], prev[SN * SC];
+    uint64_t rng = 12345;
+    for (size_t i = 0; i < SN * SC; i++)
+        w[i] = normal(&rng) * 0.3, m[i] = v[i] = 0;
+    double last = DNAN;
+    for (long t = 1; t <= steps; t++) {
+        memcpy(prev, w, sizeof w);
+        for (size_t r = 0; r < SN; r++) {
+            double g[SC], dot = 0, ww = 0;
+            for (size_t j = 0; j < SC; j++)
+                g[j] = normal(&rng), dot += g[j] * w[r * SC + j],
+                ww += w[r * SC + j] * w[r * SC + j];
+            for (size_t j = 0; j < SC; j++) {
+                size_t k = r * SC + j;
+                double gj = (g[j] - dot / ww * w[k]) / sqrt(ww);
+                if (sgd) {
+                    gj += wd * w[k];
+                    m[k] = t == 1 ? gj : 0.9 * m[k] + gj;
+                    w[k] -= lr * m[k];
+                } else {
+                    m[k] = b1 * m[k] + (1 - b1) * gj;
+                    v[k] = b2 * v[k] + (1 - b2) * gj * gj;
+                    double bc1 = 1 - pow(b1, (double)t), bc2 = 1 - pow(b2, (double)t);
+                    w[k] = w[k] * (1 - lr * wd) - lr / bc1 * m[k] / (sqrt(v[k]) / sqrt(bc2) + eps);
+                }
+            }
+        }
+        if (t % 100)
+            continue;
+        char meta[512], file[64];
+        if (sgd)
+            snprintf(meta, sizeof meta,
+                     "{\"class\":\"SGD\",\"params\":{\"fc.weight\":{\"group\":0}},\"groups\":[{"
+                     "\"lr\":%.17g,%s\"momentum\":0.9,\"dampening\":0,\"weight_decay\":%.17g,"
+                     "\"nesterov\":false}]}",
+                     lr, lr_applied ? "\"lr_applied\":0.05," : "", wd);
+        else
+            snprintf(meta, sizeof meta,
+                     "{\"class\":\"AdamW\",\"params\":{\"fc.weight\":{\"group\":0,\"step\":%ld}},"
+                     "\"groups\":[{\"lr\":%.17g,%s\"betas\":[0.9,0.999],\"eps\":1e-08,"
+                     "\"weight_decay\":%.17g}]}",
+                     t, lr, lr_applied ? "\"lr_applied\":0.01," : "", wd);
+        snprintf(file, sizeof file, "step_%ld.safetensors", t);
+        char *path = roteq_test_path(dir, file);
+        const char *names[] = {"fc.weight",
+                               sgd ? "optimizer/fc.weight/momentum_buffer"
+                                   : "optimizer/fc.weight/exp_avg",
+                               "optimizer/fc.weight/exp_avg_sq"};
+        const double *data[] = {w, m, v};
+        write_safetensors(path, names, data, sgd ? 2 : 3, SN, SC, meta);
+        free(path);
+        double ss = 0;
+        for (size_t r = 0; r < SN; r++) {
+            double na = 0, nb = 0, d = 0, su = 0;
+            for (size_t j = 0; j < SC; j++)
+                na += prev[r * SC + j] * prev[r * SC + j], nb += w[r * SC + j] * w[r * SC + j];
+            for (size_t j = 0; j < SC; j++) {
+                double a = prev[r * SC + j] / sqrt(na), b = w[r * SC + j] / sqrt(nb);
+                d += (a - b) * (a - b), su += (a + b) * (a + b);
+            }
+            double ang = 2 * atan2(sqrt(d), sqrt(su));
+            ss += ang * ang;
+        }
+        last = sqrt(ss / SN);
+    }
+    return last;
+}
+
+static roteq_analysis_result *analyze_dir(const char *dir, const char *optimizer, double lr,
+                                          double wd)
+{
+    roteq_analysis_meta m;
+    char json[160];
+    snprintf(json, sizeof json, "{\"optimizer\":\"%s\",\"lr\":%.17g,\"weight_decay\":%.17g}",
+             optimizer, lr, wd);
+    assert_int_equal(roteq_analysis_meta_parse("meta.json", json, strlen(json), &m), 0);
+    roteq_analysis_config cfg;
+    roteq_analysis_config_init(&cfg, &m);
+    roteq_analysis *a = NULL;
+    if (roteq_analysis_read_snapshots(dir, NULL, &cfg, &a))
+        fail_msg("%s", roteq_error_message());
+    roteq_analysis_result *r = NULL;
+    assert_int_equal(roteq_analysis_finish(a, &r), 0);
+    roteq_analysis_free(a);
+    roteq_analysis_meta_clear(&m);
+    return r;
+}
+
+/* Snapshots 100 steps apart that carry the optimizer state: the last update is rebuilt exactly
+ * (AdamW from m and v with the bias corrections; heavy-ball SGD from its buffer) and each
+ * snapshot's angle is the single step's, equal to the true one to rounding, judged like a trace's.
+ * Without lr_applied the layer is marked as using the lr as saved. */
+static void test_per_step_from_state(void **state)
+{
+    (void)state;
+    for (int sgd = 0; sgd < 2; sgd++)
+        for (int applied = 0; applied < 2; applied++) {
+            char *dir = roteq_test_tmpdir();
+            double truth = train_with_state(dir, sgd, applied, 400);
+            roteq_analysis_result *r =
+                analyze_dir(dir, sgd ? "sgdm" : "adamw", sgd ? 0.05 : 0.01, sgd ? 5e-3 : 0.1);
+            const roteq_analysis_layer_result *L = &r->layers[0];
+            assert_int_equal(r->nlayers, 1); /* optimizer/... tensors are not layers */
+            assert_true(L->angle_judged);
+            assert_int_equal(L->gap, 1);
+            assert_close(L->angular_update, truth, 1e-9);
+            assert_non_null(strstr(L->angle_source, "optimizer state, exact"));
+            assert_true((strstr(L->angle_source, "lr as saved") != NULL) == !applied);
+            roteq_analysis_result_free(r);
+            roteq_test_rmtree(dir);
+        }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -499,6 +648,7 @@ int main(void)
         cmocka_unit_test(test_classification_and_balance),
         cmocka_unit_test(test_kstep_not_judged),
         cmocka_unit_test(test_explain_parts),
+        cmocka_unit_test(test_per_step_from_state),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,159 @@
+/* laststep.c - the per-step angle at a checkpoint that carries the optimizer state.
+ *
+ * Snapshots k steps apart give k-step angles, which depend on how the k updates correlate and so
+ * cannot be judged against the random-walk prediction. A checkpoint that also holds the
+ * optimizer's state (optstate.c reads it from torch.save dicts, HF checkpoint folders and the
+ * recorder's snapshots) determines the last update, so w_{t-1} can be rebuilt and the angle of the
+ * single step t measured, as a trace would have recorded it:
+ *   AdamW:  w_t = (1 - lr*wd) w_{t-1} - lr m^/(sqrt(v^) + eps), so
+ *           w_{t-1} = (w_t + lr m^/(sqrt(v^) + eps)) / (1 - lr*wd)            (exact)
+ *   Adam with L2 (decay inside the gradient, hence inside m and v):
+ *           w_{t-1} = w_t + lr m^/(sqrt(v^) + eps)                           (exact)
+ *   SGD, heavy ball (the buffer is the update, decay and dampening included):
+ *           w_{t-1} = w_t + lr buf                                           (exact)
+ *   SGD, Nesterov: the update g + momentum*buf needs the last gradient, which is not stored;
+ *           taken as buf (equal for a gradient at its running mean)          (approximate)
+ *   Lion (exp_avg only): the update sign(beta1 m_{t-1} + (1-beta1) g) needs m_{t-1} and g;
+ *           taken as sign(m_t), decay decoupled                              (approximate)
+ * with m^ = exp_avg/(1 - beta1^t), v^ = exp_avg_sq/(1 - beta2^t) (torch's bias corrections, t the
+ * state's step). The lr must be the one the last step applied: the recorder stores it
+ * (lr_applied); a torch state_dict stores the group's lr after any scheduler step, which is the
+ * next step's, so with a moving schedule the angle is off by that lr ratio: such layers are
+ * marked "lr as saved". */
+#include "analysis_internal.h"
+#include "roteq_util.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+int roteq_analysis_checkpoint_state(const char *path, const roteq_analysis_meta *meta,
+                                    roteq_analysis_optstate **out, char *why, size_t cap)
+{
+    roteq_analysis_optstate_options o;
+    memset(&o, 0, sizeof o);
+    o.meta = meta;
+    *out = NULL;
+    int st = roteq_analysis_optstate_read(path, &o, out);
+    if (st == ROTEQ_OK || st == ROTEQ_ENOTFOUND) {
+        if (st)
+            *out = NULL;
+        return ROTEQ_OK;
+    }
+    if (st == ROTEQ_ENOMEM)
+        return st;
+    /* Unreadable or ambiguous state: the weights still give k-step angles. */
+    snprintf(why, cap, "%s", roteq_error_message());
+    *out = NULL;
+    return ROTEQ_OK;
+}
+
+typedef enum { KIND_NONE, KIND_ADAMW, KIND_ADAM_L2, KIND_SGD, KIND_NESTEROV, KIND_LION } kind;
+
+/* Which update rule the state belongs to: the stored class name, else the metadata's optimizer,
+ * else what the state holds. */
+static kind rule_of(const roteq_analysis_optstate_layer *s, const char *cls,
+                    const roteq_optimizer_type *opt)
+{
+    if (s->exp_avg && s->exp_avg_sq) {
+        if (cls)
+            return strcasecmp(cls, "AdamW") == 0 ? KIND_ADAMW : KIND_ADAM_L2;
+        if (opt && opt->id == ROTEQ_OPT_ADAM_L2)
+            return KIND_ADAM_L2;
+        return KIND_ADAMW;
+    }
+    if (s->momentum_buffer)
+        return (s->known & ROTEQ_OPTSTATE_NESTEROV) && s->nesterov ? KIND_NESTEROV : KIND_SGD;
+    if (s->exp_avg)
+        return KIND_LION;
+    return KIND_NONE;
+}
+
+static double sign(double x)
+{
+    return (x > 0) - (x < 0);
+}
+
+/* Rebuild w_{t-1} into prev (rows x cols) from w (the checkpoint's weight). Returns the rule used
+ * or KIND_NONE when the state or a hyperparameter it needs is missing. */
+static kind rebuild(const roteq_analysis_optstate_layer *s, const char *cls,
+                    const roteq_analysis_meta *meta, const double *w, double *prev)
+{
+    kind k = rule_of(s, cls, meta->opt);
+    double lr = (s->known & ROTEQ_OPTSTATE_LR) ? s->lr : meta->hp.lr;
+    double wd = (s->known & ROTEQ_OPTSTATE_WEIGHT_DECAY) ? s->weight_decay : meta->hp.weight_decay;
+    size_t n = s->rows * s->cols;
+    if (k == KIND_NONE || !(lr > 0) || !(wd >= 0) || !(lr * wd < 1))
+        return KIND_NONE;
+    if (k == KIND_ADAMW || k == KIND_ADAM_L2) {
+        if (!(s->known & ROTEQ_OPTSTATE_STEP) || !(s->known & ROTEQ_OPTSTATE_BETAS) ||
+            !(s->known & ROTEQ_OPTSTATE_EPS) || s->step < 1)
+            return KIND_NONE;
+        double bc1 = 1 - pow(s->beta1, (double)s->step), bc2 = 1 - pow(s->beta2, (double)s->step);
+        double step_size = lr / bc1, sq = sqrt(bc2), keep = k == KIND_ADAMW ? 1 - lr * wd : 1.0;
+        for (size_t i = 0; i < n; i++)
+            prev[i] =
+                (w[i] + step_size * s->exp_avg[i] / (sqrt(s->exp_avg_sq[i]) / sq + s->eps)) / keep;
+    } else if (k == KIND_SGD || k == KIND_NESTEROV) {
+        for (size_t i = 0; i < n; i++)
+            prev[i] = w[i] + lr * s->momentum_buffer[i];
+    } else {
+        for (size_t i = 0; i < n; i++)
+            prev[i] = (w[i] + lr * sign(s->exp_avg[i])) / (1 - lr * wd);
+    }
+    return k;
+}
+
+/* Angle between rows a and b: 2 atan2(|a^ - b^|, |a^ + b^|) (accurate at every angle). */
+static double row_angle(const double *a, const double *b, size_t n)
+{
+    double na = 0, nb = 0, d = 0, s = 0;
+    for (size_t j = 0; j < n; j++)
+        na += a[j] * a[j], nb += b[j] * b[j];
+    na = sqrt(na), nb = sqrt(nb);
+    if (!(na > 0) || !(nb > 0) || !isfinite(na) || !isfinite(nb))
+        return DNAN;
+    for (size_t j = 0; j < n; j++) {
+        double u = a[j] / na, v = b[j] / nb;
+        d += (u - v) * (u - v), s += (u + v) * (u + v);
+    }
+    return 2 * atan2(sqrt(d), sqrt(s));
+}
+
+int roteq_analysis_state_angles(roteq_analysis *a, const roteq_analysis_optstate *os, size_t layer,
+                                const roteq_analysis_tensor_info *t, const void *data, size_t rows,
+                                size_t cols, double *angle)
+{
+    roteq_layer *L = &a->layers[layer];
+    const roteq_analysis_optstate_layer *s = os ? roteq_analysis_optstate_find(os, L->name) : NULL;
+    if (s == NULL || s->rows != rows || s->cols != cols || rows == 0)
+        return 0;
+    double *w = malloc(2 * rows * cols * sizeof *w), *prev = w ? w + rows * cols : NULL;
+    if (w == NULL)
+        return roteq_error_set(ROTEQ_ENOMEM, "out of memory");
+    /* The snapshot reader's view has the neurons as rows already. The state is in the layout of
+     * the state's own weight: use it only where that weight is the view (same neuron axis). */
+    roteq_analysis_tensor_rows(t, data, 0, w);
+    if (s->weight)
+        for (size_t i = 0; i < rows * cols; i++)
+            if (fabs(s->weight[i] - w[i]) > 1e-6 * (fabs(w[i]) + 1e-30)) {
+                free(w);
+                return 0;
+            }
+    kind k = rebuild(s, os->optimizer, a->cfg.meta, w, prev);
+    if (k != KIND_NONE)
+        for (size_t i = 0; i < rows; i++)
+            angle[i] = row_angle(prev + i * cols, w + i * cols, cols);
+    free(w);
+    if (k == KIND_NONE)
+        return 0;
+    L->step_src |= k == KIND_NESTEROV || k == KIND_LION ? ROTEQ_STEP_APPROX : ROTEQ_STEP_EXACT;
+    if (k == KIND_NESTEROV)
+        L->step_src |= ROTEQ_STEP_NESTEROV;
+    if (k == KIND_LION)
+        L->step_src |= ROTEQ_STEP_LION;
+    if (!(s->known & ROTEQ_OPTSTATE_LR_APPLIED))
+        L->step_src |= ROTEQ_STEP_LR_SAVED;
+    return 1;
+}
