@@ -62,22 +62,11 @@ static double fit_rate(const roteq_traj_point *p, size_t n, int pred, double m_i
     return -(kd * sxy - sx * sy) / den;
 }
 
-/* Rate of the linearised mean-square-norm recurrence at equilibrium, derived in
- * analysis/README.md: decoupled decay with a norm-independent update size contracts the deviation
- * by (1 - eta*lambda)^2 per step; plain SGD with L2 by 2(1 - eta*lambda)^2 - 1. */
+/* Rate of the linearised mean-square-norm recurrence at equilibrium (theory's, from the
+ * optimizer's family; derived in analysis/README.md). */
 static double analytic_rate(const roteq_optimizer_type *opt, double lr, double wd)
 {
-    if (opt == NULL || !(lr > 0) || !(wd > 0) || lr * wd >= 0.5)
-        return DNAN;
-    if (opt->flags & ROTEQ_OPTF_ROTATIONAL)
-        return DNAN; /* the norm is held constant: no approach to fit */
-    if (opt->flags & ROTEQ_OPTF_DECOUPLED)
-        return -2.0 * log1p(-lr * wd);
-    if (opt->id == ROTEQ_OPT_SGD) {
-        double A = (1 - lr * wd) * (1 - lr * wd);
-        return -log(2 * A - 1);
-    }
-    return DNAN;
+    return roteq_theory_convergence_rate(opt, lr, wd);
 }
 
 static double rel(double m, double p)

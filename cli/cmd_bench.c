@@ -63,18 +63,14 @@ enum {
     OPT_HELP
 };
 
-/* Hyperparameters for the timing runs: each optimizer's defaults, with the required ones set to
- * the values the theory notes use (the work per step does not depend on them). */
+/* Hyperparameters for the timing runs: each optimizer's defaults with its example lr and weight
+ * decay (its family file; the work per step does not depend on them). */
 static roteq_hparams bench_hparams(const roteq_optimizer_type *opt)
 {
     roteq_hparams hp = roteq_optimizer_defaults(opt);
-    if (isnan(hp.lr))
-        hp.lr = 0.1;
-    if (opt->flags & (ROTEQ_OPTF_ADAPTIVE | ROTEQ_OPTF_SIGN))
-        hp.lr = 1e-3;
-    hp.weight_decay = (opt->flags & ROTEQ_OPTF_MOMENTUM) || opt->id == ROTEQ_OPT_SGD ? 0.01
-                      : opt->id == ROTEQ_OPT_ADAM_L2                                 ? 0.05
-                                                                                     : 1.0;
+    if (!isnan(opt->example_lr))
+        hp.lr = opt->example_lr;
+    hp.weight_decay = opt->example_wd;
     if (opt->hparams & ROTEQ_HP_BIT(ROTEQ_HP_DAMPENING) && isnan(hp.dampening))
         hp.dampening = 0.0;
     return hp;
@@ -363,8 +359,8 @@ int roteq_cmd_bench(int argc, char **argv)
                 return roteq_cli_fail_lib(CMD, ROTEQ_EXIT_FAIL);
         if (kind == KIND_FLOOR)
             floor1 = t1;
-        else if (kind == ROTEQ_OPT_ADAMW)
-            adamw1 = t1;
+        else if (kind >= 0 && roteq_optimizers[kind] == &roteq_adamw)
+            adamw1 = t1; /* the peers' reference: they walk AdamW */
         if (kind == KIND_NORMALS + ROTEQ_NORMALS_PHILOX10_BOXMULLER ||
             (kind == KIND_FLOOR && roteq_sim_engine_normals == ROTEQ_NORMALS_PHILOX10_BOXMULLER))
             p10bm = t1;

@@ -83,15 +83,27 @@ typedef struct {
 #define MUON_DESCRIPTION                                                                           \
     "Muon, orthogonalised momentum per weight matrix (torch.optim.Muon); needs --shape"
 
+static json_t *json_num(double x)
+{
+    return isfinite(x) ? json_real(x) : json_null();
+}
+
 static int list_optimizers(roteq_format format)
 {
     if (format == ROTEQ_FORMAT_JSON) {
         json_t *arr = json_array();
         for (int i = 0; i < ROTEQ_OPT_COUNT; i++) {
             const roteq_optimizer_type *o = roteq_optimizers[i];
-            json_array_append_new(arr,
-                                  json_pack("{s:s, s:s, s:s}", "optimizer", o->name, "description",
-                                            o->description, "formula", roteq_theory_formula(o)));
+            /* the hyperparameters that apply, with their defaults (null: required) */
+            json_t *hp = json_object();
+            for (int k = 0; k < ROTEQ_HP_COUNT; k++)
+                if (o->hparams & ROTEQ_HP_BIT(k))
+                    json_object_set_new(hp, roteq_hparam_descs[k].key,
+                                        json_num(roteq_hparams_get(&o->defaults, k)));
+            json_array_append_new(arr, json_pack("{s:s, s:s, s:s, s:s, s:o}", "optimizer", o->name,
+                                                 "family", o->family->name, "description",
+                                                 o->description, "formula", roteq_theory_formula(o),
+                                                 "hparams", hp));
         }
         json_array_append_new(arr, json_pack("{s:s, s:s, s:s}", "optimizer", "muon", "description",
                                              MUON_DESCRIPTION, "formula", roteq_muon_formula()));
@@ -110,11 +122,6 @@ static int list_optimizers(roteq_format format)
     return ROTEQ_EXIT_OK;
 }
 
-static json_t *json_num(double x)
-{
-    return isfinite(x) ? json_real(x) : json_null();
-}
-
 static void print_text_double(double x)
 {
     if (isfinite(x))
@@ -123,9 +130,10 @@ static void print_text_double(double x)
         fputs("NaN", stdout);
 }
 
-static int is_lion(const roteq_optimizer_type *o)
+/* Optimizers whose predictions (best, paper, plain) differ: all are shown. */
+static int several_predictions(const roteq_optimizer_type *o)
 {
-    return o->id == ROTEQ_OPT_LION;
+    return o->predictions > 1;
 }
 
 /* Run the trajectory, calling `row` every `every` steps (and at the last step). */
@@ -214,7 +222,7 @@ static int print_json(const job *j)
     json_object_set_new(o, "angular_update", json_num(j->eq[0].angular_update));
     json_object_set_new(o, "exact", json_boolean(j->eq[0].exact));
     json_object_set_new(o, "source", json_string(j->eq[0].source));
-    if (is_lion(j->opt))
+    if (several_predictions(j->opt))
         for (int p = ROTEQ_PRED_PAPER; p < ROTEQ_PRED_COUNT; p++) {
             char key[64];
             snprintf(key, sizeof key, "equilibrium_norm_%s", roteq_prediction_names[p]);
@@ -261,7 +269,7 @@ static int print_csv(const job *j)
                                             : ROTEQ_EXIT_OK;
     }
     puts("optimizer,prediction,equilibrium_norm,angular_update,exact,steps_to_equilibrium");
-    int n = is_lion(j->opt) ? ROTEQ_PRED_COUNT : 1;
+    int n = several_predictions(j->opt) ? ROTEQ_PRED_COUNT : 1;
     for (int p = 0; p < n; p++) {
         printf("%s,%s,", j->opt->name, roteq_prediction_names[p]);
         roteq_fprint_csv_double(stdout, j->eq[p].norm);
@@ -288,10 +296,11 @@ static int print_text(const job *j)
         if (j->opt->hparams & ROTEQ_HP_BIT(i))
             printf(" %s=%.6g", roteq_hparam_descs[i].key, roteq_hparams_get(&j->hp, i));
     fputc('\n', stdout);
-    int n = is_lion(j->opt) ? ROTEQ_PRED_COUNT : 1;
+    int n = several_predictions(j->opt) ? ROTEQ_PRED_COUNT : 1;
     for (int p = 0; p < n; p++) {
         const roteq_equilibrium *e = &j->eq[p];
-        printf("%-20s norm ", is_lion(j->opt) ? roteq_prediction_names[p] : "equilibrium");
+        printf("%-20s norm ",
+               several_predictions(j->opt) ? roteq_prediction_names[p] : "equilibrium");
         print_text_double(e->norm);
         fputs("  angular update ", stdout);
         print_text_double(e->angular_update);
@@ -304,9 +313,8 @@ static int print_text(const job *j)
     fputs(" rad  [discrete-time fixed point of the recurrence]\n", stdout);
     if (isnan(j->eq[0].norm))
         printf("%-20s %s\n", "",
-               roteq_optimizers[j->opt->id]->flags & ROTEQ_OPTF_ROTATIONAL
-                   ? "(the norm is held at its initial value)"
-                   : "(the norm needs --grad-norm and/or --dim)");
+               j->opt->flags & ROTEQ_OPTF_ROTATIONAL ? "(the norm is held at its initial value)"
+                                                     : "(the norm needs --grad-norm and/or --dim)");
     fputs("steps to equilibrium ", stdout);
     if (j->steps_to_eq >= 0)
         printf("%ld (within 1%%, ", j->steps_to_eq);

@@ -20,38 +20,39 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-/* Steps: at least 4/(eta*lambda_eff) so the last quarter (where measurements are taken) starts
- * a full relaxation time after the start, even though runs start at the predicted norm. */
 /* Why these points (measurements in sweep/README.md):
+ * - each family's groups come from its file (families/<family>.c, verify_groups), chosen so
+ *   that each run measures an equilibrium and not a transient;
  * - steps >= 4/(eta*lambda_eff): the last quarter, where measurements are taken, starts a full
  *   relaxation time after the start, although runs start at the predicted norm;
  * - hyperparameters are PyTorch's defaults where they have one; C = 64, 128 and 256;
  * - the PASS rule allows, besides 4 SE, the corrections the exact formulas leave out
  *   (roteq_sweep_model_floor): at the full grid's standard errors AdamW's norm shows its
  *   O(1 - beta2) correction (-0.1% at beta2 = 0.999) and the rotational variants their
- *   O((1 - update_norm_decay)/C) one. */
-static const char *const quick_grid =
-    "{\"seed\": %llu, \"name\": \"roteq verify\",\n"
-    " \"fixed\": {\"neurons\": %zu, \"dim\": 128, \"steps\": %zu},\n"
-    " \"groups\": [\n"
-    "  {\"fixed\": {\"optimizer\": \"sgd\", \"weight_decay\": 0.001}, \"axes\": {\"lr\": [0.1, "
-    "0.05]}},\n"
-    "  {\"fixed\": {\"optimizer\": \"sgdm\", \"lr\": 0.01, \"weight_decay\": 0.001},\n"
-    "   \"axes\": {\"momentum\": [0.9, 0.5]}},\n"
-    "  {\"fixed\": {\"optimizer\": \"nesterov\", \"lr\": 0.01, \"weight_decay\": 0.001, "
-    "\"momentum\": 0.9}},\n"
-    "  {\"fixed\": {\"optimizer\": \"adamw\", \"lr\": 0.001, \"weight_decay\": 0.1},\n"
-    "   \"points\": [{\"beta1\": 0.9, \"dim\": 64}, {\"beta1\": 0.5, \"dim\": 256},\n"
-    "              {\"beta1\": 0.9, \"beta2\": 0.9999, \"dim\": 256}]},\n"
-    "  {\"fixed\": {\"optimizer\": \"adam_l2\", \"lr\": 0.001, \"weight_decay\": 0.05}},\n"
-    "  {\"fixed\": {\"optimizer\": \"lion\", \"lr\": 0.001, \"weight_decay\": 0.1},\n"
-    "   \"points\": [{\"beta1\": 0, \"beta2\": 0}, {\"beta1\": 0.5, \"beta2\": 0.9},\n"
-    "              {\"beta1\": 0.9, \"beta2\": 0.99}, {\"beta1\": 0.95, \"beta2\": 0.98}]},\n"
-    "  {\"points\": [\n"
-    "    {\"optimizer\": \"rv_adamw\", \"lr\": 0.001, \"weight_decay\": 0.1},\n"
-    "    {\"optimizer\": \"rv_sgdm\", \"lr\": 0.01, \"weight_decay\": 0.001, \"momentum\": 0.9},\n"
-    "    {\"optimizer\": \"rv_lion\", \"lr\": 0.001, \"weight_decay\": 0.1}]}\n"
-    " ]}\n";
+ *   O((1 - update_norm_decay)/C) one.
+ * Writes the grid text into buf; -1 if it does not fit. */
+static int verify_grid(char *buf, size_t n, uint64_t seed, size_t neurons, size_t steps)
+{
+    int len = snprintf(buf, n,
+                       "{\"seed\": %llu, \"name\": \"roteq verify\",\n"
+                       " \"fixed\": {\"neurons\": %zu, \"dim\": 128, \"steps\": %zu},\n"
+                       " \"groups\": [",
+                       (unsigned long long)seed, neurons, steps);
+    const char *sep = "\n  ";
+    for (int i = 0; len >= 0 && (size_t)len < n && i < ROTEQ_OPT_COUNT; i++) {
+        const roteq_family *f = roteq_optimizers[i]->family;
+        int first = 1; /* each family once, where its first optimizer is listed */
+        for (int j = 0; j < i; j++)
+            first = first && roteq_optimizers[j]->family != f;
+        if (!first || f->verify_groups == NULL)
+            continue;
+        len += snprintf(buf + len, n - (size_t)len, "%s%s", sep, f->verify_groups);
+        sep = ",\n  ";
+    }
+    if (len >= 0 && (size_t)len < n)
+        len += snprintf(buf + len, n - (size_t)len, "\n ]}\n");
+    return len >= 0 && (size_t)len < n ? 0 : -1;
+}
 
 static void usage(FILE *out)
 {
@@ -280,8 +281,11 @@ int roteq_cmd_verify(int argc, char **argv)
     /* The full grid is the quick one with more neurons and longer runs: smaller standard
      * errors, the same equilibria. */
     size_t neurons = quick ? 32 : 128, steps = quick ? 40000 : 160000;
-    char text[4096];
-    snprintf(text, sizeof text, quick_grid, (unsigned long long)seed, neurons, steps);
+    char text[8192];
+    if (verify_grid(text, sizeof text, seed, neurons, steps)) {
+        roteq_cli_fail("verify", "the grid does not fit in %zu bytes", sizeof text);
+        goto done;
+    }
     if (print_grid) {
         if (rank == 0)
             fputs(text, stdout);

@@ -108,5 +108,5 @@ SLEEF_BENCH(u10)
 SLEEF_BENCH(u35)
 
 /* No fused step: only the normals and the bare loop exist in SLEEF form. */
-const roteq_kernel_ops S(roteq_sleef_u10) = {NULL, S(normals_u10), S(bench_u10), NULL, NULL};
-const roteq_kernel_ops S(roteq_sleef_u35) = {NULL, S(normals_u35), S(bench_u35), NULL, NULL};
+const roteq_kernel_ops S(roteq_sleef_u10) = {NULL, S(normals_u10), S(bench_u10), NULL, NULL, NULL};
+const roteq_kernel_ops S(roteq_sleef_u35) = {NULL, S(normals_u35), S(bench_u35), NULL, NULL, NULL};

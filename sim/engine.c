@@ -511,7 +511,7 @@ static void predict(const roteq_sim_config *cfg, double gnorm, roteq_sim_result 
  * published code does); the base optimizer's best prediction if theory has none for it. */
 static int rv_target_rate(const roteq_sim_config *cfg, double gnorm, double *rate)
 {
-    const roteq_optimizer_type *base = roteq_optimizers[cfg->opt->base];
+    const roteq_optimizer_type *base = cfg->opt->base;
     roteq_setting s = {cfg->dim, gnorm};
     roteq_equilibrium e;
     int st = roteq_theory_equilibrium(cfg->opt, &cfg->hp, &s, ROTEQ_PRED_BEST, &e);
@@ -600,11 +600,13 @@ int roteq_sim_run_ex(const roteq_sim_config *cfg, const roteq_sim_options *ex,
     r.obs = obs;
     if ((cfg->opt->flags & ROTEQ_OPTF_ROTATIONAL) && (st = rv_target_rate(cfg, gnorm, &r.rv_rate)))
         return st;
-    const roteq_sim_rule *rule = &roteq_sim_rules[cfg->opt->id];
+    const roteq_sim_rule *rule = ops->rule_for(cfg->opt), *ref = roteq_sim_rule_for(cfg->opt);
+    if (rule == NULL || ref == NULL)
+        return roteq_error_set(ROTEQ_EUNSUPPORTED, "no update rule for %s", cfg->opt->name);
     size_t cpad = (C + ROTEQ_KERNEL_PAD - 1) / ROTEQ_KERNEL_PAD * ROTEQ_KERNEL_PAD;
     r.kc = (roteq_kernel_cfg){
-        .opt = cfg->opt->id,
         .rule = rule,
+        .ref = ref,
         .reference = ex->reference,
         .dim = C,
         .cpad = cpad,

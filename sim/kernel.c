@@ -1,5 +1,7 @@
-/* kernel.c - the hot loop: the normals (normal_inline.h), the gradient model and each optimizer's
- * fused update for one neuron and one step.
+/* kernel.c - the hot loop: the normals (normal_inline.h), the gradient model and a call into the
+ * optimizer's fused update (its family file, families/<family>.c) for one neuron and one step;
+ * and the table of rules built for this instruction set, from the list of optimizers
+ * (families/roteq_families.def), keyed by the optimizer type.
  *
  * Compiled three times (sim/meson.build) with ROTEQ_KERNEL_SUFFIX = generic / avx2 / avx512 and
  * the matching -march; every name below gets the suffix. The code is written as short fixed-width
@@ -8,26 +10,15 @@
  * and every reduction accumulates 8 lanes in a fixed order - so the bits never depend on the
  * vector width.
  */
+#include "family_sim.h"
 #include "kernel.h"
 #include "normal_inline.h"
-#include "rules_inline.h"
 
 #include <math.h>
 #include <string.h>
 
-#ifndef ROTEQ_KERNEL_SUFFIX
-#error "kernel.c is compiled with -DROTEQ_KERNEL_SUFFIX=generic|avx2|avx512"
-#endif
-#define CAT2(a, b) a##_##b
-#define CAT(a, b)  CAT2(a, b)
-#define K(name)    CAT(name, ROTEQ_KERNEL_SUFFIX)
-
 #define L          ROTEQ_KERNEL_LANES
-#define ALIGNED(p) ((double *)__builtin_assume_aligned((p), 64))
-/* The 8-lane inner loops are the ones to vectorise (one lane per accumulator): said explicitly,
- * because GCC otherwise sometimes vectorises the outer loop and then adds the lanes one by one.
- * The pragma needs only -fopenmp-simd (no OpenMP runtime); elementwise semantics are unchanged. */
-#define LANES _Pragma("omp simd")
+#define ALIGNED(p) ROTEQ_ALIGNED(p)
 
 static inline uint64_t as_u64(double d)
 {
@@ -69,28 +60,7 @@ static double K(bench)(uint64_t seed, size_t n0, size_t n1, size_t steps, double
     return K(bench_as)(ROTEQ_KERNEL_NORMALS, seed, n0, n1, steps, scratch, ngen);
 }
 
-static inline double reduce8(const double a[8])
-{
-    return ((a[0] + a[1]) + (a[2] + a[3])) + ((a[4] + a[5]) + (a[6] + a[7]));
-}
-
-/* The fused update loops: gradient g = alpha*z + beta*w (the model, see step below), the rule,
- * and the sums the statistics need, in one pass over the neuron. d (the step) overwrites z. */
-#define FUSED_LOOP(BODY)                                                                           \
-    for (size_t i = 0; i < cp; i += 8)                                                             \
-        LANES for (int l = 0; l < 8; l++)                                                          \
-        {                                                                                          \
-            double wo = w[i + l];                                                                  \
-            double g = alpha * z[i + l] + beta * wo;                                               \
-            double wn;                                                                             \
-            BODY;                                                                                  \
-            double d = wn - wo;                                                                    \
-            w[i + l] = wn;                                                                         \
-            z[i + l] = d;                                                                          \
-            sww[l] += wn * wn;                                                                     \
-            sdd[l] += d * d;                                                                       \
-            sdw[l] += d * wo;                                                                      \
-        }
+#define reduce8 roteq_reduce8
 
 static void K(step)(const roteq_kernel_cfg *kc, const roteq_sim_coef *kp, uint64_t t,
                     uint32_t neuron, double *vec, double *nsc, double *scratch,
@@ -139,11 +109,11 @@ static void K(step)(const roteq_kernel_cfg *kc, const roteq_sim_coef *kp, uint64
     const double proj = -(alpha * (dot / live_a2));
     const double beta = proj + radial;
 
-    double sww[8] = {0}, sdd[8] = {0}, sdw[8] = {0};
-    if (kc->reference || kc->coord_scale || !kc->rule ||
-        (roteq_optimizers[kc->opt]->flags & ROTEQ_OPTF_ROTATIONAL)) {
-        /* Materialised gradient through the reference rule table (RV rules, the anisotropic
-         * model, and the check of the fused loops). */
+    double sums[3];
+    if (kc->reference || kc->coord_scale || !kc->rule->fused) {
+        /* Materialised gradient through the rule's step (whole-neuron rules, the anisotropic
+         * model, and the reference build that checks the fused loops). */
+        double sww[8] = {0}, sdd[8] = {0}, sdw[8] = {0};
         double *restrict g = ALIGNED(scratch + kc->ngen), *restrict wold = ALIGNED(g + kc->ngen);
         const double *sc = kc->coord_scale;
         for (size_t i = 0; i < cp; i++) {
@@ -151,10 +121,8 @@ static void K(step)(const roteq_kernel_cfg *kc, const roteq_sim_coef *kp, uint64
                       : alpha * z[i] + beta * w[i];
             wold[i] = w[i];
         }
-        if ((roteq_optimizers[kc->opt]->flags & ROTEQ_OPTF_ROTATIONAL) && !kc->reference)
-            roteq_rule_rv(k, kc->opt, w, g, vec + st, nsc + ROTEQ_NS_RULE, kc->dim, st);
-        else
-            kc->rule->step(k, w, g, vec + st, nsc + ROTEQ_NS_RULE, kc->dim, st);
+        const roteq_sim_rule *rule = kc->reference ? kc->ref : kc->rule;
+        rule->step(k, w, g, vec + st, nsc + ROTEQ_NS_RULE, kc->dim, st);
         for (size_t i = 0; i < cp; i += 8)
 #pragma omp simd
             for (int l = 0; l < 8; l++) {
@@ -164,35 +132,34 @@ static void K(step)(const roteq_kernel_cfg *kc, const roteq_sim_coef *kp, uint64
                 sdd[l] += d * d;
                 sdw[l] += d * wo;
             }
+        sums[0] = reduce8(sww), sums[1] = reduce8(sdd), sums[2] = reduce8(sdw);
     } else {
-        double *restrict s1 = ALIGNED(vec + st), *restrict s2 = ALIGNED(vec + 2 * st);
-        switch (kc->opt) {
-        case ROTEQ_OPT_SGD:
-            FUSED_LOOP(wn = roteq_rule_sgd(k, wo, g));
-            break;
-        case ROTEQ_OPT_SGDM:
-        case ROTEQ_OPT_NESTEROV:
-            FUSED_LOOP(wn = roteq_rule_sgdm(k, wo, g, &s1[i + l]));
-            break;
-        case ROTEQ_OPT_ADAM_L2:
-            FUSED_LOOP(wn = roteq_rule_adam_l2(k, wo, g, &s1[i + l], &s2[i + l]));
-            break;
-        case ROTEQ_OPT_ADAMW:
-            FUSED_LOOP(wn = roteq_rule_adamw(k, wo, g, &s1[i + l], &s2[i + l]));
-            break;
-        case ROTEQ_OPT_LION:
-            FUSED_LOOP(wn = roteq_rule_lion(k, wo, g, &s1[i + l]));
-            break;
-        default:
-            break;
-        }
+        kc->rule->fused(k, cp, alpha, beta, w, z, vec + st, vec + 2 * st, sums);
     }
-    const double ww = reduce8(sww), dd = reduce8(sdd), dw = reduce8(sdw);
+    const double ww = sums[0], dd = sums[1], dw = sums[2];
     nsc[ROTEQ_NS_A2] = ww;
     out->norm = sqrt(ww);
     out->update_rms = sqrt(dd / (double)kc->dim);
     out->angle = roteq_kernel_angle(a2, dd, dw, w, z, cp);
 }
 
-const roteq_kernel_ops K(roteq_kernel) = {K(step), K(normals), K(bench), K(normals_as),
-                                          K(bench_as)};
+/* The rules of every optimizer in the list, as built for this instruction set. */
+#define ROTEQ_OPTIMIZER(family, name) extern const roteq_sim_rule K(roteq_simrule_##name);
+#include "roteq_families.def"
+#undef ROTEQ_OPTIMIZER
+static const roteq_sim_rule *const K(rules)[] = {
+#define ROTEQ_OPTIMIZER(family, name) &K(roteq_simrule_##name),
+#include "roteq_families.def"
+#undef ROTEQ_OPTIMIZER
+};
+
+static const roteq_sim_rule *K(rule_for)(const roteq_optimizer_type *opt)
+{
+    for (size_t i = 0; i < sizeof K(rules) / sizeof K(rules)[0]; i++)
+        if (K(rules)[i]->opt == opt)
+            return K(rules)[i];
+    return NULL;
+}
+
+const roteq_kernel_ops K(roteq_kernel) = {K(step),       K(normals),  K(bench),
+                                          K(normals_as), K(bench_as), K(rule_for)};

@@ -27,12 +27,12 @@
 enum { ROTEQ_NS_A2, ROTEQ_NS_GSCALE, ROTEQ_NS_RULE, ROTEQ_NS_COUNT = ROTEQ_NS_RULE + 2 };
 
 typedef struct {
-    roteq_opt_id opt;
-    const roteq_sim_rule *rule;
-    int reference;    /* materialise g and call rule->step instead of the fused loop */
-    size_t dim, cpad; /* C and C rounded up to ROTEQ_KERNEL_PAD */
-    size_t ngen;      /* normals drawn per neuron-step: roteq_sim_normals_padded(C) */
-    size_t stride;    /* doubles between a neuron's vectors (cpad) */
+    const roteq_sim_rule *rule; /* the optimizer's rule built for this kernel's instruction set */
+    const roteq_sim_rule *ref;  /* its reference build (generic), for `reference` */
+    int reference;              /* materialise g and call ref->step instead of the fused loop */
+    size_t dim, cpad;           /* C and C rounded up to ROTEQ_KERNEL_PAD */
+    size_t ngen;                /* normals drawn per neuron-step: roteq_sim_normals_padded(C) */
+    size_t stride;              /* doubles between a neuron's vectors (cpad) */
     uint64_t seed;
     double g_scale;            /* coordinate scale of the isotropic Gaussian before projection */
     double radial_coef;        /* radial * RMS||g~||: radial component = coef*gscale/||w||^2 * w */
@@ -59,6 +59,8 @@ typedef struct {
                        double *out, size_t ngen);
     double (*bench_as)(roteq_sim_normal_kind kind, uint64_t seed, size_t n0, size_t n1,
                        size_t steps, double *scratch, size_t ngen);
+    /* The rule of an optimizer type built for this instruction set; NULL if it has none. */
+    const roteq_sim_rule *(*rule_for)(const roteq_optimizer_type *opt);
 } roteq_kernel_ops;
 
 extern const roteq_kernel_ops roteq_kernel_generic, roteq_kernel_avx2, roteq_kernel_avx512;

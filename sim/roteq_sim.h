@@ -92,11 +92,11 @@ int roteq_sim_run(const roteq_sim_config *cfg, const roteq_sim_observer *obs,
                   roteq_sim_result *out);
 void roteq_sim_result_free(roteq_sim_result *r);
 
-/* ---- Update rules (additions by the sim issue) ------------------------------------------------
- * One optimizer step on one neuron given its gradient: the reference form of each rule, indexed
- * by roteq_opt_id like theory's optimizer table. The engine's fused kernels inline the same
- * per-coordinate arithmetic (sim/rules_inline.h), and tests/sim/test_parity.c drives this table
- * with PyTorch's recorded trajectories. */
+/* ---- Update rules ------------------------------------------------------------------------------
+ * One optimizer step on one neuron given its gradient: the reference form of each rule, defined
+ * with the optimizer in its family file (families/<family>.c) and found by the optimizer type.
+ * The engine's fused kernels inline the same per-coordinate arithmetic, and
+ * tests/sim/test_parity.c drives these rules with PyTorch's recorded trajectories. */
 
 /* Per-step coefficients of a rule, computed once per step from the hyperparameters, the step
  * number t (1-based) and the lr / weight decay in force (schedules applied). */
@@ -119,8 +119,8 @@ typedef struct {
 void roteq_sim_coef_init(roteq_sim_coef *k, const roteq_optimizer_type *opt,
                          const roteq_hparams *hp, size_t t, double lr, double wd, double rv_rate);
 
-typedef struct {
-    roteq_opt_id id;
+typedef struct roteq_sim_rule {
+    const roteq_optimizer_type *opt;
     unsigned state_vectors; /* per-coordinate state vectors beside w (m, v, momentum buffer) */
     unsigned scalars;       /* per-neuron scalar state (RV: target norm, running update size) */
     /* Prepare a fresh neuron: zero state; RV also centres w and records its norm. */
@@ -128,9 +128,17 @@ typedef struct {
     /* One step: w and the state vectors (vector j at state + j*stride) are updated in place. */
     void (*step)(const roteq_sim_coef *k, double *w, const double *g, double *state,
                  double *scalars, size_t dim, size_t stride);
+    /* Adjusts the coefficients roteq_sim_coef_init computed (may be NULL). */
+    void (*coef)(roteq_sim_coef *k, const roteq_optimizer_type *opt, const roteq_hparams *hp);
+    /* The fused loop over the cp (padded) coordinates of a neuron: gradient alpha*z + beta*w,
+     * the rule, step d written over z, sums[] = ||w_new||^2, ||d||^2, <d, w_old> (sim/kernel.c).
+     * NULL: the engine materialises the gradient and calls step. */
+    void (*fused)(const roteq_sim_coef *k, size_t cp, double alpha, double beta, double *w,
+                  double *z, double *s1, double *s2, double sums[3]);
 } roteq_sim_rule;
 
-extern const roteq_sim_rule roteq_sim_rules[ROTEQ_OPT_COUNT];
+/* The rule of `opt`; NULL (ROTEQ_EUNSUPPORTED set) for a type with no rule. */
+const roteq_sim_rule *roteq_sim_rule_for(const roteq_optimizer_type *opt);
 
 /* ---- Engine options ---------------------------------------------------------------------------
  * The kernels are compiled for several instruction sets and give identical bits on each

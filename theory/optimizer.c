@@ -1,5 +1,6 @@
-/* optimizer.c - the optimizer table (names, hyperparameters, PyTorch defaults) and validation.
- * sim/ indexes its update rules by the same roteq_opt_id; see roteq_optimizer.h. */
+/* optimizer.c - the hyperparameter table, the list of optimizer types (their definitions are in
+ * the family files, families/<family>.c; the list in families/roteq_families.def), lookup by
+ * name and validation. */
 #include "roteq_optimizer.h"
 #include "roteq_util.h"
 
@@ -26,109 +27,11 @@ const roteq_hparam_desc roteq_hparam_descs[ROTEQ_HP_COUNT] = {
        ROTEQ_HPKIND_REAL, "RV: decay of the running RMS of the update size"),
 };
 
-#define B(x)    ROTEQ_HP_BIT(ROTEQ_HP_##x)
-#define SGD_HP  (B(LR) | B(WEIGHT_DECAY) | B(MOMENTUM) | B(DAMPENING) | B(NESTEROV))
-#define ADAM_HP (B(LR) | B(WEIGHT_DECAY) | B(BETA1) | B(BETA2) | B(EPS))
-#define LION_HP (B(LR) | B(WEIGHT_DECAY) | B(BETA1) | B(BETA2))
-#define RV      B(UPDATE_NORM_DECAY)
-
-/* Defaults are PyTorch's (torch.optim 1.13) and Lion's published code (lr 1e-4, betas 0.9/0.99).
- * Where PyTorch has no default (SGD's lr) or a default of zero weight decay, the value is
- * required: a zero weight decay has no equilibrium. sgdm defaults to momentum 0.9, the value
- * the paper and most recipes use (PyTorch's 0 would make it plain SGD). The RV update-size
- * decay 0.9 is update_norm_decay_factor in the paper's published code. */
-#define NONE ((double)NAN)
-const roteq_optimizer_type roteq_sgd = {"sgd",
-                                        ROTEQ_OPT_SGD,
-                                        "SGD, weight decay as L2 in the gradient (torch.optim.SGD)",
-                                        B(LR) | B(WEIGHT_DECAY),
-                                        B(LR) | B(WEIGHT_DECAY),
-                                        {.lr = NONE, .weight_decay = NONE},
-                                        0,
-                                        ROTEQ_OPT_SGD};
-const roteq_optimizer_type roteq_sgdm = {
-    "sgdm",
-    ROTEQ_OPT_SGDM,
-    "SGD with heavy-ball momentum and optional dampening (torch.optim.SGD)",
-    SGD_HP,
-    B(LR) | B(WEIGHT_DECAY),
-    {.lr = NONE, .weight_decay = NONE, .momentum = 0.9},
-    ROTEQ_OPTF_MOMENTUM,
-    ROTEQ_OPT_SGDM};
-const roteq_optimizer_type roteq_nesterov = {
-    "nesterov",
-    ROTEQ_OPT_NESTEROV,
-    "SGD with Nesterov momentum (torch.optim.SGD, nesterov=True)",
-    B(LR) | B(WEIGHT_DECAY) | B(MOMENTUM),
-    B(LR) | B(WEIGHT_DECAY),
-    {.lr = NONE, .weight_decay = NONE, .momentum = 0.9, .nesterov = 1},
-    ROTEQ_OPTF_MOMENTUM,
-    ROTEQ_OPT_NESTEROV};
-const roteq_optimizer_type roteq_adam_l2 = {
-    "adam_l2",
-    ROTEQ_OPT_ADAM_L2,
-    "Adam with L2 weight decay in the gradient (torch.optim.Adam)",
-    ADAM_HP,
-    B(WEIGHT_DECAY),
-    {.lr = 1e-3, .weight_decay = NONE, .beta1 = 0.9, .beta2 = 0.999, .eps = 1e-8},
-    ROTEQ_OPTF_ADAPTIVE,
-    ROTEQ_OPT_ADAM_L2};
-const roteq_optimizer_type roteq_adamw = {
-    "adamw",
-    ROTEQ_OPT_ADAMW,
-    "AdamW, decoupled weight decay (torch.optim.AdamW)",
-    ADAM_HP,
-    0,
-    {.lr = 1e-3, .weight_decay = 1e-2, .beta1 = 0.9, .beta2 = 0.999, .eps = 1e-8},
-    ROTEQ_OPTF_DECOUPLED | ROTEQ_OPTF_ADAPTIVE,
-    ROTEQ_OPT_ADAMW};
-const roteq_optimizer_type roteq_lion = {
-    "lion",
-    ROTEQ_OPT_LION,
-    "Lion, sign update with decoupled weight decay (Chen et al. 2023)",
-    LION_HP,
-    B(WEIGHT_DECAY),
-    {.lr = 1e-4, .weight_decay = NONE, .beta1 = 0.9, .beta2 = 0.99},
-    ROTEQ_OPTF_DECOUPLED | ROTEQ_OPTF_SIGN,
-    ROTEQ_OPT_LION};
-const roteq_optimizer_type roteq_rv_adamw = {"rv_adamw",
-                                             ROTEQ_OPT_RV_ADAMW,
-                                             "rotational AdamW: equilibrium rotation from step 1",
-                                             ADAM_HP | RV,
-                                             0,
-                                             {.lr = 1e-3,
-                                              .weight_decay = 1e-2,
-                                              .beta1 = 0.9,
-                                              .beta2 = 0.999,
-                                              .eps = 1e-8,
-                                              .update_norm_decay = 0.9},
-                                             ROTEQ_OPTF_ROTATIONAL | ROTEQ_OPTF_ADAPTIVE,
-                                             ROTEQ_OPT_ADAMW};
-const roteq_optimizer_type roteq_rv_sgdm = {
-    "rv_sgdm",
-    ROTEQ_OPT_RV_SGDM,
-    "rotational SGD with momentum: equilibrium rotation from step 1",
-    SGD_HP | RV,
-    B(LR) | B(WEIGHT_DECAY),
-    {.lr = NONE, .weight_decay = NONE, .momentum = 0.9, .update_norm_decay = 0.9},
-    ROTEQ_OPTF_ROTATIONAL | ROTEQ_OPTF_MOMENTUM,
-    ROTEQ_OPT_SGDM};
-const roteq_optimizer_type roteq_rv_lion = {
-    "rv_lion",
-    ROTEQ_OPT_RV_LION,
-    "rotational Lion: equilibrium rotation from step 1",
-    LION_HP | RV,
-    B(WEIGHT_DECAY),
-    {.lr = 1e-4, .weight_decay = NONE, .beta1 = 0.9, .beta2 = 0.99, .update_norm_decay = 0.9},
-    ROTEQ_OPTF_ROTATIONAL | ROTEQ_OPTF_SIGN,
-    ROTEQ_OPT_LION};
-
-const roteq_optimizer_type *const roteq_optimizers[ROTEQ_OPT_COUNT] = {
-    [ROTEQ_OPT_SGD] = &roteq_sgd,           [ROTEQ_OPT_SGDM] = &roteq_sgdm,
-    [ROTEQ_OPT_NESTEROV] = &roteq_nesterov, [ROTEQ_OPT_ADAM_L2] = &roteq_adam_l2,
-    [ROTEQ_OPT_ADAMW] = &roteq_adamw,       [ROTEQ_OPT_LION] = &roteq_lion,
-    [ROTEQ_OPT_RV_ADAMW] = &roteq_rv_adamw, [ROTEQ_OPT_RV_SGDM] = &roteq_rv_sgdm,
-    [ROTEQ_OPT_RV_LION] = &roteq_rv_lion,
+const roteq_optimizer_type *const roteq_optimizers[ROTEQ_OPT_COUNT + 1] = {
+#define ROTEQ_OPTIMIZER(family, name) &roteq_##name,
+#include "roteq_families.def"
+#undef ROTEQ_OPTIMIZER
+    NULL,
 };
 
 const roteq_optimizer_type *roteq_optimizer_lookup(const char *name)

@@ -1,26 +1,23 @@
-/* roteq_optimizer.h - the one definition of every optimizer roteq knows: its name, which
- * hyperparameters apply, their defaults (PyTorch's), and how they are validated.
+/* roteq_optimizer.h - the optimizer types roteq knows: for each, its name, which
+ * hyperparameters apply, their defaults (PyTorch's), how they are validated, and the family
+ * (families/<family>.c) whose hooks predict it (theory/) and step it (sim/).
  *
- * theory/ computes each optimizer's equilibrium from this table; sim/ keeps a parallel table of
- * update rules indexed by the same roteq_opt_id. Adding an optimizer means one entry here, one
- * closed form in theory/, one update rule in sim/. */
+ * The types are defined in the family files and listed once, in families/roteq_families.def;
+ * drivers iterate roteq_optimizers[] and call the family hooks, never naming an optimizer.
+ * Adding one: families/README.md. */
 #ifndef ROTEQ_OPTIMIZER_H
 #define ROTEQ_OPTIMIZER_H
 
 #include <stddef.h>
 
-typedef enum {
-    ROTEQ_OPT_SGD,      /* torch.optim.SGD, momentum 0, L2 weight decay in the gradient */
-    ROTEQ_OPT_SGDM,     /* torch.optim.SGD with heavy-ball momentum (and optional dampening) */
-    ROTEQ_OPT_NESTEROV, /* torch.optim.SGD(nesterov=True) */
-    ROTEQ_OPT_ADAM_L2,  /* torch.optim.Adam with weight_decay (L2 through the normaliser) */
-    ROTEQ_OPT_ADAMW,    /* torch.optim.AdamW (decoupled) */
-    ROTEQ_OPT_LION,     /* Lion, Chen et al. 2023, Algorithm 2 (decoupled) */
-    ROTEQ_OPT_RV_ADAMW, /* rotational variants, Kosson et al. 2024 */
-    ROTEQ_OPT_RV_SGDM,
-    ROTEQ_OPT_RV_LION,
+/* ROTEQ_OPT_INDEX_<name>: the position of each optimizer in roteq_optimizers[] (the order of
+ * families/roteq_families.def); ROTEQ_OPT_COUNT of them. Not an identity to switch on. */
+enum {
+#define ROTEQ_OPTIMIZER(family, name) ROTEQ_OPT_INDEX_##name,
+#include "roteq_families.def"
+#undef ROTEQ_OPTIMIZER
     ROTEQ_OPT_COUNT
-} roteq_opt_id;
+};
 
 typedef enum {
     ROTEQ_HP_LR,
@@ -73,22 +70,47 @@ enum {
     ROTEQ_OPTF_MOMENTUM = 1u << 4,   /* SGD-style momentum buffer */
 };
 
+/* What a unit of the optimizer's update acts on: each coordinate on its own (SGD, Adam, Lion),
+ * a whole neuron (the rotational variants), or a whole matrix (Muon). */
+typedef enum { ROTEQ_GRAN_COORDINATE, ROTEQ_GRAN_NEURON, ROTEQ_GRAN_MATRIX } roteq_granularity;
+
+/* Scales a prediction needs (roteq_setting): without them the norm (or the angle) is NAN. */
+enum {
+    ROTEQ_NEED_DIM = 1u << 0,       /* C */
+    ROTEQ_NEED_GRAD_NORM = 1u << 1, /* RMS of ||g~|| */
+    ROTEQ_NEED_SHAPE = 1u << 2,     /* rows x cols of the matrix (matrix granularity) */
+};
+
+/* The family's data and theory hooks (theory/roteq_theory.h); the sim hooks are in sim/, keyed by
+ * the optimizer type pointer (sim/family_sim.h). */
+typedef struct roteq_family roteq_family;
+
 typedef struct roteq_optimizer_type {
-    const char *name; /* CLI / JSON name: "adamw" */
-    roteq_opt_id id;
+    const char *name;        /* CLI / JSON name: "adamw" */
     const char *description; /* one line, for --list and usage */
+    const char *formula;     /* the prediction as text, for `roteq theory --list` */
     unsigned hparams;        /* ROTEQ_HP_BIT mask of the hyperparameters that apply */
     unsigned required;       /* mask of those that have no default and must be given */
     roteq_hparams defaults;
-    unsigned flags;    /* ROTEQ_OPTF_* */
-    roteq_opt_id base; /* for RV-*: the optimizer whose equilibrium it targets; else itself */
+    unsigned flags; /* ROTEQ_OPTF_* */
+    /* RV-*: the optimizer whose equilibrium it targets, and with which prediction; else itself */
+    const struct roteq_optimizer_type *base;
+    int base_prediction; /* a roteq_prediction (roteq_theory.h) */
+    const roteq_family *family;
+    unsigned needs;        /* ROTEQ_NEED_* for the equilibrium norm */
+    int angle_needs_scale; /* 1: the angle too needs `needs` (no scale-free form: Adam+L2) */
+    int predictions;       /* distinct predictions worth showing (Lion: best, paper, plain) */
+    /* Typical hyperparameters for benchmarks (the work per step does not depend on them):
+     * lr (NAN: the default) and weight decay. */
+    double example_lr, example_wd;
 } roteq_optimizer_type;
 
-extern const roteq_optimizer_type roteq_sgd, roteq_sgdm, roteq_nesterov, roteq_adam_l2, roteq_adamw,
-    roteq_lion, roteq_rv_adamw, roteq_rv_sgdm, roteq_rv_lion;
+#define ROTEQ_OPTIMIZER(family, name) extern const roteq_optimizer_type roteq_##name;
+#include "roteq_families.def"
+#undef ROTEQ_OPTIMIZER
 
-/* All optimizers, indexed by roteq_opt_id. */
-extern const roteq_optimizer_type *const roteq_optimizers[ROTEQ_OPT_COUNT];
+/* Every optimizer, in the order of families/roteq_families.def; NULL-terminated. */
+extern const roteq_optimizer_type *const roteq_optimizers[ROTEQ_OPT_COUNT + 1];
 
 /* NULL (message "unknown optimizer 'x' (known: sgd, sgdm, ...)") when the name is not known. */
 const roteq_optimizer_type *roteq_optimizer_lookup(const char *name);

@@ -37,6 +37,39 @@ typedef struct {
         *source; /* where it comes from: "paper Table 1", "derived here (theory/README.md)" */
 } roteq_equilibrium;
 
+/* ---- Optimizer families (GSL's gsl_rng_type pattern: constant data and function pointers) ----
+ * Every optimizer type points to its family (families/<family>.c), whose hooks the drivers below
+ * call; no driver names an optimizer. The hooks' arguments are validated by the drivers. The
+ * transient state and the stationary state are internal (theory/theory_internal.h). */
+typedef struct roteq_transient roteq_transient;
+typedef struct roteq_stationary roteq_stationary;
+
+struct roteq_family {
+    const char *name;
+    roteq_granularity granularity;
+    /* Closed forms; C and G are NAN where unknown (hyperparameters already validated). */
+    int (*equilibrium)(const roteq_optimizer_type *opt, const roteq_hparams *hp, double C, double G,
+                       roteq_prediction which, roteq_equilibrium *out);
+    /* Transient: extra state (may be NULL), one step returning the step's angle, the
+     * stationary state, and E = A - E<w_t, w_{t+k}> at equilibrium for the k-step angle (NULL:
+     * unknown). kstep_angle (may be NULL) replaces the generic k-step angle entirely. */
+    int (*transient_init)(roteq_transient *tr);
+    void (*transient_free)(roteq_transient *tr);
+    double (*transient_step)(roteq_transient *tr, double eta, double lam);
+    int (*stationary)(const roteq_transient *tr, double eta, double lam, roteq_stationary *st);
+    double (*kstep_drift)(const roteq_transient *tr, const roteq_stationary *st, double eta,
+                          double lam, long k);
+    double (*kstep_angle)(const roteq_optimizer_type *opt, const roteq_hparams *hp,
+                          const roteq_setting *s, long k);
+    /* Rate of the linearised mean-square-norm recurrence at equilibrium (per step); NULL or
+     * NAN: no closed form. */
+    double (*convergence_rate)(const roteq_optimizer_type *opt, double lr, double wd);
+    int holds_norm; /* 1: the norm stays at its initial value (rotational variants) */
+    /* Groups of `roteq verify`'s grid for the family's optimizers (JSON text, roteq sweep GRID
+     * syntax), chosen so that each run measures an equilibrium (sweep/README.md); NULL: none. */
+    const char *verify_groups;
+};
+
 /* Equilibrium for `opt` with validated hyperparameters `hp`. ROTEQ_EINVAL on invalid input. */
 int roteq_theory_equilibrium(const roteq_optimizer_type *opt, const roteq_hparams *hp,
                              const roteq_setting *s, roteq_prediction which,
@@ -56,7 +89,6 @@ const char *roteq_theory_formula(const roteq_optimizer_type *opt);
 
 /* Transient: expected-value recurrences for E||w_t||^2 and the expected angular update at each
  * step, from ||w_0|| = init_norm, under per-step lr and weight decay (schedules). */
-typedef struct roteq_transient roteq_transient;
 
 roteq_transient *roteq_transient_alloc(const roteq_optimizer_type *opt, const roteq_hparams *hp,
                                        const roteq_setting *s, double init_norm);
@@ -72,6 +104,11 @@ int roteq_transient_step(roteq_transient *tr, double lr, double weight_decay, do
 long roteq_theory_steps_to_equilibrium(const roteq_optimizer_type *opt, const roteq_hparams *hp,
                                        const roteq_setting *s, double init_norm, double tol,
                                        long max_steps);
+
+/* Rate (per step) at which the mean-square norm's deviation from equilibrium decays near
+ * equilibrium, from the linearised recurrence (analysis/README.md); NAN where the family has no
+ * closed form or the norm is held constant. */
+double roteq_theory_convergence_rate(const roteq_optimizer_type *opt, double lr, double wd);
 
 /* RMS angle between w_t and w_{t+k} at equilibrium (checkpoints k steps apart). k = 1 gives the
  * angular update. */

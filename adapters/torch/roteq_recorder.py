@@ -54,7 +54,8 @@ _ST_DTYPES = {torch.float64: "F64", torch.float32: "F32", torch.float16: "F16",
 _ST_ALL_DTYPES = {**_ST_DTYPES, torch.int64: "I64", torch.int32: "I32", torch.int16: "I16",
                   torch.int8: "I8", torch.uint8: "U8", torch.bool: "BOOL"}
 
-# Hyperparameter keys per roteq optimizer, as in theory/optimizer.c's table. roteq rejects a key
+# Hyperparameter keys per roteq optimizer, as in the family files (families/; checked against
+# `roteq theory --list` by tests/families/test_recorder_map.py). roteq rejects a key
 # that does not apply to the optimizer, so hparams= given by hand are checked here, at once.
 _HP_KEYS = {
     "sgd": ("lr", "weight_decay"),

@@ -217,7 +217,8 @@ static void test_determinism(void **state)
     (void)state;
     for (int id = 0; id < ROTEQ_OPT_COUNT; id++) {
         for (int gm = 0; gm < ROTEQ_GRAD_COUNT; gm++) {
-            if (gm != 0 && id != ROTEQ_OPT_ADAMW && id != ROTEQ_OPT_SGDM)
+            if (gm != 0 && roteq_optimizers[id] != &roteq_adamw &&
+                roteq_optimizers[id] != &roteq_sgdm)
                 continue;
             roteq_sim_config c = small_config(roteq_optimizers[id]);
             c.grad_model = (roteq_grad_model)gm;
