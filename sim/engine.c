@@ -211,8 +211,8 @@ int roteq_sim_normals_as(roteq_sim_normal_kind kind, roteq_sim_isa isa, uint64_t
 
 int roteq_sim_normals(uint64_t seed, uint32_t stream, uint64_t step, double *out, size_t n)
 {
-    return roteq_sim_normals_as(ROTEQ_KERNEL_NORMALS, ROTEQ_SIM_ISA_GENERIC, seed, stream, step,
-                                out, n);
+    return roteq_sim_normals_as(ROTEQ_KERNEL_NORMALS, ROTEQ_SIM_ISA_AUTO, seed, stream, step, out,
+                                n);
 }
 
 static unsigned online_cores(void)

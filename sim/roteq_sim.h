@@ -216,7 +216,8 @@ int roteq_sim_sleef_normals(roteq_sim_isa isa, int u35, uint64_t seed, uint32_t 
                             uint64_t step, double *out, size_t n);
 
 /* n standard normals for (seed, stream, step), exactly as the engine draws a neuron's gradient
- * coordinates (stream = neuron index; coordinate i is out[i]). ROTEQ_ENOMEM if a temporary
+ * coordinates (stream = neuron index; coordinate i is out[i]; drawn by the widest kernels, the
+ * same bits as every other). ROTEQ_ENOMEM if a temporary
  * buffer cannot be allocated. roteq_sim_normals_padded(n): how many the engine draws per
  * neuron-step for n coordinates (whole batches of 64). */
 size_t roteq_sim_normals_padded(size_t n);
