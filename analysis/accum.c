@@ -138,8 +138,12 @@ static int resolve_layer(roteq_analysis *a, roteq_layer *L, size_t dim)
                 "(give it in the metadata, as --%s%s)",
                 meta_name(m), L->name, key, m->opt->name, roteq_hparam_descs[bad].flag,
                 bad == ROTEQ_HP_LR || bad == ROTEQ_HP_WEIGHT_DECAY ? " or as a trace column" : "");
+        char why[256]; /* the reason, copied out of the buffer the next message is formatted in */
+        snprintf(why, sizeof why, "%s", roteq_error_message());
+        if (m->forced & ROTEQ_HP_BIT(bad))
+            return roteq_error_set(ROTEQ_EINVAL, "--%s: %s", roteq_hparam_descs[bad].flag, why);
         return roteq_error_set(ROTEQ_EINVAL, "%s: layer '%s': %s %s", meta_name(m), L->name, key,
-                               roteq_error_message());
+                               why);
     }
     return ROTEQ_OK;
 }

@@ -37,6 +37,9 @@ static const char *const col_names[COL_N] = {
     "",   "step",         "layer",    "neuron",      "norm",          "angle",
     "lr", "weight_decay", "grad_cos", "update_norm", "update_radial", "update_cos_prev"};
 
+#define ROTEQ_PI          3.14159265358979323846
+#define ROTEQ_ANGLE_SLACK (4 * 2.384185791015625e-7) /* 4 float32 ulps at pi (2^-22 each) */
+
 #define MAX_COLUMNS 64
 #define MAX_LINE    ((size_t)1 << 20)
 
@@ -49,6 +52,10 @@ struct roteq_analysis_csv_reader {
     unsigned char role[MAX_COLUMNS];
     char *tail;
     size_t tail_len, tail_cap;
+    size_t rows; /* data rows parsed */
+    int sniffed; /* the first bytes were checked for a compressed file */
+    char *field; /* a quoted field with "" pairs, unescaped */
+    size_t field_cap;
 };
 
 roteq_analysis_csv_reader *roteq_analysis_csv_reader_alloc(const char *name, roteq_analysis *sink)
@@ -69,12 +76,8 @@ void roteq_analysis_csv_reader_free(roteq_analysis_csv_reader *r)
         return;
     free(r->name);
     free(r->tail);
+    free(r->field);
     free(r);
-}
-
-size_t roteq_analysis_csv_reader_lines(const roteq_analysis_csv_reader *r)
-{
-    return r->line;
 }
 
 static int fail(const roteq_analysis_csv_reader *r, int status, const char *fmt, ...)
@@ -204,13 +207,12 @@ static const char *parse_double(const char *p, double *out, int *empty)
         long double m = (long double)mant;
         v = (double)(exp10 >= 0 ? m * pow10_ld[exp10] : m / pow10_ld[-exp10]);
     } else {
-        char buf[64];
-        size_t n = (size_t)(p - s);
-        if (n >= sizeof buf)
+        /* The syntax is checked above and the line ends in '\n', so strtod stops at the field's
+         * end whatever its length (a 75-digit number is as valid as a short one). */
+        char *end;
+        v = strtod(s, &end);
+        if (end != p)
             return NULL;
-        memcpy(buf, s, n);
-        buf[n] = '\0';
-        v = strtod(buf, NULL);
         *out = v;
         return p;
     }
@@ -322,6 +324,58 @@ static int update_column(const roteq_analysis_csv_reader *r, int role, double x,
     return ROTEQ_OK;
 }
 
+/* A field that opens with '"' (RFC 4180): up to the closing quote, "" standing for one quote,
+ * so a layer name may hold commas. *s, *n: the contents, in the line or (when unescaped) in
+ * r->field. Returns the position after the field, or NULL with the message set. */
+static const char *quoted_field(roteq_analysis_csv_reader *r, int col, const char *p,
+                                const char **s, size_t *n)
+{
+    const char *q = p + 1;
+    size_t pairs = 0;
+    for (;; q++) {
+        if (*q == '\n') {
+            fail(r, ROTEQ_EFORMAT,
+                 "column '%s': quoted field without its closing quote on this line (line "
+                 "breaks inside fields are not supported)",
+                 col_names[r->role[col]]);
+            return NULL;
+        }
+        if (*q == '"') {
+            if (q[1] != '"')
+                break;
+            q++, pairs++;
+        }
+    }
+    const char *end = q + 1;
+    if (*end != ',' && !is_end(*end)) {
+        fail(r, ROTEQ_EFORMAT, "column '%s': text after the closing quote",
+             col_names[r->role[col]]);
+        return NULL;
+    }
+    *s = p + 1;
+    *n = (size_t)(q - (p + 1));
+    if (pairs == 0)
+        return end;
+    if (r->field_cap < *n) {
+        char *b = realloc(r->field, *n);
+        if (b == NULL) {
+            roteq_error_set(ROTEQ_ENOMEM, "out of memory");
+            return NULL;
+        }
+        r->field = b;
+        r->field_cap = *n;
+    }
+    size_t k = 0;
+    for (const char *c = p + 1; c < q; c++) {
+        r->field[k++] = *c;
+        if (*c == '"')
+            c++; /* the second quote of a pair */
+    }
+    *s = r->field;
+    *n = k;
+    return end;
+}
+
 /* One data line starting at p; the caller guarantees a '\n' terminates it. */
 static int parse_row(roteq_analysis_csv_reader *r, const char *p)
 {
@@ -345,12 +399,16 @@ static int parse_row(roteq_analysis_csv_reader *r, const char *p)
                 row.neuron = (size_t)v;
             break;
         case COL_LAYER:
+            if (*f == '"') {
+                p = quoted_field(r, c, f, &layer, &layer_len);
+                if (p == NULL)
+                    return roteq_error_status();
+                break;
+            }
             while (*p != ',' && !is_end(*p))
                 p++;
             layer = f;
             layer_len = (size_t)(p - f);
-            if (layer_len >= 2 && f[0] == '"' && p[-1] == '"')
-                layer++, layer_len -= 2;
             break;
         case COL_NORM:
         case COL_ANGLE:
@@ -374,9 +432,11 @@ static int parse_row(roteq_analysis_csv_reader *r, const char *p)
                     return fail(r, ROTEQ_EFORMAT, "column 'norm': %.17g is negative", x);
                 row.norm = x;
             } else if (r->role[c] == COL_ANGLE) {
-                if (isinf(x) || x < 0 || x > 3.14159265358979323846 * (1 + 1e-12))
+                /* A trace written in float32 rounds pi up to 3.1415927 (float32(pi) exceeds pi by
+                 * 8.7e-8): values within a few float32 ulps of the bounds are clamped to them. */
+                if (isinf(x) || x < -ROTEQ_ANGLE_SLACK || x > ROTEQ_PI + ROTEQ_ANGLE_SLACK)
                     return fail(r, ROTEQ_EFORMAT, "column 'angle': %.17g is outside [0, pi]", x);
-                row.angle = x;
+                row.angle = x < 0 ? 0.0 : x > ROTEQ_PI ? ROTEQ_PI : x;
             } else if (r->role[c] >= COL_GRAD_COS) {
                 int st = update_column(r, r->role[c], x, empty, &row);
                 if (st)
@@ -394,10 +454,15 @@ static int parse_row(roteq_analysis_csv_reader *r, const char *p)
             }
             break;
         }
-        default:
+        default: {
+            const char *ignored;
+            size_t ignored_len;
+            if (*f == '"' && (p = quoted_field(r, c, f, &ignored, &ignored_len)) == NULL)
+                return roteq_error_status();
             while (*p != ',' && !is_end(*p))
                 p++;
             break;
+        }
         }
         if (c + 1 < r->ncols) {
             if (*p != ',')
@@ -409,6 +474,7 @@ static int parse_row(roteq_analysis_csv_reader *r, const char *p)
         p++;
     if (*p != '\n')
         return fail(r, ROTEQ_EFORMAT, "more than %d fields", r->ncols);
+    r->rows++;
     if (r->sink == NULL)
         return ROTEQ_OK;
     size_t li;
@@ -475,10 +541,39 @@ static const char *last_newline(const char *buf, size_t n)
     return NULL;
 }
 
+/* A compressed file read as text fails on its first line with a puzzling message: name it. */
+static int sniff(const roteq_analysis_csv_reader *r, const unsigned char *b, size_t n)
+{
+    static const struct {
+        const char *magic;
+        size_t len;
+        const char *what, *tool;
+    } kinds[] = {{"\x1f\x8b", 2, "gzip", "gunzip"},
+                 {"\x28\xb5\x2f\xfd", 4, "zstd", "unzstd"},
+                 {"BZh", 3, "bzip2", "bunzip2"},
+                 {"\xfd"
+                  "7zXZ\x00",
+                  6, "xz", "unxz"},
+                 {"PK\x03\x04", 4, "zip", "unzip"}};
+    for (size_t i = 0; i < sizeof kinds / sizeof kinds[0]; i++)
+        if (n >= kinds[i].len && memcmp(b, kinds[i].magic, kinds[i].len) == 0)
+            return roteq_error_set(ROTEQ_EFORMAT,
+                                   "%s: %s-compressed; decompress it first (%s), or pipe it: "
+                                   "%s -c FILE | roteq analyze -",
+                                   r->name, kinds[i].what, kinds[i].tool, kinds[i].tool);
+    return ROTEQ_OK;
+}
+
 int roteq_analysis_csv_reader_feed(roteq_analysis_csv_reader *r, const char *buf, size_t n)
 {
     if (n == 0)
         return ROTEQ_OK;
+    if (!r->sniffed) {
+        r->sniffed = 1;
+        int st = sniff(r, (const unsigned char *)buf, n);
+        if (st)
+            return st;
+    }
     if (r->tail_len) {
         const char *nl = memchr(buf, '\n', n);
         size_t take = nl ? (size_t)(nl - buf) + 1 : n;
@@ -517,6 +612,8 @@ int roteq_analysis_csv_reader_finish(roteq_analysis_csv_reader *r)
                                "%s: no header line (need step,layer,neuron,norm,"
                                "angle)",
                                r->name);
+    if (r->rows == 0)
+        return roteq_error_set(ROTEQ_EFORMAT, "%s: no data rows after the header", r->name);
     return ROTEQ_OK;
 }
 

@@ -114,6 +114,9 @@ static int get_hparams(const char *path, const char *where, const roteq_optimize
             int st = get_number(path, where, key, v, grad_norm);
             if (st)
                 return st;
+            if (!(*grad_norm > 0) || !isfinite(*grad_norm)) /* as --grad-norm refuses it */
+                return roteq_error_set(ROTEQ_EFORMAT, "%s: %sgrad_norm must be positive, got %g",
+                                       path, where, *grad_norm);
             continue;
         }
         if (strcmp(key, "betas") == 0) { /* PyTorch spells them as a pair */
@@ -158,8 +161,11 @@ int roteq_analysis_meta_parse(const char *path, const char *text, size_t len,
                               roteq_analysis_meta *out)
 {
     roteq_analysis_meta_init(out);
+    if (len >= 3 && memcmp(text, "\xEF\xBB\xBF", 3) == 0)
+        text += 3, len -= 3; /* a UTF-8 byte-order mark, as traces accept */
     json_error_t jerr;
-    json_t *root = json_loadb(text, len, 0, &jerr);
+    /* A key given twice would be taken once, silently: refuse it (jansson names the key). */
+    json_t *root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr);
     if (root == NULL)
         return roteq_error_set(ROTEQ_EFORMAT, "%s:%d: %s", path, jerr.line, jerr.text);
     int st = ROTEQ_OK;

@@ -6,6 +6,8 @@
 
 #include <jansson.h>
 #include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 static void cell(FILE *out, int width, const char *fmt, double x)
@@ -18,8 +20,10 @@ static void cell(FILE *out, int width, const char *fmt, double x)
 
 static void pct(FILE *out, int width, double x)
 {
-    if (isfinite(x))
+    if (isfinite(x) && fabs(x) < 1e3) /* beyond +100000%: a power of ten, not 150 digits */
         fprintf(out, "%+*.1f%%", width - 1, 100 * x);
+    else if (isfinite(x))
+        fprintf(out, "%+*.2g%%", width - 1, 100 * x);
     else
         fprintf(out, "%*s", width, "-");
 }
@@ -302,6 +306,53 @@ static json_t *num(double x)
     return isfinite(x) ? json_real(x) : json_null();
 }
 
+/* Length of the valid UTF-8 sequence at p (RFC 3629: no overlongs, surrogates or code points
+ * beyond U+10FFFF), or 0. */
+static size_t utf8_len(const unsigned char *p)
+{
+    unsigned c = p[0];
+    if (c < 0x80)
+        return 1;
+    size_t n = c >= 0xC2 && c <= 0xDF   ? 2
+               : c >= 0xE0 && c <= 0xEF ? 3
+               : c >= 0xF0 && c <= 0xF4 ? 4
+                                        : 0;
+    for (size_t i = 1; i < n; i++)
+        if ((p[i] & 0xC0) != 0x80)
+            return 0;
+    if ((c == 0xE0 && p[1] < 0xA0) || (c == 0xED && p[1] >= 0xA0) || (c == 0xF0 && p[1] < 0x90) ||
+        (c == 0xF4 && p[1] >= 0x90))
+        return 0;
+    return n;
+}
+
+/* A layer name as a JSON string: JSON holds only Unicode, so a byte that is not part of valid
+ * UTF-8 (a Latin-1 name, say) is written as the four characters \xNN rather than the whole
+ * key being dropped. */
+static json_t *name_json(const char *name)
+{
+    json_t *j = json_string(name);
+    if (j)
+        return j;
+    size_t n = strlen(name);
+    char *buf = malloc(4 * n + 1), *q = buf;
+    if (buf == NULL)
+        return NULL;
+    for (const unsigned char *p = (const unsigned char *)name; *p;) {
+        size_t k = utf8_len(p);
+        if (k == 0) {
+            q += sprintf(q, "\\x%02X", *p++);
+            continue;
+        }
+        memcpy(q, p, k);
+        q += k, p += k;
+    }
+    *q = '\0';
+    j = json_string(buf);
+    free(buf);
+    return j;
+}
+
 static json_t *pair(double norm, double angle)
 {
     return json_pack("{s:o,s:o}", "norm", num(norm), "angular_update", num(angle));
@@ -343,7 +394,7 @@ int roteq_analysis_write_json(FILE *out, const roteq_analysis_result *r)
     for (size_t i = 0; i < r->nlayers; i++) {
         const roteq_analysis_layer_result *L = &r->layers[i];
         json_t *o = json_object();
-        json_object_set_new(o, "layer", json_string(L->name));
+        json_object_set_new(o, "layer", name_json(L->name));
         json_object_set_new(o, "dim", L->dim ? json_integer((json_int_t)L->dim) : json_null());
         json_object_set_new(o, "neurons", json_integer((json_int_t)L->neurons));
         json_object_set_new(o, "dead", json_integer((json_int_t)L->dead));

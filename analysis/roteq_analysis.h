@@ -254,10 +254,9 @@ roteq_analysis_csv_reader *roteq_analysis_csv_reader_alloc(const char *name, rot
 void roteq_analysis_csv_reader_free(roteq_analysis_csv_reader *r);
 /* Feed bytes; complete lines are parsed, a partial last line is kept for the next call. */
 int roteq_analysis_csv_reader_feed(roteq_analysis_csv_reader *r, const char *buf, size_t n);
-/* End of input: parse a last line without newline; fail if the header never came. */
+/* End of input: parse a last line without newline; fail if the header never came or no data
+ * row followed it. */
 int roteq_analysis_csv_reader_finish(roteq_analysis_csv_reader *r);
-/* Lines consumed so far (for messages and tests). */
-size_t roteq_analysis_csv_reader_lines(const roteq_analysis_csv_reader *r);
 
 /* Read a whole trace file ("-" for stdin) into an accumulator made from `cfg`. On success the
  * caller owns *out. */

@@ -141,6 +141,34 @@ static int st_tensor(const char *name, const char *key, json_t *v, uint64_t data
     return ROTEQ_OK;
 }
 
+static int cmp_offset(const void *x, const void *y)
+{
+    const roteq_analysis_tensor_info *a = *(const roteq_analysis_tensor_info *const *)x,
+                                     *b = *(const roteq_analysis_tensor_info *const *)y;
+    return (a->offset > b->offset) - (a->offset < b->offset);
+}
+
+/* Two tensors whose data overlap would alias each other's weights (a crafted or corrupt
+ * header): refused. Empty tensors hold no bytes and may sit anywhere. */
+static int check_overlap(const char *name, roteq_analysis_tensor_info *t, size_t n)
+{
+    roteq_analysis_tensor_info **by = malloc((n ? n : 1) * sizeof *by);
+    if (by == NULL)
+        return roteq_error_set(ROTEQ_ENOMEM, "out of memory");
+    size_t m = 0;
+    for (size_t i = 0; i < n; i++)
+        if (t[i].nbytes)
+            by[m++] = &t[i];
+    qsort(by, m, sizeof *by, cmp_offset);
+    int st = ROTEQ_OK;
+    for (size_t i = 1; i < m && !st; i++)
+        if (by[i - 1]->offset + by[i - 1]->nbytes > by[i]->offset)
+            st = roteq_error_set(ROTEQ_EFORMAT, "%s: tensors '%s' and '%s' overlap in the file",
+                                 name, by[i - 1]->name, by[i]->name);
+    free(by);
+    return st;
+}
+
 int roteq_analysis_safetensors_parse(const char *name, const unsigned char *data, size_t n,
                                      uint64_t file_size, roteq_analysis_tensor_info **out,
                                      size_t *count)
@@ -188,6 +216,8 @@ int roteq_analysis_safetensors_parse(const char *name, const unsigned char *data
         k++;
     }
     json_decref(root);
+    if (!st)
+        st = check_overlap(name, t, k);
     if (st) {
         roteq_analysis_tensor_infos_free(t, k);
         return st;

@@ -112,10 +112,15 @@ static void append(char *buf, size_t cap, const char *fmt, double x)
 static void describe(const roteq_analysis_layer_result *R, char *buf, size_t cap)
 {
     buf[0] = '\0';
+    /* Beyond +100000% a power of ten says as much as 150 digits would. */
     if (isfinite(R->rel_norm))
-        append(buf, cap, "norm %+.1f%%", 100 * R->rel_norm);
+        append(buf, cap, fabs(R->rel_norm) < 1e3 ? "norm %+.1f%%" : "norm %+.2g%%",
+               100 * R->rel_norm);
     if (isfinite(R->rel_angle) && R->angle_judged)
-        append(buf, cap, buf[0] ? ", angle %+.1f%%" : "angle %+.1f%%", 100 * R->rel_angle);
+        append(buf, cap,
+               fabs(R->rel_angle) < 1e3 ? (buf[0] ? ", angle %+.1f%%" : "angle %+.1f%%")
+                                        : (buf[0] ? ", angle %+.2g%%" : "angle %+.2g%%"),
+               100 * R->rel_angle);
     else if (isfinite(R->rel_angle))
         append(buf, cap, buf[0] ? " (%.0f-step angle not judged)" : "(%.0f-step angle not judged)",
                R->gap > 0 ? (double)R->gap : 0.0);

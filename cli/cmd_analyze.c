@@ -358,6 +358,53 @@ static int draw(const char *dir, const char *series, const char *neurons)
     return 0;
 }
 
+/* A hyperparameter flag with an impossible value, named before any data is read (else it would
+ * surface at the first row, prefixed with a trace line it has nothing to do with). */
+static int check_flags(const roteq_analysis_meta *m)
+{
+    if (m->opt == NULL || m->forced == 0)
+        return 0;
+    roteq_hparams hp = roteq_optimizer_defaults(m->opt);
+    for (int i = 0; i < ROTEQ_HP_COUNT; i++)
+        if (m->given & ROTEQ_HP_BIT(i))
+            roteq_hparams_set(&hp, (roteq_hparam_id)i, roteq_hparams_get(&m->hp, i));
+    if (isnan(hp.lr)) /* given per layer or by a trace column: any valid value stands in */
+        hp.lr = 1e-3;
+    if (isnan(hp.weight_decay))
+        hp.weight_decay = 1e-3;
+    roteq_hparam_id bad;
+    if (roteq_hparams_validate(m->opt, &hp, &bad) && (m->forced & ROTEQ_HP_BIT(bad)))
+        return roteq_cli_fail(CMD, "--%s: %s", roteq_hparam_descs[bad].flag, roteq_error_message());
+    return 0;
+}
+
+/* No output may be a directory, lie in a missing folder, or be an input (the trace, the
+ * metadata) or another output: each would fail or destroy data only after the work. */
+static int check_outputs(const args *a, const char *series, const char *neurons, const char *meta)
+{
+    const char *inputs[2] = {strcmp(a->input, "-") ? a->input : NULL, meta};
+    const struct {
+        const char *flag, *path;
+    } outs[3] = {
+        {"--out", a->out}, {a->series ? "--series" : "--plot", series}, {"--plot", neurons}};
+    for (int i = 0; i < 3; i++) {
+        if (outs[i].path == NULL)
+            continue;
+        int st = roteq_ofile_check(outs[i].path, inputs, 2);
+        if (st) {
+            roteq_cli_fail(CMD, "%s: %s", outs[i].flag, roteq_error_message());
+            return st == ROTEQ_EIO ? ROTEQ_EXIT_FAIL : ROTEQ_EXIT_USAGE;
+        }
+        for (int j = 0; j < i; j++)
+            if (outs[j].path && strcmp(outs[j].path, "-") != 0 &&
+                (strcmp(outs[i].path, outs[j].path) == 0 ||
+                 roteq_same_file(outs[i].path, outs[j].path)))
+                return roteq_cli_fail(CMD, "%s and %s name the same file '%s'", outs[j].flag,
+                                      outs[i].flag, outs[i].path);
+    }
+    return 0;
+}
+
 static int write_report(FILE *f, const args *a, const roteq_analysis_result *r)
 {
     switch (a->format) {
@@ -403,16 +450,17 @@ int roteq_cmd_analyze(int argc, char **argv)
         free(found);
         return roteq_cli_fail_lib(CMD, ROTEQ_EXIT_USAGE);
     }
-    free(found);
-    if (merge_cli(&meta, a.opt, &a.h, a.dim, a.grad_norm)) {
+    if (merge_cli(&meta, a.opt, &a.h, a.dim, a.grad_norm) || check_flags(&meta)) {
+        free(found);
         roteq_analysis_meta_clear(&meta);
         return ROTEQ_EXIT_USAGE;
     }
 
-    /* Every output is opened before the work, so a bad path fails at once. */
+    /* Every output is checked and opened before the work, so a bad path fails at once. */
     char plot_series[4096], plot_neurons[4096];
     if (a.plot) {
         if (mkdir(a.plot, 0777) != 0 && errno != EEXIST) {
+            free(found);
             roteq_analysis_meta_clear(&meta);
             return roteq_cli_fail(CMD, "--plot: %s: %s", a.plot, strerror(errno));
         }
@@ -421,6 +469,12 @@ int roteq_cmd_analyze(int argc, char **argv)
         a.per_neuron = 1;
     }
     const char *series_path = a.series ? a.series : a.plot ? plot_series : NULL;
+    rc = check_outputs(&a, series_path, a.plot ? plot_neurons : NULL, meta_path);
+    free(found);
+    if (rc) {
+        roteq_analysis_meta_clear(&meta);
+        return rc;
+    }
     roteq_ofile *out = roteq_ofile_open(a.out ? a.out : "-");
     roteq_ofile *series = series_path ? roteq_ofile_open(series_path) : NULL;
     roteq_ofile *neurons = a.plot ? roteq_ofile_open(plot_neurons) : NULL;
@@ -485,7 +539,7 @@ int roteq_cmd_analyze(int argc, char **argv)
         fprintf(stderr, "roteq analyze: no optimizer (--optimizer or --meta): measured without "
                         "predictions\n");
     roteq_analysis_meta_clear(&meta);
-    return a.plot ? draw(a.plot, plot_series, plot_neurons) : ROTEQ_EXIT_OK;
+    return a.plot ? draw(a.plot, series_path, plot_neurons) : ROTEQ_EXIT_OK;
 fail:
     roteq_ofile_abort(out);
     roteq_ofile_abort(series);

@@ -17,7 +17,9 @@ int roteq_parse_double(const char *s, double *out)
     double v = strtod(s, &end);
     if (*end != '\0')
         return roteq_error_set(ROTEQ_EINVAL, "'%s' is not a number", s);
-    if (!isfinite(v) || errno == ERANGE)
+    /* ERANGE also flags underflow, but a number below the smallest double is still a number
+     * (it rounds to a subnormal or to 0); only overflow is refused. */
+    if (!isfinite(v) || (errno == ERANGE && fabs(v) > 1.0))
         return roteq_error_set(ROTEQ_EINVAL, "'%s' is not a finite number", s);
     *out = v;
     return ROTEQ_OK;

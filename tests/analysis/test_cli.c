@@ -412,6 +412,59 @@ static void test_bad_inputs(void **state)
     roteq_test_rmtree(dir);
 }
 
+/* Outputs are checked before the work: none may be an input or another output; --series and
+ * --plot together draw from the --series file; flags with impossible values are named before
+ * any row is read; results that JSON or a table could garble come out whole. */
+static void test_outputs(void **state)
+{
+    (void)state;
+    char *dir = roteq_test_tmpdir();
+    char *t = roteq_test_path(dir, "t.csv"), *meta = roteq_test_path(dir, "t.csv.json");
+    char *s = roteq_test_path(dir, "s.csv"), *figs = roteq_test_path(dir, "figs");
+    static char csv[16384];
+    size_t n = (size_t)snprintf(csv, sizeof csv, "step,layer,neuron,norm,angle\n");
+    for (int k = 1; k <= 40; k++) /* a Latin-1 layer name: 0xE9 is not UTF-8 */
+        for (int i = 0; i < 4; i++)
+            n += (size_t)snprintf(csv + n, sizeof csv - n, "%d,fc\xE9,%d,%.3f,%.4f\n", k, i,
+                                  1.0 + 0.1 * i, 0.01 + 0.001 * i);
+    roteq_test_write_file(t, csv);
+    roteq_test_write_file(meta, "{\"optimizer\":\"adamw\",\"lr\":0.01,\"weight_decay\":0.1}");
+    expect_bad((const char *[]){t, "--series", t, NULL}, "t.csv' is the same file as the input");
+    expect_bad((const char *[]){t, "--out", meta, NULL}, "is the same file as the input");
+    expect_bad((const char *[]){t, "--out", s, "--series", s, NULL},
+               "--out and --series name the same file");
+    expect_bad((const char *[]){t, "--lr", "-1", NULL},
+               "roteq analyze: --lr: must be positive, got -1");
+    char *out, *err;
+    /* A name that is not UTF-8 keeps its "layer" key in JSON, the byte escaped. */
+    assert_int_equal(analyze((const char *[]){t, "--format", "json", NULL}, &out, &err), 0);
+    json_t *j = load_json(out);
+    json_t *L = json_array_get(json_object_get(j, "layers"), 0);
+    assert_string_equal(json_string_value(json_object_get(L, "layer")), "fc\\xE9");
+    json_decref(j);
+    free(out), free(err);
+    /* An absurd weight decay gives an error of 1e150 %, written as a power of ten. */
+    assert_int_equal(analyze((const char *[]){t, "--weight-decay", "1e-300", NULL}, &out, &err), 0);
+    assert_non_null(strstr(out, "e+"));
+    for (char *line = strtok(out, "\n"); line; line = strtok(NULL, "\n"))
+        assert_true(strlen(line) < 300);
+    free(out), free(err);
+    /* --series with --plot: the figures are drawn from the --series file. */
+    if (system("command -v gnuplot >/dev/null 2>&1") == 0) {
+        int rc = analyze((const char *[]){t, "--series", s, "--plot", figs, NULL}, &out, &err);
+        if (rc != 0)
+            fail_msg("--series with --plot: exit %d: %s", rc, err);
+        free(out), free(err);
+        struct stat sb;
+        assert_int_equal(stat(s, &sb), 0);
+        char *png = roteq_test_path(figs, "norm.png");
+        assert_int_equal(stat(png, &sb), 0);
+        free(png);
+    }
+    free(t), free(meta), free(s), free(figs);
+    roteq_test_rmtree(dir);
+}
+
 /* A trace on standard input ("-"), with the hyperparameters on the command line. */
 static void test_stdin(void **state)
 {
@@ -439,6 +492,7 @@ int main(void)
         cmocka_unit_test(test_balance),
         cmocka_unit_test(test_bad_inputs),
         cmocka_unit_test(test_stdin),
+        cmocka_unit_test(test_outputs),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

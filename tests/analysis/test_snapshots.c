@@ -583,6 +583,12 @@ static void test_bad_snapshots(void **state)
     expect_dir_error(d, NULL, "shape must hold non-negative integers");
     raw_st(p, "{\"w\":{\"dtype\":\"F32\",\"shape\":[4,8]}}", 64, -1);
     expect_dir_error(d, NULL, "needs dtype, shape and data_offsets");
+    /* two tensors over the same bytes */
+    raw_st(p,
+           "{\"a\":{\"dtype\":\"F32\",\"shape\":[2,4],\"data_offsets\":[0,32]},"
+           "\"b\":{\"dtype\":\"F32\",\"shape\":[2,4],\"data_offsets\":[16,48]}}",
+           64, -1);
+    expect_dir_error(d, NULL, "step_1.safetensors: tensors 'a' and 'b' overlap in the file");
     /* no layer among the tensors; --layers matching nothing; a bad regex */
     raw_st(p, "{\"b\":{\"dtype\":\"F32\",\"shape\":[4],\"data_offsets\":[0,16]}}", 16, -1);
     expect_dir_error(d, NULL, "no float tensor of rank >= 2");

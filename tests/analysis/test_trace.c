@@ -462,6 +462,15 @@ static void test_bad_input(void **state)
     BAD("1,a,0,1.0,0.1\n1,b,0,1.0,0.1\n1,a,0,1.0,0.1\n",
         "t.csv:4: duplicate row for step 1, layer 'a', neuron 0");
     BAD("1,,0,1.0,0.1\n", "empty layer name");
+    BAD("1,\"fc,1,0,1.0,0.1\n", "column 'layer': quoted field without its closing quote");
+    BAD("1,\"fc\"1,0,1.0,0.1\n", "column 'layer': text after the closing quote");
+    BAD("1,a,0,1.0,3.1416\n", "column 'angle': 3.1415999999999999 is outside [0, pi]");
+    BAD("1,a,0,1.0,-1e-5\n", "outside [0, pi]");
+    expect_error("step,layer,neuron,norm,angle\n", &m, "t.csv: no data rows after the header");
+    expect_error("# c\nstep,layer,neuron,norm,angle\n\n", &m, "no data rows after the header");
+    expect_error("\x1f\x8b\x08\x00\x00\x00\x00\x00", &m,
+                 "t.csv: gzip-compressed; decompress it first (gunzip)");
+    expect_error("\x28\xb5\x2f\xfd\x00", &m, "t.csv: zstd-compressed");
     expect_error("step,layer,neuron,norm,angle,lr\n1,a,0,1,0.1,-1\n", &m, "column 'lr'");
     /* Metadata missing a hyperparameter the optimizer needs (SGD has no default lr). */
     roteq_analysis_meta sgd;
@@ -494,6 +503,14 @@ static void test_meta_errors(void **state)
          ROTEQ_EFORMAT},
         {"{\"optimizer\":\"adamw\",\"layers\":[1]}", "layers must be an object", ROTEQ_EFORMAT},
         {"{\"optimizer\":\"adamw\",\"betas\":[0.9]}", "betas must be a pair", ROTEQ_EFORMAT},
+        /* a key given twice is refused and named; grad_norm as --grad-norm refuses it */
+        {"{\"optimizer\":\"adamw\",\"lr\":0.1,\"lr\":0.2}", "m.json:1: duplicate object key",
+         ROTEQ_EFORMAT},
+        {"{\"optimizer\":\"adamw\",\"lr\":0.1,\"lr\":0.2}", "lr", ROTEQ_EFORMAT},
+        {"{\"optimizer\":\"sgd\",\"grad_norm\":-1}", "m.json: grad_norm must be positive, got -1",
+         ROTEQ_EFORMAT},
+        {"{\"optimizer\":\"sgd\",\"layers\":{\"fc\":{\"grad_norm\":0}}}",
+         "m.json: layers.fc.grad_norm must be positive, got 0", ROTEQ_EFORMAT},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         roteq_analysis_meta m;
@@ -519,6 +536,18 @@ static void test_meta_errors(void **state)
     assert_int_equal(m.given & ~roteq_nesterov.hparams, 0);
     roteq_analysis_meta_clear(&m);
     assert_int_equal(roteq_analysis_meta_load("/nonexistent/m.json", &m), ROTEQ_EIO);
+    /* A UTF-8 byte-order mark is skipped, as in traces. */
+    const char *bom = "\xEF\xBB\xBF{\"optimizer\":\"adamw\",\"lr\":0.25}";
+    assert_int_equal(roteq_analysis_meta_parse("m.json", bom, strlen(bom), &m), 0);
+    assert_ptr_equal(m.opt, &roteq_adamw);
+    assert_close(m.hp.lr, 0.25, 0);
+    roteq_analysis_meta_clear(&m);
+    /* An impossible value names the key and the reason (the message once printed into itself). */
+    const char *b1 = "{\"optimizer\":\"adamw\",\"lr\":0.1,\"weight_decay\":0.1,\"beta1\":1}";
+    assert_int_equal(roteq_analysis_meta_parse("m.json", b1, strlen(b1), &m), 0);
+    expect_error("step,layer,neuron,norm,angle\n1,fc1,0,1,0.1\n", &m,
+                 "m.json: layer 'fc1': beta1 must be in [0, 1), got 1");
+    roteq_analysis_meta_clear(&m);
 }
 
 static void test_series_output(void **state)
@@ -572,6 +601,47 @@ static void test_series_output(void **state)
     roteq_analysis_free(a);
     free(s);
     roteq_analysis_meta_clear(&m);
+}
+
+/* Fields a spreadsheet or a float32 writer produces: quoted layer names with commas or quotes
+ * (RFC 4180), long numbers, and angles a rounding beyond [0, pi]. */
+static void test_quoting_and_float32(void **state)
+{
+    (void)state;
+    roteq_analysis_meta m = no_meta();
+    char n75[80] = "0.";
+    for (int i = 0; i < 70; i++)
+        strcat(n75, "0");
+    strcat(n75, "125"); /* 75 characters: 1.25e-71 */
+    assert_int_equal(strlen(n75), 75);
+    text t = {0};
+    add(&t, "step,layer,neuron,norm,angle,note\n");
+    for (int s = 1; s <= 4; s++) {
+        add(&t, "%d,\"blocks.0,attn\",0,2.0,0.02,\"x, y\"\n", s);
+        add(&t, "%d,\"say \"\"hi\"\"\",0,%s,3.1415927,\n", s, n75); /* float32(pi) */
+        add(&t, "%d,plain,0,1.0,%s,\n", s, s == 1 ? "-1e-7" : "0.5");
+    }
+    roteq_analysis_result *r;
+    assert_int_equal(run(t.s, 5, &m, 200, &r), 0);
+    assert_int_equal(r->nlayers, 3);
+    const roteq_analysis_layer_result *q = NULL, *h = NULL, *pl = NULL;
+    for (size_t i = 0; i < r->nlayers; i++) {
+        if (strcmp(r->layers[i].name, "blocks.0,attn") == 0)
+            q = &r->layers[i];
+        if (strcmp(r->layers[i].name, "say \"hi\"") == 0)
+            h = &r->layers[i];
+        if (strcmp(r->layers[i].name, "plain") == 0)
+            pl = &r->layers[i];
+    }
+    assert_non_null(q);
+    assert_non_null(h);
+    assert_non_null(pl);
+    assert_close(q->angular_update, 0.02, 1e-15);
+    assert_close(h->norm, 1.25e-71, 1e-15);
+    assert_true(h->per_neuron[0].angular_update == 3.14159265358979323846); /* clamped */
+    assert_close(pl->per_neuron[0].angular_update, 0.5, 1e-15); /* -1e-7 was taken as 0 */
+    roteq_analysis_result_free(r);
+    free(t.s);
 }
 
 /* Memory follows the neurons present: sparse indices are neurons of their own (not millions of
@@ -663,6 +733,7 @@ int main(void)
         cmocka_unit_test(test_meta_errors),
         cmocka_unit_test(test_series_output),
         cmocka_unit_test(test_sparse_neurons_and_many_layers),
+        cmocka_unit_test(test_quoting_and_float32),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -39,6 +39,13 @@ static void test_parse_double(void **state)
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
         assert_int_equal(roteq_parse_double(bad[i], &v), ROTEQ_EINVAL);
     assert_non_null(strstr(roteq_error_message(), "'0x'"));
+    /* Long spellings and numbers below the smallest normal double are numbers. */
+    const char *n75 = "0.0000000000000000000000000000000000000000000000000000000000000000000001250";
+    assert_int_equal(strlen(n75), 75);
+    assert_int_equal(roteq_parse_double(n75, &v), 0);
+    assert_close(v, 1.25e-70, 1e-15);
+    assert_int_equal(roteq_parse_double("1e-310", &v), 0);
+    assert_true(v > 0 && v < 1e-300);
 }
 
 static void test_parse_integers(void **state)
