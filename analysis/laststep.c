@@ -59,7 +59,7 @@ static kind rule_of(const roteq_analysis_optstate_layer *s, const char *cls,
     if (s->exp_avg && s->exp_avg_sq) {
         if (cls)
             return strcasecmp(cls, "AdamW") == 0 ? KIND_ADAMW : KIND_ADAM_L2;
-        if (opt && opt->id == ROTEQ_OPT_ADAM_L2)
+        if (opt == &roteq_adam_l2)
             return KIND_ADAM_L2;
         return KIND_ADAMW;
     }
