@@ -171,7 +171,7 @@ static int time_once(int kind, size_t N, size_t C, size_t T, unsigned threads, r
         cfg.dim = C;
         cfg.steps = T;
         cfg.threads = threads;
-        roteq_sim_options ex = {isa, 0};
+        roteq_sim_options ex = {isa, 0, 0};
         roteq_sim_result r;
         if (roteq_sim_run_ex(&cfg, &ex, NULL, &r))
             return -1;

@@ -1,13 +1,15 @@
 /* cmd_simulate.c - `roteq simulate`: run the random-walk simulator on an ensemble of neurons and
  * report measured equilibrium against theory's prediction. All numerics live in sim/
- * (roteq_sim_run); this file parses flags, opens every output file before the run (so a bad
- * path fails at once and nothing partial is ever left), streams the per-neuron trace from the
- * observer callback, and prints the summary as text, CSV rows or JSON (docs/FORMATS.md §1, §2,
- * §4). */
+ * (roteq_sim_run); this file parses flags, refuses a run larger than the machine's available
+ * memory before allocating it, opens every output file before the run (so a bad path fails at
+ * once and nothing partial is ever left), streams the per-neuron trace and the series rows from
+ * the observer callbacks (memory does not grow with --steps / --every), and prints the summary
+ * as text, CSV rows or JSON (docs/FORMATS.md §1, §2, §4). */
 #include "roteq_cli.h"
 #include "roteq_plots.h"
 #include "roteq_sim.h"
 
+#include <errno.h>
 #include <jansson.h>
 #include <math.h>
 #include <stdlib.h>
@@ -29,7 +31,7 @@ static void usage(FILE *out)
         "                         rv_lion (required)\n"
         "  --neurons N            ensemble size (default 128)\n"
         "  --dim C                weight-vector length (default 128)\n"
-        "  --steps T              optimizer steps (default 10000)\n"
+        "  --steps T              optimizer steps (default 10000, at most 1e10)\n"
         "  --seed S               random seed (default 1); results are bit-identical for any\n"
         "                         --threads\n"
         "  --threads K            worker threads (default: all online cores)\n"
@@ -52,7 +54,9 @@ static void usage(FILE *out)
         "  --plot DIR             draw norm and angle figures (with the prediction) into DIR\n"
         "  --isa NAME             auto (default), generic, avx2, avx512: kernel instruction set\n"
         "                         (identical results, different speed)\n"
-        "  --quiet                no progress bar\n"
+        "  --no-memory-check      run even when the run needs more memory than the machine has\n"
+        "                         available (MemAvailable, or ulimit -v); refused otherwise\n"
+        "  --quiet                no progress (a bar on a terminal, else a line every 10 s)\n"
         "  --help                 this text\n\n",
         out);
     roteq_cli_hparam_usage(out);
@@ -79,15 +83,22 @@ enum {
     OPT_FORMAT,
     OPT_PLOT,
     OPT_ISA,
+    OPT_NO_MEMORY_CHECK,
     OPT_QUIET,
     OPT_HELP
 };
 
+/* Series rows go to up to three streams as they are summarised: --out, stdout (--format csv)
+ * and the series file the --plot figures read. */
+#define SERIES_SINKS 3
+
 typedef struct {
     const roteq_sim_config *cfg;
     FILE *trace;
-    int progress;
-    double last_progress;
+    FILE *series[SERIES_SINKS];
+    const char *names[SERIES_SINKS + 1]; /* the outputs' names for messages; trace last */
+    const char *failed;                  /* the output a write failed on */
+    roteq_cli_progress progress;
     const char *layer;
 } sim_ctx;
 
@@ -108,25 +119,16 @@ static int on_record(void *vctx, size_t step, double lr, double wd, const double
         roteq_fprint_csv_double(c->trace, wd);
         fputc('\n', c->trace);
     }
-    return ferror(c->trace) ? ROTEQ_EIO : 0;
+    if (!ferror(c->trace))
+        return 0;
+    c->failed = c->names[SERIES_SINKS];
+    return ROTEQ_EIO;
 }
 
 static void on_progress(void *vctx, size_t step, size_t steps)
 {
     sim_ctx *c = vctx;
-    if (!c->progress)
-        return;
-    double now = roteq_seconds();
-    if (step < steps && now - c->last_progress < 0.2)
-        return;
-    c->last_progress = now;
-    int width = 40, done = (int)((double)width * (double)step / (double)steps);
-    fprintf(stderr, "\r[%.*s%*s] %3d%% step %zu/%zu", done,
-            "========================================", width - done, "",
-            (int)(100.0 * (double)step / (double)steps), step, steps);
-    if (step >= steps)
-        fputs("\r\033[K", stderr);
-    fflush(stderr);
+    roteq_cli_progress_update(&c->progress, step, steps);
 }
 
 static void write_comment_header(FILE *f, const roteq_sim_config *cfg)
@@ -163,36 +165,51 @@ static void csv_stat(FILE *f, const roteq_sim_stat *s, int with_std)
  * the run's base hyperparameters (ROTEQ_PRED_BEST, the same on every row; empty where theory has
  * none), so that `roteq plot` draws the equilibrium itself rather than the transient's value at
  * the last step, which is the equilibrium only once the run has settled. */
-static void write_series(FILE *f, const roteq_sim_config *cfg, const roteq_sim_result *r)
+static void write_series_header(FILE *f, const roteq_sim_config *cfg)
 {
     write_comment_header(f, cfg);
     fputs("step,group,lr,weight_decay,n,norm_mean,norm_std,norm_q05,norm_q50,norm_q95,"
           "angle_rms,angle_mean,angle_std,angle_q05,angle_q50,angle_q95,pred_norm,pred_angle,"
           "eq_norm,eq_angle,update_rms_mean,update_rms_q05,update_rms_q50,update_rms_q95\n",
           f);
-    const roteq_equilibrium *eq = &r->predicted[ROTEQ_PRED_BEST];
-    for (size_t i = 0; i < r->nrows; i++) {
-        const roteq_sim_row *w = &r->rows[i];
-        fprintf(f, "%zu,%s,", w->step, cfg->opt->name);
-        roteq_fprint_csv_double(f, w->lr);
-        fputc(',', f);
-        roteq_fprint_csv_double(f, w->weight_decay);
-        fprintf(f, ",%zu", cfg->neurons);
-        csv_stat(f, &w->norm, 1);
-        fputc(',', f);
-        roteq_fprint_csv_double(f, w->angle_rms);
-        csv_stat(f, &w->angle, 1);
-        fputc(',', f);
-        roteq_fprint_csv_double(f, w->pred_norm);
-        fputc(',', f);
-        roteq_fprint_csv_double(f, w->pred_angle);
-        fputc(',', f);
-        roteq_fprint_csv_double(f, eq->norm);
-        fputc(',', f);
-        roteq_fprint_csv_double(f, eq->angular_update);
-        csv_stat(f, &w->update_rms, 0);
-        fputc('\n', f);
-    }
+}
+
+static void write_series_row(FILE *f, const roteq_sim_config *cfg, const roteq_equilibrium *eq,
+                             const roteq_sim_row *w)
+{
+    fprintf(f, "%zu,%s,", w->step, cfg->opt->name);
+    roteq_fprint_csv_double(f, w->lr);
+    fputc(',', f);
+    roteq_fprint_csv_double(f, w->weight_decay);
+    fprintf(f, ",%zu", cfg->neurons);
+    csv_stat(f, &w->norm, 1);
+    fputc(',', f);
+    roteq_fprint_csv_double(f, w->angle_rms);
+    csv_stat(f, &w->angle, 1);
+    fputc(',', f);
+    roteq_fprint_csv_double(f, w->pred_norm);
+    fputc(',', f);
+    roteq_fprint_csv_double(f, w->pred_angle);
+    fputc(',', f);
+    roteq_fprint_csv_double(f, eq->norm);
+    fputc(',', f);
+    roteq_fprint_csv_double(f, eq->angular_update);
+    csv_stat(f, &w->update_rms, 0);
+    fputc('\n', f);
+}
+
+static int on_row(void *vctx, const roteq_sim_row *row, const roteq_sim_result *partial)
+{
+    sim_ctx *c = vctx;
+    for (int i = 0; i < SERIES_SINKS; i++)
+        if (c->series[i]) {
+            write_series_row(c->series[i], c->cfg, &partial->predicted[ROTEQ_PRED_BEST], row);
+            if (ferror(c->series[i])) {
+                c->failed = c->names[i];
+                return ROTEQ_EIO;
+            }
+        }
+    return 0;
 }
 
 static double rel_err(double got, double want)
@@ -320,10 +337,157 @@ static int make_dir(const char *dir)
     return mkdir(dir, 0777);
 }
 
-int roteq_cmd_simulate(int argc, char **argv)
+/* Everything the command line decides. */
+typedef struct {
+    roteq_sim_config cfg;
+    roteq_sim_options ex;
+    roteq_cli_hparams hps;
+    const roteq_optimizer_type *opt;
+    roteq_schedule lr_s, wd_s;
+    const char *out_path, *trace_path, *plot_dir;
+    roteq_format format;
+    int quiet, memory_check;
+} sim_args;
+
+/* --neurons, --dim, --steps, --every, --threads. */
+static int parse_count(int c, const char *arg, sim_args *a)
 {
-    if (roteq_cli_is_muon(argc, argv))
-        return roteq_cmd_muon_simulate(argc, argv);
+    const char *flag = c == OPT_NEURONS ? "neurons"
+                       : c == OPT_DIM   ? "dim"
+                       : c == OPT_STEPS ? "steps"
+                       : c == OPT_EVERY ? "every"
+                                        : "threads";
+    size_t sz;
+    if (roteq_cli_size(CMD, flag, arg, &sz))
+        return ROTEQ_EXIT_USAGE;
+    if (sz == 0 && c != OPT_THREADS)
+        return roteq_cli_fail(CMD, "--%s: must be positive", flag);
+    if (c == OPT_NEURONS) {
+        a->cfg.neurons = sz;
+    } else if (c == OPT_DIM) {
+        if (sz < 2)
+            return roteq_cli_fail(CMD, "--dim: must be at least 2, got %zu", sz);
+        a->cfg.dim = sz;
+    } else if (c == OPT_STEPS) {
+        if (sz > ROTEQ_CLI_STEPS_MAX)
+            return roteq_cli_fail(CMD, "--steps: at most %zu (1e10), got %zu", ROTEQ_CLI_STEPS_MAX,
+                                  sz);
+        a->cfg.steps = sz;
+    } else if (c == OPT_EVERY) {
+        a->cfg.every = sz;
+    } else {
+        if (sz > 4096)
+            return roteq_cli_fail(CMD, "--threads: at most 4096, got %zu", sz);
+        a->cfg.threads = (unsigned)sz;
+    }
+    return -1;
+}
+
+/* --grad-norm, --grad-spread, --dead-fraction, --radial, --init-norm. */
+static int parse_real(int c, const char *arg, sim_args *a)
+{
+    const char *flag = c == OPT_GRAD_NORM     ? "grad-norm"
+                       : c == OPT_GRAD_SPREAD ? "grad-spread"
+                       : c == OPT_DEAD        ? "dead-fraction"
+                       : c == OPT_RADIAL      ? "radial"
+                                              : "init-norm";
+    double d;
+    if (roteq_cli_double(CMD, flag, arg, &d))
+        return ROTEQ_EXIT_USAGE;
+    if (c == OPT_GRAD_NORM || c == OPT_INIT_NORM) {
+        if (!(d > 0))
+            return roteq_cli_fail(CMD, "--%s: must be positive, got %s", flag, arg);
+        *(c == OPT_GRAD_NORM ? &a->cfg.grad_norm : &a->cfg.init_norm) = d;
+    } else if (c == OPT_GRAD_SPREAD) {
+        if (!(d >= 0 && d <= 5))
+            return roteq_cli_fail(CMD, "--grad-spread: must be in [0, 5], got %s", arg);
+        a->cfg.grad_spread = d;
+    } else if (c == OPT_DEAD) {
+        if (!(d >= 0 && d < 1))
+            return roteq_cli_fail(CMD, "--dead-fraction: must be in [0, 1), got %s", arg);
+        a->cfg.dead_fraction = d;
+    } else {
+        a->cfg.radial = d;
+    }
+    return -1;
+}
+
+static int parse_isa(const char *arg, sim_args *a)
+{
+    for (int i = 0; i < ROTEQ_SIM_ISA_COUNT; i++)
+        if (strcmp(arg, roteq_sim_isa_names[i]) == 0) {
+            a->ex.isa = (roteq_sim_isa)i;
+            if (!roteq_sim_isa_available(a->ex.isa))
+                return roteq_cli_fail(CMD, "--isa: %s is not available on this machine", arg);
+            return -1;
+        }
+    return roteq_cli_fail(CMD, "--isa: unknown '%s' (known: auto, generic, avx2, avx512)", arg);
+}
+
+/* One option; -1 to go on, else the exit code. */
+static int parse_option(int c, char **argv, sim_args *a)
+{
+    int h = roteq_cli_hparam_option(CMD, c, optarg, &a->hps);
+    if (h != 0)
+        return h < 0 ? ROTEQ_EXIT_USAGE : -1;
+    switch (c) {
+    case OPT_OPTIMIZER:
+        if (!(a->opt = roteq_optimizer_lookup(optarg)))
+            return roteq_cli_fail(CMD, "--optimizer: %s", roteq_error_message());
+        return -1;
+    case OPT_NEURONS:
+    case OPT_DIM:
+    case OPT_STEPS:
+    case OPT_EVERY:
+    case OPT_THREADS:
+        return parse_count(c, optarg, a);
+    case OPT_SEED:
+        if (roteq_parse_u64(optarg, &a->cfg.seed))
+            return roteq_cli_fail(CMD, "--seed: %s", roteq_error_message());
+        return -1;
+    case OPT_GRADIENT:
+        if (roteq_grad_model_lookup(optarg, &a->cfg.grad_model))
+            return roteq_cli_fail(CMD, "--gradient: %s", roteq_error_message());
+        return -1;
+    case OPT_GRAD_NORM:
+    case OPT_GRAD_SPREAD:
+    case OPT_DEAD:
+    case OPT_RADIAL:
+    case OPT_INIT_NORM:
+        return parse_real(c, optarg, a);
+    case OPT_SCHEDULE:
+    case OPT_WD_SCHEDULE:
+        if (roteq_cli_schedule(CMD, c == OPT_SCHEDULE ? "schedule" : "wd-schedule", optarg,
+                               c == OPT_SCHEDULE ? &a->lr_s : &a->wd_s))
+            return ROTEQ_EXIT_USAGE;
+        return -1;
+    case OPT_OUT:
+    case OPT_TRACE:
+    case OPT_PLOT:
+        *(c == OPT_OUT ? &a->out_path : c == OPT_TRACE ? &a->trace_path : &a->plot_dir) = optarg;
+        return -1;
+    case OPT_FORMAT:
+        return roteq_cli_format(CMD, optarg, "text,csv,json", &a->format) ? ROTEQ_EXIT_USAGE : -1;
+    case OPT_ISA:
+        return parse_isa(optarg, a);
+    case OPT_NO_MEMORY_CHECK:
+        a->memory_check = 0;
+        return -1;
+    case OPT_QUIET:
+        a->quiet = 1;
+        return -1;
+    case OPT_HELP:
+        usage(stdout);
+        return ROTEQ_EXIT_OK;
+    case ':':
+    default:
+        return roteq_cli_bad_option(CMD, c, argv);
+    }
+}
+
+/* Parse and validate the command line into `a`; -1 to run, else the exit code. */
+static int parse_args(int argc, char **argv, sim_args *a)
+{
     struct option opts[64] = {
         {"optimizer", required_argument, NULL, OPT_OPTIMIZER},
         {"neurons", required_argument, NULL, OPT_NEURONS},
@@ -345,6 +509,7 @@ int roteq_cmd_simulate(int argc, char **argv)
         {"format", required_argument, NULL, OPT_FORMAT},
         {"plot", required_argument, NULL, OPT_PLOT},
         {"isa", required_argument, NULL, OPT_ISA},
+        {"no-memory-check", no_argument, NULL, OPT_NO_MEMORY_CHECK},
         {"quiet", no_argument, NULL, OPT_QUIET},
         {"help", no_argument, NULL, OPT_HELP},
     };
@@ -354,255 +519,200 @@ int roteq_cmd_simulate(int argc, char **argv)
     nopt = roteq_cli_hparam_options(opts, nopt);
     opts[nopt] = (struct option){NULL, 0, NULL, 0};
 
-    roteq_cli_hparams hps;
-    roteq_cli_hparams_init(&hps);
-    const roteq_optimizer_type *opt = NULL;
-    roteq_sim_config cfg;
-    roteq_sim_config_init(&cfg, &roteq_adamw);
-    roteq_schedule lr_s = roteq_schedule_constant(), wd_s = roteq_schedule_constant();
-    const char *out_path = NULL, *trace_path = NULL, *plot_dir = NULL;
-    roteq_format format = ROTEQ_FORMAT_TEXT;
-    roteq_sim_options ex = {ROTEQ_SIM_ISA_AUTO, 0};
-    int quiet = 0;
-    size_t sz;
-    double d;
-
+    memset(a, 0, sizeof *a);
+    roteq_cli_hparams_init(&a->hps);
+    roteq_sim_config_init(&a->cfg, &roteq_adamw);
+    a->lr_s = a->wd_s = roteq_schedule_constant();
+    a->format = ROTEQ_FORMAT_TEXT;
+    a->ex.isa = ROTEQ_SIM_ISA_AUTO;
+    a->memory_check = 1;
     optind = 1;
     opterr = 0;
-    int c;
-    while ((c = getopt_long(argc, argv, ":", opts, NULL)) != -1) {
-        int h = roteq_cli_hparam_option(CMD, c, optarg, &hps);
-        if (h < 0)
-            return ROTEQ_EXIT_USAGE;
-        if (h > 0)
-            continue;
-        switch (c) {
-        case OPT_OPTIMIZER:
-            if (!(opt = roteq_optimizer_lookup(optarg)))
-                return roteq_cli_fail(CMD, "--optimizer: %s", roteq_error_message());
-            break;
-        case OPT_NEURONS:
-        case OPT_DIM:
-        case OPT_STEPS:
-        case OPT_EVERY:
-        case OPT_THREADS: {
-            const char *flag = c == OPT_NEURONS ? "neurons"
-                               : c == OPT_DIM   ? "dim"
-                               : c == OPT_STEPS ? "steps"
-                               : c == OPT_EVERY ? "every"
-                                                : "threads";
-            if (roteq_cli_size(CMD, flag, optarg, &sz))
-                return ROTEQ_EXIT_USAGE;
-            if (sz == 0 && c != OPT_THREADS)
-                return roteq_cli_fail(CMD, "--%s: must be positive", flag);
-            if (c == OPT_NEURONS)
-                cfg.neurons = sz;
-            else if (c == OPT_DIM) {
-                if (sz < 2)
-                    return roteq_cli_fail(CMD, "--dim: must be at least 2, got %zu", sz);
-                cfg.dim = sz;
-            } else if (c == OPT_STEPS)
-                cfg.steps = sz;
-            else if (c == OPT_EVERY)
-                cfg.every = sz;
-            else {
-                if (sz > 4096)
-                    return roteq_cli_fail(CMD, "--threads: at most 4096, got %zu", sz);
-                cfg.threads = (unsigned)sz;
-            }
-            break;
-        }
-        case OPT_SEED:
-            if (roteq_parse_u64(optarg, &cfg.seed))
-                return roteq_cli_fail(CMD, "--seed: %s", roteq_error_message());
-            break;
-        case OPT_GRADIENT:
-            if (roteq_grad_model_lookup(optarg, &cfg.grad_model))
-                return roteq_cli_fail(CMD, "--gradient: %s", roteq_error_message());
-            break;
-        case OPT_GRAD_NORM:
-        case OPT_GRAD_SPREAD:
-        case OPT_DEAD:
-        case OPT_RADIAL:
-        case OPT_INIT_NORM: {
-            const char *flag = c == OPT_GRAD_NORM     ? "grad-norm"
-                               : c == OPT_GRAD_SPREAD ? "grad-spread"
-                               : c == OPT_DEAD        ? "dead-fraction"
-                               : c == OPT_RADIAL      ? "radial"
-                                                      : "init-norm";
-            if (roteq_cli_double(CMD, flag, optarg, &d))
-                return ROTEQ_EXIT_USAGE;
-            if (c == OPT_GRAD_NORM || c == OPT_INIT_NORM) {
-                if (!(d > 0))
-                    return roteq_cli_fail(CMD, "--%s: must be positive, got %s", flag, optarg);
-                *(c == OPT_GRAD_NORM ? &cfg.grad_norm : &cfg.init_norm) = d;
-            } else if (c == OPT_GRAD_SPREAD) {
-                if (!(d >= 0 && d <= 5))
-                    return roteq_cli_fail(CMD, "--grad-spread: must be in [0, 5], got %s", optarg);
-                cfg.grad_spread = d;
-            } else if (c == OPT_DEAD) {
-                if (!(d >= 0 && d < 1))
-                    return roteq_cli_fail(CMD, "--dead-fraction: must be in [0, 1), got %s",
-                                          optarg);
-                cfg.dead_fraction = d;
-            } else {
-                cfg.radial = d;
-            }
-            break;
-        }
-        case OPT_SCHEDULE:
-            if (roteq_cli_schedule(CMD, "schedule", optarg, &lr_s))
-                return ROTEQ_EXIT_USAGE;
-            break;
-        case OPT_WD_SCHEDULE:
-            if (roteq_cli_schedule(CMD, "wd-schedule", optarg, &wd_s))
-                return ROTEQ_EXIT_USAGE;
-            break;
-        case OPT_OUT:
-            out_path = optarg;
-            break;
-        case OPT_TRACE:
-            trace_path = optarg;
-            break;
-        case OPT_FORMAT:
-            if (roteq_cli_format(CMD, optarg, "text,csv,json", &format))
-                return ROTEQ_EXIT_USAGE;
-            break;
-        case OPT_PLOT:
-            plot_dir = optarg;
-            break;
-        case OPT_ISA: {
-            int found = 0;
-            for (int i = 0; i < ROTEQ_SIM_ISA_COUNT; i++)
-                if (strcmp(optarg, roteq_sim_isa_names[i]) == 0) {
-                    ex.isa = (roteq_sim_isa)i;
-                    found = 1;
-                }
-            if (!found)
-                return roteq_cli_fail(CMD,
-                                      "--isa: unknown '%s' (known: auto, generic, avx2, "
-                                      "avx512)",
-                                      optarg);
-            if (!roteq_sim_isa_available(ex.isa))
-                return roteq_cli_fail(CMD, "--isa: %s is not available on this machine", optarg);
-            break;
-        }
-        case OPT_QUIET:
-            quiet = 1;
-            break;
-        case OPT_HELP:
-            usage(stdout);
-            return ROTEQ_EXIT_OK;
-        case ':':
-        default:
-            return roteq_cli_bad_option(CMD, c, argv);
-        }
-    }
+    int c, rc;
+    while ((c = getopt_long(argc, argv, ":", opts, NULL)) != -1)
+        if ((rc = parse_option(c, argv, a)) >= 0)
+            return rc;
     if (optind < argc)
         return roteq_cli_fail(CMD, "unexpected argument '%s'", argv[optind]);
-    if (!opt)
+    if (!a->opt)
         return roteq_cli_fail(CMD, "--optimizer is required (see roteq simulate --help)");
-    roteq_hparams hp;
-    if (roteq_cli_hparams_finish(CMD, &opt, &hps, &hp))
+    if (roteq_cli_hparams_finish(CMD, &a->opt, &a->hps, &a->cfg.hp))
         return ROTEQ_EXIT_USAGE;
-    cfg.opt = opt;
-    cfg.hp = hp;
-    cfg.lr_schedule = lr_s;
-    cfg.wd_schedule = wd_s;
-    if (roteq_sim_config_validate(&cfg))
+    a->cfg.opt = a->opt;
+    a->cfg.lr_schedule = a->lr_s;
+    a->cfg.wd_schedule = a->wd_s;
+    if (roteq_sim_config_validate(&a->cfg))
         return roteq_cli_fail_lib(CMD, ROTEQ_EXIT_USAGE);
-    if (plot_dir && make_dir(plot_dir))
-        return roteq_cli_fail(CMD, "--plot: cannot create directory '%s'", plot_dir);
+    return -1;
+}
 
-    /* Open every output before the run: a bad path fails now, and nothing is left behind. */
-    roteq_ofile *out_f = NULL, *trace_f = NULL, *meta_f = NULL;
-    if (out_path && !(out_f = roteq_ofile_open(out_path)))
-        return roteq_cli_fail(CMD, "--out: %s", roteq_error_message());
-    if (trace_path && !(trace_f = roteq_ofile_open(trace_path))) {
-        roteq_ofile_abort(out_f);
-        return roteq_cli_fail(CMD, "--trace: %s", roteq_error_message());
+/* Refuse, before allocating anything, a run that needs more memory than the machine has
+ * available (rows stream, so it does not depend on --steps or --every). */
+static int check_memory(const sim_args *a)
+{
+    double need = roteq_sim_memory(&a->cfg, 0);
+    const char *what;
+    uint64_t avail = roteq_mem_available(&what);
+    if (!a->memory_check || avail == 0 || need <= (double)avail)
+        return 0;
+    char need_s[32], avail_s[32];
+    roteq_format_bytes(need, need_s, sizeof need_s);
+    roteq_format_bytes((double)avail, avail_s, sizeof avail_s);
+    roteq_cli_fail(CMD,
+                   "--neurons %zu --dim %zu needs about %s, more than the %s available here (%s); "
+                   "use fewer neurons or a smaller dimension, or --no-memory-check to try anyway",
+                   a->cfg.neurons, a->cfg.dim, need_s, avail_s, what);
+    return -1;
+}
+
+typedef struct {
+    roteq_ofile *out, *trace, *meta, *series;
+    char series_path[4096];
+} outputs;
+
+static void outputs_abort(outputs *o)
+{
+    roteq_ofile_abort(o->out);
+    roteq_ofile_abort(o->trace);
+    roteq_ofile_abort(o->meta);
+    roteq_ofile_abort(o->series);
+    memset(o, 0, sizeof *o);
+}
+
+/* Open every output before the run: a bad path fails now, and nothing is left behind. I/O
+ * failures are exit 1 naming the output. */
+static int outputs_open(const sim_args *a, outputs *o)
+{
+    memset(o, 0, sizeof *o);
+    if (a->out_path && a->trace_path && strcmp(a->out_path, "-") != 0 &&
+        (strcmp(a->out_path, a->trace_path) == 0 || roteq_same_file(a->out_path, a->trace_path)))
+        return roteq_cli_fail(CMD, "--trace: '%s' is also the --out file", a->trace_path);
+    if (a->plot_dir && make_dir(a->plot_dir)) {
+        roteq_cli_fail(CMD, "--plot: cannot create directory '%s'", a->plot_dir);
+        return ROTEQ_EXIT_FAIL;
     }
-    if (trace_f && strcmp(trace_path, "-") != 0 && write_trace_meta(trace_path, &cfg, &meta_f)) {
-        roteq_ofile_abort(out_f);
-        roteq_ofile_abort(trace_f);
-        return roteq_cli_fail(CMD, "--trace: cannot write metadata %s.json: %s", trace_path,
-                              roteq_error_message());
+    const char *flag = "--out";
+    if (a->out_path && !(o->out = roteq_ofile_open(a->out_path)))
+        goto fail;
+    flag = "--trace";
+    if (a->trace_path && !(o->trace = roteq_ofile_open(a->trace_path)))
+        goto fail;
+    if (o->trace && strcmp(a->trace_path, "-") != 0 &&
+        write_trace_meta(a->trace_path, &a->cfg, &o->meta))
+        goto fail;
+    /* The figures read a series CSV: --out's file, else one written into DIR. */
+    flag = "--plot";
+    if (a->plot_dir && a->out_path && strcmp(a->out_path, "-") != 0)
+        snprintf(o->series_path, sizeof o->series_path, "%s", a->out_path);
+    else if (a->plot_dir) {
+        snprintf(o->series_path, sizeof o->series_path, "%s/series.csv", a->plot_dir);
+        if (!(o->series = roteq_ofile_open(o->series_path)))
+            goto fail;
     }
-    sim_ctx ctx = {&cfg, trace_f ? roteq_ofile_stream(trace_f) : NULL, 0, 0.0, opt->name};
-    ctx.progress = !quiet && isatty(STDERR_FILENO) &&
-                   (double)cfg.neurons * (double)cfg.dim * (double)cfg.steps > 3e8;
+    return 0;
+fail:
+    roteq_cli_fail(CMD, "%s: %s", flag, roteq_error_message());
+    outputs_abort(o);
+    return ROTEQ_EXIT_FAIL;
+}
+
+static int outputs_commit(outputs *o)
+{
+    struct {
+        roteq_ofile **f;
+        const char *flag;
+    } all[] = {
+        {&o->out, "--out"}, {&o->trace, "--trace"}, {&o->meta, "--trace"}, {&o->series, "--plot"}};
+    int rc = ROTEQ_EXIT_OK;
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) {
+        if (*all[i].f && roteq_ofile_commit(*all[i].f) && rc == ROTEQ_EXIT_OK) {
+            roteq_cli_fail(CMD, "%s: %s", all[i].flag, roteq_error_message());
+            rc = ROTEQ_EXIT_FAIL;
+        }
+        *all[i].f = NULL;
+    }
+    return rc;
+}
+
+static int draw_figures(const sim_args *a, const outputs *o)
+{
+    const char *inputs[1] = {o->series_path};
+    const char *kinds[2] = {"norm", "angle"};
+    for (int k = 0; k < 2; k++) {
+        roteq_plot_options po;
+        memset(&po, 0, sizeof po);
+        po.out_dir = a->plot_dir;
+        po.format = "png";
+        po.log_y = k == 1;
+        char fig[4096];
+        if (roteq_plot(kinds[k], inputs, 1, &po, fig, sizeof fig))
+            return roteq_cli_fail_lib(CMD, ROTEQ_EXIT_FAIL);
+        fprintf(stderr, "roteq simulate: wrote %s\n", fig);
+    }
+    return ROTEQ_EXIT_OK;
+}
+
+int roteq_cmd_simulate(int argc, char **argv)
+{
+    if (roteq_cli_is_muon(argc, argv))
+        return roteq_cmd_muon_simulate(argc, argv);
+    sim_args a;
+    int rc = parse_args(argc, argv, &a);
+    if (rc >= 0)
+        return rc;
+    if (check_memory(&a))
+        return ROTEQ_EXIT_USAGE;
+    outputs o;
+    if ((rc = outputs_open(&a, &o)) != 0)
+        return rc;
+
+    sim_ctx ctx;
+    memset(&ctx, 0, sizeof ctx);
+    ctx.cfg = &a.cfg;
+    ctx.layer = a.opt->name;
+    ctx.trace = o.trace ? roteq_ofile_stream(o.trace) : NULL;
+    ctx.names[0] = a.out_path;
+    ctx.names[1] = "standard output";
+    ctx.names[2] = o.series_path;
+    ctx.names[3] = a.trace_path;
+    ctx.series[0] = o.out ? roteq_ofile_stream(o.out) : NULL;
+    ctx.series[1] = a.format == ROTEQ_FORMAT_CSV ? stdout : NULL;
+    ctx.series[2] = o.series ? roteq_ofile_stream(o.series) : NULL;
+    for (int i = 0; i < SERIES_SINKS; i++)
+        if (ctx.series[i])
+            write_series_header(ctx.series[i], &a.cfg);
+    roteq_cli_progress_init(&ctx.progress, CMD, !a.quiet);
     if (ctx.trace) {
-        write_comment_header(ctx.trace, &cfg);
+        write_comment_header(ctx.trace, &a.cfg);
         fputs("step,layer,neuron,norm,angle,lr,weight_decay\n", ctx.trace);
     }
-    roteq_sim_observer obs = {on_record, on_progress, &ctx};
+    roteq_sim_observer obs = {on_record, on_progress, &ctx, on_row};
     roteq_sim_result res;
-    fprintf(stderr, "roteq simulate: seed %llu\n", (unsigned long long)cfg.seed);
-    int st = roteq_sim_run_ex(&cfg, &ex, &obs, &res);
+    a.ex.stream_rows = 1;
+    fprintf(stderr, "roteq simulate: seed %llu\n", (unsigned long long)a.cfg.seed);
+    int st = roteq_sim_run_ex(&a.cfg, &a.ex, &obs, &res);
     if (st) {
-        roteq_ofile_abort(out_f);
-        roteq_ofile_abort(trace_f);
-        roteq_ofile_abort(meta_f);
-        if (st == ROTEQ_EIO)
-            return roteq_cli_fail(CMD, "--trace: write error on %s", trace_path);
+        outputs_abort(&o);
+        if (st == ROTEQ_EIO && ctx.failed) {
+            roteq_cli_fail(CMD, "cannot write '%s': %s", ctx.failed, strerror(errno));
+            return ROTEQ_EXIT_FAIL;
+        }
         return roteq_cli_fail_lib(CMD, st == ROTEQ_EINVAL || st == ROTEQ_EUNSUPPORTED
                                            ? ROTEQ_EXIT_USAGE
                                            : ROTEQ_EXIT_FAIL);
     }
-    if (out_f)
-        write_series(roteq_ofile_stream(out_f), &cfg, &res);
-    int rc = ROTEQ_EXIT_OK;
-    if (out_f && roteq_ofile_commit(out_f))
-        rc = roteq_cli_fail(CMD, "--out: %s", roteq_error_message());
-    if (trace_f && roteq_ofile_commit(trace_f))
-        rc = roteq_cli_fail(CMD, "--trace: %s", roteq_error_message());
-    if (meta_f && roteq_ofile_commit(meta_f))
-        rc = roteq_cli_fail(CMD, "--trace: %s", roteq_error_message());
-    if (rc) {
-        roteq_sim_result_free(&res);
+    if ((rc = outputs_commit(&o)) != ROTEQ_EXIT_OK) {
+        outputs_abort(&o);
         return rc;
     }
-
-    if (format == ROTEQ_FORMAT_JSON) {
-        json_t *o = summary_json(&cfg, &res);
-        json_dumpf(o, stdout, JSON_INDENT(2) | JSON_REAL_PRECISION(17));
+    if (a.format == ROTEQ_FORMAT_JSON) {
+        json_t *js = summary_json(&a.cfg, &res);
+        json_dumpf(js, stdout, JSON_INDENT(2) | JSON_REAL_PRECISION(17));
         fputc('\n', stdout);
-        json_decref(o);
-    } else if (format == ROTEQ_FORMAT_CSV) {
-        write_series(stdout, &cfg, &res);
-    } else {
-        print_text(stdout, &cfg, &res);
-    }
-
-    if (plot_dir) {
-        /* The figures read the series CSV; write one into DIR when --out did not. */
-        char series[4096];
-        if (out_path && strcmp(out_path, "-") != 0)
-            snprintf(series, sizeof series, "%s", out_path);
-        else {
-            snprintf(series, sizeof series, "%s/series.csv", plot_dir);
-            roteq_ofile *sf = roteq_ofile_open(series);
-            if (!sf || (write_series(roteq_ofile_stream(sf), &cfg, &res), roteq_ofile_commit(sf))) {
-                roteq_sim_result_free(&res);
-                return roteq_cli_fail(CMD, "--plot: %s", roteq_error_message());
-            }
-        }
-        const char *inputs[1] = {series};
-        const char *kinds[2] = {"norm", "angle"};
-        for (int k = 0; k < 2; k++) {
-            roteq_plot_options po;
-            memset(&po, 0, sizeof po);
-            po.out_dir = plot_dir;
-            po.format = "png";
-            po.log_y = k == 1;
-            char fig[4096];
-            if (roteq_plot(kinds[k], inputs, 1, &po, fig, sizeof fig)) {
-                roteq_sim_result_free(&res);
-                return roteq_cli_fail_lib(CMD, ROTEQ_EXIT_FAIL);
-            }
-            fprintf(stderr, "roteq simulate: wrote %s\n", fig);
-        }
+        json_decref(js);
+    } else if (a.format == ROTEQ_FORMAT_TEXT) {
+        print_text(stdout, &a.cfg, &res);
     }
     roteq_sim_result_free(&res);
-    return rc;
+    return a.plot_dir ? draw_figures(&a, &o) : ROTEQ_EXIT_OK;
 }

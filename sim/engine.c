@@ -7,9 +7,10 @@
  * statistics into a ring of slots (up to 16) and moves on; the calling thread (which also steps its
  * own neurons) summarises a record once every thread has completed it. No barrier: a thread the
  * OS deschedules for a while (the machine is shared) delays nobody until the ring is full.
- * Nothing is allocated after the threads start. Every random number is a function of (seed, neuron,
- * step, coordinate), so the result does not depend on the thread count or on the instruction set
- * chosen. */
+ * Nothing is allocated after the threads start, and roteq_sim_memory() says beforehand how much
+ * will be; rows can stream to the observer instead of being kept. Every random number is a function
+ * of (seed, neuron, step, coordinate), so the result does not depend on the thread count or on the
+ * instruction set chosen. */
 #include "kernel.h"
 #include "roteq_sim.h"
 #include "roteq_util.h"
@@ -83,6 +84,9 @@ int roteq_sim_config_validate(const roteq_sim_config *cfg)
         return roteq_error_set(ROTEQ_EINVAL, "dim %zu is too large", cfg->dim);
     if (cfg->steps == 0)
         return roteq_error_set(ROTEQ_EINVAL, "steps must be positive");
+    if (cfg->steps > ROTEQ_SIM_STEPS_MAX)
+        return roteq_error_set(ROTEQ_EINVAL, "steps must be at most %llu (1e10), got %zu",
+                               (unsigned long long)ROTEQ_SIM_STEPS_MAX, cfg->steps);
     if ((unsigned)cfg->grad_model >= ROTEQ_GRAD_COUNT)
         return roteq_error_set(ROTEQ_EINVAL, "unknown gradient model %d", (int)cfg->grad_model);
     if (!isnan(cfg->grad_norm) && !(cfg->grad_norm > 0.0 && isfinite(cfg->grad_norm)))
@@ -295,7 +299,8 @@ static roteq_sim_stat summarise(const double *x, size_t n, double *tmp)
 
 /* ---- The run ---- */
 
-#define CHUNK 256 /* steps whose coefficients a thread prepares at once */
+#define CHUNK      256               /* steps whose coefficients a thread prepares at once */
+#define PIECE_WORK ((size_t)1 << 27) /* coordinate-steps between progress calls, about 0.1 s */
 
 typedef struct run run;
 
@@ -320,8 +325,7 @@ struct run {
     size_t ring_slots;
     double *sum_norm, *sum_ang2; /* per neuron, over the last quarter */
     size_t q_start;              /* first step of the last quarter */
-    size_t *rec_steps;           /* recorded steps */
-    size_t nrec;
+    size_t every, nrec;          /* record steps every, 2 every, ..., and the last */
     unsigned nworkers;
     pthread_mutex_t mu; /* guards the fields below */
     pthread_cond_t cv;
@@ -335,6 +339,11 @@ struct run {
  * that the OS deschedules for a while delays nobody until the ring is full. */
 #define RING_MAX   16
 #define RING_BYTES ((size_t)64 << 20) /* at most 64 MB of slots for very large ensembles */
+
+static size_t rec_step(const run *r, size_t j)
+{
+    return (j + 1) * r->every < r->cfg->steps ? (j + 1) * r->every : r->cfg->steps;
+}
 
 static double *slot(const run *r, size_t j)
 {
@@ -392,8 +401,8 @@ static void *worker_main(void *arg)
         pthread_mutex_unlock(&r->mu);
         if (stop)
             break;
-        run_range(wk, prev + 1, r->rec_steps[j] + 1, slot(r, j));
-        prev = r->rec_steps[j];
+        run_range(wk, prev + 1, rec_step(r, j) + 1, slot(r, j));
+        prev = rec_step(r, j);
         pthread_mutex_lock(&r->mu);
         r->done[wk->index] = j + 1;
         pthread_cond_broadcast(&r->cv);
@@ -419,8 +428,9 @@ static int summarise_record(run *r, summary *sm, size_t j)
     const roteq_sim_config *cfg = r->cfg;
     const size_t N = cfg->neurons;
     const double *rec = slot(r, j);
-    size_t t = r->rec_steps[j];
-    roteq_sim_row *row = &sm->out->rows[sm->out->nrows++];
+    size_t t = rec_step(r, j);
+    roteq_sim_row streamed, *row = sm->out->rows ? &sm->out->rows[sm->out->nrows] : &streamed;
+    sm->out->nrows++;
     row->step = t;
     row->lr = cfg->hp.lr * roteq_schedule_factor(&cfg->lr_schedule, (long)t);
     row->weight_decay = cfg->hp.weight_decay * roteq_schedule_factor(&cfg->wd_schedule, (long)t);
@@ -452,6 +462,8 @@ static int summarise_record(run *r, summary *sm, size_t j)
     int rc = 0;
     if (obs && obs->on_record)
         rc = obs->on_record(obs->ctx, t, row->lr, row->weight_decay, rec, rec + N, N);
+    if (!rc && obs && obs->on_row)
+        rc = obs->on_row(obs->ctx, row, sm->out);
     if (obs && obs->on_progress)
         obs->on_progress(obs->ctx, t, cfg->steps);
     return rc;
@@ -563,8 +575,55 @@ static void free_run(run *r, worker *wk, size_t nw)
     free(r->done);
     free(r->sum_norm);
     free(r->sum_ang2);
-    free(r->rec_steps);
     free((void *)r->kc.coord_scale);
+}
+
+/* What a run allocates, from its configuration alone: roteq_sim_memory() and the run agree. */
+typedef struct {
+    size_t cpad, ngen, nvec, neuron_doubles, every, nrec, ring_slots;
+    unsigned nthreads;
+    double bytes;
+} layout;
+
+static size_t aligned_bytes(double n)
+{
+    return (size_t)(ceil(n * (double)sizeof(double) / 64.0) * 64.0);
+}
+
+static void layout_of(const roteq_sim_config *cfg, int keep_rows, layout *l)
+{
+    const size_t N = cfg->neurons, C = cfg->dim;
+    l->cpad = (C + ROTEQ_KERNEL_PAD - 1) / ROTEQ_KERNEL_PAD * ROTEQ_KERNEL_PAD;
+    l->ngen = roteq_sim_normals_padded(l->cpad);
+    l->nvec = 1 + roteq_sim_rules[cfg->opt->id].state_vectors;
+    l->neuron_doubles = l->nvec * l->cpad;
+    l->nthreads = cfg->threads ? cfg->threads : online_cores();
+    if (l->nthreads > N)
+        l->nthreads = (unsigned)N;
+    l->every = cfg->every ? cfg->every : (cfg->steps + 199) / 200;
+    l->nrec = (cfg->steps + l->every - 1) / l->every;
+    l->ring_slots = RING_BYTES / (3 * N * sizeof(double));
+    l->ring_slots = l->ring_slots > RING_MAX ? RING_MAX : l->ring_slots < 2 ? 2 : l->ring_slots;
+    double n = (double)N, T = (double)l->nthreads;
+    l->bytes = (double)aligned_bytes(n * (double)l->neuron_doubles)   /* weights and state */
+               + (double)aligned_bytes(n * ROTEQ_NS_COUNT)            /* per-neuron scalars */
+               + (double)aligned_bytes((double)l->ring_slots * 3 * n) /* records in flight */
+               + 3 * (double)aligned_bytes(n) /* last-quarter sums, summary scratch */
+               + T * ((double)aligned_bytes(3.0 * (double)l->ngen) +
+                      CHUNK * (double)sizeof(roteq_sim_coef) + (double)sizeof(worker) +
+                      (double)sizeof(size_t)) +
+               2 * (double)aligned_bytes((double)l->ngen) /* initial draw, coordinate scales */
+               + (keep_rows ? (double)l->nrec * (double)sizeof(roteq_sim_row) : 0.0) +
+               (cfg->opt->id == ROTEQ_OPT_LION || cfg->opt->id == ROTEQ_OPT_RV_LION
+                    ? 2.0 * 65536 * sizeof(double) /* theory's lag history */
+                    : 0.0);
+}
+
+double roteq_sim_memory(const roteq_sim_config *cfg, int keep_rows)
+{
+    layout l;
+    layout_of(cfg, keep_rows, &l);
+    return l.bytes;
 }
 
 int roteq_sim_run(const roteq_sim_config *cfg, const roteq_sim_observer *obs, roteq_sim_result *out)
@@ -579,7 +638,7 @@ int roteq_sim_run_ex(const roteq_sim_config *cfg, const roteq_sim_options *ex,
     int st = roteq_sim_config_validate(cfg);
     if (st)
         return st;
-    roteq_sim_options defaults = {ROTEQ_SIM_ISA_AUTO, 0};
+    roteq_sim_options defaults = {ROTEQ_SIM_ISA_AUTO, 0, 0};
     if (!ex)
         ex = &defaults;
     if ((unsigned)ex->isa >= ROTEQ_SIM_ISA_COUNT)
@@ -618,16 +677,21 @@ int roteq_sim_run_ex(const roteq_sim_config *cfg, const roteq_sim_options *ex,
         .radial_coef = cfg->grad_model == ROTEQ_GRAD_RADIAL ? cfg->radial * gnorm : 0.0,
         .coord_scale = NULL,
     };
-    r.nvec = 1 + rule->state_vectors;
-    r.neuron_doubles = r.nvec * cpad;
-
-    unsigned nthreads = cfg->threads ? cfg->threads : online_cores();
-    if (nthreads > N)
-        nthreads = (unsigned)N;
-    size_t every = cfg->every ? cfg->every : (cfg->steps + 199) / 200;
-    r.nrec = (cfg->steps + every - 1) / every;
+    layout lay;
+    int keep_rows = !ex->stream_rows;
+    layout_of(cfg, keep_rows, &lay);
+    r.nvec = lay.nvec;
+    r.neuron_doubles = lay.neuron_doubles;
+    unsigned nthreads = lay.nthreads;
+    r.every = lay.every;
+    r.nrec = lay.nrec;
     size_t quarter = cfg->steps / 4 ? cfg->steps / 4 : 1;
     r.q_start = cfg->steps - quarter + 1;
+    if (keep_rows && r.nrec > ROTEQ_SIM_ROWS_MAX)
+        return roteq_error_set(ROTEQ_EINVAL,
+                               "%zu records would be kept in memory, at most %d: record less "
+                               "often (every) or stream the rows (roteq_sim_options.stream_rows)",
+                               r.nrec, ROTEQ_SIM_ROWS_MAX);
 
     if (N > SIZE_MAX / sizeof(double) / r.neuron_doubles)
         return roteq_error_set(ROTEQ_ENOMEM, "%zu neurons of dimension %zu do not fit in memory", N,
@@ -635,19 +699,18 @@ int roteq_sim_run_ex(const roteq_sim_config *cfg, const roteq_sim_options *ex,
     worker *wk = calloc(nthreads, sizeof *wk);
     r.vec = aligned_doubles(N * r.neuron_doubles);
     r.nsc = aligned_doubles(N * ROTEQ_NS_COUNT);
-    r.ring_slots = RING_BYTES / (3 * N * sizeof(double));
-    r.ring_slots = r.ring_slots > RING_MAX ? RING_MAX : r.ring_slots < 2 ? 2 : r.ring_slots;
+    r.ring_slots = lay.ring_slots;
     r.ring = aligned_doubles(r.ring_slots * 3 * N);
     r.done = calloc(nthreads, sizeof *r.done);
     r.nworkers = nthreads;
     r.sum_norm = aligned_doubles(N);
     r.sum_ang2 = aligned_doubles(N);
-    r.rec_steps = calloc(r.nrec, sizeof *r.rec_steps);
-    out->rows = calloc(r.nrec, sizeof *out->rows);
+    if (keep_rows)
+        out->rows = calloc(r.nrec, sizeof *out->rows);
     double *tmp = aligned_doubles(N);
     double *init = aligned_doubles(r.kc.ngen);
-    int ok = wk && r.vec && r.nsc && r.ring && r.done && r.sum_norm && r.sum_ang2 && r.rec_steps &&
-             out->rows && tmp && init;
+    int ok = wk && r.vec && r.nsc && r.ring && r.done && r.sum_norm && r.sum_ang2 &&
+             (out->rows || !keep_rows) && tmp && init;
     if (ok && cfg->grad_model == ROTEQ_GRAD_ANISOTROPIC)
         ok = (r.kc.coord_scale = anisotropic_scales(cfg, cpad)) != NULL;
     for (unsigned i = 0; ok && i < nthreads; i++) {
@@ -667,8 +730,6 @@ int roteq_sim_run_ex(const roteq_sim_config *cfg, const roteq_sim_options *ex,
         return roteq_error_set(ROTEQ_ENOMEM, "out of memory for %zu neurons of dimension %zu", N,
                                C);
     }
-    for (size_t j = 0; j < r.nrec; j++)
-        r.rec_steps[j] = (j + 1) * every < cfg->steps ? (j + 1) * every : cfg->steps;
 
     /* Initial weights: a uniformly random direction (normals of step counter 0) scaled to the
      * initial norm; the heterogeneous model's per-neuron scale from a reserved counter. */
@@ -731,14 +792,24 @@ int roteq_sim_run_ex(const roteq_sim_config *cfg, const roteq_sim_options *ex,
     if (started == nthreads) {
         /* The calling thread steps its own neurons and summarises records as they complete,
          * blocking only when its own ring slot is still unsummarised. */
-        size_t prev = 0;
+        size_t prev = 0, own = (wk[0].n1 - wk[0].n0) * C;
+        size_t piece = own * CHUNK >= PIECE_WORK ? CHUNK : PIECE_WORK / own / CHUNK * CHUNK;
         for (size_t j = 0; j < r.nrec && status == ROTEQ_OK; j++) {
             while (status == ROTEQ_OK && r.processed + r.ring_slots <= j)
                 summarise_next(&r, &sm, 1, &status);
             if (status != ROTEQ_OK)
                 break;
-            run_range(&wk[0], prev + 1, r.rec_steps[j] + 1, slot(&r, j));
-            prev = r.rec_steps[j];
+            size_t end = rec_step(&r, j) + 1;
+            /* Long stretches between records in pieces of whole chunks (the same arithmetic),
+             * with progress after each. */
+            for (size_t t0 = prev + 1; t0 < end;) {
+                size_t t1 = end - t0 > piece ? t0 + piece : end;
+                run_range(&wk[0], t0, t1, t1 == end ? slot(&r, j) : NULL);
+                if (t1 < end && obs && obs->on_progress)
+                    obs->on_progress(obs->ctx, t1 - 1, cfg->steps);
+                t0 = t1;
+            }
+            prev = end - 1;
             pthread_mutex_lock(&r.mu);
             r.done[0] = j + 1;
             pthread_mutex_unlock(&r.mu);

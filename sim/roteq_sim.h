@@ -81,10 +81,23 @@ typedef struct {
      * of the step just taken. A non-zero return aborts the run and is returned by roteq_sim_run. */
     int (*on_record)(void *ctx, size_t step, double lr, double weight_decay, const double *norms,
                      const double *angles, size_t neurons);
-    /* Called now and then on the calling thread; may be NULL. */
+    /* Called now and then on the calling thread (at least every ~1e8 coordinate-steps of its
+     * own neurons, records or not); may be NULL. */
     void (*on_progress)(void *ctx, size_t step, size_t steps);
     void *ctx;
+    /* Called on the calling thread with each row as it is summarised (after on_record), with
+     * the result so far (its `predicted` is set); may be NULL. Non-zero aborts as above. */
+    int (*on_row)(void *ctx, const roteq_sim_row *row, const roteq_sim_result *partial);
 } roteq_sim_observer;
+
+/* Longest run: 1e10 steps (days of work even for one small neuron). */
+#define ROTEQ_SIM_STEPS_MAX 10000000000ULL
+/* Rows a run keeps in memory (about 170 bytes each) unless they stream. */
+#define ROTEQ_SIM_ROWS_MAX 1000000
+/* Bytes a run of `cfg` allocates (exactly what roteq_sim_run_ex takes, to the cache line;
+ * `keep_rows` 0 when the rows stream): about N (C_pad (1 + state vectors) + 6 + 3 slots) * 8
+ * for N neurons of C coordinates, plus 170 bytes per kept row. cfg must be valid. */
+double roteq_sim_memory(const roteq_sim_config *cfg, int keep_rows);
 
 /* Run the simulation. `obs` may be NULL. On success the caller owns out->rows
  * (release with roteq_sim_result_free). */
@@ -161,8 +174,10 @@ roteq_sim_isa roteq_sim_isa_best(void);
  * agreed. roteq_sim_run() uses the defaults (all zero: auto ISA, fused kernels). */
 typedef struct {
     roteq_sim_isa isa;
-    int reference; /* 1: drive the rule table with materialised gradients instead of the fused
-                      kernels (slow; tests use it to check the kernels bit for bit) */
+    int reference;   /* 1: drive the rule table with materialised gradients instead of the fused
+                        kernels (slow; tests use it to check the kernels bit for bit) */
+    int stream_rows; /* 1: rows go only to the observer's on_row; out->rows stays NULL and
+                        out->nrows counts them (memory independent of steps / every) */
 } roteq_sim_options;
 
 int roteq_sim_run_ex(const roteq_sim_config *cfg, const roteq_sim_options *ex,

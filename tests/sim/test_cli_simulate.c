@@ -1,6 +1,8 @@
 /* test_cli_simulate.c - `roteq simulate` and `roteq bench` from the outside: help, every
- * bad-input path (one line, exit 2, no output file left behind), and the files a good run
- * writes (series CSV, trace CSV + metadata, JSON summary). */
+ * bad-input path (one line, exit 2, no output file left behind), outputs that cannot be written
+ * (exit 1 naming them, before the run), runs larger than the available memory (refused up
+ * front), rows that stream (memory independent of --steps / --every), progress when stderr is
+ * not a terminal, and the files a good run writes (series CSV, trace CSV + metadata, JSON). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -13,6 +15,10 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 static size_t count_lines(const char *s, const char *prefix)
 {
@@ -83,7 +89,8 @@ static void test_bad_input(void **state)
         {"--seed", "-5", "--seed"},
         {"--init-norm", "0", "--init-norm"},
         {"--grad-spread", "9", "--grad-spread"},
-        {"--plot", "/nonexistent/roteq/figs", "--plot"},
+        {"--steps", "1000000000000000", "--steps: at most 10000000000 (1e10)"},
+        {"--weight-decay", "1500", "no equilibrium"},
         {"--wd-schedule", "step:0:0.5", "--wd-schedule"},
     };
     char *dir = roteq_test_tmpdir();
@@ -117,25 +124,152 @@ static void test_bad_input(void **state)
     roteq_test_rmtree(dir);
 }
 
-/* An output path that cannot be written: exit 2 before the run, and the other output that
- * could be written is not left behind either. */
+/* An output path that cannot be written (a missing folder, a directory, a plot folder that
+ * cannot be made, the trace on the --out file): exit 1 naming it before the run (no "seed"
+ * line: nothing ran), and the other output that could be written is not left behind either. */
 static void test_unwritable_output(void **state)
 {
     (void)state;
     char *dir = roteq_test_tmpdir();
     char *good = roteq_test_path(dir, "series.csv");
     char *bad = roteq_test_path(dir, "missing/trace.csv");
-    const char *args[] = {"simulate", "--optimizer", "adamw",   "--steps", "20",
-                          "--out",    good,          "--trace", bad,       NULL};
+    char *sub = roteq_test_path(dir, "adir");
+    struct {
+        const char *flag, *value, *needle;
+        int code;
+    } cases[] = {
+        {"--trace", bad, "--trace: cannot write", 1},
+        {"--trace", sub, "Is a directory", 1},
+        {"--plot", "/nonexistent/roteq/figs", "--plot: cannot create directory", 1},
+        {"--trace", good, "--trace: '", 2},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        assert_int_equal(mkdir(sub, 0777), 0);
+        const char *args[] = {"simulate", "--optimizer", "adamw",       "--steps",      "20",
+                              "--out",    good,          cases[i].flag, cases[i].value, NULL};
+        char *err = NULL;
+        int rc = roteq_test_run(args, NULL, NULL, &err);
+        if (rc != cases[i].code || !strstr(err, cases[i].needle) || count_lines(err, NULL) != 1)
+            fail_msg("%s %s: exit %d, stderr '%s'", cases[i].flag, cases[i].value, rc, err);
+        assert_int_equal(rmdir(sub), 0);
+        assert_int_equal(count_entries(dir), 0);
+        free(err);
+    }
+    /* --out DIR: refused at once, not after the run. */
+    assert_int_equal(mkdir(sub, 0777), 0);
+    const char *args[] = {"simulate", "--optimizer", "adamw", "--steps", "20", "--out", sub, NULL};
     char *err = NULL;
-    assert_int_equal(roteq_test_run(args, NULL, NULL, &err), 2);
-    assert_non_null(strstr(err, "--trace"));
+    assert_int_equal(roteq_test_run(args, NULL, NULL, &err), 1);
+    assert_non_null(strstr(err, "roteq simulate: --out: cannot write"));
+    assert_non_null(strstr(err, "Is a directory"));
     assert_int_equal(count_lines(err, NULL), 1);
-    assert_int_equal(count_entries(dir), 0);
+    assert_int_equal(count_entries(dir), 1);
     free(err);
     free(good);
     free(bad);
+    free(sub);
     roteq_test_rmtree(dir);
+}
+
+/* A run that needs more memory than is available is refused before anything is allocated,
+ * naming the figures; --no-memory-check tries anyway (here under ulimit -v 2 GB, so it fails
+ * with "out of memory" instead of swapping). */
+static void test_memory_limit(void **state)
+{
+    (void)state;
+    char *err = NULL;
+    const char *huge[] = {"simulate",   "--optimizer", "adamw", "--neurons",
+                          "4294967295", "--dim",       "1024",  NULL};
+    assert_int_equal(roteq_test_run(huge, NULL, NULL, &err), 2);
+    assert_non_null(strstr(err, "roteq simulate: --neurons 4294967295 --dim 1024 needs about "));
+    assert_non_null(strstr(err, "TB, more than the "));
+    assert_non_null(strstr(err, "available here (MemAvailable)"));
+    assert_non_null(strstr(err, "--no-memory-check"));
+    assert_int_equal(count_lines(err, NULL), 1);
+    free(err);
+
+    struct rlimit old, low;
+    assert_int_equal(getrlimit(RLIMIT_AS, &old), 0);
+    low = old;
+    low.rlim_cur = (rlim_t)2 << 30;
+    assert_int_equal(setrlimit(RLIMIT_AS, &low), 0);
+    const char *big[] = {"simulate", "--optimizer", "adamw",   "--neurons", "4000000",
+                         "--dim",    "128",         "--steps", "10",        NULL};
+    int rc = roteq_test_run(big, NULL, NULL, &err);
+    const char *forced[] = {"simulate", "--optimizer", "adamw",   "--neurons", "4000000",
+                            "--dim",    "128",         "--steps", "10",        "--no-memory-check",
+                            NULL};
+    char *err2 = NULL;
+    int rc2 = roteq_test_run(forced, NULL, NULL, &err2);
+    assert_int_equal(setrlimit(RLIMIT_AS, &old), 0);
+    assert_int_equal(rc, 2);
+    assert_non_null(strstr(err, "needs about 12.7 GB, more than the 2.15 GB available here "
+                                "(RLIMIT_AS)"));
+    assert_int_equal(rc2, 1);
+    assert_non_null(strstr(err2, "out of memory for 4000000 neurons of dimension 128"));
+    free(err);
+    free(err2);
+}
+
+/* --every 1 keeps no row in memory: the rows stream to their outputs. 150000 rows took 25 MB
+ * more (170 bytes a row and 8 for its step; 1e8 rows were 17 GB) before; now the whole process
+ * stays below 20 MB whatever the number of rows. */
+static void test_rows_stream(void **state)
+{
+    (void)state;
+    char *dir = roteq_test_tmpdir();
+    char *out_path = roteq_test_path(dir, "series.csv");
+    /* In a fresh process, so that the peak of earlier children does not count. */
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        const char *args[] = {"simulate", "--optimizer", "sgd", "--lr",  "0.1",    "--weight-decay",
+                              "0.01",     "--neurons",   "1",   "--dim", "2",      "--steps",
+                              "150000",   "--every",     "1",   "--out", out_path, "--format",
+                              "json",     "--quiet",     NULL};
+        char *out = NULL, *err = NULL;
+        if (roteq_test_run(args, NULL, &out, &err) != 0)
+            _exit(3);
+        struct rusage ru;
+        if (getrusage(RUSAGE_CHILDREN, &ru) != 0)
+            _exit(4);
+        fprintf(stderr, "peak memory %ld kB with --every 1 --steps 150000\n", ru.ru_maxrss);
+        _exit(ru.ru_maxrss < 20 * 1024 ? 0 : 5);
+    }
+    int status;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 0);
+    char *csv = roteq_test_read_file(out_path, NULL);
+    assert_int_equal(count_lines(csv, "149999,sgd,"), 1);
+    assert_int_equal(count_lines(csv, NULL), 150003); /* two comments, the header, the rows */
+    free(csv);
+    free(out_path);
+    roteq_test_rmtree(dir);
+}
+
+/* With stderr a pipe, a long run still says how far it is (a line per ROTEQ_PROGRESS_SECONDS),
+ * also between records far apart; --quiet silences it. */
+static void test_progress_not_a_terminal(void **state)
+{
+    (void)state;
+    setenv("ROTEQ_PROGRESS_SECONDS", "0", 1);
+    const char *args[] = {"simulate", "--optimizer", "adamw",     "--neurons", "64",
+                          "--dim",    "64",          "--threads", "1",         "--steps",
+                          "70000",    "--every",     "70000",     NULL};
+    char *out = NULL, *err = NULL;
+    assert_int_equal(roteq_test_run(args, NULL, &out, &err), 0);
+    assert_non_null(strstr(err, "roteq simulate: step 32768 of 70000 (46.8%)"));
+    assert_non_null(strstr(err, "roteq simulate: step 65536 of 70000"));
+    free(out);
+    free(err);
+    const char *quiet[] = {"simulate", "--optimizer", "adamw",   "--steps", "3000",
+                           "--every",  "100",         "--quiet", NULL};
+    assert_int_equal(roteq_test_run(quiet, NULL, &out, &err), 0);
+    unsetenv("ROTEQ_PROGRESS_SECONDS");
+    assert_string_equal(err, "roteq simulate: seed 1\n");
+    free(out);
+    free(err);
 }
 
 static void test_outputs(void **state)
@@ -284,6 +418,9 @@ int main(void)
         cmocka_unit_test(test_help),
         cmocka_unit_test(test_bad_input),
         cmocka_unit_test(test_unwritable_output),
+        cmocka_unit_test(test_memory_limit),
+        cmocka_unit_test(test_rows_stream),
+        cmocka_unit_test(test_progress_not_a_terminal),
         cmocka_unit_test(test_outputs),
         cmocka_unit_test(test_text_and_csv),
         cmocka_unit_test(test_bench),

@@ -227,7 +227,7 @@ static void test_determinism(void **state)
             c.grad_model = (roteq_grad_model)gm;
             c.radial = 0.3;
             roteq_sim_result base, other;
-            roteq_sim_options ex = {ROTEQ_SIM_ISA_GENERIC, 1};
+            roteq_sim_options ex = {ROTEQ_SIM_ISA_GENERIC, 1, 0};
             assert_int_equal(roteq_sim_run_ex(&c, &ex, NULL, &base), 0);
             char what[128];
             for (int isa = ROTEQ_SIM_ISA_GENERIC; isa < ROTEQ_SIM_ISA_COUNT; isa++) {
@@ -235,7 +235,7 @@ static void test_determinism(void **state)
                     continue;
                 for (unsigned th = 1; th <= 3; th += 2) {
                     c.threads = th;
-                    ex = (roteq_sim_options){(roteq_sim_isa)isa, 0};
+                    ex = (roteq_sim_options){(roteq_sim_isa)isa, 0, 0};
                     assert_int_equal(roteq_sim_run_ex(&c, &ex, NULL, &other), 0);
                     snprintf(what, sizeof what, "%s %s, %s, %u threads vs reference",
                              roteq_optimizers[id]->name, roteq_grad_model_names[gm],
@@ -310,7 +310,7 @@ static void test_validation(void **state)
     bad = c;
     bad.opt = NULL;
     assert_int_equal(roteq_sim_run(&bad, NULL, &r), ROTEQ_EINVAL);
-    roteq_sim_options ex = {(roteq_sim_isa)99, 0};
+    roteq_sim_options ex = {(roteq_sim_isa)99, 0, 0};
     assert_int_equal(roteq_sim_run_ex(&c, &ex, NULL, &r), ROTEQ_EINVAL);
     roteq_grad_model gm;
     assert_int_equal(roteq_grad_model_lookup("sideways", &gm), ROTEQ_ENOTFOUND);
@@ -340,13 +340,62 @@ static int count_records(void *ctx, size_t step, double lr, double wd, const dou
     return o->abort_at && (int)o->calls == o->abort_at ? -99 : 0;
 }
 
+/* Rows that stream: the observer sees the same rows, bit for bit, as a run that keeps them, and
+ * none is kept; a run that would keep more than ROTEQ_SIM_ROWS_MAX rows is refused, naming the
+ * limit; roteq_sim_memory counts the kept rows. */
+typedef struct {
+    roteq_sim_row rows[8];
+    size_t n;
+} row_sink;
+
+static int sink_row(void *ctx, const roteq_sim_row *row, const roteq_sim_result *partial)
+{
+    row_sink *k = ctx;
+    assert_true(partial->predicted[ROTEQ_PRED_BEST].norm > 0);
+    assert_true(k->n < 8);
+    k->rows[k->n++] = *row;
+    return 0;
+}
+
+static void test_stream_rows(void **state)
+{
+    (void)state;
+    roteq_sim_config c = small_config(&roteq_adamw);
+    c.threads = 2;
+    roteq_sim_result kept, streamed;
+    assert_int_equal(roteq_sim_run(&c, NULL, &kept), 0);
+    row_sink k;
+    memset(&k, 0, sizeof k);
+    roteq_sim_observer obs = {NULL, NULL, &k, sink_row};
+    roteq_sim_options ex = {ROTEQ_SIM_ISA_AUTO, 0, 1};
+    assert_int_equal(roteq_sim_run_ex(&c, &ex, &obs, &streamed), 0);
+    assert_null(streamed.rows);
+    assert_int_equal(streamed.nrows, kept.nrows);
+    assert_int_equal(k.n, kept.nrows);
+    assert_memory_equal(k.rows, kept.rows, kept.nrows * sizeof *kept.rows);
+    assert_true(streamed.norm_mean == kept.norm_mean && streamed.angle_rms == kept.angle_rms);
+    roteq_sim_result_free(&kept);
+    roteq_sim_result_free(&streamed);
+
+    c.every = 1;
+    c.steps = ROTEQ_SIM_ROWS_MAX + 1;
+    assert_int_equal(roteq_sim_run(&c, NULL, &kept), ROTEQ_EINVAL);
+    assert_non_null(strstr(roteq_error_message(), "at most 1000000"));
+    assert_null(kept.rows);
+    double with = roteq_sim_memory(&c, 1), without = roteq_sim_memory(&c, 0);
+    assert_close(with - without, (double)c.steps * sizeof(roteq_sim_row), 1e-12);
+    c.steps = ROTEQ_SIM_STEPS_MAX + 1;
+    assert_int_equal(roteq_sim_config_validate(&c), ROTEQ_EINVAL);
+    assert_non_null(strstr(roteq_error_message(), "steps must be at most 10000000000"));
+}
+
 static void test_rows_and_observer(void **state)
 {
     (void)state;
     roteq_sim_config c = small_config(&roteq_adamw);
     c.threads = 2;
     obs_ctx o = {0, 0, 0};
-    roteq_sim_observer obs = {count_records, NULL, &o};
+    roteq_sim_observer obs = {count_records, NULL, &o, NULL};
     roteq_sim_result r;
     assert_int_equal(roteq_sim_run(&c, &obs, &r), 0);
     assert_int_equal(r.nrows, 6); /* 50, 100, ..., 250, 260 */
@@ -489,7 +538,7 @@ static void test_row_statistics(void **state)
         c.every = 10;
         capture cap;
         memset(&cap, 0, sizeof cap);
-        roteq_sim_observer obs = {capture_all, NULL, &cap};
+        roteq_sim_observer obs = {capture_all, NULL, &cap, NULL};
         roteq_sim_result r;
         assert_int_equal(roteq_sim_run(&c, &obs, &r), 0);
         assert_int_equal(r.nrows, 8);
@@ -587,6 +636,7 @@ int main(void)
         cmocka_unit_test(test_adamw_equilibrium),
         cmocka_unit_test(test_sgdm_equilibrium),
         cmocka_unit_test(test_bench_normals),
+        cmocka_unit_test(test_stream_rows),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -63,7 +63,7 @@ static double angle_cv(const roteq_sim_config *c)
     p.from = c->steps - c->steps / 4 + 1;
     roteq_sim_config cc = *c;
     cc.every = 5;
-    roteq_sim_observer obs = {collect, NULL, &p};
+    roteq_sim_observer obs = {collect, NULL, &p, NULL};
     roteq_sim_result r;
     assert_int_equal(roteq_sim_run(&cc, &obs, &r), 0);
     roteq_sim_result_free(&r);
