@@ -595,7 +595,8 @@ static void layout_of(const roteq_sim_config *cfg, int keep_rows, layout *l)
     const size_t N = cfg->neurons, C = cfg->dim;
     l->cpad = (C + ROTEQ_KERNEL_PAD - 1) / ROTEQ_KERNEL_PAD * ROTEQ_KERNEL_PAD;
     l->ngen = roteq_sim_normals_padded(l->cpad);
-    l->nvec = 1 + roteq_sim_rules[cfg->opt->id].state_vectors;
+    const roteq_sim_rule *rule = roteq_sim_rule_for(cfg->opt);
+    l->nvec = 1 + (rule ? rule->state_vectors : 0);
     l->neuron_doubles = l->nvec * l->cpad;
     l->nthreads = cfg->threads ? cfg->threads : online_cores();
     if (l->nthreads > N)
@@ -614,9 +615,9 @@ static void layout_of(const roteq_sim_config *cfg, int keep_rows, layout *l)
                       (double)sizeof(size_t)) +
                2 * (double)aligned_bytes((double)l->ngen) /* initial draw, coordinate scales */
                + (keep_rows ? (double)l->nrec * (double)sizeof(roteq_sim_row) : 0.0) +
-               (cfg->opt->id == ROTEQ_OPT_LION || cfg->opt->id == ROTEQ_OPT_RV_LION
-                    ? 2.0 * 65536 * sizeof(double) /* theory's lag history */
-                    : 0.0);
+               ((cfg->opt->flags & ROTEQ_OPTF_SIGN) ? 2.0 * 65536 * sizeof(double) /* theory's
+                                                                                     lag history */
+                                                    : 0.0);
 }
 
 double roteq_sim_memory(const roteq_sim_config *cfg, int keep_rows)

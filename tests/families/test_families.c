@@ -92,7 +92,7 @@ static void run(const roteq_optimizer_type *opt, int reference, roteq_sim_result
     c.steps = 300;
     c.every = 10;
     c.threads = 2;
-    roteq_sim_options ex = {ROTEQ_SIM_ISA_AUTO, reference};
+    roteq_sim_options ex = {ROTEQ_SIM_ISA_AUTO, reference, 0};
     assert_int_equal(roteq_sim_run_ex(&c, &ex, NULL, r), 0);
 }
 
