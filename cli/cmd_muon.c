@@ -31,6 +31,8 @@ enum {
     OPT_THREADS,
     OPT_INIT_NORM,
     OPT_EVERY,
+    OPT_SCHEDULE,
+    OPT_WD_SCHEDULE,
     OPT_HELP,
 };
 
@@ -121,6 +123,7 @@ static int finish_hparams(const char *cmd, const roteq_muon_hparams *hp)
     return 0;
 }
 
+/* The flags both commands take (a table row each; clang-format keeps them one per line). */
 #define COMMON_OPTS                                                                                \
     {"optimizer", required_argument, NULL, OPT_OPTIMIZER},                                         \
         {"lr", required_argument, NULL, OPT_LR},                                                   \
@@ -132,9 +135,45 @@ static int finish_hparams(const char *cmd, const roteq_muon_hparams *hp)
         {"adjust-lr", required_argument, NULL, OPT_ADJUST},                                        \
         {"eps", required_argument, NULL, OPT_EPS}, {"shape", required_argument, NULL, OPT_SHAPE},  \
         {"format", required_argument, NULL, OPT_FORMAT},                                           \
+        {"schedule", required_argument, NULL, OPT_SCHEDULE},                                       \
+        {"wd-schedule", required_argument, NULL, OPT_WD_SCHEDULE},                                 \
+        {"init-norm", required_argument, NULL, OPT_INIT_NORM},                                     \
+        {"steps", required_argument, NULL, OPT_STEPS},                                             \
+        {"every", required_argument, NULL, OPT_EVERY},                                             \
     {                                                                                              \
         "help", no_argument, NULL, OPT_HELP                                                        \
     }
+
+/* --schedule, --wd-schedule, --init-norm, --steps, --every: 1 if `c` was one, -1 if bad. */
+typedef struct {
+    roteq_schedule lr, wd;
+    double init_norm;
+    size_t steps, every;
+} run_flags;
+
+static int run_flag(const char *cmd, int c, const char *arg, run_flags *f)
+{
+    switch (c) {
+    case OPT_SCHEDULE:
+        return roteq_cli_schedule(cmd, "schedule", arg, &f->lr) ? -1 : 1;
+    case OPT_WD_SCHEDULE:
+        return roteq_cli_schedule(cmd, "wd-schedule", arg, &f->wd) ? -1 : 1;
+    case OPT_INIT_NORM:
+        if (roteq_cli_double(cmd, "init-norm", arg, &f->init_norm))
+            return -1;
+        if (!(f->init_norm > 0 && isfinite(f->init_norm))) {
+            roteq_cli_fail(cmd, "--init-norm: must be positive, got %s", arg);
+            return -1;
+        }
+        return 1;
+    case OPT_STEPS:
+        return roteq_cli_size(cmd, "steps", arg, &f->steps) ? -1 : 1;
+    case OPT_EVERY:
+        return roteq_cli_size(cmd, "every", arg, &f->every) ? -1 : 1;
+    default:
+        return 0;
+    }
+}
 
 static json_t *num(double x)
 {
@@ -154,10 +193,13 @@ static void theory_usage(FILE *out)
 {
     fputs("usage: roteq theory --optimizer muon --shape ROWSxCOLS [--lr X] [--weight-decay X]\n"
           "                    [--momentum X] [--no-nesterov] [--ns-steps K]\n"
-          "                    [--adjust-lr original|match_rms_adamw] [--format text|json]\n\n"
+          "                    [--adjust-lr original|match_rms_adamw] [--format text|json]\n"
+          "                    [--steps T [--every K] [--init-norm X] [--schedule S]\n"
+          "                     [--wd-schedule S] [--format text|csv|json]]\n\n"
           "Muon's rotational equilibrium for a matrix whose rows are scale-invariant neurons:\n"
           "per row and for the whole matrix, three predictions (best, plain, lionlike;\n"
-          "theory/README.md \"Muon\").\n\n",
+          "theory/README.md \"Muon\"). With --steps, the transient: the RMS row norm and angle at\n"
+          "every step from --init-norm (default: best's norm) under the schedules.\n\n",
           out);
     usage_hparams(out);
 }
@@ -193,17 +235,66 @@ static int theory_print(const roteq_muon_hparams *hp, const roteq_muon_equilibri
     return ROTEQ_EXIT_OK;
 }
 
+/* The transient under schedules, one row every `every` steps (and the last). */
+static int theory_trajectory(const roteq_muon_hparams *hp, const run_flags *rf, double init,
+                             roteq_format format)
+{
+    if (rf->steps > 100000000)
+        return roteq_cli_fail("theory", "--steps: at most 1e8, got %zu", rf->steps);
+    roteq_muon_transient *tr = roteq_muon_transient_alloc(hp, init);
+    if (!tr)
+        return roteq_cli_fail_lib("theory", ROTEQ_EXIT_USAGE);
+    json_t *rows = format == ROTEQ_FORMAT_JSON ? json_array() : NULL;
+    if (format == ROTEQ_FORMAT_CSV)
+        printf("step,lr,weight_decay,norm,angular_update\n");
+    else if (format == ROTEQ_FORMAT_TEXT)
+        printf("%10s %12s %12s %14s %14s\n", "step", "lr", "weight_decay", "row norm", "row angle");
+    size_t every = rf->every ? rf->every : 1;
+    for (size_t t = 1; t <= rf->steps; t++) {
+        double lr = hp->lr * roteq_schedule_factor(&rf->lr, (long)t);
+        double wd = hp->weight_decay * roteq_schedule_factor(&rf->wd, (long)t);
+        double n, a;
+        if (roteq_muon_transient_step(tr, lr, wd, &n, &a)) {
+            roteq_muon_transient_free(tr);
+            json_decref(rows);
+            return roteq_cli_fail("theory", "step %zu: %s", t, roteq_error_message());
+        }
+        if (t % every != 0 && t != rf->steps)
+            continue;
+        if (rows)
+            json_array_append_new(
+                rows, json_pack("{s:I, s:o, s:o, s:o, s:o}", "step", (json_int_t)t, "lr", num(lr),
+                                "weight_decay", num(wd), "norm", num(n), "angular_update", num(a)));
+        else if (format == ROTEQ_FORMAT_CSV)
+            printf("%zu,%.17g,%.17g,%.17g,%.17g\n", t, lr, wd, n, a);
+        else
+            printf("%10zu %12.6g %12.6g %14.8g %14.8g\n", t, lr, wd, n, a);
+    }
+    roteq_muon_transient_free(tr);
+    if (rows) {
+        json_t *o = json_pack("{s:s, s:o, s:o, s:o}", "optimizer", "muon", "hparams",
+                              hparams_json(hp), "init_norm", num(init), "trajectory", rows);
+        json_dumpf(o, stdout, JSON_INDENT(2));
+        fputc('\n', stdout);
+        json_decref(o);
+    }
+    return ROTEQ_EXIT_OK;
+}
+
 int roteq_cmd_muon_theory(int argc, char **argv)
 {
     static const char *cmd = "theory";
     struct option opts[] = {COMMON_OPTS, {0, 0, 0, 0}};
     roteq_muon_hparams hp = roteq_muon_defaults();
     roteq_format format = ROTEQ_FORMAT_TEXT;
+    run_flags rf = {roteq_schedule_constant(), roteq_schedule_constant(), NAN, 0, 1};
     optind = 0;
     opterr = 0;
     int c;
     while ((c = getopt_long(argc, argv, ":", opts, NULL)) != -1) {
         int r = hparam_flag(cmd, c, optarg, &hp);
+        if (r == 0)
+            r = run_flag(cmd, c, optarg, &rf);
         if (r < 0)
             return ROTEQ_EXIT_USAGE;
         if (r > 0 || c == OPT_OPTIMIZER)
@@ -213,7 +304,7 @@ int roteq_cmd_muon_theory(int argc, char **argv)
             return ROTEQ_EXIT_OK;
         }
         if (c == OPT_FORMAT) {
-            if (roteq_cli_format(cmd, optarg, "text,json", &format))
+            if (roteq_cli_format(cmd, optarg, "text,csv,json", &format))
                 return ROTEQ_EXIT_USAGE;
             continue;
         }
@@ -227,6 +318,10 @@ int roteq_cmd_muon_theory(int argc, char **argv)
     for (int i = 0; i < ROTEQ_MUON_PRED_COUNT; i++)
         if (roteq_muon_equilibrium_of(&hp, (roteq_muon_prediction)i, &eq[i]))
             return roteq_cli_fail_lib(cmd, ROTEQ_EXIT_USAGE);
+    if (rf.steps > 0)
+        return theory_trajectory(&hp, &rf, isnan(rf.init_norm) ? eq[0].norm : rf.init_norm, format);
+    if (format == ROTEQ_FORMAT_CSV)
+        return roteq_cli_fail(cmd, "--format csv is for the trajectory (--steps T)");
     return theory_print(&hp, eq, format);
 }
 
@@ -245,7 +340,10 @@ static void simulate_usage(FILE *out)
           "  --seed S             Philox seed (1)\n"
           "  --threads N          worker threads (0: all cores)\n"
           "  --init-norm X        initial row norm (default: the best prediction)\n"
-          "  --every K            record every K steps (default: ~200 rows)\n",
+          "  --every K            record every K steps (default: ~200 rows)\n"
+          "  --schedule S         lr schedule (as for the other optimizers; roteq theory --help)\n"
+          "  --wd-schedule S      weight-decay schedule\n"
+          "csv rows carry theory's transient (pred_norm, pred_angle) beside the measurement.\n",
           out);
     usage_hparams(out);
 }
@@ -254,11 +352,12 @@ static void simulate_print(const roteq_sim_muon_config *cfg, const roteq_sim_muo
                            const roteq_muon_equilibrium *eq, roteq_format format)
 {
     if (format == ROTEQ_FORMAT_CSV) {
-        printf("step,row_norm,row_angle_rms,matrix_norm,matrix_angle_rms\n");
+        printf("step,row_norm,row_angle_rms,matrix_norm,matrix_angle_rms,pred_norm,pred_angle\n");
         for (size_t i = 0; i < res->nrows; i++) {
             const roteq_sim_muon_row *r = &res->rows[i];
-            printf("%zu,%.17g,%.17g,%.17g,%.17g\n", r->step, r->row_norm, r->row_angle_rms,
-                   r->matrix_norm, r->matrix_angle_rms);
+            printf("%zu,%.17g,%.17g,%.17g,%.17g,%.17g,%.17g\n", r->step, r->row_norm,
+                   r->row_angle_rms, r->matrix_norm, r->matrix_angle_rms, r->pred_norm,
+                   r->pred_angle);
         }
         return;
     }
@@ -311,11 +410,8 @@ int roteq_cmd_muon_simulate(int argc, char **argv)
     static const char *cmd = "simulate";
     struct option opts[] = {COMMON_OPTS,
                             {"matrices", required_argument, NULL, OPT_MATRICES},
-                            {"steps", required_argument, NULL, OPT_STEPS},
                             {"seed", required_argument, NULL, OPT_SEED},
                             {"threads", required_argument, NULL, OPT_THREADS},
-                            {"init-norm", required_argument, NULL, OPT_INIT_NORM},
-                            {"every", required_argument, NULL, OPT_EVERY},
                             {0, 0, 0, 0}};
     roteq_sim_muon_config cfg;
     roteq_sim_muon_config_init(&cfg);
@@ -325,8 +421,11 @@ int roteq_cmd_muon_simulate(int argc, char **argv)
     optind = 0;
     opterr = 0;
     int c, bad = 0;
+    run_flags rf = {roteq_schedule_constant(), roteq_schedule_constant(), NAN, cfg.steps, 0};
     while (!bad && (c = getopt_long(argc, argv, ":", opts, NULL)) != -1) {
         int r = hparam_flag(cmd, c, optarg, &cfg.hp);
+        if (r == 0)
+            r = run_flag(cmd, c, optarg, &rf);
         if (r != 0 || c == OPT_OPTIMIZER) {
             bad = r < 0;
             continue;
@@ -341,21 +440,12 @@ int roteq_cmd_muon_simulate(int argc, char **argv)
         case OPT_MATRICES:
             bad = roteq_cli_size(cmd, "matrices", optarg, &cfg.matrices);
             break;
-        case OPT_STEPS:
-            bad = roteq_cli_size(cmd, "steps", optarg, &cfg.steps);
-            break;
         case OPT_SEED:
             if (roteq_parse_u64(optarg, &cfg.seed))
                 bad = roteq_cli_fail(cmd, "--seed: %s", roteq_error_message());
             break;
         case OPT_THREADS:
             bad = roteq_cli_size(cmd, "threads", optarg, &threads);
-            break;
-        case OPT_INIT_NORM:
-            bad = roteq_cli_double(cmd, "init-norm", optarg, &cfg.init_norm);
-            break;
-        case OPT_EVERY:
-            bad = roteq_cli_size(cmd, "every", optarg, &cfg.every);
             break;
         default:
             return roteq_cli_bad_option(cmd, c, argv);
@@ -367,6 +457,8 @@ int roteq_cmd_muon_simulate(int argc, char **argv)
         return roteq_cli_fail(cmd, "unexpected argument '%s'", argv[optind]);
     if (finish_hparams(cmd, &cfg.hp))
         return ROTEQ_EXIT_USAGE;
+    cfg.lr_schedule = rf.lr, cfg.wd_schedule = rf.wd, cfg.init_norm = rf.init_norm;
+    cfg.steps = rf.steps, cfg.every = rf.every;
     if (threads > 4096)
         return roteq_cli_fail(cmd, "--threads: at most 4096, got %zu", threads);
     cfg.threads = (unsigned)threads;

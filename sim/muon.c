@@ -136,6 +136,7 @@ void roteq_sim_muon_config_init(roteq_sim_muon_config *cfg)
     cfg->steps = 4000;
     cfg->seed = 1;
     cfg->init_norm = NAN;
+    cfg->lr_schedule = cfg->wd_schedule = roteq_schedule_constant();
 }
 
 int roteq_sim_muon_config_validate(const roteq_sim_muon_config *cfg)
@@ -227,7 +228,9 @@ static int run_matrix(muon_job *job, roteq_muon_work *wk, double *W, double *Wol
         if (st)
             return st;
         memcpy(Wold, W, n * sizeof *W);
-        roteq_muon_step(wk, &cfg->hp, cfg->hp.lr, cfg->hp.weight_decay, W, buf, G);
+        double lr = cfg->hp.lr * roteq_schedule_factor(&cfg->lr_schedule, (long)t);
+        double wd = cfg->hp.weight_decay * roteq_schedule_factor(&cfg->wd_schedule, (long)t);
+        roteq_muon_step(wk, &cfg->hp, lr, wd, W, buf, G);
         int quarter = t >= job->q_start, record = t % job->every == 0;
         if (!quarter && !record)
             continue;
@@ -318,6 +321,18 @@ static int summarise(const muon_job *job, roteq_sim_muon_result *out)
         r->matrix_angle_rms = sqrt(s[3] / (double)M);
     }
     out->nrows = job->nrec;
+    roteq_muon_transient *tr = roteq_muon_transient_alloc(&cfg->hp, job->init_norm);
+    if (!tr)
+        return ROTEQ_ENOMEM;
+    for (size_t t = 1, k = 0; t <= cfg->steps && k < job->nrec; t++) {
+        double lr = cfg->hp.lr * roteq_schedule_factor(&cfg->lr_schedule, (long)t);
+        double wd = cfg->hp.weight_decay * roteq_schedule_factor(&cfg->wd_schedule, (long)t);
+        double pn, pa;
+        roteq_muon_transient_step(tr, lr, wd, &pn, &pa);
+        if (t % job->every == 0)
+            out->rows[k].pred_norm = pn, out->rows[k++].pred_angle = pa;
+    }
+    roteq_muon_transient_free(tr);
     return ROTEQ_OK;
 }
 

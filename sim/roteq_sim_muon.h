@@ -9,6 +9,7 @@
 #define ROTEQ_SIM_MUON_H
 
 #include "roteq_muon.h"
+#include "roteq_schedule.h"
 
 #include <stddef.h>
 #include <stdint.h>
@@ -31,6 +32,7 @@ void roteq_muon_step(roteq_muon_work *w, const roteq_muon_hparams *hp, double lr
 
 typedef struct {
     roteq_muon_hparams hp;
+    roteq_schedule lr_schedule, wd_schedule; /* factors on hp.lr / hp.weight_decay per step */
     size_t matrices, steps;
     uint64_t seed;
     unsigned threads; /* 0: all online cores */
@@ -47,6 +49,7 @@ typedef struct {
     double row_angle_rms; /* RMS over rows and matrices of the step's row angle */
     double matrix_norm;   /* mean Frobenius norm */
     double matrix_angle_rms;
+    double pred_norm, pred_angle; /* theory's transient (roteq_muon_transient) at this step */
 } roteq_sim_muon_row;
 
 typedef struct {

@@ -256,6 +256,70 @@ int roteq_muon_equilibrium_of(const roteq_muon_hparams *hp, roteq_muon_predictio
     return ROTEQ_OK;
 }
 
+struct roteq_muon_transient {
+    roteq_muon_hparams hp;
+    double A, q, rho1, beta;
+    double w[ROTEQ_MUON_CHAOS_TERMS];  /* chaos weights times rho1^k */
+    double bk[ROTEQ_MUON_CHAOS_TERMS]; /* beta^k */
+    double G[ROTEQ_MUON_CHAOS_TERMS];  /* sum_j eta_{t-j} (decays since) beta^(k(j-1)) */
+};
+
+roteq_muon_transient *roteq_muon_transient_alloc(const roteq_muon_hparams *hp, double init_norm)
+{
+    if (roteq_muon_validate(hp))
+        return NULL;
+    if (!(init_norm > 0 && isfinite(init_norm))) {
+        roteq_error_set(ROTEQ_EINVAL, "init_norm must be positive, got %.17g", init_norm);
+        return NULL;
+    }
+    roteq_muon_transient *tr = calloc(1, sizeof *tr);
+    if (!tr) {
+        roteq_error_set(ROTEQ_ENOMEM, "out of memory for a Muon transient");
+        return NULL;
+    }
+    tr->hp = *hp;
+    tr->A = init_norm * init_norm;
+    double lin, m = hp->momentum;
+    roteq_muon_spectrum(hp->rows, hp->cols, hp->ns_steps, &tr->q, &lin);
+    tr->beta = m;
+    tr->rho1 = roteq_lion_rho1(hp->nesterov ? m * m : m, m);
+    if (roteq_muon_chaos(hp->rows, hp->cols, hp->ns_steps, tr->w, ROTEQ_MUON_CHAOS_TERMS)) {
+        free(tr);
+        return NULL;
+    }
+    double r = tr->rho1, b = tr->beta;
+    for (int j = 0; j < ROTEQ_MUON_CHAOS_TERMS; j++) {
+        tr->w[j] *= r, tr->bk[j] = b;
+        r *= tr->rho1 * tr->rho1, b *= tr->beta * tr->beta;
+    }
+    return tr;
+}
+
+void roteq_muon_transient_free(roteq_muon_transient *tr)
+{
+    free(tr);
+}
+
+int roteq_muon_transient_step(roteq_muon_transient *tr, double lr, double weight_decay,
+                              double *norm, double *angle)
+{
+    if (!(lr > 0 && weight_decay >= 0 && lr * weight_decay < 1))
+        return roteq_error_set(ROTEQ_EINVAL, "lr %.17g, weight decay %.17g out of range", lr,
+                               weight_decay);
+    /* w_{t+1} = d w_t - e o_t; E<w_t, o_t> = -q sum_k w_k rho1^k G_k with
+     * G_k(t+1) = e_t + beta^k d_t G_k(t) (README "Muon", transient). */
+    double d = 1 - lr * weight_decay, e = roteq_muon_adjusted_lr(&tr->hp, lr), X = 0;
+    for (int j = 0; j < ROTEQ_MUON_CHAOS_TERMS; j++)
+        X += tr->w[j] * tr->G[j];
+    X *= -tr->q;
+    *angle = roteq_step_angle(tr->A, d, e * X, e * e * tr->q);
+    tr->A = d * d * tr->A - 2 * d * e * X + e * e * tr->q;
+    for (int j = 0; j < ROTEQ_MUON_CHAOS_TERMS; j++)
+        tr->G[j] = e + tr->bk[j] * d * tr->G[j];
+    *norm = sqrt(tr->A);
+    return ROTEQ_OK;
+}
+
 const char *roteq_muon_formula(void)
 {
     return "best: row norm^2 = eta_adj^2 q S/(1-d^2), S = 1 + 2 sum_k f(rho_k) d^k, f(rho) = "

@@ -90,6 +90,18 @@ typedef struct {
 int roteq_muon_equilibrium_of(const roteq_muon_hparams *hp, roteq_muon_prediction which,
                               roteq_muon_equilibrium *out);
 
+/* Transient: E||w_row||^2 and the RMS row angle at every step from a row norm init_norm and a
+ * fresh buffer, under per-step lr and weight decay (schedules). The lag correlations are the
+ * stationary ones (best's law), carried per chaos degree by a geometric filter, so the
+ * momentum's warm-up over the first ~1/(1-momentum) steps is not modelled (README "Muon"). */
+typedef struct roteq_muon_transient roteq_muon_transient;
+roteq_muon_transient *roteq_muon_transient_alloc(const roteq_muon_hparams *hp, double init_norm);
+void roteq_muon_transient_free(roteq_muon_transient *tr);
+/* One step with the lr and weight decay in force; writes the RMS row norm after it and the
+ * RMS row angle of the step. */
+int roteq_muon_transient_step(roteq_muon_transient *tr, double lr, double weight_decay,
+                              double *norm, double *angle);
+
 /* Text for `roteq theory --list`. */
 const char *roteq_muon_formula(void);
 

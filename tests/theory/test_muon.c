@@ -142,6 +142,33 @@ static void test_predictions(void **state)
     assert_close(bt.norm, bw.norm, 1e-12);
 }
 
+/* The transient's fixed point is best's closed form (they share only the chaos weights); from a
+ * norm 3x too large it decays at about eta*lambda per step. */
+static void test_transient(void **state)
+{
+    (void)state;
+    roteq_muon_hparams hp = hp_of(64, 128, 0.95, 1);
+    roteq_muon_equilibrium b;
+    assert_int_equal(roteq_muon_equilibrium_of(&hp, ROTEQ_MUON_PRED_BEST, &b), 0);
+    roteq_muon_transient *tr = roteq_muon_transient_alloc(&hp, 3 * b.norm);
+    assert_non_null(tr);
+    double n = 0, a = 0, first = 0;
+    for (int t = 1; t <= 40000; t++) {
+        assert_int_equal(roteq_muon_transient_step(tr, 0.02, 0.1, &n, &a), 0);
+        if (t == 100)
+            first = n;
+    }
+    assert_close(n, b.norm, 1e-10);
+    assert_close(a, b.angular_update, 1e-10);
+    /* after 100 steps: the decay d^200 of A from 9x, plus at most (1 - d^200) of the
+     * equilibrium's A from the updates (less while their correlations build up) */
+    double d200 = pow(1 - 0.002, 200), r = first / (3 * b.norm);
+    assert_true(r > sqrt(d200) && r < sqrt(d200 + (1 - d200) / 9));
+    assert_int_equal(roteq_muon_transient_step(tr, 20, 0.1, &n, &a), ROTEQ_EINVAL);
+    roteq_muon_transient_free(tr);
+    assert_null(roteq_muon_transient_alloc(&hp, -1));
+}
+
 static void test_validate(void **state)
 {
     (void)state;
@@ -209,6 +236,13 @@ static void test_cli(void **state)
         assert_int_equal(strchr(err, '\n') - err + 1, (long)strlen(err)); /* one line */
         free(out), free(err);
     }
+    const char *traj[] = {"theory",    "--optimizer", "muon", "--shape", "16x32", "--lr",
+                          "0.02",      "--steps",     "50",   "--every", "25",    "--schedule",
+                          "warmup:10", "--format",    "csv",  NULL};
+    assert_int_equal(roteq_test_run(traj, NULL, &out, &err), 0);
+    assert_non_null(strstr(out, "step,lr,weight_decay,norm,angular_update\n25,"));
+    assert_non_null(strstr(out, "\n50,0.02"));
+    free(out), free(err);
     const char *list[] = {"theory", "--list", NULL};
     assert_int_equal(roteq_test_run(list, NULL, &out, &err), 0);
     assert_non_null(strstr(out, "muon"));
@@ -218,13 +252,10 @@ static void test_cli(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_adjusted_lr),
-        cmocka_unit_test(test_ns_poly),
-        cmocka_unit_test(test_spectrum_square),
-        cmocka_unit_test(test_chaos),
-        cmocka_unit_test(test_predictions),
-        cmocka_unit_test(test_validate),
-        cmocka_unit_test(test_cli),
+        cmocka_unit_test(test_adjusted_lr),     cmocka_unit_test(test_ns_poly),
+        cmocka_unit_test(test_spectrum_square), cmocka_unit_test(test_chaos),
+        cmocka_unit_test(test_predictions),     cmocka_unit_test(test_transient),
+        cmocka_unit_test(test_validate),        cmocka_unit_test(test_cli),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
