@@ -390,6 +390,49 @@ static int load_torch(snapshot *s, const char *path, const reader *rd, const cha
                                        infos, data, n);
 }
 
+/* ---- reading mapped data under a SIGBUS guard */
+
+static _Thread_local sigjmp_buf *fault_jump;
+
+static void on_sigbus(int sig)
+{
+    if (fault_jump)
+        siglongjmp(*fault_jump, 1);
+    signal(sig, SIG_DFL); /* not ours (another thread): the default action */
+    raise(sig);
+}
+
+/* The error for a mapped file that is not what it was when mapped. */
+static int changed(const char *path, const struct stat *was, const char *how)
+{
+    struct stat now;
+    if (stat(path, &now) != 0)
+        return roteq_error_set(ROTEQ_EIO, "%s: %s while being read (%s)", path, how,
+                               strerror(errno));
+    return roteq_error_set(ROTEQ_EIO,
+                           "%s: %s while being read (%lld bytes when opened, now %lld): "
+                           "rewritten in place or still being written?",
+                           path, how, (long long)was->st_size, (long long)now.st_size);
+}
+
+/* A header parsed from the mapping: the file may shrink between fstat and the parse. */
+static int guarded_parse(const char *path, const unsigned char *data, size_t size, int npy,
+                         roteq_analysis_tensor_info *one, roteq_analysis_tensor_info **infos,
+                         size_t *n, int *faulted)
+{
+    sigjmp_buf jb;
+    if (sigsetjmp(jb, 1)) { /* what the parser allocated is lost, on this error only */
+        fault_jump = NULL;
+        *faulted = 1;
+        return ROTEQ_EIO;
+    }
+    fault_jump = &jb;
+    int st = npy ? roteq_analysis_npy_parse(path, data, size, size, one)
+                 : roteq_analysis_safetensors_parse(path, data, size, size, infos, n);
+    fault_jump = NULL;
+    return st;
+}
+
 /* Map one file (kind 0 safetensors, 1 npy, 2 torch.save) and append its tensors. */
 static int load_file(snapshot *s, const char *path, int kind, const reader *rd)
 {
@@ -446,10 +489,11 @@ static int load_file(snapshot *s, const char *path, int kind, const reader *rd)
         infos = calloc(1, sizeof *infos);
         if (infos == NULL)
             return roteq_error_set(ROTEQ_ENOMEM, "out of memory");
-        st = roteq_analysis_npy_parse(path, data, m->size, m->size, infos);
+        int faulted = 0;
+        st = guarded_parse(path, data, m->size, 1, infos, NULL, NULL, &faulted);
         if (st) {
             free(infos);
-            return st;
+            return faulted ? changed(path, &m->sb, "shrank") : st;
         }
         const char *base = strrchr(path, '/');
         base = base ? base + 1 : path;
@@ -460,9 +504,10 @@ static int load_file(snapshot *s, const char *path, int kind, const reader *rd)
             return roteq_error_set(ROTEQ_ENOMEM, "out of memory");
         }
     } else {
-        st = roteq_analysis_safetensors_parse(path, data, m->size, m->size, &infos, &n);
+        int faulted = 0;
+        st = guarded_parse(path, data, m->size, 0, NULL, &infos, &n, &faulted);
         if (st)
-            return st;
+            return faulted ? changed(path, &m->sb, "shrank") : st;
     }
     tensor *nt = realloc(s->t, (s->nt + n + 1) * sizeof *nt);
     if (nt == NULL) {
@@ -632,18 +677,6 @@ static int feed(roteq_analysis *a, const layer_sel *L, long step, long gap, cons
     return ROTEQ_OK;
 }
 
-/* ---- reading mapped data under a SIGBUS guard */
-
-static _Thread_local sigjmp_buf *fault_jump;
-
-static void on_sigbus(int sig)
-{
-    if (fault_jump)
-        siglongjmp(*fault_jump, 1);
-    signal(sig, SIG_DFL); /* not ours (another thread): the default action */
-    raise(sig);
-}
-
 /* Norms (a == NULL) or norms and angles of one layer's rows; 0, or 1 if a mapped page was gone
  * (the file shrank). Nothing set up before the jump needs undoing: the kernels of the fused
  * path allocate nothing, and the chunked path's buffer is lost only on this error. */
@@ -663,19 +696,6 @@ static int guarded_rows(const layer_sel *L, const roteq_analysis_tensor_info *ta
         roteq_analysis_rows_angles(ta, a, tb, b, L->rows, L->cols, L->norm_prev, norm_b, angle);
     fault_jump = NULL;
     return 0;
-}
-
-/* The error for a mapped file that is not what it was when mapped. */
-static int changed(const char *path, const struct stat *was, const char *how)
-{
-    struct stat now;
-    if (stat(path, &now) != 0)
-        return roteq_error_set(ROTEQ_EIO, "%s: %s while being read (%s)", path, how,
-                               strerror(errno));
-    return roteq_error_set(ROTEQ_EIO,
-                           "%s: %s while being read (%lld bytes when opened, now %lld): "
-                           "rewritten in place or still being written?",
-                           path, how, (long long)was->st_size, (long long)now.st_size);
 }
 
 /* After a snapshot has been read: each of its files must be the file it was when mapped (a
