@@ -44,6 +44,7 @@ typedef struct {
     int progress;
     size_t errors;
     int write_failed;
+    char write_error[1024]; /* the sink may run on a worker thread: its message, kept here */
 } sweep_ctx;
 
 static int sweep_sink(void *ctx, const roteq_sweep_point *p, const roteq_sweep_record *rec)
@@ -58,26 +59,25 @@ static int sweep_sink(void *ctx, const roteq_sweep_point *p, const roteq_sweep_r
                 p->index, p->optimizer, roteq_sweep_verdict_names[rec->verdict], rec->seconds);
     }
     int st = roteq_sweep_out_write(s->out, p, rec);
-    if (st)
+    if (st && !s->write_failed) {
         s->write_failed = 1;
+        const char *msg = roteq_error_message();
+        snprintf(s->write_error, sizeof s->write_error, "%s", *msg ? msg : roteq_strerror(st));
+    }
     return st;
 }
 
-int roteq_cmd_sweep(int argc, char **argv)
-{
-    int rank = 0, size = 1;
-    if (roteq_sweep_mpi_init(&argc, &argv, &rank, &size))
-        return roteq_cli_fail_lib("sweep", ROTEQ_EXIT_USAGE);
-    int code = ROTEQ_EXIT_USAGE;
-    const char *out_path = NULL;
-    roteq_format fmt = ROTEQ_FORMAT_CSV;
-    int resume = 0, progress = isatty(STDERR_FILENO), quiet_ranks = rank != 0;
-    size_t jobs = 0, threads = 0, point = (size_t)-1;
-    double tolerance = ROTEQ_SWEEP_TOLERANCE;
-    roteq_sweep_grid *g = NULL;
-    unsigned char *skip = NULL;
-    roteq_sweep_out *out = NULL;
+typedef struct {
+    const char *out_path, *grid_path;
+    roteq_format fmt;
+    int resume, progress;
+    size_t jobs, threads, point;
+    double tolerance;
+} sweep_args;
 
+/* Parse the command line; -1 to run, else the exit code. Only rank 0 speaks (`err`). */
+static int parse_args(int argc, char **argv, FILE *err, sweep_args *a)
+{
     static const struct option opts[] = {
         {"out", required_argument, NULL, 'o'},     {"format", required_argument, NULL, 'f'},
         {"resume", no_argument, NULL, 'r'},        {"jobs", required_argument, NULL, 'j'},
@@ -85,149 +85,197 @@ int roteq_cmd_sweep(int argc, char **argv)
         {"point", required_argument, NULL, 'p'},   {"progress", no_argument, NULL, 'P'},
         {"help", no_argument, NULL, 'h'},          {NULL, 0, NULL, 0},
     };
-    optind = 1;
-    opterr = 0;
-    int c;
-    /* Only rank 0 speaks: the other ranks fail the same way, silently. */
-    FILE *err = quiet_ranks ? NULL : stderr;
 #define FAIL(...)                                                                                  \
     do {                                                                                           \
         if (err)                                                                                   \
             roteq_cli_fail("sweep", __VA_ARGS__);                                                  \
-        goto done;                                                                                 \
+        return ROTEQ_EXIT_USAGE;                                                                   \
     } while (0)
+    optind = 1;
+    opterr = 0;
+    int c;
     while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
         switch (c) {
         case 'o':
-            out_path = optarg;
+            a->out_path = optarg;
             break;
         case 'f':
-            if (roteq_cli_format("sweep", optarg, "csv,json", &fmt))
-                goto done;
+            if (roteq_cli_format("sweep", optarg, "csv,json", &a->fmt))
+                return ROTEQ_EXIT_USAGE;
             break;
         case 'r':
-            resume = 1;
+            a->resume = 1;
             break;
         case 'j':
-            if (roteq_cli_size("sweep", "jobs", optarg, &jobs))
-                goto done;
-            if (jobs == 0 || jobs > 4096)
+            if (roteq_cli_size("sweep", "jobs", optarg, &a->jobs))
+                return ROTEQ_EXIT_USAGE;
+            if (a->jobs == 0 || a->jobs > 4096)
                 FAIL("--jobs: must be in 1..4096, got %s", optarg);
             break;
         case 't':
-            if (roteq_cli_size("sweep", "threads", optarg, &threads))
-                goto done;
-            if (threads > 4096)
+            if (roteq_cli_size("sweep", "threads", optarg, &a->threads))
+                return ROTEQ_EXIT_USAGE;
+            if (a->threads > 4096)
                 FAIL("--threads: must be at most 4096, got %s", optarg);
             break;
         case 'k':
-            if (roteq_cli_double("sweep", "tolerance", optarg, &tolerance))
-                goto done;
-            if (!(tolerance > 0))
+            if (roteq_cli_double("sweep", "tolerance", optarg, &a->tolerance))
+                return ROTEQ_EXIT_USAGE;
+            if (!(a->tolerance > 0))
                 FAIL("--tolerance: must be positive, got %s", optarg);
             break;
         case 'p':
-            if (roteq_cli_size("sweep", "point", optarg, &point))
-                goto done;
+            if (roteq_cli_size("sweep", "point", optarg, &a->point))
+                return ROTEQ_EXIT_USAGE;
             break;
         case 'P':
-            progress = 1;
+            a->progress = 1;
             break;
         case 'h':
-            if (!quiet_ranks)
+            if (err)
                 usage(stdout);
-            code = ROTEQ_EXIT_OK;
-            goto done;
+            return ROTEQ_EXIT_OK;
         case ':':
         default:
             if (err)
                 roteq_cli_bad_option("sweep", c, argv);
-            goto done;
+            return ROTEQ_EXIT_USAGE;
         }
     }
     if (optind != argc - 1)
         FAIL(optind == argc ? "GRID is missing (try roteq sweep --help)"
                             : "one GRID expected, got '%s' too",
              argv[optind + 1]);
-    if (out_path == NULL && point == (size_t)-1)
+    a->grid_path = argv[optind];
+    if (a->out_path == NULL && a->point == (size_t)-1)
         FAIL("--out FILE is required");
-    if (out_path == NULL)
-        out_path = "-";
-    if (resume && strcmp(out_path, "-") == 0)
+    if (a->out_path == NULL)
+        a->out_path = "-";
+    if (a->resume && strcmp(a->out_path, "-") == 0)
         FAIL("--resume needs --out FILE");
+#undef FAIL
+    return -1;
+}
 
-    /* Every rank loads GRID; rank 0 also opens FILE. All ranks agree before dealing starts,
-     * so a failure on any of them stops all of them instead of leaving some waiting. */
-    int ok = 1;
-    g = roteq_sweep_grid_load(argv[optind]);
+/* FILE checked before anything runs: not GRID itself (under any name), not a directory, in a
+ * folder that takes files. Exit 2 for the grid named again, 1 for a FILE that cannot be written. */
+static int check_output(const sweep_args *a, FILE *err)
+{
+    const char *inputs[1] = {a->grid_path};
+    int st = roteq_ofile_check(a->out_path, inputs, 1);
+    if (st == ROTEQ_OK)
+        return ROTEQ_OK;
+    if (err)
+        roteq_cli_fail("sweep", "--out: %s", roteq_error_message());
+    return st == ROTEQ_EINVAL ? ROTEQ_EXIT_USAGE : ROTEQ_EXIT_FAIL;
+}
+
+/* Every rank loads GRID; rank 0 also opens FILE. Returns 1 when this rank is ready. */
+static int prepare(const sweep_args *a, int rank, int size, FILE *err, roteq_sweep_grid **gp,
+                   unsigned char **skipp, roteq_sweep_out **outp, int *code)
+{
+    roteq_sweep_grid *g = *gp = roteq_sweep_grid_load(a->grid_path);
     if (g == NULL) {
         if (err)
             roteq_cli_fail_lib("sweep", ROTEQ_EXIT_USAGE);
-        ok = 0;
-    } else if (point != (size_t)-1 && point >= g->npoints) {
+        return 0;
+    }
+    if (a->point != (size_t)-1 && a->point >= g->npoints) {
         if (err)
-            roteq_cli_fail("sweep", "--point: %zu is outside the grid (%zu points)", point,
+            roteq_cli_fail("sweep", "--point: %zu is outside the grid (%zu points)", a->point,
                            g->npoints);
-        ok = 0;
-    } else if ((skip = calloc(g->npoints, 1)) == NULL) {
+        return 0;
+    }
+    if ((*skipp = calloc(g->npoints, 1)) == NULL) {
         if (err)
             roteq_cli_fail("sweep", "out of memory");
-        ok = 0;
+        return 0;
     }
-    if (ok && rank == 0) {
-        char header[512];
-        snprintf(header, sizeof header, "roteq sweep %s --out %s: %s", argv[optind], out_path,
-                 size > 1 ? "MPI ranks" : "one process");
-        out = roteq_sweep_out_open(out_path,
-                                   fmt == ROTEQ_FORMAT_JSON ? ROTEQ_SWEEP_JSON : ROTEQ_SWEEP_CSV, g,
-                                   resume, header, skip);
-        if (out == NULL) {
-            roteq_cli_fail_lib("sweep", ROTEQ_EXIT_USAGE);
-            ok = 0;
-        }
-        if (ok && point != (size_t)-1)
-            for (size_t i = 0; i < g->npoints; i++)
-                skip[i] = i != point;
+    if (rank != 0)
+        return 1;
+    char header[512];
+    snprintf(header, sizeof header, "roteq sweep %s --out %s: %s", a->grid_path, a->out_path,
+             size > 1 ? "MPI ranks" : "one process");
+    *outp = roteq_sweep_out_open(a->out_path,
+                                 a->fmt == ROTEQ_FORMAT_JSON ? ROTEQ_SWEEP_JSON : ROTEQ_SWEEP_CSV,
+                                 g, a->resume, header, *skipp);
+    if (*outp == NULL) {
+        /* a FILE that cannot be written is an I/O failure; a FILE to resume that is not ours
+         * is bad input */
+        *code = roteq_cli_fail_lib("sweep", roteq_error_status() == ROTEQ_EIO ? ROTEQ_EXIT_FAIL
+                                                                              : ROTEQ_EXIT_USAGE);
+        return 0;
     }
-    if (!roteq_sweep_mpi_all(ok))
-        goto done;
+    if (a->point != (size_t)-1)
+        for (size_t i = 0; i < g->npoints; i++)
+            (*skipp)[i] = i != a->point;
+    return 1;
+}
 
-    sweep_ctx ctx = {.out = out, .progress = progress};
+/* Rank 0 after the run: the sorted FILE and the summary line. */
+static int finish(const sweep_args *a, sweep_ctx *ctx, int st, roteq_sweep_out **outp,
+                  const roteq_sweep_grid *g, int size, double wall)
+{
+    (void)a;
+    if (ctx->write_failed) {
+        /* The journal keeps every row written so far; --resume continues from there. */
+        roteq_cli_fail("sweep", "%s", ctx->write_error);
+        return ROTEQ_EXIT_FAIL;
+    }
+    if (st)
+        return roteq_cli_fail_lib("sweep", ROTEQ_EXIT_FAIL);
+    size_t resumed = roteq_sweep_out_resumed(*outp);
+    st = roteq_sweep_out_close(*outp);
+    *outp = NULL;
+    if (st)
+        return roteq_cli_fail_lib("sweep", ROTEQ_EXIT_FAIL);
+    fprintf(stderr,
+            "roteq sweep: %zu points, %zu run here (%zu resumed rows kept), %zu ERROR; "
+            "%d rank%s, wall %.2f s\n",
+            g->npoints, ctx->total, resumed, ctx->errors, size, size > 1 ? "s" : "", wall);
+    return ctx->errors ? ROTEQ_EXIT_FAIL : ROTEQ_EXIT_OK;
+}
+
+int roteq_cmd_sweep(int argc, char **argv)
+{
+    int rank = 0, size = 1;
+    if (roteq_sweep_mpi_init(&argc, &argv, &rank, &size))
+        return roteq_cli_fail_lib("sweep", ROTEQ_EXIT_USAGE);
+    sweep_args a = {.fmt = ROTEQ_FORMAT_CSV,
+                    .progress = isatty(STDERR_FILENO),
+                    .point = (size_t)-1,
+                    .tolerance = ROTEQ_SWEEP_TOLERANCE};
+    FILE *err = rank != 0 ? NULL : stderr;
+    roteq_sweep_grid *g = NULL;
+    unsigned char *skip = NULL;
+    roteq_sweep_out *out = NULL;
+    int code = parse_args(argc, argv, err, &a);
+    if (code >= 0)
+        goto done;
+    code = ROTEQ_EXIT_USAGE;
+    int ok = (rank != 0 || (code = check_output(&a, err)) == ROTEQ_OK) &&
+             prepare(&a, rank, size, err, &g, &skip, &out, &code);
+    /* All ranks agree before dealing starts, so a failure on any of them stops all of them
+     * instead of leaving some waiting. */
+    if (!roteq_sweep_mpi_all(ok)) {
+        if (code == ROTEQ_EXIT_OK)
+            code = ROTEQ_EXIT_USAGE;
+        goto done;
+    }
+    sweep_ctx ctx = {.out = out, .progress = a.progress};
     for (size_t i = 0; i < g->npoints; i++)
         ctx.total += !skip[i];
     roteq_sweep_options o = {
-        .jobs = (unsigned)jobs,
-        .threads = (unsigned)threads,
-        .tolerance = tolerance,
+        .jobs = (unsigned)a.jobs,
+        .threads = (unsigned)a.threads,
+        .tolerance = a.tolerance,
         .sink = sweep_sink,
         .sink_ctx = &ctx,
     };
     double t0 = roteq_seconds();
     int st = roteq_sweep_run_mpi(g, skip, &o);
     double wall = roteq_seconds() - t0;
-    if (rank != 0) {
-        code = ROTEQ_EXIT_OK;
-        goto done;
-    }
-    if (st || ctx.write_failed) {
-        /* The journal keeps every row written so far; --resume continues from there. */
-        roteq_cli_fail_lib("sweep", ROTEQ_EXIT_USAGE);
-        code = ROTEQ_EXIT_FAIL;
-        goto done;
-    }
-    size_t resumed = roteq_sweep_out_resumed(out);
-    st = roteq_sweep_out_close(out);
-    out = NULL;
-    if (st) {
-        code = roteq_cli_fail_lib("sweep", ROTEQ_EXIT_FAIL);
-        goto done;
-    }
-    fprintf(stderr,
-            "roteq sweep: %zu points, %zu run here (%zu resumed rows kept), %zu ERROR; "
-            "%d rank%s, wall %.2f s\n",
-            g->npoints, ctx.total, resumed, ctx.errors, size, size > 1 ? "s" : "", wall);
-    code = ctx.errors ? ROTEQ_EXIT_FAIL : ROTEQ_EXIT_OK;
-#undef FAIL
+    code = rank != 0 ? ROTEQ_EXIT_OK : finish(&a, &ctx, st, &out, g, size, wall);
 done:
     roteq_sweep_out_abandon(out);
     free(skip);

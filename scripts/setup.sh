@@ -30,7 +30,19 @@ if [ ${#missing[@]} -eq 0 ]; then
 fi
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
-echo "setup: installing ${missing[*]}"
+# apt and dpkg print thousands of lines: they go to a log, the terminal gets one line (and the
+# log's tail when something fails).
+log="${ROTEQ_SETUP_LOG:-${TMPDIR:-/tmp}/roteq-setup.log}"
+: >"$log"
+echo "setup: installing ${#missing[@]} packages (${missing[*]}); log: $log"
 export DEBIAN_FRONTEND=noninteractive
-$SUDO apt-get update -qq
-$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+status=0
+{ $SUDO apt-get update -qq && $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"; } \
+  >>"$log" 2>&1 || status=$?
+if [ "$status" -ne 0 ]; then
+  echo "setup: apt-get failed (exit $status); the last lines of $log:" >&2
+  tail -n 20 "$log" >&2
+  exit "$status"
+fi
+echo "setup: installed ${#missing[@]} packages"
+

@@ -39,11 +39,6 @@ static long launcher_size(void)
 
 static int mpi_started;
 
-int roteq_sweep_mpi_available(void)
-{
-    return 1;
-}
-
 int roteq_sweep_mpi_init(int *argc, char ***argv, int *rank, int *size)
 {
     *rank = 0;
@@ -210,11 +205,6 @@ int roteq_sweep_run_mpi(const roteq_sweep_grid *g, const unsigned char *skip,
 }
 
 #else /* no MPI in this build */
-
-int roteq_sweep_mpi_available(void)
-{
-    return 0;
-}
 
 int roteq_sweep_mpi_init(int *argc, char ***argv, int *rank, int *size)
 {

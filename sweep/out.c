@@ -130,12 +130,30 @@ typedef struct {
     char grid[24];
 } row_id;
 
-static int parse_json_row(const char *line, row_id *id)
+static int known_status(const char *s)
 {
-    json_t *j = json_loads(line, 0, NULL);
+    for (int v = 0; v < ROTEQ_SWEEP_VERDICT_COUNT; v++)
+        if (strcmp(s, roteq_sweep_verdict_names[v]) == 0)
+            return 1;
+    return 0;
+}
+
+/* A resumed JSON row is kept as text, so it must be a whole row: exactly the keys a row of this
+ * roteq has (`keys`, from a row formatted here), a known status. */
+static int parse_json_row(const char *line, const json_t *keys, row_id *id)
+{
+    json_t *j = json_loads(line, JSON_REJECT_DUPLICATES, NULL);
     const json_t *ix = json_object_get(j, "index"), *st = json_object_get(j, "status"),
                  *gr = json_object_get(j, "grid");
-    int ok = json_is_integer(ix) && json_is_string(st) && json_is_string(gr);
+    int ok = json_is_integer(ix) && json_is_string(st) && json_is_string(gr) &&
+             known_status(json_string_value(st)) && json_object_size(j) == json_object_size(keys);
+    const char *key;
+    json_t *val;
+    json_object_foreach((json_t *)keys, key, val)
+    {
+        if (ok && json_object_get(j, key) == NULL)
+            ok = 0;
+    }
     if (ok) {
         id->index = (long)json_integer_value(ix);
         snprintf(id->status, sizeof id->status, "%s", json_string_value(st));
@@ -143,6 +161,18 @@ static int parse_json_row(const char *line, row_id *id)
     }
     json_decref(j);
     return ok ? 0 : -1;
+}
+
+/* The keys of a JSON row of this roteq: those of a row formatted for point 0. */
+static json_t *json_row_keys(const roteq_sweep_out *o)
+{
+    roteq_sweep_record rec;
+    memset(&rec, 0, sizeof rec);
+    rec.verdict = ROTEQ_SWEEP_VERDICT_ERROR;
+    char *text = roteq_sweep_format_row(ROTEQ_SWEEP_JSON, o->g, &o->g->points[0], &rec);
+    json_t *j = text ? json_loads(text, 0, NULL) : NULL;
+    free(text);
+    return j;
 }
 
 /* Read the rows of an existing FILE for --resume. */
@@ -155,10 +185,15 @@ static int load_existing(roteq_sweep_out *o, unsigned char *skip)
         return roteq_error_set(ROTEQ_EIO, "cannot read '%s': %s", o->path, strerror(errno));
     }
     char *line = NULL;
-    size_t cap = 0;
+    size_t cap = 0, ncols = 0;
     ssize_t len;
     long lineno = 0, complete_bytes = 0;
     int col_index = -1, col_status = -1, col_grid = -1, have_header = 0, status = 0;
+    json_t *keys = o->fmt == ROTEQ_SWEEP_JSON ? json_row_keys(o) : NULL;
+    if (o->fmt == ROTEQ_SWEEP_JSON && keys == NULL) {
+        fclose(f);
+        return roteq_error_set(ROTEQ_ENOMEM, "out of memory");
+    }
     char want[24];
     snprintf(want, sizeof want, "%016llx", (unsigned long long)o->g->hash);
     while ((len = getline(&line, &cap, f)) > 0) {
@@ -178,9 +213,11 @@ static int load_existing(roteq_sweep_out *o, unsigned char *skip)
         }
         row_id id = {.index = -1};
         if (is_json) {
-            if (parse_json_row(line, &id)) {
-                status = roteq_error_set(ROTEQ_EFORMAT, "%s: line %ld: not a sweep row", o->path,
-                                         lineno);
+            if (parse_json_row(line, keys, &id)) {
+                status = roteq_error_set(ROTEQ_EFORMAT,
+                                         "%s: line %ld: not a whole sweep row of this roteq (its "
+                                         "keys or status differ); run without --resume",
+                                         o->path, lineno);
                 break;
             }
         } else {
@@ -210,6 +247,7 @@ static int load_existing(roteq_sweep_out *o, unsigned char *skip)
                 }
                 free(copy);
                 have_header = 1;
+                ncols = n;
                 if (col_index < 0 || col_status < 0 || col_grid < 0) {
                     status = roteq_error_set(ROTEQ_EFORMAT,
                                              "%s: line %ld: not a sweep header (needs index, "
@@ -220,8 +258,8 @@ static int load_existing(roteq_sweep_out *o, unsigned char *skip)
                 continue;
             }
             size_t idx;
-            if ((size_t)col_index < n && (size_t)col_status < n && (size_t)col_grid < n &&
-                roteq_parse_size(fields[col_index], &idx) == 0) {
+            if (n == ncols && roteq_parse_size(fields[col_index], &idx) == 0 &&
+                known_status(fields[col_status])) {
                 id.index = (long)idx;
                 snprintf(id.status, sizeof id.status, "%s", fields[col_status]);
                 snprintf(id.grid, sizeof id.grid, "%s", fields[col_grid]);
@@ -258,6 +296,7 @@ static int load_existing(roteq_sweep_out *o, unsigned char *skip)
         o->resumed++;
     }
     free(line);
+    json_decref(keys);
     fclose(f);
     if (status)
         return status;

@@ -170,8 +170,6 @@ void roteq_sweep_out_abandon(roteq_sweep_out *o);
  * -Dmpi=enabled); otherwise a no-op with rank 0 of 1. */
 int roteq_sweep_mpi_init(int *argc, char ***argv, int *rank, int *size);
 void roteq_sweep_mpi_finalize(void);
-/* 1 when this build supports MPI. */
-int roteq_sweep_mpi_available(void);
 /* Like roteq_sweep_run, dealing points dynamically to all ranks: rank 0 deals, gathers every
  * record and calls the sink; other ranks only compute. `skip` is read on rank 0 only. With one
  * rank it is roteq_sweep_run. Collective: every rank calls it. */

@@ -16,6 +16,20 @@ int roteq_sweep_sim_runner(const roteq_sweep_point *p, unsigned threads, roteq_s
     cfg.threads = threads;
     /* The sweep only needs the last-quarter summary: record rarely to keep memory small. */
     cfg.every = cfg.steps;
+    /* A point larger than the memory available now is an ERROR row, not a swapping machine
+     * (points running side by side each take their share before the next one checks). */
+    double need = roteq_sim_memory(&cfg, 1);
+    const char *what;
+    uint64_t avail = roteq_mem_available(&what);
+    if (avail && need > (double)avail) {
+        char need_s[32], avail_s[32];
+        roteq_format_bytes(need, need_s, sizeof need_s);
+        roteq_format_bytes((double)avail, avail_s, sizeof avail_s);
+        return roteq_error_set(ROTEQ_ENOMEM,
+                               "%zu neurons of dimension %zu need about %s, more than the %s "
+                               "available (%s)",
+                               cfg.neurons, cfg.dim, need_s, avail_s, what);
+    }
     roteq_sim_result res;
     memset(&res, 0, sizeof res);
     int st = roteq_sim_run(&cfg, NULL, &res);

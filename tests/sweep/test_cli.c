@@ -1,6 +1,8 @@
 /* test_cli.c - `roteq sweep` and `roteq verify` end to end with the real simulator on small
  * grids: usage and malformed grids, a bad point among good ones, rerunning one point bit for
- * bit, a sweep killed part-way and resumed (identical to an uninterrupted run). */
+ * bit, a sweep killed part-way and resumed (identical to an uninterrupted run), outputs checked
+ * before the work (the grid itself, a directory), a journal write failing in a worker thread,
+ * resumed rows that are not whole rows, points larger than the available memory. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -15,6 +17,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -259,12 +263,175 @@ static void test_launcher_without_mpi(void **state)
 }
 #endif
 
+/* --out naming GRID (itself, through a symlink, or a relative path) is refused and GRID is left
+ * as it was; --out DIR fails at once with exit 1, before any point runs. */
+static void test_output_checked_first(void **state)
+{
+    (void)state;
+    char *dir = roteq_test_tmpdir();
+    char *grid = roteq_test_path(dir, "g.json"), *link = roteq_test_path(dir, "link.json");
+    char *dotted = roteq_test_path(dir, "./sub/../g.json"), *sub = roteq_test_path(dir, "sub");
+    roteq_test_write_file(grid, small_grid);
+    assert_int_equal(symlink("g.json", link), 0);
+    assert_int_equal(mkdir(sub, 0777), 0);
+    const char *same[] = {grid, link, dotted};
+    for (int i = 0; i < 3; i++) {
+        char *out, *err;
+        assert_int_equal(roteq_test_run((const char *[]){"sweep", grid, "--out", same[i], NULL},
+                                        NULL, &out, &err),
+                         2);
+        assert_non_null(strstr(err, "roteq sweep: --out: '"));
+        assert_non_null(strstr(err, "' is the same file as the input '"));
+        assert_null(strchr(err, '\n') + 1 == err + strlen(err) ? NULL : "more than one line");
+        free(out);
+        free(err);
+        char *text = roteq_test_read_file(grid, NULL);
+        assert_string_equal(text, small_grid);
+        free(text);
+    }
+    char *out, *err;
+    assert_int_equal(
+        roteq_test_run((const char *[]){"sweep", grid, "--out", sub, NULL}, NULL, &out, &err), 1);
+    assert_non_null(strstr(err, "roteq sweep: --out: cannot write"));
+    assert_non_null(strstr(err, "Is a directory"));
+    assert_null(strstr(err, "point"));
+    free(out);
+    free(err);
+    free(grid);
+    free(link);
+    free(dotted);
+    free(sub);
+    roteq_test_rmtree(dir);
+}
+
+/* A journal write that fails on a worker thread (here: a file size limit reached after the
+ * header) is reported with its reason and exit 1, never "success". */
+static void test_journal_write_failure(void **state)
+{
+    (void)state;
+    char *dir = roteq_test_tmpdir();
+    char *grid = roteq_test_path(dir, "g.json"), *rows = roteq_test_path(dir, "rows.csv");
+    roteq_test_write_file(grid, small_grid);
+    struct rlimit old, low;
+    assert_int_equal(getrlimit(RLIMIT_FSIZE, &old), 0);
+    low = old;
+    low.rlim_cur = 1500; /* the preamble fits, the rows do not */
+    void (*prev)(int) = signal(SIGXFSZ, SIG_IGN);
+    assert_int_equal(setrlimit(RLIMIT_FSIZE, &low), 0);
+    char *out, *err;
+    int rc = roteq_test_run(
+        (const char *[]){"sweep", grid, "--out", rows, "--jobs", "2", "--threads", "1", NULL}, NULL,
+        &out, &err);
+    assert_int_equal(setrlimit(RLIMIT_FSIZE, &old), 0);
+    signal(SIGXFSZ, prev);
+    assert_int_equal(rc, 1);
+    assert_null(strstr(err, "success"));
+    assert_non_null(strstr(err, "rows.csv"));
+    assert_non_null(strstr(err, "File too large"));
+    free(out);
+    free(err);
+    free(grid);
+    free(rows);
+    roteq_test_rmtree(dir);
+}
+
+/* --resume keeps rows as text, so a row must be whole: an index-only JSON row, a row with an
+ * unknown status or a CSV row with missing columns is refused, naming the line. */
+static void test_resume_rejects_partial_rows(void **state)
+{
+    (void)state;
+    char *dir = roteq_test_tmpdir();
+    char *grid = roteq_test_path(dir, "g.json"), *rows = roteq_test_path(dir, "rows.json");
+    char *csv = roteq_test_path(dir, "rows.csv");
+    roteq_test_write_file(grid, small_grid);
+    char *out, *err;
+    assert_int_equal(roteq_test_run((const char *[]){"sweep", grid, "--out", rows, "--format",
+                                                     "json", "--point", "0", NULL},
+                                    NULL, &out, &err),
+                     0);
+    free(err);
+    free(out);
+    out = roteq_test_read_file(rows, NULL);
+    /* the grid hash from a real row, then a row with only index, status and grid */
+    const char *h = strstr(out, "\"grid\":\"");
+    assert_non_null(h);
+    char hash[17];
+    memcpy(hash, h + 8, 16);
+    hash[16] = '\0';
+    free(out);
+    char line[256];
+    snprintf(line, sizeof line, "{\"index\": 1, \"status\": \"PASS\", \"grid\": \"%s\"}\n", hash);
+    roteq_test_write_file(rows, line);
+    assert_int_equal(roteq_test_run((const char *[]){"sweep", grid, "--out", rows, "--format",
+                                                     "json", "--resume", NULL},
+                                    NULL, &out, &err),
+                     2);
+    assert_non_null(strstr(err, "rows.json: line 1: not a whole sweep row"));
+    char *text = roteq_test_read_file(rows, NULL);
+    assert_string_equal(text, line);
+    free(text);
+    free(out);
+    free(err);
+    /* CSV: a row cut short of its columns */
+    assert_int_equal(
+        roteq_test_run((const char *[]){"sweep", grid, "--out", csv, "--point", "0", NULL}, NULL,
+                       &out, &err),
+        0);
+    free(err);
+    free(out);
+    out = roteq_test_read_file(csv, NULL);
+    char *comma = strrchr(out, ',');
+    assert_non_null(comma);
+    strcpy(comma, "\n");
+    roteq_test_write_file(csv, out);
+    free(out);
+    assert_int_equal(roteq_test_run((const char *[]){"sweep", grid, "--out", csv, "--resume", NULL},
+                                    NULL, &out, &err),
+                     2);
+    assert_non_null(strstr(err, "not a sweep row"));
+    free(out);
+    free(err);
+    free(grid);
+    free(rows);
+    free(csv);
+    roteq_test_rmtree(dir);
+}
+
+/* A point that needs more memory than is available is an ERROR row naming the figures; the
+ * other points run. */
+static void test_point_beyond_memory(void **state)
+{
+    (void)state;
+    char *dir = roteq_test_tmpdir();
+    char *grid = roteq_test_path(dir, "g.json"), *rows = roteq_test_path(dir, "rows.csv");
+    roteq_test_write_file(grid,
+                          "{\"fixed\": {\"optimizer\": \"adamw\", \"steps\": 100, \"dim\": 1024},"
+                          " \"axes\": {\"neurons\": [4, 4000000000]}}");
+    char *out, *err;
+    assert_int_equal(
+        roteq_test_run((const char *[]){"sweep", grid, "--out", rows, NULL}, NULL, &out, &err), 1);
+    assert_non_null(strstr(err, "point 1: 4000000000 neurons of dimension 1024 need about "));
+    assert_non_null(strstr(err, "TB, more than the "));
+    char *text = roteq_test_read_file(rows, NULL);
+    assert_int_equal(count_rows(text), 2);
+    free(text);
+    free(out);
+    free(err);
+    free(grid);
+    free(rows);
+    roteq_test_rmtree(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_usage_and_malformed),
         cmocka_unit_test(test_bad_point_and_rerun),
         cmocka_unit_test(test_kill_and_resume),
+        cmocka_unit_test(test_output_checked_first),
+        cmocka_unit_test(test_journal_write_failure),
+        cmocka_unit_test(test_resume_rejects_partial_rows),
+        cmocka_unit_test(test_point_beyond_memory),
 #if !ROTEQ_TEST_MPI_BUILD
         cmocka_unit_test(test_launcher_without_mpi),
 #endif
