@@ -155,7 +155,34 @@ int roteq_sim_muon_config_validate(const roteq_sim_muon_config *cfg)
         return roteq_error_set(ROTEQ_EINVAL, "matrices*rows must fit in 32 bits (Philox streams)");
     if (!isnan(cfg->init_norm) && !(cfg->init_norm > 0 && isfinite(cfg->init_norm)))
         return roteq_error_set(ROTEQ_EINVAL, "init_norm must be positive, got %g", cfg->init_norm);
+    /* Refuse before allocating what cannot fit (overcommitted memory would be killed later). */
+    double need = roteq_sim_muon_memory(cfg);
+    const char *what;
+    uint64_t avail = roteq_mem_available(&what);
+    if (avail > 0 && need > (double)avail) {
+        char need_s[32], avail_s[32];
+        roteq_format_bytes(need, need_s, sizeof need_s);
+        roteq_format_bytes((double)avail, avail_s, sizeof avail_s);
+        return roteq_error_set(ROTEQ_EINVAL,
+                               "%zux%zu matrices need about %s, more than the %s available (%s)",
+                               cfg->hp.rows, cfg->hp.cols, need_s, avail_s, what);
+    }
     return ROTEQ_OK;
+}
+
+double roteq_sim_muon_memory(const roteq_sim_muon_config *cfg)
+{
+    /* per worker thread: W, W_old, buffer, G and the workspace's X, Y, U, O (8 matrices) plus
+     * two p x p Gram matrices; per matrix the statistics; per record the series */
+    double n = (double)cfg->hp.rows * (double)cfg->hp.cols;
+    double p = (double)(cfg->hp.rows < cfg->hp.cols ? cfg->hp.rows : cfg->hp.cols);
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    double T = cfg->threads ? cfg->threads : (cores > 0 ? (double)cores : 1.0);
+    if (T > (double)cfg->matrices)
+        T = (double)cfg->matrices;
+    size_t every = cfg->every ? cfg->every : (cfg->steps + 199) / 200;
+    double nrec = (double)(cfg->steps / (every ? every : 1));
+    return 8.0 * (T * (8 * n + 2 * p * p) + (double)cfg->matrices * (5 + 4 * nrec) + 6 * nrec);
 }
 
 enum { ACC_ROWNORM, ACC_ROWANG2, ACC_FROB, ACC_MATANG2, ACC_Q, ACC_COUNT };

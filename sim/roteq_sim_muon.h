@@ -41,7 +41,10 @@ typedef struct {
 } roteq_sim_muon_config;
 
 void roteq_sim_muon_config_init(roteq_sim_muon_config *cfg);
+/* ROTEQ_EINVAL naming the field, or when the run would need more memory than is available. */
 int roteq_sim_muon_config_validate(const roteq_sim_muon_config *cfg);
+/* Bytes the run needs (workspaces per thread, statistics per matrix and record). */
+double roteq_sim_muon_memory(const roteq_sim_muon_config *cfg);
 
 typedef struct {
     size_t step;

@@ -221,6 +221,10 @@ static void test_bad_config(void **state)
     assert_int_equal(roteq_sim_muon_run(&cfg, &res), ROTEQ_EINVAL);
     cfg.hp.cols = 8, cfg.matrices = 0;
     assert_int_equal(roteq_sim_muon_run(&cfg, &res), ROTEQ_EINVAL);
+    /* 60000 x 60000 matrices (29 GB each, eight per thread) are refused before allocating */
+    cfg.matrices = 2, cfg.hp.rows = cfg.hp.cols = 60000;
+    assert_int_equal(roteq_sim_muon_run(&cfg, &res), ROTEQ_EINVAL);
+    assert_non_null(strstr(roteq_error_message(), "available"));
 }
 
 int main(void)
