@@ -71,6 +71,8 @@ static void layer_free(roteq_layer *L)
     free(L->recs);
     free(L->traj);
     roteq_transient_free(L->tr);
+    roteq_analysis_tracker_free(&L->conv_static);
+    roteq_analysis_tracker_free(&L->conv_tr);
 }
 
 void roteq_analysis_free(roteq_analysis *a)
@@ -202,7 +204,6 @@ static int init_layer(roteq_analysis *a, roteq_layer *L, size_t dim)
 {
     L->stride = 1;
     L->c_gap = -1;
-    L->conv_static.candidate = L->conv_tr.candidate = -1;
     L->lr_min = L->wd_min = ((double)INFINITY);
     L->lr_max = L->wd_max = -((double)INFINITY);
     L->gap_first = -1;

@@ -34,9 +34,24 @@ typedef struct {
 
 #define ROTEQ_TRAJ_CAP 2048
 
-/* Convergence tracker: the step from which every later record stayed inside the band. */
+/* Settled-step tracker (settle.c), one per prediction. For the norm and the angle, the records
+ * whose excess x = |trailing measured/predicted - 1| - 3 SE is larger than every later record's
+ * (suffix maxima of the level floor(log1p(x/1e-3)/0.01), so at most ~3000 of them): the settled
+ * step for any band b, known only at the end, is the record after the latest one with x > b. */
 typedef struct {
-    long candidate; /* -1: currently outside (or never inside) */
+    long step, next; /* the record, and the next record's step (-1: none yet) */
+    double y; /* level of the excess */
+} roteq_exceed;
+
+typedef struct {
+    roteq_exceed *e;
+    size_t n, cap;
+    int any, lost; /* some record had an estimate; an allocation failed (settled unknown) */
+    long first;    /* step of the first record with an estimate */
+} roteq_exceed_stack;
+
+typedef struct {
+    roteq_exceed_stack q[2]; /* norm, angle */
 } roteq_tracker;
 
 /* Record-to-record noise of the layer-level values (settle.c): exponential means of half the
@@ -146,6 +161,11 @@ void roteq_analysis_record_row_updates(roteq_layer *L, const roteq_analysis_row 
 void roteq_analysis_record_close_updates(const roteq_layer *L, roteq_rec *r);
 /* settle.c: after a record closed, advance the noise estimate and both settled-step trackers. */
 void roteq_analysis_layer_track(const roteq_analysis *a, roteq_layer *L);
+void roteq_analysis_tracker_free(roteq_tracker *t);
+/* The settled step for bands (relative, beyond 3 trailing SE) on the norm and the angle; a
+ * quantity is ignored when `use_*` is 0 or it never had an estimate. -1: never. */
+long roteq_analysis_settled(const roteq_tracker *t, double band_norm, double band_angle,
+                            int use_norm, int use_angle);
 
 /* finish.c / verdict.c / explain.c: internals of roteq_analysis_finish. */
 double roteq_analysis_quantile_sorted(const double *x, size_t n, double q);

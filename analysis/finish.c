@@ -376,7 +376,6 @@ static int finish_layer(roteq_analysis *a, roteq_layer *L, roteq_analysis_layer_
     angle_source(L, R);
     if (a->cfg.meta->opt)
         kstep(a, L, r0, R);
-    R->converged_at = (transient ? &L->conv_tr : &L->conv_static)->candidate;
     rates(a, L, r0, R);
     roteq_analysis_classify(a, L, r0, R);
     roteq_analysis_verdict_decide(a, L, r0, transient, nok, R);

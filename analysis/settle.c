@@ -15,6 +15,7 @@
 #include "analysis_internal.h"
 
 #include <math.h>
+#include <stdlib.h>
 
 /* Standard errors of the trailing estimate widen the band by this many. */
 #define ROTEQ_SETTLE_Z 3.0
@@ -122,23 +123,83 @@ static trailing smoothed(const roteq_analysis *a, const roteq_layer *L, int tran
     return t;
 }
 
-static void track(roteq_tracker *tk, long step, const trailing *t, double tol)
+/* Excess values are stored as y = log1p(x / ROTEQ_EXCEED_UNIT), merged within ROTEQ_EXCEED_MERGE.
+ */
+#define ROTEQ_EXCEED_UNIT  1e-3
+#define ROTEQ_EXCEED_MERGE 0.01
+
+static double excess_y(double x)
 {
-    int known = 0, inside = 1;
-    if (isfinite(t->pn) && t->pn > 0 && isfinite(t->mn)) {
-        known = 1;
-        inside &= fabs(t->mn / t->pn - 1.0) <= tol + ROTEQ_SETTLE_Z * t->se_n / t->pn;
+    return log1p(fmin(fmax(x, 0.0), 1e12) / ROTEQ_EXCEED_UNIT);
+}
+
+static void push(roteq_exceed_stack *s, long step, double x)
+{
+    if (!s->any) {
+        s->any = 1;
+        s->first = step;
     }
-    if (isfinite(t->pa) && t->pa > 0 && isfinite(t->ma)) {
-        known = 1;
-        inside &= fabs(t->ma / t->pa - 1.0) <= tol + ROTEQ_SETTLE_Z * t->se_a / t->pa;
+    if (s->n && s->e[s->n - 1].next < 0)
+        s->e[s->n - 1].next = step; /* the top is always the previous record */
+    double y = excess_y(x);
+    while (s->n && s->e[s->n - 1].y <= y)
+        s->n--; /* no longer above every later value's level */
+    if (s->n == s->cap) {
+        size_t cap = s->cap ? 2 * s->cap : 8;
+        roteq_exceed *e = realloc(s->e, cap * sizeof *e);
+        if (e == NULL) {
+            s->lost = 1;
+            return;
+        }
+        s->e = e;
+        s->cap = cap;
     }
-    if (known && inside) {
-        if (tk->candidate < 0)
-            tk->candidate = step;
-    } else {
-        tk->candidate = -1;
+    s->e[s->n++] = (roteq_exceed){step, -1, y};
+}
+
+/* One record's trailing estimate: the excess of each predicted quantity. */
+static void track(roteq_tracker *tk, long step, const trailing *t)
+{
+    if (isfinite(t->pn) && t->pn > 0 && isfinite(t->mn))
+        push(&tk->q[0], step, fabs(t->mn / t->pn - 1.0) - ROTEQ_SETTLE_Z * t->se_n / t->pn);
+    if (isfinite(t->pa) && t->pa > 0 && isfinite(t->ma))
+        push(&tk->q[1], step, fabs(t->ma / t->pa - 1.0) - ROTEQ_SETTLE_Z * t->se_a / t->pa);
+}
+
+/* The record after the latest one whose excess may be above the band (its level at or above the
+ * band's: at most 1% of resolution, on the late side); `first` if none; -1 if that is the last
+ * record (never settled). */
+static long settled_one(const roteq_exceed_stack *s, double band)
+{
+    double yb = excess_y(band);
+    for (size_t k = s->n; k-- > 0;)
+        if (s->e[k].y >= yb)
+            return s->e[k].next;
+    return s->first;
+}
+
+long roteq_analysis_settled(const roteq_tracker *t, double band_norm, double band_angle,
+                            int use_norm, int use_angle)
+{
+    long at = -2;
+    const double band[2] = {band_norm, band_angle};
+    const int use[2] = {use_norm, use_angle};
+    for (int q = 0; q < 2; q++) {
+        const roteq_exceed_stack *s = &t->q[q];
+        if (!use[q] || !s->any)
+            continue;
+        long k = s->lost ? -1 : settled_one(s, band[q]);
+        if (k < 0)
+            return -1;
+        at = k > at ? k : at;
     }
+    return at < 0 ? -1 : at;
+}
+
+void roteq_analysis_tracker_free(roteq_tracker *t)
+{
+    for (int q = 0; q < 2; q++)
+        free(t->q[q].e);
 }
 
 static void update_noise(roteq_noise *z, const roteq_rec *r)
@@ -161,7 +222,7 @@ void roteq_analysis_layer_track(const roteq_analysis *a, roteq_layer *L)
     const roteq_rec *r = &L->recs[(L->records - 1) % a->cfg.window];
     update_noise(&L->noise, r);
     trailing t = smoothed(a, L, 0);
-    track(&L->conv_static, r->step, &t, a->cfg.tolerance);
+    track(&L->conv_static, r->step, &t);
     t = smoothed(a, L, 1);
-    track(&L->conv_tr, r->step, &t, a->cfg.tolerance);
+    track(&L->conv_tr, r->step, &t);
 }

@@ -121,9 +121,11 @@ static void describe(const roteq_analysis_layer_result *R, char *buf, size_t cap
                fabs(R->rel_angle) < 1e3 ? (buf[0] ? ", angle %+.1f%%" : "angle %+.1f%%")
                                         : (buf[0] ? ", angle %+.2g%%" : "angle %+.2g%%"),
                100 * R->rel_angle);
+    else if (isfinite(R->rel_angle) && R->gap > 1)
+        append(buf, cap, buf[0] ? "; %.0f-step angle not judged" : "%.0f-step angle not judged",
+               (double)R->gap);
     else if (isfinite(R->rel_angle))
-        append(buf, cap, buf[0] ? " (%.0f-step angle not judged)" : "(%.0f-step angle not judged)",
-               R->gap > 0 ? (double)R->gap : 0.0);
+        append(buf, cap, buf[0] ? "; k-step angles not judged" : "k-step angles not judged", 0.0);
     if (R->neurons && 10 * R->collapsed > R->neurons) {
         size_t n = strlen(buf);
         snprintf(buf + n, cap - n, "%s%zu/%zu collapsed", n ? ", " : "", R->collapsed, R->neurons);
@@ -175,10 +177,18 @@ void roteq_analysis_verdict_decide(const roteq_analysis *a, const roteq_layer *L
         snprintf(R->evidence, sizeof R->evidence,
                  "heuristic: settled at %s x%.3g of the prediction", R->off_quantity, R->ratio);
     }
-    /* The trailing average can enter the band on the last few records (noise, or a layer passing
-     * through); only the final-window estimate confirms a layer stayed there. */
-    if (R->verdict != ROTEQ_ANALYSIS_AT_EQUILIBRIUM)
-        R->converged_at = -1;
+    /* The settled step, for the band the verdict used (README: "Entered-and-stayed step"). Only
+     * the final-window estimate confirms a layer stayed there, so only a layer at equilibrium has
+     * one. */
+    R->converged_at = -1;
+    if (R->verdict == ROTEQ_ANALYSIS_AT_EQUILIBRIUM)
+        R->converged_at = roteq_analysis_settled(
+            transient ? &L->conv_tr : &L->conv_static,
+            tol + ROTEQ_VERDICT_Z * (isfinite(R->norm_se) ? R->norm_se : 0) / R->pred_norm,
+            use_angle
+                ? tol + ROTEQ_VERDICT_Z * (isfinite(R->angle_se) ? R->angle_se : 0) / R->pred_angle
+                : 0,
+            use_norm, use_angle);
 }
 
 /* Name components that mark layers outside the theory's scope, by convention of common models:
