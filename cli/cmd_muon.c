@@ -84,7 +84,11 @@ static int hparam_flag(const char *cmd, int c, const char *arg, roteq_muon_hpara
     case OPT_NS_STEPS:
         if (roteq_cli_size(cmd, "ns-steps", arg, &k))
             return -1;
-        hp->ns_steps = k > 1000 ? 1000 : (int)k;
+        if (k < 1 || k > 99) {
+            roteq_cli_fail(cmd, "--ns-steps: must be in 1..99, got %s", arg);
+            return -1;
+        }
+        hp->ns_steps = (int)k;
         return 1;
     case OPT_ADJUST:
         if (roteq_muon_adjust_parse(arg, &hp->adjust)) {
