@@ -191,17 +191,26 @@ size_t roteq_sim_normals_padded(size_t n)
     return (n + ROTEQ_KERNEL_BATCH - 1) / ROTEQ_KERNEL_BATCH * ROTEQ_KERNEL_BATCH;
 }
 
+/* The kernels of `isa` for normals of `kind`, or NULL with the error set. */
+static const roteq_kernel_ops *normal_ops(roteq_sim_normal_kind kind, roteq_sim_isa isa)
+{
+    const roteq_kernel_ops *ops = NULL;
+    if ((unsigned)kind >= ROTEQ_NORMALS_COUNT)
+        roteq_error_set(ROTEQ_EINVAL, "unknown kind of normals %d", (int)kind);
+    else if ((unsigned)isa >= ROTEQ_SIM_ISA_COUNT)
+        roteq_error_set(ROTEQ_EINVAL, "unknown instruction set %d", (int)isa);
+    else if (!(ops = kernel_for(isa)))
+        roteq_error_set(ROTEQ_EUNSUPPORTED, "instruction set %s is not available here",
+                        roteq_sim_isa_names[isa]);
+    return ops;
+}
+
 int roteq_sim_normals_as(roteq_sim_normal_kind kind, roteq_sim_isa isa, uint64_t seed,
                          uint32_t stream, uint64_t step, double *out, size_t n)
 {
-    if ((unsigned)kind >= ROTEQ_NORMALS_COUNT)
-        return roteq_error_set(ROTEQ_EINVAL, "unknown kind of normals %d", (int)kind);
-    if ((unsigned)isa >= ROTEQ_SIM_ISA_COUNT)
-        return roteq_error_set(ROTEQ_EINVAL, "unknown instruction set %d", (int)isa);
-    const roteq_kernel_ops *ops = kernel_for(isa);
+    const roteq_kernel_ops *ops = normal_ops(kind, isa);
     if (!ops)
-        return roteq_error_set(ROTEQ_EUNSUPPORTED, "instruction set %s is not available here",
-                               roteq_sim_isa_names[isa]);
+        return roteq_error_status();
     /* The kernels write whole aligned batches: go through an aligned buffer so that callers
      * need neither alignment nor padding. */
     double *buf = aligned_doubles(roteq_sim_normals_padded(n));
@@ -947,14 +956,9 @@ double roteq_sim_bench_normals_as(roteq_sim_normal_kind kind, size_t neurons, si
                                   size_t steps, unsigned threads, roteq_sim_isa isa,
                                   double *checksum)
 {
-    if ((unsigned)kind >= ROTEQ_NORMALS_COUNT)
-        return roteq_error_set(ROTEQ_EINVAL, "unknown kind of normals %d", (int)kind);
-    if ((unsigned)isa >= ROTEQ_SIM_ISA_COUNT)
-        return roteq_error_set(ROTEQ_EINVAL, "unknown instruction set %d", (int)isa);
-    const roteq_kernel_ops *ops = kernel_for(isa);
+    const roteq_kernel_ops *ops = normal_ops(kind, isa);
     if (!ops)
-        return roteq_error_set(ROTEQ_EUNSUPPORTED, "instruction set %s is not available here",
-                               roteq_sim_isa_names[isa]);
+        return roteq_error_status();
     return bench_ops(ops, (int)kind, neurons, dim, steps, threads, checksum);
 }
 
