@@ -415,22 +415,42 @@ static int changed(const char *path, const struct stat *was, const char *how)
                            path, how, (long long)was->st_size, (long long)now.st_size);
 }
 
-/* A header parsed from the mapping: the file may shrink between fstat and the parse. */
-static int guarded_parse(const char *path, const unsigned char *data, size_t size, int npy,
-                         roteq_analysis_tensor_info *one, roteq_analysis_tensor_info **infos,
-                         size_t *n, int *faulted)
+/* Run fn(job) with SIGBUS caught: 0, or 1 if a mapped page was gone (the file shrank). What fn
+ * allocated before the fault is lost, on this error only. */
+static int guarded(void (*fn)(void *), void *job)
 {
     sigjmp_buf jb;
-    if (sigsetjmp(jb, 1)) { /* what the parser allocated is lost, on this error only */
+    if (sigsetjmp(jb, 1)) {
         fault_jump = NULL;
-        *faulted = 1;
-        return ROTEQ_EIO;
+        return 1;
     }
     fault_jump = &jb;
-    int st = npy ? roteq_analysis_npy_parse(path, data, size, size, one)
-                 : roteq_analysis_safetensors_parse(path, data, size, size, infos, n);
+    fn(job);
     fault_jump = NULL;
-    return st;
+    return 0;
+}
+
+/* A header parsed from the mapping: the file may shrink between fstat and the parse. */
+typedef struct {
+    const char *path;
+    const unsigned char *data;
+    size_t size;
+    roteq_analysis_tensor_info *one, **infos; /* npy: one; safetensors: infos, n */
+    size_t *n;
+    int st;
+} parse_job;
+
+static void run_parse(void *job)
+{
+    parse_job *j = job;
+    j->st = j->one ? roteq_analysis_npy_parse(j->path, j->data, j->size, j->size, j->one)
+                   : roteq_analysis_safetensors_parse(j->path, j->data, j->size, j->size, j->infos,
+                                                      j->n);
+}
+
+static int guarded_parse(const mapping *m, parse_job *j)
+{
+    return guarded(run_parse, j) ? changed(j->path, &m->sb, "shrank") : j->st;
 }
 
 /* Map one file (kind 0 safetensors, 1 npy, 2 torch.save) and append its tensors. */
@@ -489,11 +509,10 @@ static int load_file(snapshot *s, const char *path, int kind, const reader *rd)
         infos = calloc(1, sizeof *infos);
         if (infos == NULL)
             return roteq_error_set(ROTEQ_ENOMEM, "out of memory");
-        int faulted = 0;
-        st = guarded_parse(path, data, m->size, 1, infos, NULL, NULL, &faulted);
+        st = guarded_parse(m, &(parse_job){path, data, m->size, infos, NULL, NULL, 0});
         if (st) {
             free(infos);
-            return faulted ? changed(path, &m->sb, "shrank") : st;
+            return st;
         }
         const char *base = strrchr(path, '/');
         base = base ? base + 1 : path;
@@ -504,10 +523,9 @@ static int load_file(snapshot *s, const char *path, int kind, const reader *rd)
             return roteq_error_set(ROTEQ_ENOMEM, "out of memory");
         }
     } else {
-        int faulted = 0;
-        st = guarded_parse(path, data, m->size, 0, NULL, &infos, &n, &faulted);
+        st = guarded_parse(m, &(parse_job){path, data, m->size, NULL, &infos, &n, 0});
         if (st)
-            return faulted ? changed(path, &m->sb, "shrank") : st;
+            return st;
     }
     tensor *nt = realloc(s->t, (s->nt + n + 1) * sizeof *nt);
     if (nt == NULL) {
@@ -677,25 +695,22 @@ static int feed(roteq_analysis *a, const layer_sel *L, long step, long gap, cons
     return ROTEQ_OK;
 }
 
-/* Norms (a == NULL) or norms and angles of one layer's rows; 0, or 1 if a mapped page was gone
- * (the file shrank). Nothing set up before the jump needs undoing: the kernels of the fused
- * path allocate nothing, and the chunked path's buffer is lost only on this error. */
-static int guarded_rows(const layer_sel *L, const roteq_analysis_tensor_info *ta, const void *a,
-                        const roteq_analysis_tensor_info *tb, const void *b, double *norm_b,
-                        double *angle)
+/* Norms (a == NULL) or norms and angles of one layer's rows, from the mappings. */
+typedef struct {
+    const layer_sel *L;
+    const roteq_analysis_tensor_info *ta, *tb;
+    const void *a, *b;
+    double *norm_b, *angle;
+} rows_job;
+
+static void run_rows(void *job)
 {
-    sigjmp_buf jb;
-    if (sigsetjmp(jb, 1)) {
-        fault_jump = NULL;
-        return 1;
-    }
-    fault_jump = &jb;
-    if (a == NULL)
-        roteq_analysis_rows_norms(tb, b, L->rows, L->cols, norm_b);
+    const rows_job *j = job;
+    if (j->a == NULL)
+        roteq_analysis_rows_norms(j->tb, j->b, j->L->rows, j->L->cols, j->norm_b);
     else
-        roteq_analysis_rows_angles(ta, a, tb, b, L->rows, L->cols, L->norm_prev, norm_b, angle);
-    fault_jump = NULL;
-    return 0;
+        roteq_analysis_rows_angles(j->ta, j->a, j->tb, j->b, j->L->rows, j->L->cols,
+                                   j->L->norm_prev, j->norm_b, j->angle);
 }
 
 /* After a snapshot has been read: each of its files must be the file it was when mapped (a
@@ -731,19 +746,18 @@ static int fault_error(const snapshot *prev, const tensor *tp, const snapshot *c
 
 /* ---- the neuron axis */
 
-/* tensor_rows under the SIGBUS guard: 0, or 1 if a mapped page was gone. */
-static int guarded_image(const roteq_analysis_tensor_info *t, const void *data, int axis,
-                         double *out)
+/* tensor_rows, from the mapping. */
+typedef struct {
+    const roteq_analysis_tensor_info *t;
+    const void *data;
+    int axis;
+    double *out;
+} image_job;
+
+static void run_image(void *job)
 {
-    sigjmp_buf jb;
-    if (sigsetjmp(jb, 1)) {
-        fault_jump = NULL;
-        return 1;
-    }
-    fault_jump = &jb;
-    roteq_analysis_tensor_rows(t, data, axis, out);
-    fault_jump = NULL;
-    return 0;
+    const image_job *j = job;
+    roteq_analysis_tensor_rows(j->t, j->data, j->axis, j->out);
 }
 
 /* The tensor as a row-major F64 [rows, cols] image with the neuron axis first. */
@@ -757,7 +771,7 @@ static int to_image(snapshot *s, tensor *t, int axis, size_t rows, size_t cols)
     if (img == NULL)
         return roteq_error_set(ROTEQ_ENOMEM, "out of memory");
     s->owned[s->nowned++] = img;
-    if (guarded_image(&t->info, t->data, axis, img))
+    if (guarded(run_image, &(image_job){&t->info, t->data, axis, img}))
         return changed(s->files[t->map], &s->maps[t->map].sb, "shrank");
     t->info.dtype = ROTEQ_DT_F64;
     t->info.fortran_order = 0;
@@ -913,7 +927,7 @@ static int first_snapshot(roteq_analysis *a, const snapshot *s, layer_sel *sel, 
         int st = roteq_analysis_layer(a, L->name, strlen(L->name), L->cols, &L->index);
         if (st)
             return st;
-        if (guarded_rows(L, NULL, NULL, &t->info, t->data, L->norm_prev, NULL))
+        if (guarded(run_rows, &(rows_job){L, NULL, &t->info, NULL, t->data, L->norm_prev, NULL}))
             return fault_error(NULL, NULL, s, t);
         L->info_prev = t->info;
         L->data_prev = t->data;
@@ -966,7 +980,8 @@ static int next_snapshot(roteq_analysis *a, const char *dir, const entry *e, con
         int st = check_tensor(dir, e, e0, L, t);
         if (st)
             return st;
-        if (guarded_rows(L, &L->info_prev, L->data_prev, &t->info, t->data, L->norm, L->angle))
+        if (guarded(run_rows, &(rows_job){L, &L->info_prev, &t->info, L->data_prev, t->data,
+                                          L->norm, L->angle}))
             return fault_error(prev, find(prev, L->name), cur, t);
         /* The optimizer state, where present, replaces the k-step angle by the last step's. */
         int per_step = roteq_analysis_state_angles(a, os, L->index, &t->info, t->data, L->rows,
