@@ -5,6 +5,7 @@
  * Every rank parses the same GRID; only rank 0 reads or writes FILE and prints. */
 #include "roteq_cli.h"
 #include "roteq_sweep.h"
+#include "sweep_internal.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -186,7 +187,17 @@ static int prepare(const sweep_args *a, int rank, int size, FILE *err, roteq_swe
                            g->npoints);
         return 0;
     }
-    if ((*skipp = calloc(g->npoints, 1)) == NULL) {
+    if (a->point == (size_t)-1 && g->npoints > ROTEQ_SWEEP_RUN_POINTS_MAX) {
+        if (err)
+            roteq_cli_fail("sweep",
+                           "%s: %zu points; a whole sweep keeps about 1 KB per point (deal order, "
+                           "skip flag, row), at most %d points: split the grid, or run single "
+                           "points with --point I",
+                           a->grid_path, g->npoints, ROTEQ_SWEEP_RUN_POINTS_MAX);
+        return 0;
+    }
+    /* --point I needs nothing per point: the grid is never expanded */
+    if (a->point == (size_t)-1 && (*skipp = calloc(g->npoints, 1)) == NULL) {
         if (err)
             roteq_cli_fail("sweep", "out of memory");
         return 0;
@@ -206,9 +217,6 @@ static int prepare(const sweep_args *a, int rank, int size, FILE *err, roteq_swe
                                                                               : ROTEQ_EXIT_USAGE);
         return 0;
     }
-    if (a->point != (size_t)-1)
-        for (size_t i = 0; i < g->npoints; i++)
-            (*skipp)[i] = i != a->point;
     return 1;
 }
 
@@ -262,8 +270,8 @@ int roteq_cmd_sweep(int argc, char **argv)
             code = ROTEQ_EXIT_USAGE;
         goto done;
     }
-    sweep_ctx ctx = {.out = out, .progress = a.progress};
-    for (size_t i = 0; i < g->npoints; i++)
+    sweep_ctx ctx = {.out = out, .progress = a.progress, .total = skip ? 0 : 1};
+    for (size_t i = 0; skip && i < g->npoints; i++)
         ctx.total += !skip[i];
     roteq_sweep_options o = {
         .jobs = (unsigned)a.jobs,
@@ -273,7 +281,16 @@ int roteq_cmd_sweep(int argc, char **argv)
         .sink_ctx = &ctx,
     };
     double t0 = roteq_seconds();
-    int st = roteq_sweep_run_mpi(g, skip, &o);
+    int st = ROTEQ_OK;
+    if (a.point == (size_t)-1) {
+        st = roteq_sweep_run_mpi(g, skip, &o);
+    } else if (rank == 0) {
+        /* one point, decoded from the grid, on every core of this process */
+        roteq_sweep_record rec;
+        roteq_sweep_point pt;
+        roteq_sweep_eval(g, &o, a.point, roteq_sweep_threads_per_point(&o, 1), &rec);
+        st = sweep_sink(&ctx, roteq_sweep_grid_point(g, a.point, &pt), &rec);
+    }
     double wall = roteq_seconds() - t0;
     code = rank != 0 ? ROTEQ_EXIT_OK : finish(&a, &ctx, st, &out, g, size, wall);
 done:

@@ -149,7 +149,8 @@ static void print_table(const roteq_sweep_grid *g, const roteq_sweep_record *rec
            "z", "pred angle", "measured angle", "err", "z", "verdict");
     size_t count[ROTEQ_SWEEP_VERDICT_COUNT] = {0};
     for (size_t i = 0; i < g->npoints; i++) {
-        const roteq_sweep_point *p = &g->points[i];
+        roteq_sweep_point pt;
+        const roteq_sweep_point *p = roteq_sweep_grid_point(g, i, &pt);
         const roteq_sweep_record *r = &recs[i];
         char hp[64];
         settings(hp, sizeof hp, p);

@@ -236,28 +236,7 @@ static void where_fmt(char *buf, size_t n, const char *fmt, ...)
     va_end(ap);
 }
 
-/* ---- expansion --------------------------------------------------------------------------- */
-
-typedef struct {
-    const char *name;
-    uint64_t seed;
-    json_t **objs; /* merged key/value object per point */
-    size_t n, cap;
-} expander;
-
-static int emit(expander *e, json_t *kv)
-{
-    if (e->n == e->cap) {
-        size_t cap = e->cap ? 2 * e->cap : 64;
-        json_t **objs = realloc(e->objs, cap * sizeof *objs);
-        if (objs == NULL)
-            return roteq_error_set(ROTEQ_ENOMEM, "%s: out of memory", e->name);
-        e->objs = objs;
-        e->cap = cap;
-    }
-    e->objs[e->n++] = json_deep_copy(kv);
-    return e->objs[e->n - 1] ? ROTEQ_OK : roteq_error_set(ROTEQ_ENOMEM, "out of memory");
-}
+/* ---- checking the tree (once, whatever the number of points) -------------------------------- */
 
 static int check_object(const char *name, const char *where, const json_t *obj)
 {
@@ -276,145 +255,186 @@ static int check_object(const char *name, const char *where, const json_t *obj)
     return ROTEQ_OK;
 }
 
-static int expand(expander *e, const json_t *node, const json_t *base, const char *where, int top);
-
-/* Enumerate the product of `axes` (file order, last axis fastest) over `kv`, then recurse. */
-static int expand_axes(expander *e, const json_t *node, json_t *kv, const char *where, void *iter)
+static int check_axes(const char *name, const char *sub, const json_t *val)
 {
-    const json_t *axes = json_object_get(node, "axes");
-    if (axes == NULL || iter == NULL) {
-        const json_t *groups = json_object_get(node, "groups");
-        if (groups == NULL)
-            return emit(e, kv);
+    if (!json_is_object(val))
+        return roteq_error_set(ROTEQ_EFORMAT, "%s: %s: expected an object of lists", name, sub);
+    const char *ak;
+    json_t *av;
+    json_object_foreach((json_t *)val, ak, av)
+    {
+        char asub[WHERE_MAX];
+        where_fmt(asub, sizeof asub, "%s.%s", sub, ak);
+        if (!json_is_array(av) || json_array_size(av) == 0)
+            return roteq_error_set(ROTEQ_EFORMAT, "%s: %s: expected a non-empty list", name, asub);
         size_t i;
-        json_t *g;
-        json_array_foreach(groups, i, g)
+        json_t *x;
+        json_array_foreach(av, i, x)
         {
-            char sub[WHERE_MAX];
-            where_fmt(sub, sizeof sub, "%sgroups[%zu]", where, i);
-            int st = expand(e, g, kv, sub, 0);
+            char isub[WHERE_MAX];
+            where_fmt(isub, sizeof isub, "%s[%zu]", asub, i);
+            int st = check_value(name, isub, ak, x);
             if (st)
                 return st;
         }
-        return ROTEQ_OK;
     }
-    const char *key = json_object_iter_key(iter);
-    json_t *values = json_object_iter_value(iter);
-    size_t i;
-    json_t *v;
-    json_array_foreach(values, i, v)
+    return ROTEQ_OK;
+}
+
+/* Check a node's keys and values, then its groups; `where` is the node's path ("" at the top). */
+static int check_node(const char *name, const json_t *node, const char *where, int top)
+{
+    char sub[WHERE_MAX], prefix[WHERE_MAX];
+    where_fmt(prefix, sizeof prefix, "%s%s", where, *where ? "." : "");
+    if (!json_is_object(node))
+        return roteq_error_set(ROTEQ_EFORMAT, "%s: %s: expected an object", name,
+                               *where ? where : "top level");
+    const char *key;
+    json_t *val;
+    int st = ROTEQ_OK;
+    json_object_foreach((json_t *)node, key, val)
     {
-        json_t *next = json_copy(kv);
-        if (next == NULL || json_object_set(next, key, v))
-            return roteq_error_set(ROTEQ_ENOMEM, "out of memory");
-        int st = expand_axes(e, node, next, where, json_object_iter_next((json_t *)axes, iter));
-        json_decref(next);
+        where_fmt(sub, sizeof sub, "%s%s", prefix, key);
+        if (strcmp(key, "fixed") == 0) {
+            st = check_object(name, sub, val);
+        } else if (strcmp(key, "axes") == 0) {
+            st = check_axes(name, sub, val);
+        } else if (strcmp(key, "points") == 0 || strcmp(key, "groups") == 0) {
+            if (!json_is_array(val) || json_array_size(val) == 0)
+                return roteq_error_set(ROTEQ_EFORMAT,
+                                       "%s: %s: expected a non-empty list of objects", name, sub);
+            size_t i;
+            json_t *x;
+            json_array_foreach(val, i, x)
+            {
+                char isub[WHERE_MAX];
+                where_fmt(isub, sizeof isub, "%s[%zu]", sub, i);
+                if (key[0] == 'p')
+                    st = check_object(name, isub, x);
+                else {
+                    where_fmt(isub, sizeof isub, "%sgroups[%zu]", prefix, i);
+                    st = check_node(name, x, isub, 0);
+                }
+                if (st)
+                    return st;
+            }
+        } else if (top && strcmp(key, "seed") == 0) {
+            if (!json_is_integer(val) || json_integer_value(val) < 0)
+                return roteq_error_set(ROTEQ_EFORMAT, "%s: seed: expected a non-negative integer",
+                                       name);
+        } else if (strcmp(key, "name") == 0 || strcmp(key, "description") == 0) {
+            if (!json_is_string(val))
+                return roteq_error_set(ROTEQ_EFORMAT, "%s: %s: expected a string", name, sub);
+        } else {
+            return roteq_error_set(ROTEQ_EFORMAT,
+                                   "%s: %s: unknown key (known: seed, name, description, fixed, "
+                                   "axes, points, groups)",
+                                   name, sub);
+        }
         if (st)
             return st;
     }
     return ROTEQ_OK;
 }
 
-static int expand(expander *e, const json_t *node, const json_t *base, const char *where, int top)
+/* ---- enumeration without expansion ----------------------------------------------------------
+ * A node's points are, outermost first, its `points` entries, the product of its axes (file
+ * order, last axis fastest) and its groups in turn: index = ((p A) + a) G + g for A axis
+ * combinations and G points in the groups. So point i is found by mixed-radix decoding, in time
+ * and memory proportional to the grid file, never to the number of points. */
+
+#define COUNT_OVERFLOW SIZE_MAX
+
+static size_t mul_count(size_t a, size_t b)
 {
-    char sub[WHERE_MAX], prefix[WHERE_MAX];
-    where_fmt(prefix, sizeof prefix, "%s%s", where, *where ? "." : "");
-    if (!json_is_object(node))
-        return roteq_error_set(ROTEQ_EFORMAT, "%s: %s: expected an object", e->name,
-                               *where ? where : "top level");
+    return a == COUNT_OVERFLOW || b == COUNT_OVERFLOW || (b && a > (COUNT_OVERFLOW - 1) / b)
+               ? COUNT_OVERFLOW
+               : a * b;
+}
+
+static size_t axes_count(const json_t *node)
+{
+    size_t n = 1;
     const char *key;
     json_t *val;
-    json_object_foreach((json_t *)node, key, val)
+    json_object_foreach((json_t *)json_object_get(node, "axes"), key, val)
     {
-        where_fmt(sub, sizeof sub, "%s%s", prefix, key);
-        if (strcmp(key, "fixed") == 0) {
-            int st = check_object(e->name, sub, val);
-            if (st)
-                return st;
-        } else if (strcmp(key, "axes") == 0) {
-            if (!json_is_object(val))
-                return roteq_error_set(ROTEQ_EFORMAT, "%s: %s: expected an object of lists",
-                                       e->name, sub);
-            const char *ak;
-            json_t *av;
-            json_object_foreach(val, ak, av)
-            {
-                char asub[WHERE_MAX];
-                where_fmt(asub, sizeof asub, "%s.%s", sub, ak);
-                if (!json_is_array(av) || json_array_size(av) == 0)
-                    return roteq_error_set(ROTEQ_EFORMAT, "%s: %s: expected a non-empty list",
-                                           e->name, asub);
-                size_t i;
-                json_t *x;
-                json_array_foreach(av, i, x)
-                {
-                    char isub[WHERE_MAX];
-                    where_fmt(isub, sizeof isub, "%s[%zu]", asub, i);
-                    int st = check_value(e->name, isub, ak, x);
-                    if (st)
-                        return st;
-                }
-            }
-        } else if (strcmp(key, "points") == 0 || strcmp(key, "groups") == 0) {
-            if (!json_is_array(val) || json_array_size(val) == 0)
-                return roteq_error_set(
-                    ROTEQ_EFORMAT, "%s: %s: expected a non-empty list of objects", e->name, sub);
-            if (key[0] == 'p') {
-                size_t i;
-                json_t *x;
-                json_array_foreach(val, i, x)
-                {
-                    char isub[WHERE_MAX];
-                    where_fmt(isub, sizeof isub, "%s[%zu]", sub, i);
-                    int st = check_object(e->name, isub, x);
-                    if (st)
-                        return st;
-                }
-            }
-        } else if (top && strcmp(key, "seed") == 0) {
-            if (!json_is_integer(val) || json_integer_value(val) < 0)
-                return roteq_error_set(ROTEQ_EFORMAT, "%s: seed: expected a non-negative integer",
-                                       e->name);
-        } else if (strcmp(key, "name") == 0 || strcmp(key, "description") == 0) {
-            if (!json_is_string(val))
-                return roteq_error_set(ROTEQ_EFORMAT, "%s: %s: expected a string", e->name, sub);
-        } else {
-            return roteq_error_set(ROTEQ_EFORMAT,
-                                   "%s: %s: unknown key (known: seed, name, description, fixed, "
-                                   "axes, points, groups)",
-                                   e->name, sub);
-        }
+        n = mul_count(n, json_array_size(val));
     }
+    return n;
+}
 
+static size_t node_count(const json_t *node)
+{
+    const json_t *points = json_object_get(node, "points"),
+                 *groups = json_object_get(node, "groups");
+    size_t g = groups ? 0 : 1, i;
+    json_t *x;
+    json_array_foreach(groups, i, x)
+    {
+        size_t c = node_count(x);
+        g = c == COUNT_OVERFLOW || g > COUNT_OVERFLOW - 1 - c ? COUNT_OVERFLOW : g + c;
+    }
+    return mul_count(mul_count(points ? json_array_size(points) : 1, axes_count(node)), g);
+}
+
+/* The merged key/value object of point `index` of `node` over `base` (new reference). */
+static json_t *decode(const json_t *node, const json_t *base, size_t index)
+{
     json_t *kv = json_copy((json_t *)base);
-    const json_t *fixed = json_object_get(node, "fixed");
-    if (kv == NULL || (fixed && json_object_update(kv, (json_t *)fixed)))
-        return roteq_error_set(ROTEQ_ENOMEM, "out of memory");
-    const json_t *points = json_object_get(node, "points");
-    const json_t *axes = json_object_get(node, "axes");
-    int st = ROTEQ_OK;
-    if (points == NULL) {
-        st = expand_axes(e, node, kv, prefix, axes ? json_object_iter((json_t *)axes) : NULL);
-    } else {
-        size_t i;
-        json_t *pt;
-        json_array_foreach(points, i, pt)
-        {
-            json_t *merged = json_copy(kv);
-            if (merged == NULL || json_object_update(merged, pt)) {
-                json_decref(merged);
-                st = roteq_error_set(ROTEQ_ENOMEM, "out of memory");
-                break;
-            }
-            st = expand_axes(e, node, merged, prefix,
-                             axes ? json_object_iter((json_t *)axes) : NULL);
-            json_decref(merged);
-            if (st)
-                break;
+    const json_t *fixed = json_object_get(node, "fixed"), *points = json_object_get(node, "points");
+    const json_t *axes = json_object_get(node, "axes"), *groups = json_object_get(node, "groups");
+    if (kv == NULL || (fixed && json_object_update(kv, (json_t *)fixed))) {
+        json_decref(kv);
+        return NULL;
+    }
+    size_t G =
+        groups ? node_count(node) / (points ? json_array_size(points) : 1) / axes_count(node) : 1;
+    size_t g = index % G, rest = index / G, A = axes_count(node);
+    size_t a = rest % A, p = rest / A;
+    if (points && json_object_update(kv, json_array_get(points, p))) {
+        json_decref(kv);
+        return NULL;
+    }
+    if (axes) {
+        /* last axis fastest: peel the digits from the last axis backwards */
+        size_t n = json_object_size(axes), k = n;
+        const char **keys = malloc((n ? n : 1) * sizeof *keys);
+        if (keys == NULL) {
+            json_decref(kv);
+            return NULL;
         }
+        const char *key;
+        json_t *val;
+        size_t j = 0;
+        json_object_foreach((json_t *)axes, key, val)
+        {
+            keys[j++] = key;
+        }
+        while (k-- > 0) {
+            const json_t *values = json_object_get(axes, keys[k]);
+            size_t len = json_array_size(values);
+            json_object_set(kv, keys[k], json_array_get(values, a % len));
+            a /= len;
+        }
+        free(keys);
+    }
+    if (!groups)
+        return kv;
+    size_t i;
+    json_t *x;
+    json_array_foreach(groups, i, x)
+    {
+        size_t c = node_count(x);
+        if (g < c) {
+            json_t *out = decode(x, kv, g);
+            json_decref(kv);
+            return out;
+        }
+        g -= c;
     }
     json_decref(kv);
-    return st;
+    return NULL;
 }
 
 /* ---- the grid ------------------------------------------------------------------------------ */
@@ -428,13 +448,51 @@ static uint64_t fnv1a(uint64_t h, const char *s, size_t n)
     return h;
 }
 
+/* The order of every node's axes (it decides the order of the points; the canonical text below
+ * sorts keys), depth first. */
+static uint64_t hash_axes_order(uint64_t h, const json_t *node)
+{
+    const char *key;
+    json_t *val;
+    json_object_foreach((json_t *)json_object_get(node, "axes"), key, val)
+    {
+        h = fnv1a(h, key, strlen(key) + 1);
+    }
+    h = fnv1a(h, "|", 1);
+    size_t i;
+    json_t *x;
+    json_array_foreach(json_object_get(node, "groups"), i, x)
+    {
+        h = hash_axes_order(h, x);
+    }
+    return h;
+}
+
 void roteq_sweep_grid_free(roteq_sweep_grid *g)
 {
     if (g == NULL)
         return;
     free(g->name);
-    free(g->points);
+    json_decref((json_t *)g->tree);
     free(g);
+}
+
+const roteq_sweep_point *roteq_sweep_grid_point(const roteq_sweep_grid *g, size_t index,
+                                                roteq_sweep_point *p)
+{
+    memset(p, 0, sizeof *p);
+    p->index = index;
+    p->seed = roteq_sweep_point_seed(g->seed, index);
+    json_t *empty = json_object();
+    json_t *kv = empty && index < g->npoints ? decode((const json_t *)g->tree, empty, index) : NULL;
+    json_decref(empty);
+    if (kv == NULL) {
+        point_fail(p, "cannot decode point %zu (out of memory or outside the grid)", index);
+        return p;
+    }
+    build_point(p, kv);
+    json_decref(kv);
+    return p;
 }
 
 roteq_sweep_grid *roteq_sweep_grid_parse(const char *text, const char *name)
@@ -445,55 +503,39 @@ roteq_sweep_grid *roteq_sweep_grid_parse(const char *text, const char *name)
         roteq_error_set(ROTEQ_EFORMAT, "%s: line %d: %s", name, jerr.line, jerr.text);
         return NULL;
     }
-    expander e = {.name = name};
     roteq_sweep_grid *g = NULL;
-    json_t *empty = json_object();
-    int st =
-        empty ? expand(&e, root, empty, "", 1) : roteq_error_set(ROTEQ_ENOMEM, "out of memory");
-    if (st == ROTEQ_OK && e.n == 0)
-        st = roteq_error_set(ROTEQ_EFORMAT, "%s: the grid has no points", name);
-    if (st)
-        goto done;
+    size_t n = 0;
+    if (check_node(name, root, "", 1))
+        goto fail;
+    n = node_count(root);
+    if (n == COUNT_OVERFLOW) {
+        roteq_error_set(ROTEQ_EFORMAT, "%s: the grid has more than 2^64 points", name);
+        goto fail;
+    }
     g = calloc(1, sizeof *g);
-    if (g == NULL || (g->name = strdup(name)) == NULL ||
-        (g->points = calloc(e.n, sizeof *g->points)) == NULL) {
+    char *canon = json_dumps(root, JSON_SORT_KEYS | JSON_COMPACT | JSON_REAL_PRECISION(17));
+    if (g == NULL || canon == NULL || (g->name = strdup(name)) == NULL) {
+        free(canon);
         roteq_error_set(ROTEQ_ENOMEM, "%s: out of memory", name);
-        roteq_sweep_grid_free(g);
-        g = NULL;
-        goto done;
+        goto fail;
     }
     const json_t *seed = json_object_get(root, "seed");
     g->seed = seed ? (uint64_t)json_integer_value(seed) : 1;
-    g->npoints = e.n;
-    g->hash = 0xcbf29ce484222325u;
-    char buf[64];
-    for (size_t i = 0; i < e.n; i++) {
-        roteq_sweep_point *p = &g->points[i];
-        p->index = i;
-        p->seed = roteq_sweep_point_seed(g->seed, i);
-        build_point(p, e.objs[i]);
-        /* The hash covers what decides a point's numbers: its merged parameters as written
-         * (canonical: keys sorted, reals round-tripped) and its seed. */
-        char *canon =
-            json_dumps(e.objs[i], JSON_SORT_KEYS | JSON_COMPACT | JSON_REAL_PRECISION(17));
-        if (canon == NULL) {
-            roteq_error_set(ROTEQ_ENOMEM, "%s: out of memory", name);
-            roteq_sweep_grid_free(g);
-            g = NULL;
-            goto done;
-        }
-        g->hash = fnv1a(g->hash, canon, strlen(canon) + 1);
-        free(canon);
-        int len = snprintf(buf, sizeof buf, "%llu;", (unsigned long long)p->seed);
-        g->hash = fnv1a(g->hash, buf, (size_t)len);
-    }
-done:
-    for (size_t i = 0; i < e.n; i++)
-        json_decref(e.objs[i]);
-    free(e.objs);
-    json_decref(empty);
-    json_decref(root);
+    g->npoints = n;
+    /* The hash covers what decides every point's numbers: the grid as written (canonical: keys
+     * sorted, reals round-tripped), the order of its axes, and the seed. */
+    char buf[32];
+    int len = snprintf(buf, sizeof buf, "%llu;", (unsigned long long)g->seed);
+    g->hash = fnv1a(0xcbf29ce484222325u, canon, strlen(canon) + 1);
+    g->hash = hash_axes_order(g->hash, root);
+    g->hash = fnv1a(g->hash, buf, (size_t)len);
+    free(canon);
+    g->tree = root;
     return g;
+fail:
+    roteq_sweep_grid_free(g);
+    json_decref(root);
+    return NULL;
 }
 
 roteq_sweep_grid *roteq_sweep_grid_load(const char *path)

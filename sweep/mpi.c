@@ -97,7 +97,8 @@ static void deliver(dealer *d, const roteq_sweep_record *rec)
 {
     pthread_mutex_lock(&d->lock);
     if (!d->stop && d->o->sink) {
-        int st = d->o->sink(d->o->sink_ctx, &d->g->points[rec->index], rec);
+        roteq_sweep_point pt;
+        int st = d->o->sink(d->o->sink_ctx, roteq_sweep_grid_point(d->g, rec->index, &pt), rec);
         if (st) {
             d->stop = 1;
             d->status = st;

@@ -26,9 +26,48 @@ struct roteq_sweep_out {
     roteq_sweep_format fmt;
     const roteq_sweep_grid *g;
     char *preamble; /* CSV comment lines and header; empty for JSON lines */
-    char **rows;    /* latest row text per point (owned), for the final sorted rewrite */
+    /* Row texts in the order written (owned), for the final rewrite sorted by index, where the
+     * last row of a point wins: memory follows the rows present, not the grid's size. */
+    struct out_row {
+        size_t index, seq;
+        char *text;
+    } * rows;
+    size_t nrows, cap;
     size_t resumed;
 };
+
+static void rows_clear(roteq_sweep_out *o)
+{
+    for (size_t i = 0; i < o->nrows; i++)
+        free(o->rows[i].text);
+    o->nrows = 0;
+}
+
+/* Keep `text` (taking ownership) as the latest row of point `index`. */
+static int rows_add(roteq_sweep_out *o, size_t index, char *text)
+{
+    if (o->nrows == o->cap) {
+        size_t cap = o->cap ? 2 * o->cap : 64;
+        struct out_row *r = realloc(o->rows, cap * sizeof *r);
+        if (r == NULL) {
+            free(text);
+            return roteq_error_set(ROTEQ_ENOMEM, "out of memory");
+        }
+        o->rows = r;
+        o->cap = cap;
+    }
+    o->rows[o->nrows] = (struct out_row){index, o->nrows, text};
+    o->nrows++;
+    return ROTEQ_OK;
+}
+
+static int by_index_then_seq(const void *a, const void *b)
+{
+    const struct out_row *x = a, *y = b;
+    if (x->index != y->index)
+        return x->index < y->index ? -1 : 1;
+    return x->seq < y->seq ? -1 : x->seq > y->seq;
+}
 
 static void out_free(roteq_sweep_out *o)
 {
@@ -36,9 +75,7 @@ static void out_free(roteq_sweep_out *o)
         return;
     if (o->fd >= 0)
         close(o->fd);
-    if (o->rows)
-        for (size_t i = 0; i < o->g->npoints; i++)
-            free(o->rows[i]);
+    rows_clear(o);
     free(o->rows);
     free(o->preamble);
     free(o->path);
@@ -169,7 +206,9 @@ static json_t *json_row_keys(const roteq_sweep_out *o)
     roteq_sweep_record rec;
     memset(&rec, 0, sizeof rec);
     rec.verdict = ROTEQ_SWEEP_VERDICT_ERROR;
-    char *text = roteq_sweep_format_row(ROTEQ_SWEEP_JSON, o->g, &o->g->points[0], &rec);
+    roteq_sweep_point pt;
+    char *text =
+        roteq_sweep_format_row(ROTEQ_SWEEP_JSON, o->g, roteq_sweep_grid_point(o->g, 0, &pt), &rec);
     json_t *j = text ? json_loads(text, 0, NULL) : NULL;
     free(text);
     return j;
@@ -289,10 +328,13 @@ static int load_existing(roteq_sweep_out *o, unsigned char *skip)
             status = roteq_error_set(ROTEQ_ENOMEM, "out of memory");
             break;
         }
-        free(o->rows[id.index]);
-        o->rows[id.index] = text;
+        if (rows_add(o, (size_t)id.index, text)) {
+            status = ROTEQ_ENOMEM;
+            break;
+        }
         /* ERROR rows are retried: the failure may have been transient (memory, a signal). */
-        skip[id.index] = strcmp(id.status, "ERROR") != 0;
+        if (skip)
+            skip[id.index] = strcmp(id.status, "ERROR") != 0;
         o->resumed++;
     }
     free(line);
@@ -319,13 +361,13 @@ roteq_sweep_out *roteq_sweep_out_open(const char *path, roteq_sweep_format fmt,
     o->fd = -1;
     o->fmt = fmt;
     o->g = g;
-    o->rows = calloc(g->npoints ? g->npoints : 1, sizeof *o->rows);
     o->preamble = make_preamble(fmt, g, header);
-    if (o->rows == NULL || o->preamble == NULL) {
+    if (o->preamble == NULL) {
         roteq_error_set(ROTEQ_ENOMEM, "out of memory");
         goto fail;
     }
-    memset(skip, 0, g->npoints);
+    if (skip)
+        memset(skip, 0, g->npoints);
     if (strcmp(path, "-") == 0)
         return o; /* standard output: everything is printed, sorted, at close */
     if ((o->path = strdup(path)) == NULL) {
@@ -340,11 +382,9 @@ roteq_sweep_out *roteq_sweep_out_open(const char *path, roteq_sweep_format fmt,
         fresh = st == 1;
     }
     if (fresh) {
-        for (size_t i = 0; i < g->npoints; i++) {
-            free(o->rows[i]);
-            o->rows[i] = NULL;
-        }
-        memset(skip, 0, g->npoints);
+        rows_clear(o);
+        if (skip)
+            memset(skip, 0, g->npoints);
         o->resumed = 0;
     }
     o->fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | (fresh ? O_TRUNC : 0), 0644);
@@ -373,9 +413,7 @@ int roteq_sweep_out_write(roteq_sweep_out *o, const roteq_sweep_point *p,
             return st;
         }
     }
-    free(o->rows[p->index]);
-    o->rows[p->index] = row;
-    return ROTEQ_OK;
+    return rows_add(o, p->index, row);
 }
 
 int roteq_sweep_out_close(roteq_sweep_out *o)
@@ -393,9 +431,10 @@ int roteq_sweep_out_close(roteq_sweep_out *o)
     }
     FILE *s = roteq_ofile_stream(f);
     fputs(o->preamble, s);
-    for (size_t i = 0; i < o->g->npoints; i++)
-        if (o->rows[i])
-            fputs(o->rows[i], s);
+    qsort(o->rows, o->nrows, sizeof *o->rows, by_index_then_seq);
+    for (size_t i = 0; i < o->nrows; i++)
+        if (i + 1 == o->nrows || o->rows[i + 1].index != o->rows[i].index)
+            fputs(o->rows[i].text, s);
     int st = roteq_ofile_commit(f);
     out_free(o);
     return st;

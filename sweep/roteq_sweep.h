@@ -32,10 +32,22 @@ typedef struct {
 typedef struct {
     char *name; /* file name, for messages */
     uint64_t seed;
-    uint64_t hash; /* FNV-1a over every point's parameters and seed: tags rows for --resume */
-    roteq_sweep_point *points;
+    uint64_t hash; /* FNV-1a of the grid (canonical JSON, axis order, seed): tags rows for
+                      --resume */
     size_t npoints;
+    void *tree; /* the parsed grid: points are decoded from it on demand, never expanded */
 } roteq_sweep_grid;
+
+/* Point `index` (< npoints) of the grid, decoded into *p by mixed-radix arithmetic over the axes
+ * (time and memory proportional to the grid file, not to npoints: point 0 of a 1e8-point grid
+ * is instant). Returns p. */
+const roteq_sweep_point *roteq_sweep_grid_point(const roteq_sweep_grid *g, size_t index,
+                                                roteq_sweep_point *p);
+
+/* Running a whole grid keeps per point its deal order, skip flag and row text (about 1 KB):
+ * grids with more points are refused for whole runs, naming this limit; any single point of
+ * any grid still runs with --point I. */
+#define ROTEQ_SWEEP_RUN_POINTS_MAX 10000000
 
 /* Parse a GRID (JSON text; `name` is used in messages). A malformed grid (bad JSON, unknown
  * key, value of the wrong type, empty axis) gives NULL and one message naming the key, e.g.
@@ -147,7 +159,8 @@ typedef struct roteq_sweep_out roteq_sweep_out;
 /* Open FILE for the grid. Without `resume` FILE is started afresh. With `resume` the rows
  * already in FILE for this grid are kept (a torn last line is dropped) and skip[i] is set for
  * each point that has a row (error rows excepted: those points run again); a FILE written for
- * another grid or in another format is ROTEQ_EFORMAT. `skip` has g->npoints entries. "-"
+ * another grid or in another format is ROTEQ_EFORMAT. `skip` has g->npoints entries, or is
+ * NULL (a single point: nothing to skip). Memory follows the rows written, not the grid. "-"
  * writes to standard output, in index order at close. `header` is a comment line (without '#')
  * for the CSV preamble, may be NULL. */
 roteq_sweep_out *roteq_sweep_out_open(const char *path, roteq_sweep_format fmt,

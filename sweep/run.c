@@ -19,7 +19,8 @@
 void roteq_sweep_eval(const roteq_sweep_grid *g, const roteq_sweep_options *o, size_t index,
                       unsigned threads, roteq_sweep_record *rec)
 {
-    const roteq_sweep_point *p = &g->points[index];
+    roteq_sweep_point pt;
+    const roteq_sweep_point *p = roteq_sweep_grid_point(g, index, &pt);
     memset(rec, 0, sizeof *rec);
     rec->index = index;
     rec->seed = p->seed;
@@ -56,27 +57,39 @@ static double point_cost(const roteq_sweep_point *p)
     return (double)p->cfg.neurons * (double)p->cfg.dim * (double)p->cfg.steps;
 }
 
+typedef struct {
+    double cost;
+    size_t index;
+} costed;
+
+static int by_cost(const void *a, const void *b)
+{
+    const costed *x = a, *y = b;
+    if (x->cost != y->cost)
+        return x->cost < y->cost ? 1 : -1;
+    return x->index < y->index ? -1 : x->index > y->index;
+}
+
 size_t *roteq_sweep_deal_order(const roteq_sweep_grid *g, const unsigned char *skip, size_t *n)
 {
     size_t *order = malloc((g->npoints ? g->npoints : 1) * sizeof *order);
-    if (order == NULL) {
+    costed *c = malloc((g->npoints ? g->npoints : 1) * sizeof *c);
+    if (order == NULL || c == NULL) {
+        free(order);
+        free(c);
         roteq_error_set(ROTEQ_ENOMEM, "out of memory");
         return NULL;
     }
     size_t m = 0;
+    roteq_sweep_point pt;
     for (size_t i = 0; i < g->npoints; i++)
         if (skip == NULL || !skip[i])
-            order[m++] = i;
-    /* Insertion sort by decreasing cost, stable (ties keep index order); grids are small. */
-    for (size_t i = 1; i < m; i++) {
-        size_t x = order[i], j = i;
-        double cx = point_cost(&g->points[x]);
-        while (j > 0 && point_cost(&g->points[order[j - 1]]) < cx) {
-            order[j] = order[j - 1];
-            j--;
-        }
-        order[j] = x;
-    }
+            c[m++] = (costed){point_cost(roteq_sweep_grid_point(g, i, &pt)), i};
+    /* By decreasing cost, ties in index order (the order the insertion sort of small grids gave) */
+    qsort(c, m, sizeof *c, by_cost);
+    for (size_t i = 0; i < m; i++)
+        order[i] = c[i].index;
+    free(c);
     *n = m;
     return order;
 }
@@ -127,7 +140,8 @@ static void *local_worker(void *arg)
 
         pthread_mutex_lock(&q->lock);
         if (!q->stop && q->o->sink) {
-            int st = q->o->sink(q->o->sink_ctx, &q->g->points[idx], &rec);
+            roteq_sweep_point pt;
+            int st = q->o->sink(q->o->sink_ctx, roteq_sweep_grid_point(q->g, idx, &pt), &rec);
             if (st) {
                 q->stop = 1;
                 q->status = st;

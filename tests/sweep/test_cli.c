@@ -422,6 +422,51 @@ static void test_point_beyond_memory(void **state)
     roteq_test_rmtree(dir);
 }
 
+/* A 1e8-point grid (8 axes of 10 values, 600 bytes): --point I runs that point at once with
+ * memory independent of the grid's size; a whole run is refused with the limit named. */
+static void test_huge_grid_point(void **state)
+{
+    (void)state;
+    char *dir = roteq_test_tmpdir();
+    char *grid = roteq_test_path(dir, "g.json"), *rows = roteq_test_path(dir, "rows.csv");
+    roteq_test_write_file(
+        grid, "{\"fixed\": {\"optimizer\": \"adamw\", \"steps\": 20}, \"axes\": {"
+              "\"lr\": [1e-4, 2e-4, 3e-4, 4e-4, 5e-4, 6e-4, 7e-4, 8e-4, 9e-4, 1e-3],"
+              "\"weight_decay\": [0.01, 0.02, 0.03, 0.04, 0.05, 0.06, 0.07, 0.08, 0.09, 0.1],"
+              "\"beta1\": [0.8, 0.81, 0.82, 0.83, 0.84, 0.85, 0.86, 0.87, 0.88, 0.89],"
+              "\"beta2\": [0.9, 0.91, 0.92, 0.93, 0.94, 0.95, 0.96, 0.97, 0.98, 0.99],"
+              "\"eps\": [1e-8, 2e-8, 3e-8, 4e-8, 5e-8, 6e-8, 7e-8, 8e-8, 9e-8, 1e-7],"
+              "\"neurons\": [2, 3, 4, 5, 6, 7, 8, 9, 10, 11],"
+              "\"dim\": [4, 5, 6, 7, 8, 9, 10, 11, 12, 13],"
+              "\"init_norm\": [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]}}");
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        char *out = NULL, *err = NULL;
+        int rc = roteq_test_run((const char *[]){"sweep", grid, "--point", "99999999", NULL}, NULL,
+                                &out, &err);
+        struct rusage ru;
+        getrusage(RUSAGE_CHILDREN, &ru);
+        fprintf(stderr, "point 99999999 of 1e8: exit %d, peak %ld kB\n", rc, ru.ru_maxrss);
+        _exit(rc == 0 && strstr(out, "\n99999999,") && ru.ru_maxrss < 50 * 1024 ? 0 : 1);
+    }
+    int status;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 0);
+    char *out, *err;
+    assert_int_equal(
+        roteq_test_run((const char *[]){"sweep", grid, "--out", rows, NULL}, NULL, &out, &err), 2);
+    assert_non_null(strstr(err, "100000000 points; a whole sweep keeps about 1 KB per point"));
+    assert_non_null(strstr(err, "at most 10000000 points"));
+    assert_non_null(strstr(err, "--point I"));
+    free(out);
+    free(err);
+    free(grid);
+    free(rows);
+    roteq_test_rmtree(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -432,6 +477,7 @@ int main(void)
         cmocka_unit_test(test_journal_write_failure),
         cmocka_unit_test(test_resume_rejects_partial_rows),
         cmocka_unit_test(test_point_beyond_memory),
+        cmocka_unit_test(test_huge_grid_point),
 #if !ROTEQ_TEST_MPI_BUILD
         cmocka_unit_test(test_launcher_without_mpi),
 #endif

@@ -14,6 +14,15 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* Point i of g (decoded on demand); a few buffers rotate so that two can be compared. */
+static const roteq_sweep_point *point_at(const roteq_sweep_grid *g, size_t i)
+{
+    static roteq_sweep_point buf[4];
+    static int k;
+    k = (k + 1) % 4;
+    return roteq_sweep_grid_point(g, i, &buf[k]);
+}
+
 static roteq_sweep_grid *parse_ok(const char *text)
 {
     roteq_sweep_grid *g = roteq_sweep_grid_parse(text, "g.json");
@@ -36,7 +45,7 @@ static void test_product_order(void **state)
     const double lr[] = {0.001, 0.001, 0.001, 0.002, 0.002, 0.002};
     const size_t dim[] = {32, 64, 96, 32, 64, 96};
     for (size_t i = 0; i < 6; i++) {
-        const roteq_sweep_point *p = &g->points[i];
+        const roteq_sweep_point *p = point_at(g, i);
         assert_int_equal(p->index, i);
         assert_string_equal(p->error, "");
         assert_ptr_equal(p->cfg.opt, &roteq_adamw);
@@ -67,7 +76,9 @@ static void test_points_groups_inheritance(void **state)
         "   \"groups\": [{\"points\": [{\"beta1\": 0, \"beta2\": 0}]}, {\"fixed\": {\"dim\": 80}}]}"
         " ]}");
     assert_int_equal(g->npoints, 6);
-    const roteq_sweep_point *p = g->points;
+    roteq_sweep_point p[6];
+    for (size_t i = 0; i < 6; i++)
+        roteq_sweep_grid_point(g, i, &p[i]);
     assert_ptr_equal(p[0].cfg.opt, &roteq_sgdm);
     assert_close(p[0].cfg.hp.momentum, 0.9, 0);
     assert_close(p[0].cfg.hp.lr, 0.1, 0);
@@ -95,7 +106,7 @@ static void test_other_keys(void **state)
         " \"momentum\": 0.8, \"nesterov\": true, \"gradient\": \"heterogeneous\","
         " \"grad_norm\": 2.385, \"grad_spread\": 0.75, \"init_norm\": 3.5,"
         " \"schedule\": \"warmup:100+cosine:900\", \"wd_schedule\": \"step:300:0.5\"}]}");
-    const roteq_sweep_point *p = &g->points[0];
+    const roteq_sweep_point *p = point_at(g, 0);
     assert_string_equal(p->error, "");
     assert_int_equal(p->cfg.grad_model, ROTEQ_GRAD_HETEROGENEOUS);
     assert_close(p->cfg.grad_norm, 2.385, 0);
@@ -141,6 +152,78 @@ static void test_hash(void **state)
     roteq_sweep_grid_free(gb);
     roteq_sweep_grid_free(gc);
     roteq_sweep_grid_free(gd);
+}
+
+/* Points are decoded from the grid, never expanded: 8 axes of 10 values are 1e8 points held in a
+ * few kB, any point found by mixed-radix decoding (last axis fastest); the axis order is part of
+ * the hash (it orders the points); a grid beyond 2^64 points is refused. */
+static void test_lazy_points(void **state)
+{
+    (void)state;
+    char text[2048];
+    int n = snprintf(text, sizeof text, "{\"fixed\": {\"optimizer\": \"adamw\"}, \"axes\": {");
+    const char *keys[8] = {"lr",      "weight_decay", "beta1", "beta2",
+                           "neurons", "dim",          "steps", "init_norm"};
+    for (int k = 0; k < 8; k++) {
+        n += snprintf(text + n, sizeof text - (size_t)n, "%s\"%s\": [", k ? ", " : "", keys[k]);
+        for (int v = 0; v < 10; v++) {
+            double x = k == 0   ? 1e-4 * (v + 1)
+                       : k == 1 ? 0.01 * (v + 1)
+                       : k == 2 ? 0.8 + 0.01 * v
+                       : k == 3 ? 0.9 + 0.009 * v
+                                : 2 + v;
+            n += snprintf(text + n, sizeof text - (size_t)n, "%s%.17g", v ? ", " : "", x);
+        }
+        n += snprintf(text + n, sizeof text - (size_t)n, "]");
+    }
+    snprintf(text + n, sizeof text - (size_t)n, "}}");
+    roteq_sweep_grid *g = parse_ok(text);
+    assert_int_equal(g->npoints, 100000000);
+    roteq_sweep_point p;
+    roteq_sweep_grid_point(g, 12345678, &p); /* digits 1 2 3 4 5 6 7 8, lr slowest */
+    assert_string_equal(p.error, "");
+    assert_close(p.cfg.hp.lr, 2e-4, 1e-15);
+    assert_close(p.cfg.hp.weight_decay, 0.03, 1e-15);
+    assert_close(p.cfg.hp.beta1, 0.83, 1e-15);
+    assert_close(p.cfg.hp.beta2, 0.936, 1e-15);
+    assert_int_equal(p.cfg.neurons, 7);
+    assert_int_equal(p.cfg.dim, 8);
+    assert_int_equal(p.cfg.steps, 9);
+    assert_close(p.cfg.init_norm, 10, 0);
+    assert_int_equal(p.index, 12345678);
+    assert_true(p.seed == roteq_sweep_point_seed(g->seed, 12345678));
+    roteq_sweep_grid_point(g, 99999999, &p);
+    assert_close(p.cfg.hp.lr, 1e-3, 1e-15);
+    assert_int_equal(p.cfg.init_norm, 11);
+    roteq_sweep_grid_free(g);
+
+    const char *ab = "{\"fixed\": {\"optimizer\": \"adamw\"}, \"axes\": {\"lr\": [0.001, 0.002], "
+                     "\"beta1\": [0.8, 0.9]}}";
+    const char *ba = "{\"fixed\": {\"optimizer\": \"adamw\"}, \"axes\": {\"beta1\": [0.8, 0.9], "
+                     "\"lr\": [0.001, 0.002]}}";
+    roteq_sweep_grid *g1 = parse_ok(ab), *g2 = parse_ok(ba);
+    assert_true(g1->hash != g2->hash);
+    roteq_sweep_point p1, p2;
+    assert_close(roteq_sweep_grid_point(g1, 1, &p1)->cfg.hp.beta1, 0.9, 0);
+    assert_close(roteq_sweep_grid_point(g2, 1, &p2)->cfg.hp.lr, 0.002, 0);
+    roteq_sweep_grid_free(g1);
+    roteq_sweep_grid_free(g2);
+
+    /* 10 axes of 10 values at the top and again in a group: 1e20 points */
+    const char *ten[10] = {"lr",    "weight_decay", "beta1", "beta2",  "eps",
+                           "steps", "neurons",      "dim",   "radial", "init_norm"};
+    char axes[1024];
+    n = 0;
+    for (int a = 0; a < 10; a++)
+        n += snprintf(axes + n, sizeof axes - (size_t)n, "%s\"%s\": [%s]", a ? ", " : "", ten[a],
+                      "1, 2, 3, 4, 5, 6, 7, 8, 9, 10");
+    char big[4096];
+    snprintf(big, sizeof big,
+             "{\"fixed\": {\"optimizer\": \"adamw\"}, \"axes\": {%s}, \"groups\": [{\"axes\": "
+             "{%s}}]}",
+             axes, axes);
+    assert_null(roteq_sweep_grid_parse(big, "big.json"));
+    assert_non_null(strstr(roteq_error_message(), "big.json: the grid has more than 2^64 points"));
 }
 
 static void test_malformed(void **state)
@@ -214,14 +297,14 @@ static void test_bad_points(void **state)
     };
     for (size_t i = 0; i < 9; i++) {
         if (want[i][0] == '\0')
-            assert_string_equal(g->points[i].error, "");
-        else if (strstr(g->points[i].error, want[i]) == NULL) {
-            print_error("point %zu: '%s', want '%s'\n", i, g->points[i].error, want[i]);
+            assert_string_equal(point_at(g, i)->error, "");
+        else if (strstr(point_at(g, i)->error, want[i]) == NULL) {
+            print_error("point %zu: '%s', want '%s'\n", i, point_at(g, i)->error, want[i]);
             fail();
         }
     }
     /* The other fields of a bad point are still filled in, so its row shows what was asked. */
-    assert_int_equal(g->points[1].cfg.dim, 40);
+    assert_int_equal(point_at(g, 1)->cfg.dim, 40);
     roteq_sweep_grid_free(g);
 }
 
@@ -230,8 +313,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_product_order), cmocka_unit_test(test_points_groups_inheritance),
         cmocka_unit_test(test_other_keys),    cmocka_unit_test(test_seeds),
-        cmocka_unit_test(test_hash),          cmocka_unit_test(test_malformed),
-        cmocka_unit_test(test_bad_points),
+        cmocka_unit_test(test_hash),          cmocka_unit_test(test_lazy_points),
+        cmocka_unit_test(test_malformed),     cmocka_unit_test(test_bad_points),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
