@@ -338,6 +338,80 @@ static int print_text(const job *j)
     return ROTEQ_EXIT_OK;
 }
 
+/* One option into `j`; -1 to go on, else the exit code. */
+static int parse_option(int c, char **argv, job *j, const char **opt_name, int *list)
+{
+    double x;
+    switch (c) {
+    case OPT_OPTIMIZER:
+        *opt_name = optarg;
+        return -1;
+    case OPT_LIST:
+        *list = 1;
+        return -1;
+    case OPT_DIM:
+        if (roteq_cli_size(CMD, "dim", optarg, &j->setting.dim))
+            return ROTEQ_EXIT_USAGE;
+        if (j->setting.dim == 0)
+            return roteq_cli_fail(CMD, "--dim: must be positive, got 0");
+        if (j->setting.dim > ROTEQ_THEORY_DIM_MAX)
+            return roteq_cli_fail(CMD, "--dim: must be at most 2^53 = %zu, got %zu",
+                                  ROTEQ_THEORY_DIM_MAX, j->setting.dim);
+        return -1;
+    case OPT_GRAD_NORM:
+    case OPT_INIT_NORM: {
+        const char *flag = c == OPT_GRAD_NORM ? "grad-norm" : "init-norm";
+        if (roteq_cli_double(CMD, flag, optarg, &x))
+            return ROTEQ_EXIT_USAGE;
+        if (!(x > 0))
+            return roteq_cli_fail(CMD, "--%s: must be positive, got %.17g", flag, x);
+        *(c == OPT_GRAD_NORM ? &j->setting.grad_norm : &j->init_norm) = x;
+        return -1;
+    }
+    case OPT_SCHEDULE:
+    case OPT_WD_SCHEDULE:
+        if (roteq_cli_schedule(CMD, c == OPT_SCHEDULE ? "schedule" : "wd-schedule", optarg,
+                               c == OPT_SCHEDULE ? &j->lr_sched : &j->wd_sched))
+            return ROTEQ_EXIT_USAGE;
+        j->have_sched = 1;
+        return -1;
+    case OPT_STEPS:
+    case OPT_EVERY: {
+        const char *flag = c == OPT_STEPS ? "steps" : "every";
+        size_t v;
+        if (roteq_cli_size(CMD, flag, optarg, &v))
+            return ROTEQ_EXIT_USAGE;
+        if (v == 0)
+            return roteq_cli_fail(CMD, "--%s: must be positive, got 0", flag);
+        if (c == OPT_STEPS && v > ROTEQ_CLI_STEPS_MAX)
+            return roteq_cli_fail(CMD,
+                                  "--steps: at most %zu (1e10) steps of the trajectory, got %zu",
+                                  ROTEQ_CLI_STEPS_MAX, v);
+        *(c == OPT_STEPS ? &j->steps : &j->every) = v;
+        return -1;
+    }
+    case OPT_KSTEP: {
+        long v;
+        if (roteq_parse_long(optarg, &v))
+            return roteq_cli_fail(CMD, "--kstep: %s", roteq_error_message());
+        if (v < 1)
+            return roteq_cli_fail(CMD, "--kstep: must be at least 1, got %ld", v);
+        j->kstep = v;
+        return -1;
+    }
+    case OPT_FORMAT:
+        if (roteq_cli_format(CMD, optarg, "text,csv,json", &j->format))
+            return ROTEQ_EXIT_USAGE;
+        return -1;
+    case OPT_HELP:
+        usage(stdout);
+        return ROTEQ_EXIT_OK;
+    case ':':
+    default:
+        return roteq_cli_bad_option(CMD, c, argv);
+    }
+}
+
 int roteq_cmd_theory(int argc, char **argv)
 {
     if (roteq_cli_is_muon(argc, argv))
@@ -382,75 +456,8 @@ int roteq_cmd_theory(int argc, char **argv)
             return ROTEQ_EXIT_USAGE;
         if (r > 0)
             continue;
-        double x;
-        switch (c) {
-        case OPT_OPTIMIZER:
-            opt_name = optarg;
-            break;
-        case OPT_LIST:
-            list = 1;
-            break;
-        case OPT_DIM:
-            if (roteq_cli_size(CMD, "dim", optarg, &j.setting.dim))
-                return ROTEQ_EXIT_USAGE;
-            if (j.setting.dim == 0)
-                return roteq_cli_fail(CMD, "--dim: must be positive, got 0");
-            if (j.setting.dim > ROTEQ_THEORY_DIM_MAX)
-                return roteq_cli_fail(CMD, "--dim: must be at most 2^53 = %zu, got %zu",
-                                      ROTEQ_THEORY_DIM_MAX, j.setting.dim);
-            break;
-        case OPT_GRAD_NORM:
-        case OPT_INIT_NORM: {
-            const char *flag = c == OPT_GRAD_NORM ? "grad-norm" : "init-norm";
-            if (roteq_cli_double(CMD, flag, optarg, &x))
-                return ROTEQ_EXIT_USAGE;
-            if (!(x > 0))
-                return roteq_cli_fail(CMD, "--%s: must be positive, got %.17g", flag, x);
-            *(c == OPT_GRAD_NORM ? &j.setting.grad_norm : &j.init_norm) = x;
-            break;
-        }
-        case OPT_SCHEDULE:
-        case OPT_WD_SCHEDULE:
-            if (roteq_cli_schedule(CMD, c == OPT_SCHEDULE ? "schedule" : "wd-schedule", optarg,
-                                   c == OPT_SCHEDULE ? &j.lr_sched : &j.wd_sched))
-                return ROTEQ_EXIT_USAGE;
-            j.have_sched = 1;
-            break;
-        case OPT_STEPS:
-        case OPT_EVERY: {
-            const char *flag = c == OPT_STEPS ? "steps" : "every";
-            size_t v;
-            if (roteq_cli_size(CMD, flag, optarg, &v))
-                return ROTEQ_EXIT_USAGE;
-            if (v == 0)
-                return roteq_cli_fail(CMD, "--%s: must be positive, got 0", flag);
-            if (c == OPT_STEPS && v > ROTEQ_CLI_STEPS_MAX)
-                return roteq_cli_fail(
-                    CMD, "--steps: at most %zu (1e10) steps of the trajectory, got %zu",
-                    ROTEQ_CLI_STEPS_MAX, v);
-            *(c == OPT_STEPS ? &j.steps : &j.every) = v;
-            break;
-        }
-        case OPT_KSTEP: {
-            long v;
-            if (roteq_parse_long(optarg, &v))
-                return roteq_cli_fail(CMD, "--kstep: %s", roteq_error_message());
-            if (v < 1)
-                return roteq_cli_fail(CMD, "--kstep: must be at least 1, got %ld", v);
-            j.kstep = v;
-            break;
-        }
-        case OPT_FORMAT:
-            if (roteq_cli_format(CMD, optarg, "text,csv,json", &j.format))
-                return ROTEQ_EXIT_USAGE;
-            break;
-        case OPT_HELP:
-            usage(stdout);
-            return ROTEQ_EXIT_OK;
-        case ':':
-        default:
-            return roteq_cli_bad_option(CMD, c, argv);
-        }
+        if ((r = parse_option(c, argv, &j, &opt_name, &list)) >= 0)
+            return r;
     }
     if (optind < argc)
         return roteq_cli_fail(CMD, "unexpected argument '%s'", argv[optind]);
