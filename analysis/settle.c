@@ -67,9 +67,47 @@ typedef struct {
     double mn, ma, pn, pa, se_n, se_a;
 } trailing;
 
-/* Records in the trailing estimate: at least `smooth`, and enough that Z standard errors of the
- * estimate (from the record-to-record noise) fit in the tolerance, at most the kept records. */
-static size_t trailing_records(const roteq_analysis *a, const roteq_layer *L)
+/* Standard error of a mean over S consecutive records, from the kept records themselves: the
+ * scatter of the means of the last B >= 4 blocks of S records about their linear trend (batch
+ * means; slow fluctuations that successive differences miss count here). `angle` picks the mean
+ * squared angle, else the mean norm. -1 when fewer than 4 blocks are kept. */
+static double block_se(const roteq_analysis *a, const roteq_layer *L, size_t S, int angle)
+{
+    size_t W = a->cfg.window, avail = L->records < W ? L->records : W, B = avail / S;
+    if (S == 0 || B < 4)
+        return -1;
+    double sx = 0, sy = 0, sxx = 0, sxy = 0, y[64];
+    if (B > 64)
+        B = 64;
+    for (size_t b = 0; b < B; b++) {
+        double sum = 0;
+        size_t n = 0;
+        for (size_t j = 0; j < S; j++) {
+            const roteq_rec *r = &L->recs[(L->records - 1 - b * S - j) % W];
+            if (angle ? r->na > 0 : r->n > 0)
+                sum += angle ? r->ms_angle : r->mean_norm, n++;
+        }
+        if (n == 0)
+            return -1;
+        y[b] = sum / (double)n;
+        double x = (double)b;
+        sx += x, sy += y[b], sxx += x * x, sxy += x * y[b];
+    }
+    double k = (double)B, slope = (k * sxy - sx * sy) / (k * sxx - sx * sx);
+    double icpt = (sy - slope * sx) / k, rss = 0;
+    for (size_t b = 0; b < B; b++) {
+        double d = y[b] - icpt - slope * (double)b;
+        rss += d * d;
+    }
+    return sqrt(rss / (k - 2));
+}
+
+/* Records in the trailing estimate: at least `smooth`, more until ROTEQ_SETTLE_Z standard errors
+ * of the estimate fit in the tolerance (record-to-record noise first, then the block scatter of
+ * the kept records), at most a quarter of the kept records. Also returns the block standard errors
+ * of the mean norm and of the mean squared angle at that length (0 where unknown). */
+static size_t trailing_records(const roteq_analysis *a, const roteq_layer *L, double *bse_n,
+                               double *bse_ms)
 {
     const roteq_noise *z = &L->noise;
     double need = (double)a->cfg.smooth, tol = a->cfg.tolerance;
@@ -78,13 +116,25 @@ static size_t trailing_records(const roteq_analysis *a, const roteq_layer *L)
         double r = ROTEQ_SETTLE_Z * fmax(rn, ra) / tol;
         need = fmax(need, ceil(r * r));
     }
-    size_t S = need < (double)a->cfg.window ? (size_t)need : a->cfg.window;
+    size_t W = a->cfg.window, avail = L->records < W ? L->records : W;
+    size_t S = need < (double)W ? (size_t)need : W;
+    *bse_n = *bse_ms = 0;
+    for (; S >= 1 && 4 * S <= avail; S *= 2) {
+        double sn = block_se(a, L, S, 0), sm = block_se(a, L, S, 1);
+        *bse_n = sn > 0 ? sn : 0;
+        *bse_ms = sm > 0 ? sm : 0;
+        double rn = z->prev_norm > 0 ? *bse_n / z->prev_norm : 0;
+        double ra = z->prev_ms > 0 ? *bse_ms / (2 * z->prev_ms) : 0;
+        if (ROTEQ_SETTLE_Z * fmax(rn, ra) <= tol)
+            break;
+    }
     return S < L->records ? S : L->records;
 }
 
 static trailing smoothed(const roteq_analysis *a, const roteq_layer *L, int transient)
 {
-    size_t W = a->cfg.window, S = trailing_records(a, L);
+    double bse_n, bse_ms;
+    size_t W = a->cfg.window, S = trailing_records(a, L, &bse_n, &bse_ms);
     double sn = 0, sa = 0, spn = 0, spa = 0, cross = 0;
     size_t nn = 0, na = 0, nsamp = 0;
     for (size_t j = 0; j < S; j++) {
@@ -108,7 +158,7 @@ static trailing smoothed(const roteq_analysis *a, const roteq_layer *L, int tran
     if (nn) {
         t.mn = sn / (double)nn;
         t.pn = spn / (double)nn;
-        t.se_n = L->noise.n > 1 ? sqrt(L->noise.v_norm / (double)nn) : 0.0;
+        t.se_n = fmax(L->noise.n > 1 ? sqrt(L->noise.v_norm / (double)nn) : 0.0, bse_n);
     }
     if (na) {
         double ms = sa / (double)na;
@@ -118,7 +168,8 @@ static trailing smoothed(const roteq_analysis *a, const roteq_layer *L, int tran
          * steps it averages (as if independent), whichever is larger. */
         double v_time = L->noise.n > 1 ? L->noise.v_ms / (double)na : 0.0;
         double v_cross = nsamp ? cross / (double)nsamp / (double)nsamp : 0.0;
-        t.se_a = ms > 0 ? sqrt(fmax(v_time, v_cross)) / (2 * t.ma) : 0.0;
+        double v = fmax(fmax(v_time, v_cross), bse_ms * bse_ms);
+        t.se_a = ms > 0 ? sqrt(v) / (2 * t.ma) : 0.0;
     }
     return t;
 }
