@@ -46,7 +46,11 @@ static void write_balance(FILE *out, const roteq_analysis_result *r)
         if (isfinite(r->balance_pred))
             fprintf(out, ", predicted %.3g", r->balance_pred);
         fputc('\n', out);
-    }
+    } else if (n > 1)
+        fprintf(out,
+                "balance: none of the %zu layers is scale-invariant or unclassified "
+                "(the theory covers none of them)\n",
+                n);
     if (isfinite(r->balance_all)) {
         fprintf(out, "balance over all layers: %.3g", r->balance_all);
         if (isfinite(r->balance_all_pred))
