@@ -427,7 +427,8 @@ def _group_json(group, lr_applied):
     return {"lr": _num(group["lr"]), "lr_applied": lr_applied,
             "betas": [_num(b) for b in betas] if betas is not None else None,
             "eps": opt_num("eps"), "weight_decay": opt_num("weight_decay"),
-            "momentum": opt_num("momentum"), "nesterov": bool(group.get("nesterov", False))}
+            "momentum": opt_num("momentum"), "dampening": opt_num("dampening"),
+            "nesterov": bool(group.get("nesterov", False))}
 
 
 def optimizer_state(optimizer, params, lr_applied=None):
@@ -435,7 +436,8 @@ def optimizer_state(optimizer, params, lr_applied=None):
     (tensors, metadata) with tensors {"optimizer/<name>/<state key>": tensor} (exp_avg,
     exp_avg_sq, momentum_buffer, ... in the parameter's own layout and dtype) and metadata
     {"roteq.optimizer": JSON text of {"class", "params": {name: {"group", "step"}}, "groups":
-    [{"lr", "lr_applied", "betas", "eps", "weight_decay", "momentum", "nesterov"}, ...]}}.
+    [{"lr", "lr_applied", "betas", "eps", "weight_decay", "momentum", "dampening", "nesterov"},
+    ...]}}.
     Scalar state (Adam's `step`) goes into params[name]. `lr_applied`: per param group, the lr
     of the last step applied (None where unknown, e.g. before the first step); a param group's
     `lr` may already be the next step's when a scheduler has stepped."""

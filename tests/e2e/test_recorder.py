@@ -854,7 +854,7 @@ class TestOptimizerSnapshots(TmpCase):
         self.assertEqual(doc["groups"][0], {"lr": 1.5e-3, "lr_applied": 1.5e-3,
                                             "betas": [0.9, 0.999], "eps": 1e-8,
                                             "weight_decay": 0.1, "momentum": None,
-                                            "nesterov": False})
+                                            "dampening": None, "nesterov": False})
         want = sorted(f"optimizer/{n}/{k}" for n in ("conv.weight", "fc.weight", "out.weight")
                       for k in ("exp_avg", "exp_avg_sq"))
         self.assertEqual(sorted(t for t in tensors if t.startswith("optimizer/")), want)
@@ -895,7 +895,7 @@ class TestOptimizerSnapshots(TmpCase):
         self.assertEqual(doc["class"], "SGD")
         self.assertEqual(doc["groups"][0], {"lr": 0.1, "lr_applied": 0.1, "betas": None,
                                             "eps": None, "weight_decay": 0.01, "momentum": 0.9,
-                                            "nesterov": True})
+                                            "dampening": 0.0, "nesterov": True})
         self.assertEqual(doc["params"]["fc.weight"], {"group": 0})
         opt = rec.optimizer
         p = rec.layers["fc.weight"][0]
