@@ -138,10 +138,20 @@ def main():
     mean, std = x_train.float().mean(), x_train.float().std()
 
     model = ResNetSmall(args.width)
-    decay = [p for p in model.parameters() if p.dim() >= 2]
-    no_decay = [p for p in model.parameters() if p.dim() < 2]
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": args.weight_decay},
-                             {"params": no_decay, "weight_decay": 0.0}], lr=args.lr)
+    # The usual split: decay on the conv and Linear weights, none on biases and BatchNorm. Each
+    # group also lists its parameters' names as `param_names`, as torch >= 2.6 writes it when
+    # the optimizer is given model.named_parameters(): torch keeps extra group keys in its
+    # state_dict, so the checkpoints name their optimizer state. Without the names, a reader
+    # must map the numbered state by model order, which two groups of repeated BatchNorm shapes
+    # make ambiguous (roteq then refuses rather than guess).
+    named = list(model.named_parameters())
+    decay = [(n, p) for n, p in named if p.dim() >= 2]
+    no_decay = [(n, p) for n, p in named if p.dim() < 2]
+    opt = torch.optim.AdamW(
+        [{"params": [p for _, p in decay], "param_names": [n for n, _ in decay],
+          "weight_decay": args.weight_decay},
+         {"params": [p for _, p in no_decay], "param_names": [n for n, _ in no_decay],
+          "weight_decay": 0.0}], lr=args.lr)
     os.makedirs(args.out, exist_ok=True)
     snap = os.path.join(args.out, "snapshots") if args.snapshot_every > 0 else None
     ckpt_dir = os.path.join(args.out, "checkpoints")
