@@ -69,6 +69,7 @@ typedef struct {
     const regex_t *layers, *exclude;
     const roteq_analysis_meta *meta;
     unsigned conventions;
+    roteq_torch_pool *pool;
 } reader;
 
 static void snapshot_clear(snapshot *s)
@@ -369,7 +370,12 @@ static int weight_like(const roteq_analysis_tensor_info *t, void *ctx)
     return t->rank >= 2 && t->dtype != ROTEQ_DT_OTHER && t->nbytes > 0;
 }
 
-/* A torch.save file: the model state dict's tensors, storages read through libzip. */
+static int guarded_tensors(roteq_torch_archive *a, const reader *rd, const char *path,
+                           roteq_analysis_tensor_info **infos, const unsigned char ***data,
+                           size_t *n);
+
+/* A torch.save file: the model state dict's tensors; stored storages in place from a mapping
+ * (read under the SIGBUS guard), others through libzip. */
 static int load_torch(snapshot *s, const char *path, const reader *rd, const char **file,
                       roteq_analysis_tensor_info **infos, const unsigned char ***data, size_t *n)
 {
@@ -381,13 +387,13 @@ static int load_torch(snapshot *s, const char *path, const reader *rd, const cha
     if (na == NULL)
         return roteq_error_set(ROTEQ_ENOMEM, "out of memory");
     s->arch = na;
-    int st = roteq_torch_archive_open(path, &s->arch[s->narch]);
+    int st = roteq_torch_archive_open_mapped(path, &s->arch[s->narch]);
     if (st)
         return st;
     roteq_torch_archive *a = s->arch[s->narch++];
+    roteq_torch_archive_set_pool(a, rd->pool);
     *file = s->files[s->nmaps - 1];
-    return roteq_torch_archive_tensors(a, rd->opt ? rd->opt->model_key : NULL, weight_like, NULL,
-                                       infos, data, n);
+    return guarded_tensors(a, rd, path, infos, data, n);
 }
 
 /* ---- reading mapped data under a SIGBUS guard */
@@ -744,6 +750,31 @@ static int fault_error(const snapshot *prev, const tensor *tp, const snapshot *c
     return changed(s->files[t->map], &s->maps[t->map].sb, "shrank");
 }
 
+/* roteq_torch_archive_tensors under the SIGBUS guard (CRCs and views read the mapped file). A
+ * fault leaves whatever was allocated meanwhile behind: this is the error path of a file that
+ * shrank while read. */
+static int guarded_tensors(roteq_torch_archive *a, const reader *rd, const char *path,
+                           roteq_analysis_tensor_info **infos, const unsigned char ***data,
+                           size_t *n)
+{
+    sigjmp_buf jb;
+    if (sigsetjmp(jb, 1)) {
+        fault_jump = NULL;
+        *infos = NULL;
+        *data = NULL;
+        *n = 0;
+        return roteq_error_set(ROTEQ_EIO,
+                               "%s: shrank while being read: rewritten in place or still being "
+                               "written?",
+                               path);
+    }
+    fault_jump = &jb;
+    int st = roteq_torch_archive_tensors(a, rd->opt ? rd->opt->model_key : NULL, weight_like, NULL,
+                                         infos, data, n);
+    fault_jump = NULL;
+    return st;
+}
+
 /* ---- the neuron axis */
 
 /* tensor_rows, from the mapping. */
@@ -1042,8 +1073,10 @@ int roteq_analysis_read_snapshots(const char *dir, const roteq_snapshot_options 
     if (!st && opt && opt->exclude_regex &&
         !(st = compile("--exclude", opt->exclude_regex, REG_NOSUB, &ex_re)))
         have_ex = 1;
-    reader rd = {opt, have_re ? &re : NULL, have_ex ? &ex_re : NULL, cfg->meta,
-                 roteq_ckpt_conventions(dir)};
+    reader rd = {opt,       have_re ? &re : NULL,        have_ex ? &ex_re : NULL,
+                 cfg->meta, roteq_ckpt_conventions(dir), roteq_torch_pool_alloc()};
+    if (rd.pool == NULL)
+        st = roteq_error_set(ROTEQ_ENOMEM, "out of memory");
     if (!st && opt && opt->step_regex &&
         !(st = compile("--step-regex", opt->step_regex, 0, &step_re)))
         have_step_re = 1;
@@ -1120,6 +1153,7 @@ done:
     free(sel);
     snapshot_clear(&prev);
     snapshot_clear(&cur);
+    roteq_torch_pool_free(rd.pool);
     for (size_t i = 0; i < ne; i++)
         free(e[i].name);
     free(e);

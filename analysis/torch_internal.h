@@ -102,6 +102,10 @@ typedef struct roteq_torch_archive roteq_torch_archive;
  * file on: not a zip (truncated, corrupt), a legacy (pre-1.6) torch.save file, a TorchScript
  * archive, no or several data.pkl, big-endian storages, and whatever the unpickler refuses. */
 int roteq_torch_archive_open(const char *path, roteq_torch_archive **out);
+/* The same, but storages stored uncompressed are used in place from a read-only mapping of the
+ * file (their CRC still checked) instead of being copied: faster, but a file that shrinks while
+ * mapped raises SIGBUS on access, so the caller must read under a SIGBUS guard (snapshots.c). */
+int roteq_torch_archive_open_mapped(const char *path, roteq_torch_archive **out);
 /* The same over a memory image (fuzzing, tests); `data` must outlive the archive. */
 int roteq_torch_archive_open_buffer(const char *name, const void *data, size_t n,
                                     roteq_torch_archive **out);
@@ -109,8 +113,16 @@ void roteq_torch_archive_free(roteq_torch_archive *a);
 const roteq_pk *roteq_torch_archive_root(const roteq_torch_archive *a);
 const char *roteq_torch_archive_name(const roteq_torch_archive *a);
 
+/* Storage buffers recycled from one archive to the next (a series reads storages of the same
+ * sizes snapshot after snapshot). The pool must outlive every archive that uses it. */
+typedef struct roteq_torch_pool roteq_torch_pool;
+roteq_torch_pool *roteq_torch_pool_alloc(void);
+void roteq_torch_pool_free(roteq_torch_pool *p);
+void roteq_torch_archive_set_pool(roteq_torch_archive *a, roteq_torch_pool *pool);
+
 /* A tensor value as a row-major (or Fortran-ordered) image: its storage is read once (CRC checked,
- * size checked against NUMEL x element size) and kept until the archive is freed; a strided view
+ * size checked against NUMEL x element size; in place when mapped or a memory image and stored
+ * uncompressed, else copied) and kept until the archive is freed; a strided view
  * that is neither C- nor Fortran-contiguous is gathered into its own buffer. `info->name` is left
  * NULL. ROTEQ_EFORMAT naming the file and `tname` on a missing storage, a CRC mismatch, a storage
  * whose size disagrees with its type, or a view reaching past its storage. */

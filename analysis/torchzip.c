@@ -8,18 +8,155 @@
 #include "torch_internal.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <zip.h>
+#include <zlib.h>
 
 typedef struct {
     const roteq_pk_storage *s;
-    unsigned char *data;
+    unsigned char *data; /* owned (NULL when in place) */
+    size_t size;
+    const unsigned char *at; /* the bytes: data, or in the mapped file */
 } cached;
+
+/* Storage buffers kept between archives: a series reads storages of the same sizes snapshot
+ * after snapshot, and a fresh allocation of that size costs a page fault per 4 KiB page (the
+ * kernel zeroes each one) on top of the copy. */
+struct roteq_torch_pool {
+    unsigned char **buf;
+    size_t *size;
+    size_t n, cap;
+};
+
+roteq_torch_pool *roteq_torch_pool_alloc(void)
+{
+    return calloc(1, sizeof(roteq_torch_pool));
+}
+
+void roteq_torch_pool_free(roteq_torch_pool *p)
+{
+    if (p == NULL)
+        return;
+    for (size_t i = 0; i < p->n; i++)
+        free(p->buf[i]);
+    free(p->buf);
+    free(p->size);
+    free(p);
+}
+
+static unsigned char *pool_take(roteq_torch_pool *p, size_t size)
+{
+    for (size_t i = 0; p && i < p->n; i++)
+        if (p->size[i] == size) {
+            unsigned char *b = p->buf[i];
+            p->buf[i] = p->buf[--p->n];
+            p->size[i] = p->size[p->n];
+            return b;
+        }
+    return malloc(size ? size : 1);
+}
+
+static void pool_give(roteq_torch_pool *p, unsigned char *b, size_t size)
+{
+    if (p && p->n == p->cap) {
+        size_t cap = p->cap ? 2 * p->cap : 16;
+        unsigned char **nb = realloc(p->buf, cap * sizeof *nb);
+        size_t *ns = nb ? realloc(p->size, cap * sizeof *ns) : NULL;
+        if (nb)
+            p->buf = nb;
+        if (ns) {
+            p->size = ns;
+            p->cap = cap;
+        }
+    }
+    if (p == NULL || p->n == p->cap) {
+        free(b);
+        return;
+    }
+    p->buf[p->n] = b;
+    p->size[p->n++] = size;
+}
+
+/* The bytes libzip reads: a file through pread (a file that shrinks gives short reads, which
+ * libzip reports, never SIGBUS) or a memory image. Reads are positioned by libzip, which records
+ * where the last one started: after libzip has parsed an entry's local header and read its first
+ * byte, that is where the entry's data begins, so a stored storage can be used in place. */
+typedef struct {
+    int fd; /* -1: memory image */
+    const unsigned char *mem;
+    uint64_t size, pos, last_read;
+    zip_error_t err;
+} zsrc;
+
+static zip_int64_t zsrc_cb(void *ud, void *data, zip_uint64_t len, zip_source_cmd_t cmd)
+{
+    zsrc *z = ud;
+    switch (cmd) {
+    case ZIP_SOURCE_OPEN:
+        z->pos = 0;
+        return 0;
+    case ZIP_SOURCE_READ: {
+        uint64_t n = z->pos >= z->size ? 0 : z->size - z->pos;
+        if (n > len)
+            n = len;
+        z->last_read = z->pos;
+        if (z->fd < 0) {
+            memcpy(data, z->mem + z->pos, (size_t)n);
+        } else {
+            ssize_t got = pread(z->fd, data, (size_t)n, (off_t)z->pos);
+            if (got < 0) {
+                zip_error_set(&z->err, ZIP_ER_READ, errno);
+                return -1;
+            }
+            n = (uint64_t)got;
+        }
+        z->pos += n;
+        return (zip_int64_t)n;
+    }
+    case ZIP_SOURCE_CLOSE:
+        return 0;
+    case ZIP_SOURCE_STAT: {
+        zip_stat_t *st = data;
+        zip_stat_init(st);
+        st->size = z->size;
+        st->valid |= ZIP_STAT_SIZE;
+        return sizeof *st;
+    }
+    case ZIP_SOURCE_ERROR:
+        return zip_error_to_data(&z->err, data, len);
+    case ZIP_SOURCE_SEEK: {
+        zip_int64_t np = zip_source_seek_compute_offset(z->pos, z->size, data, len, &z->err);
+        if (np < 0)
+            return -1;
+        z->pos = (uint64_t)np;
+        return 0;
+    }
+    case ZIP_SOURCE_TELL:
+        return (zip_int64_t)z->pos;
+    case ZIP_SOURCE_FREE:
+        return 0;
+    case ZIP_SOURCE_SUPPORTS:
+        return zip_source_make_command_bitmap(
+            ZIP_SOURCE_OPEN, ZIP_SOURCE_READ, ZIP_SOURCE_CLOSE, ZIP_SOURCE_STAT, ZIP_SOURCE_ERROR,
+            ZIP_SOURCE_SEEK, ZIP_SOURCE_TELL, ZIP_SOURCE_SUPPORTS, ZIP_SOURCE_FREE, -1);
+    default:
+        zip_error_set(&z->err, ZIP_ER_OPNOTSUPP, 0);
+        return -1;
+    }
+}
 
 struct roteq_torch_archive {
     char *name; /* the file, for messages */
+    roteq_torch_pool *pool;
+    zsrc src;
+    const unsigned char *map; /* the whole file mapped (NULL for a memory image: src.mem) */
+    size_t map_size;
     zip_t *z;
     char *prefix; /* "archive/" */
     uint64_t file_size;
@@ -41,8 +178,14 @@ void roteq_torch_archive_free(roteq_torch_archive *a)
         return;
     if (a->z)
         zip_discard(a->z);
+    if (a->map)
+        munmap((void *)a->map, a->map_size);
+    if (a->src.fd >= 0)
+        close(a->src.fd);
+    zip_error_fini(&a->src.err);
     for (size_t i = 0; i < a->ncache; i++)
-        free(a->cache[i].data);
+        if (a->cache[i].data)
+            pool_give(a->pool, a->cache[i].data, a->cache[i].size);
     for (size_t i = 0; i < a->nowned; i++)
         free(a->owned[i]);
     free(a->cache);
@@ -61,6 +204,11 @@ const roteq_pk *roteq_torch_archive_root(const roteq_torch_archive *a)
 const char *roteq_torch_archive_name(const roteq_torch_archive *a)
 {
     return a->name;
+}
+
+void roteq_torch_archive_set_pool(roteq_torch_archive *a, roteq_torch_pool *pool)
+{
+    a->pool = pool;
 }
 
 /* Read entry `idx` of `size` bytes into buf, checking the CRC (libzip checks it when a read
@@ -206,6 +354,8 @@ static roteq_torch_archive *archive_new(const char *name, uint64_t file_size)
         return NULL;
     }
     a->file_size = file_size;
+    a->src.fd = -1;
+    zip_error_init(&a->src.err);
     return a;
 }
 
@@ -224,62 +374,115 @@ static int not_zip(const char *name, const unsigned char *head, size_t n, zip_er
                            zip_error_strerror(err));
 }
 
-int roteq_torch_archive_open(const char *path, roteq_torch_archive **out)
+/* libzip over the archive's source; on failure the archive is freed and the error named. */
+static int open_zip(roteq_torch_archive *a, roteq_torch_archive **out)
 {
-    *out = NULL;
-    FILE *f = fopen(path, "rb");
-    if (f == NULL)
-        return roteq_error_set(ROTEQ_EIO, "%s: %s", path, strerror(errno));
-    unsigned char head[16];
-    size_t nh = fread(head, 1, sizeof head, f);
-    int sk = fseek(f, 0, SEEK_END);
-    long fsize = sk == 0 ? ftell(f) : -1;
-    fclose(f);
-    if (fsize < 0)
-        return roteq_error_set(ROTEQ_EIO, "%s: cannot find its size", path);
-    int zerr = 0;
-    zip_t *z = zip_open(path, ZIP_RDONLY | ZIP_CHECKCONS, &zerr);
-    if (z == NULL) {
-        zip_error_t e;
-        zip_error_init_with_code(&e, zerr);
-        int st = zerr == ZIP_ER_OPEN || zerr == ZIP_ER_READ
-                     ? roteq_error_set(ROTEQ_EIO, "%s: %s", path, zip_error_strerror(&e))
-                     : not_zip(path, head, nh, &e);
+    zip_error_t e;
+    zip_error_init(&e);
+    zip_source_t *src = zip_source_function_create(zsrc_cb, &a->src, &e);
+    a->z = src ? zip_open_from_source(src, ZIP_RDONLY | ZIP_CHECKCONS, &e) : NULL;
+    if (a->z == NULL) {
+        if (src)
+            zip_source_free(src);
+        unsigned char head[16] = {0};
+        size_t nh = a->src.fd >= 0 ? (size_t)pread(a->src.fd, head, sizeof head, 0)
+                                   : (a->src.size < 16 ? (size_t)a->src.size : 16);
+        if (a->src.fd < 0)
+            memcpy(head, a->src.mem, nh);
+        int st = zip_error_code_zip(&e) == ZIP_ER_READ
+                     ? roteq_error_set(ROTEQ_EIO, "%s: %s", a->name, zip_error_strerror(&e))
+                     : not_zip(a->name, head, nh > 16 ? 0 : nh, &e);
         zip_error_fini(&e);
+        roteq_torch_archive_free(a);
         return st;
     }
-    roteq_torch_archive *a = archive_new(path, (uint64_t)fsize);
+    zip_error_fini(&e);
+    return finish_open(a, out);
+}
+
+static int open_file(const char *path, int map, roteq_torch_archive **out)
+{
+    *out = NULL;
+    int fd = open(path, O_RDONLY);
+    struct stat sb;
+    if (fd < 0 || fstat(fd, &sb) != 0) {
+        int st = roteq_error_set(ROTEQ_EIO, "%s: %s", path, strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        return st;
+    }
+    roteq_torch_archive *a = archive_new(path, (uint64_t)sb.st_size);
     if (a == NULL) {
-        zip_discard(z);
+        close(fd);
         return roteq_error_status();
     }
-    a->z = z;
-    return finish_open(a, out);
+    a->src.fd = fd;
+    a->src.size = (uint64_t)sb.st_size;
+    if (map && sb.st_size > 0) { /* stored storages are used in place (page cache, no copy) */
+        void *m = mmap(NULL, (size_t)sb.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+        if (m != MAP_FAILED) {
+            a->map = m;
+            a->map_size = (size_t)sb.st_size;
+            madvise(m, a->map_size, MADV_SEQUENTIAL);
+        }
+    }
+    return open_zip(a, out);
+}
+
+int roteq_torch_archive_open(const char *path, roteq_torch_archive **out)
+{
+    return open_file(path, 0, out);
+}
+
+int roteq_torch_archive_open_mapped(const char *path, roteq_torch_archive **out)
+{
+    return open_file(path, 1, out);
 }
 
 int roteq_torch_archive_open_buffer(const char *name, const void *data, size_t n,
                                     roteq_torch_archive **out)
 {
     *out = NULL;
-    zip_error_t e;
-    zip_error_init(&e);
-    zip_source_t *src = zip_source_buffer_create(data, n, 0, &e);
-    zip_t *z = src ? zip_open_from_source(src, ZIP_RDONLY | ZIP_CHECKCONS, &e) : NULL;
-    if (z == NULL) {
-        if (src)
-            zip_source_free(src);
-        int st = not_zip(name, data, n, &e);
-        zip_error_fini(&e);
-        return st;
-    }
-    zip_error_fini(&e);
     roteq_torch_archive *a = archive_new(name, n);
-    if (a == NULL) {
-        zip_discard(z);
+    if (a == NULL)
         return roteq_error_status();
+    a->src.mem = data;
+    a->src.size = n;
+    return open_zip(a, out);
+}
+
+/* Where a stored entry's data lies in the image, found by libzip (see zsrc); -1 if unknown.
+ * Checks the CRC-32 over the bytes in place. */
+static int stored_at(roteq_torch_archive *a, zip_int64_t idx, const char *entry, uint64_t size,
+                     const unsigned char **at)
+{
+    *at = NULL;
+    const unsigned char *base = a->map ? a->map : a->src.fd < 0 ? a->src.mem : NULL;
+    zip_stat_t sb;
+    if (base == NULL || zip_stat_index(a->z, (zip_uint64_t)idx, 0, &sb) != 0 ||
+        !(sb.valid & ZIP_STAT_COMP_METHOD) || !(sb.valid & ZIP_STAT_CRC) ||
+        sb.comp_method != ZIP_CM_STORE || sb.comp_size != size || size == 0)
+        return ROTEQ_OK;
+    zip_file_t *f = zip_fopen_index(a->z, (zip_uint64_t)idx, ZIP_FL_COMPRESSED);
+    unsigned char first;
+    zip_int64_t got = f ? zip_fread(f, &first, 1) : -1;
+    uint64_t off = a->src.last_read;
+    if (f)
+        zip_fclose(f);
+    uint64_t limit = a->map ? a->map_size : a->src.size;
+    if (got != 1 || off > limit || size > limit - off || base[off] != first)
+        return ROTEQ_OK; /* not where expected: read it through libzip instead */
+    uLong crc = crc32_z(0, Z_NULL, 0);
+    for (uint64_t done = 0; done < size;) { /* crc32_z takes z_size_t */
+        uint64_t n = size - done > ((uint64_t)1 << 30) ? (uint64_t)1 << 30 : size - done;
+        crc = crc32_z(crc, base + off + done, (z_size_t)n);
+        done += n;
     }
-    a->z = z;
-    return finish_open(a, out);
+    if (crc != sb.crc)
+        return roteq_error_set(ROTEQ_EFORMAT, "%s: entry '%s': CRC mismatch (corrupt archive)",
+                               a->name, entry);
+    *at = base + off;
+    return ROTEQ_OK;
 }
 
 /* The bytes of storage s, read on first use. */
@@ -293,7 +496,7 @@ static int storage_data(roteq_torch_archive *a, const roteq_pk_storage *s, const
                                        "%s: tensor '%s': storage 'data/%s' is declared twice "
                                        "with different types",
                                        a->name, tname, s->key);
-            *data = a->cache[i].data;
+            *data = a->cache[i].at;
             return ROTEQ_OK;
         }
     char rest[64 + 256];
@@ -320,14 +523,22 @@ static int storage_data(roteq_torch_archive *a, const roteq_pk_storage *s, const
         a->cache = c;
         a->ccap = cap;
     }
-    unsigned char *buf = malloc(size ? size : 1);
+    const unsigned char *in_place;
+    if ((st = stored_at(a, idx, rest, size, &in_place)))
+        return st;
+    if (in_place) {
+        a->cache[a->ncache++] = (cached){s, NULL, 0, in_place};
+        *data = in_place;
+        return ROTEQ_OK;
+    }
+    unsigned char *buf = pool_take(a->pool, (size_t)size);
     if (buf == NULL)
         return oom();
     if ((st = read_entry(a, idx, rest, buf, size))) {
-        free(buf);
+        pool_give(a->pool, buf, (size_t)size);
         return st;
     }
-    a->cache[a->ncache++] = (cached){s, buf};
+    a->cache[a->ncache++] = (cached){s, buf, (size_t)size, buf};
     *data = buf;
     return ROTEQ_OK;
 }

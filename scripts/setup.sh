@@ -7,7 +7,7 @@ set -euo pipefail
 
 core=(
   build-essential pkg-config meson ninja-build
-  libgsl-dev libcmocka-dev librandom123-dev libsleef-dev libjansson-dev libzip-dev
+  libgsl-dev libcmocka-dev librandom123-dev libsleef-dev libjansson-dev libzip-dev zlib1g-dev
   libopenblas-dev                    # Muon's Newton-Schulz products (CBLAS)
   gnuplot-nox
   clang libclang-rt-14-dev           # fuzz targets (libFuzzer)

@@ -403,6 +403,26 @@ static void test_zip_damage(void **state)
     if (strstr(roteq_error_message(), "CRC mismatch") == NULL)
         fail_msg("%s", roteq_error_message());
     roteq_torch_archive_free(a);
+    /* the same through the mapping (stored storages used in place, CRC computed here) and over
+     * a memory image */
+    for (int k = 0; k < 2; k++) {
+        if (k == 0)
+            assert_int_equal(roteq_torch_archive_open_mapped(path, &a), 0);
+        else
+            assert_int_equal(roteq_torch_archive_open_buffer("mem.pt", img, n, &a), 0);
+        assert_int_equal(roteq_torch_archive_model(a, NULL, &d), 0);
+        assert_int_equal(roteq_torch_archive_tensor(a, roteq_pk_get(d, "w"), "w", &info, &data),
+                         ROTEQ_EFORMAT);
+        if (strstr(roteq_error_message(), "CRC mismatch") == NULL)
+            fail_msg("%s", roteq_error_message());
+        roteq_torch_archive_free(a);
+    }
+    hit[9] ^= 0x40; /* intact again: read in place */
+    assert_int_equal(roteq_torch_archive_open_buffer("mem.pt", img, n, &a), 0);
+    assert_int_equal(roteq_torch_archive_model(a, NULL, &d), 0);
+    assert_int_equal(roteq_torch_archive_tensor(a, roteq_pk_get(d, "w"), "w", &info, &data), 0);
+    assert_ptr_equal(data, (const unsigned char *)hit);
+    roteq_torch_archive_free(a);
     /* not a torch archive; the legacy format is named */
     entry e = {"readme.txt", "hi", 2};
     write_zip(path, &e, 1);
