@@ -116,6 +116,7 @@ static int resolve_layer(roteq_analysis *a, roteq_layer *L, size_t dim)
         L->dim = dim;
     }
     L->grad_norm = lm && !isnan(lm->grad_norm) ? lm->grad_norm : m->grad_norm;
+    L->neuron_axis = lm && lm->has_neuron_axis ? lm->neuron_axis : 0;
     if (m->opt == NULL)
         return ROTEQ_OK;
     L->hp = roteq_optimizer_defaults(m->opt);
@@ -151,6 +152,12 @@ static int resolve_layer(roteq_analysis *a, roteq_layer *L, size_t dim)
 }
 
 static int init_layer(roteq_analysis *a, roteq_layer *L, size_t dim);
+
+void roteq_analysis_set_neuron_axis(roteq_analysis *a, size_t layer, int axis)
+{
+    if (layer < a->nlayers)
+        a->layers[layer].neuron_axis = axis;
+}
 
 int roteq_analysis_layer(roteq_analysis *a, const char *name, size_t len, size_t dim, size_t *index)
 {

@@ -66,6 +66,7 @@ typedef struct {
     size_t name_len;
     int skip; /* not selected by layers_regex: rows are ignored */
     size_t dim;
+    int neuron_axis;
     double grad_norm;
     roteq_hparams hp; /* resolved; lr / weight_decay may be NAN when a column supplies them */
 

@@ -341,6 +341,7 @@ static int finish_layer(roteq_analysis *a, roteq_layer *L, roteq_analysis_layer_
         return st;
     size_t W = a->cfg.window, N = L->nneur;
     R->name = strdup(L->name);
+    R->neuron_axis = L->neuron_axis;
     if (R->name == NULL)
         return roteq_error_set(ROTEQ_ENOMEM, "out of memory");
     result_init(L, R);

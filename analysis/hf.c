@@ -144,6 +144,9 @@ static const char *unsupported_name(const char *name)
         {"manifest.ocdbt", 0, "an orbax OCDBT checkpoint"},
         {".zarray", 0, "a zarr array"},
         {".msgpack", 1, "a Flax msgpack checkpoint"},
+        {"dynamics.pkl", 0,
+         "epfml/REQ's DynamicsLogger log (dynamics.pkl): convert it to a trace "
+         "with the script in docs/TRAINERS.md section 7"},
     };
     for (size_t i = 0; i < sizeof t / sizeof t[0]; i++)
         if (t[i].is_suffix ? suffix(name, t[i].pat) : strcmp(name, t[i].pat) == 0)

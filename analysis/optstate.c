@@ -373,18 +373,20 @@ static int pk_scalar(roteq_torch_archive *a, const roteq_pk *v, double *out)
     return 1;
 }
 
+/* The numeric keys of a param group (torch's state_dict and the recorder's JSON alike). */
+static const struct {
+    const char *key;
+    unsigned bit;
+    size_t off;
+} num[] = {{"lr", ROTEQ_OPTSTATE_LR, offsetof(hparams, lr)},
+           {"eps", ROTEQ_OPTSTATE_EPS, offsetof(hparams, eps)},
+           {"weight_decay", ROTEQ_OPTSTATE_WEIGHT_DECAY, offsetof(hparams, wd)},
+           {"momentum", ROTEQ_OPTSTATE_MOMENTUM, offsetof(hparams, momentum)},
+           {"dampening", ROTEQ_OPTSTATE_DAMPENING, offsetof(hparams, dampening)}};
+
 static void torch_hparams(roteq_torch_archive *a, const roteq_pk *g, hparams *h)
 {
     memset(h, 0, sizeof *h);
-    static const struct {
-        const char *key;
-        unsigned bit;
-        size_t off;
-    } num[] = {{"lr", ROTEQ_OPTSTATE_LR, offsetof(hparams, lr)},
-               {"eps", ROTEQ_OPTSTATE_EPS, offsetof(hparams, eps)},
-               {"weight_decay", ROTEQ_OPTSTATE_WEIGHT_DECAY, offsetof(hparams, wd)},
-               {"momentum", ROTEQ_OPTSTATE_MOMENTUM, offsetof(hparams, momentum)},
-               {"dampening", ROTEQ_OPTSTATE_DAMPENING, offsetof(hparams, dampening)}};
     for (size_t i = 0; i < sizeof num / sizeof num[0]; i++) {
         double v;
         if (pk_scalar(a, roteq_pk_get(g, num[i].key), &v)) {
@@ -406,15 +408,6 @@ static void torch_hparams(roteq_torch_archive *a, const roteq_pk *g, hparams *h)
 static void json_hparams(json_t *g, hparams *h)
 {
     memset(h, 0, sizeof *h);
-    static const struct {
-        const char *key;
-        unsigned bit;
-        size_t off;
-    } num[] = {{"lr", ROTEQ_OPTSTATE_LR, offsetof(hparams, lr)},
-               {"eps", ROTEQ_OPTSTATE_EPS, offsetof(hparams, eps)},
-               {"weight_decay", ROTEQ_OPTSTATE_WEIGHT_DECAY, offsetof(hparams, wd)},
-               {"momentum", ROTEQ_OPTSTATE_MOMENTUM, offsetof(hparams, momentum)},
-               {"dampening", ROTEQ_OPTSTATE_DAMPENING, offsetof(hparams, dampening)}};
     for (size_t i = 0; i < sizeof num / sizeof num[0]; i++) {
         json_t *v = json_object_get(g, num[i].key);
         if (json_is_number(v)) {

@@ -234,7 +234,7 @@ static const char *csv_header = "layer,dim,neurons,dead,collapsed,records,first_
                                 "angular_update_q50,angular_update_q95,verdict,ratio,"
                                 "off_quantity,detail,against,eq_norm,eq_angle,tr_norm,tr_angle,"
                                 "angle_judged,implied_update_correlation,scale_invariant,"
-                                "grad_cos_rms\n";
+                                "grad_cos_rms,neuron_axis\n";
 
 int roteq_analysis_write_csv(FILE *out, const roteq_analysis_result *r)
 {
@@ -276,7 +276,7 @@ int roteq_analysis_write_csv(FILE *out, const roteq_analysis_result *r)
                 : L->scale_invariant == 0 ? "false"
                                           : "");
         roteq_fprint_csv_double(out, L->grad_cos_rms);
-        fputc('\n', out);
+        fprintf(out, ",%d\n", L->neuron_axis);
     }
     return check(out);
 }
@@ -428,6 +428,7 @@ int roteq_analysis_write_json(FILE *out, const roteq_analysis_result *r)
             json_pack("{s:o,s:o,s:o}", "q05", num(L->q05), "q50", num(L->q50), "q95", num(L->q95)));
         json_object_set_new(o, "verdict", json_string(roteq_analysis_verdict_names[L->verdict]));
         json_object_set_new(o, "ratio", num(L->ratio));
+        json_object_set_new(o, "neuron_axis", json_integer(L->neuron_axis));
         json_object_set_new(o, "off_quantity",
                             L->off_quantity ? json_string(L->off_quantity) : json_null());
         json_object_set_new(o, "verdict_detail", json_string(L->detail));

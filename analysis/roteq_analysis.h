@@ -136,6 +136,9 @@ int roteq_analysis_layer(roteq_analysis *a, const char *name, size_t len, size_t
  * Neuron indices may be sparse: state is kept for the neurons present only. */
 int roteq_analysis_add(roteq_analysis *a, size_t layer, const roteq_analysis_row *row);
 #define ROTEQ_ANALYSIS_MAX_NEURONS ((size_t)1 << 22)
+/* Record the axis along which a layer's neurons were taken (reported; the snapshot reader sets
+ * it, a trace's layers take their metadata's neuron_axis, else 0). */
+void roteq_analysis_set_neuron_axis(roteq_analysis *a, size_t layer, int axis);
 
 /* ---------------------------------------------------------------- results (finish.c) */
 
@@ -213,6 +216,7 @@ typedef struct {
     double grad_cos_rms;      /* over the window's records; NAN without the column */
     roteq_analysis_explain explain;
     roteq_analysis_neuron *per_neuron; /* NULL unless config.per_neuron */
+    int neuron_axis; /* the axis its neurons were taken along (a trace: the metadata's value) */
 } roteq_analysis_layer_result;
 
 typedef struct {

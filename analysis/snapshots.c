@@ -49,6 +49,7 @@ typedef struct {
     const unsigned char *data;
     const char *file; /* for messages (points into the snapshot's file list) */
     size_t map;       /* index of its mapping */
+    int axis;         /* the neuron axis it was stored with (rows are along it now) */
 } tensor;
 
 typedef struct {
@@ -495,7 +496,7 @@ static int load_file(snapshot *s, const char *path, int kind, const reader *rd)
                     st = roteq_error_set(ROTEQ_EFORMAT, "%s: tensor '%s' also in %s", path,
                                          ti[i].name, s->t[j].file);
             if (!st) {
-                s->t[s->nt++] = (tensor){ti[i], td[i], file, s->nmaps - 1};
+                s->t[s->nt++] = (tensor){ti[i], td[i], file, s->nmaps - 1, 0};
                 ti[i].name = NULL;
             }
         }
@@ -550,7 +551,7 @@ static int load_file(snapshot *s, const char *path, int kind, const reader *rd)
                 free(infos);
                 return roteq_error_set(ROTEQ_EFORMAT, "%s", msg);
             }
-        s->t[s->nt++] = (tensor){infos[i], data + infos[i].offset, file, s->nmaps - 1};
+        s->t[s->nt++] = (tensor){infos[i], data + infos[i].offset, file, s->nmaps - 1, 0};
     }
     free(infos);
     return ROTEQ_OK;
@@ -641,6 +642,7 @@ static int load_snapshot(const char *dir, const entry *e, snapshot *s, const rea
 typedef struct {
     char *name;
     size_t rows, cols, index;
+    int axis;
     double *norm_prev, *norm, *angle;
     roteq_analysis_tensor_info info_prev;
     const unsigned char *data_prev;
@@ -750,29 +752,36 @@ static int fault_error(const snapshot *prev, const tensor *tp, const snapshot *c
     return changed(s->files[t->map], &s->maps[t->map].sb, "shrank");
 }
 
-/* roteq_torch_archive_tensors under the SIGBUS guard (CRCs and views read the mapped file). A
- * fault leaves whatever was allocated meanwhile behind: this is the error path of a file that
- * shrank while read. */
+/* roteq_torch_archive_tensors under the SIGBUS guard (CRCs and views read the mapped file). */
+typedef struct {
+    roteq_torch_archive *a;
+    const char *key;
+    roteq_analysis_tensor_info **infos;
+    const unsigned char ***data;
+    size_t *n;
+    int st;
+} tensors_job;
+
+static void run_tensors(void *job)
+{
+    tensors_job *j = job;
+    j->st = roteq_torch_archive_tensors(j->a, j->key, weight_like, NULL, j->infos, j->data, j->n);
+}
+
 static int guarded_tensors(roteq_torch_archive *a, const reader *rd, const char *path,
                            roteq_analysis_tensor_info **infos, const unsigned char ***data,
                            size_t *n)
 {
-    sigjmp_buf jb;
-    if (sigsetjmp(jb, 1)) {
-        fault_jump = NULL;
-        *infos = NULL;
-        *data = NULL;
-        *n = 0;
-        return roteq_error_set(ROTEQ_EIO,
-                               "%s: shrank while being read: rewritten in place or still being "
-                               "written?",
-                               path);
-    }
-    fault_jump = &jb;
-    int st = roteq_torch_archive_tensors(a, rd->opt ? rd->opt->model_key : NULL, weight_like, NULL,
-                                         infos, data, n);
-    fault_jump = NULL;
-    return st;
+    tensors_job j = {a, rd->opt ? rd->opt->model_key : NULL, infos, data, n, 0};
+    if (guarded(run_tensors, &j) == 0)
+        return j.st;
+    *infos = NULL;
+    *data = NULL;
+    *n = 0;
+    return roteq_error_set(ROTEQ_EIO,
+                           "%s: shrank while being read: rewritten in place or still being "
+                           "written?",
+                           path);
 }
 
 /* ---- the neuron axis */
@@ -867,6 +876,7 @@ static int apply_axes(snapshot *s, const reader *rd, char *note, size_t note_len
         const roteq_analysis_layer_meta *lm =
             rd->meta ? roteq_analysis_meta_layer(rd->meta, t->info.name) : NULL;
         int split = lm && lm->nsplit;
+        t->axis = axis;
         if (axis == 0 && !split)
             continue;
         uint64_t rows = t->info.shape[axis], numel = 1;
@@ -924,6 +934,7 @@ static int select_layers(const char *where, const snapshot *s, const regex_t *re
             return roteq_error_set(ROTEQ_ENOMEM, "out of memory");
         }
         L->rows = t->info.shape[0];
+        L->axis = t->axis;
         L->cols =
             t->info.nbytes / roteq_analysis_dtype_size(t->info.dtype) / (L->rows ? L->rows : 1);
     }
@@ -958,6 +969,7 @@ static int first_snapshot(roteq_analysis *a, const snapshot *s, layer_sel *sel, 
         int st = roteq_analysis_layer(a, L->name, strlen(L->name), L->cols, &L->index);
         if (st)
             return st;
+        roteq_analysis_set_neuron_axis(a, L->index, L->axis);
         if (guarded(run_rows, &(rows_job){L, NULL, &t->info, NULL, t->data, L->norm_prev, NULL}))
             return fault_error(NULL, NULL, s, t);
         L->info_prev = t->info;

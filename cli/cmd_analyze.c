@@ -442,6 +442,12 @@ int roteq_cmd_analyze(int argc, char **argv)
                               "holds the step-numbered snapshots",
                               a.input);
 
+    if (!is_dir && len > 4 && strcmp(a.input + len - 4, ".pkl") == 0)
+        return roteq_cli_fail(CMD,
+                              "%s: a Python pickle is not read (running it could run anything); "
+                              "for epfml/REQ's dynamics.pkl see docs/TRAINERS.md section 7",
+                              a.input);
+
     roteq_analysis_meta meta;
     roteq_analysis_meta_init(&meta);
     char *found = a.meta_path ? NULL : find_meta(a.input);

@@ -716,7 +716,8 @@ static void test_unsupported_formats(void **state)
     } t[] = {{"u1", "u1/__0_0.distcp", "torch.distributed.checkpoint"},
              {"u2", "u2/1/saved_model.pb", "TensorFlow SavedModel"},
              {"u3", "u3/ckpt/_CHECKPOINT_METADATA", "orbax checkpoint"},
-             {"u4", "u4/model.ckpt-100.index", "TensorFlow checkpoint"}};
+             {"u4", "u4/model.ckpt-100.index", "TensorFlow checkpoint"},
+             {"u5", "u5/dynamics.pkl", "REQ's DynamicsLogger log"}};
     for (size_t i = 0; i < sizeof t / sizeof t[0]; i++) {
         char parent[64];
         snprintf(parent, sizeof parent, "%s", t[i].file);
@@ -729,6 +730,19 @@ static void test_unsupported_formats(void **state)
         if (st != ROTEQ_EUNSUPPORTED || !strstr(roteq_error_message(), t[i].msg))
             fail_msg("%s: got %d '%s'", t[i].sub, st, roteq_error_message());
     }
+    /* the command: a pickle given as the input is named, not parsed as a CSV; .pt likewise */
+    char *pkl = roteq_test_path(dir, "u5/dynamics.pkl"), *pt = roteq_test_path(dir, "one.pt");
+    roteq_test_write_file(pt, "x");
+    const char *args[] = {"analyze", pkl, NULL}, *args2[] = {"analyze", pt, NULL};
+    char *err = NULL;
+    assert_int_equal(roteq_test_run(args, NULL, NULL, &err), 2);
+    assert_non_null(strstr(err, "a Python pickle is not read"));
+    free(err);
+    assert_int_equal(roteq_test_run(args2, NULL, NULL, &err), 2);
+    assert_non_null(strstr(err, "a single snapshot is not a series"));
+    free(err);
+    free(pkl);
+    free(pt);
 }
 
 int main(void)

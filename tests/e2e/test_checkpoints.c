@@ -188,6 +188,12 @@ static void test_flax_layout(void **state)
     json_t *st = analyze("st", NULL, NULL, NULL);
     json_t *fx = analyze("flax", "--meta", meta, NULL);
     same_numbers(st, fx, 1e-12);
+    for (size_t i = 0; i < 5; i++) { /* the axis is reported: conv [kh, kw, in, out] has it at 3 */
+        assert_int_equal(json_integer_value(json_object_get(layer(st, layers[i]), "neuron_axis")),
+                         0);
+        assert_int_equal(json_integer_value(json_object_get(layer(fx, layers[i]), "neuron_axis")),
+                         i == 0 ? 3 : 1);
+    }
     /* the same from the command line instead of the metadata */
     json_t *cl = analyze("flax", "--neuron-axis", ".=-1", NULL);
     same_numbers(st, cl, 1e-12);
