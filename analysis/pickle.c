@@ -170,8 +170,23 @@ static unsigned deeper(unsigned a, unsigned b)
 }
 
 /* Append v to a TUPLE/LIST's items, tracking the nesting depth. */
+/* A value goes into container c: c must not be inside another container already, nor be v.
+ * Pickles of tensors and state dicts fill each container before placing it; refusing the rest
+ * rules out cycles (a list that holds itself), so every value tree is finite and its depth,
+ * fixed once a container is placed, is exact. */
+static int place(machine *m, roteq_pk *c, roteq_pk *v)
+{
+    if (c->sealed || v == c)
+        return bad(m, "a container changed after being placed in another, or holding itself");
+    v->sealed = 1;
+    return ROTEQ_OK;
+}
+
 static int seq_add(machine *m, roteq_pk *s, roteq_pk *v)
 {
+    int st = place(m, s, v);
+    if (st)
+        return st;
     if (s->u.seq.n == s->u.seq.cap) {
         size_t cap = s->u.seq.cap ? 2 * s->u.seq.cap : 4;
         roteq_pk **items = arena(m->pk, cap * sizeof *items);
@@ -192,6 +207,11 @@ static int seq_add(machine *m, roteq_pk *s, roteq_pk *v)
 
 static int dict_set(machine *m, roteq_pk *d, roteq_pk *k, roteq_pk *v)
 {
+    int st = place(m, d, k);
+    if (!st)
+        st = place(m, d, v);
+    if (st)
+        return st;
     if (d->u.dict.n == d->u.dict.cap) {
         size_t cap = d->u.dict.cap ? 2 * d->u.dict.cap : 8;
         roteq_pk **keys = arena(m->pk, cap * sizeof *keys);

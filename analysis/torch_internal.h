@@ -49,6 +49,7 @@ typedef struct {
 struct roteq_pk {
     roteq_pk_kind kind;
     unsigned depth; /* nesting depth of containers below (0 for a scalar) */
+    int sealed;     /* inside another container: no longer changed (so no value holds itself) */
     union {
         int64_t i; /* BOOL, INT */
         double f;

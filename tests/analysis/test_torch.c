@@ -300,6 +300,13 @@ static void test_recursion_bomb(void **state)
         op(&p, 't');
     op(&p, '.');
     expect_error(&p, "nested deeper than 64");
+    /* a dict placed in another and changed afterwards (found by fuzz_pickle: a cycle) */
+    start(&p);
+    raw(&p, "}}2}}s}s}s.", 11);
+    expect_error(&p, "a container changed after being placed in another");
+    start(&p);
+    raw(&p, "]2a.", 4); /* a list holding itself */
+    expect_error(&p, "holding itself");
 }
 
 static void test_bad_views(void **state)
