@@ -40,7 +40,7 @@ typedef struct {
  * step for any band b, known only at the end, is the record after the latest one with x > b. */
 typedef struct {
     long step, next; /* the record, and the next record's step (-1: none yet) */
-    double y; /* level of the excess */
+    double y;        /* level of the excess */
 } roteq_exceed;
 
 typedef struct {
@@ -59,6 +59,10 @@ typedef struct {
 typedef struct {
     size_t n;
     double prev_norm, prev_ms, v_norm, v_ms;
+    /* The trailing length and block standard errors, recomputed every 16 records (they follow
+     * the noise level, which changes slowly; every record cost 4x the ingest time). */
+    size_t s_len, s_at;
+    double s_bse_n, s_bse_ms;
 } roteq_noise;
 
 typedef struct {

@@ -106,8 +106,8 @@ static double block_se(const roteq_analysis *a, const roteq_layer *L, size_t S, 
  * of the estimate fit in the tolerance (record-to-record noise first, then the block scatter of
  * the kept records), at most a quarter of the kept records. Also returns the block standard errors
  * of the mean norm and of the mean squared angle at that length (0 where unknown). */
-static size_t trailing_records(const roteq_analysis *a, const roteq_layer *L, double *bse_n,
-                               double *bse_ms)
+static size_t trailing_length(const roteq_analysis *a, const roteq_layer *L, double *bse_n,
+                              double *bse_ms)
 {
     const roteq_noise *z = &L->noise;
     double need = (double)a->cfg.smooth, tol = a->cfg.tolerance;
@@ -131,7 +131,22 @@ static size_t trailing_records(const roteq_analysis *a, const roteq_layer *L, do
     return S < L->records ? S : L->records;
 }
 
-static trailing smoothed(const roteq_analysis *a, const roteq_layer *L, int transient)
+#define ROTEQ_TRAILING_EVERY 16
+
+static size_t trailing_records(const roteq_analysis *a, roteq_layer *L, double *bse_n,
+                               double *bse_ms)
+{
+    roteq_noise *z = &L->noise;
+    if (z->s_len == 0 || L->records - z->s_at >= ROTEQ_TRAILING_EVERY) {
+        z->s_len = trailing_length(a, L, &z->s_bse_n, &z->s_bse_ms);
+        z->s_at = L->records;
+    }
+    *bse_n = z->s_bse_n;
+    *bse_ms = z->s_bse_ms;
+    return z->s_len < L->records ? z->s_len : L->records;
+}
+
+static trailing smoothed(const roteq_analysis *a, roteq_layer *L, int transient)
 {
     double bse_n, bse_ms;
     size_t W = a->cfg.window, S = trailing_records(a, L, &bse_n, &bse_ms);
