@@ -220,7 +220,16 @@ static timing run_peer(const char *script, size_t N, size_t C, size_t T)
     return t;
 }
 
-int roteq_cmd_bench(int argc, char **argv)
+typedef struct {
+    size_t N, C, T, peer_T, threads, repeat;
+    const roteq_optimizer_type *only;
+    roteq_sim_isa isa;
+    int peers;
+    roteq_format format;
+} bench_args;
+
+/* Options into `a`. Returns -1 to go on, else the exit status (0 after --help). */
+static int parse_args(int argc, char **argv, bench_args *a)
 {
     static const struct option opts[] = {
         {"neurons", required_argument, NULL, OPT_NEURONS},
@@ -236,11 +245,7 @@ int roteq_cmd_bench(int argc, char **argv)
         {"help", no_argument, NULL, OPT_HELP},
         {NULL, 0, NULL, 0},
     };
-    size_t N = 128, C = 128, T = 20000, peer_T = 0, threads = 0, repeat = 3, v;
-    const roteq_optimizer_type *only = NULL;
-    roteq_sim_isa isa = ROTEQ_SIM_ISA_AUTO;
-    int peers = 1;
-    roteq_format format = ROTEQ_FORMAT_TEXT;
+    size_t v;
     optind = 1;
     opterr = 0;
     int c;
@@ -262,34 +267,34 @@ int roteq_cmd_bench(int argc, char **argv)
                 return ROTEQ_EXIT_USAGE;
             if (v == 0 || (c == OPT_DIM && v < 2) || (c == OPT_THREADS && v > 4096))
                 return roteq_cli_fail(CMD, "--%s: out of range: %s", flag, optarg);
-            *(c == OPT_NEURONS   ? &N
-              : c == OPT_DIM     ? &C
-              : c == OPT_STEPS   ? &T
-              : c == OPT_THREADS ? &threads
-              : c == OPT_REPEAT  ? &repeat
-                                 : &peer_T) = v;
+            *(c == OPT_NEURONS   ? &a->N
+              : c == OPT_DIM     ? &a->C
+              : c == OPT_STEPS   ? &a->T
+              : c == OPT_THREADS ? &a->threads
+              : c == OPT_REPEAT  ? &a->repeat
+                                 : &a->peer_T) = v;
             break;
         }
         case OPT_OPTIMIZER:
-            if (!(only = roteq_optimizer_lookup(optarg)))
+            if (!(a->only = roteq_optimizer_lookup(optarg)))
                 return roteq_cli_fail(CMD, "--optimizer: %s", roteq_error_message());
             break;
         case OPT_ISA: {
             int found = 0;
             for (int i = 0; i < ROTEQ_SIM_ISA_COUNT; i++)
                 if (strcmp(optarg, roteq_sim_isa_names[i]) == 0) {
-                    isa = (roteq_sim_isa)i;
+                    a->isa = (roteq_sim_isa)i;
                     found = 1;
                 }
-            if (!found || !roteq_sim_isa_available(isa))
+            if (!found || !roteq_sim_isa_available(a->isa))
                 return roteq_cli_fail(CMD, "--isa: '%s' is not available here", optarg);
             break;
         }
         case OPT_NO_PEERS:
-            peers = 0;
+            a->peers = 0;
             break;
         case OPT_FORMAT:
-            if (roteq_cli_format(CMD, optarg, "text,json", &format))
+            if (roteq_cli_format(CMD, optarg, "text,json", &a->format))
                 return ROTEQ_EXIT_USAGE;
             break;
         case OPT_HELP:
@@ -302,28 +307,143 @@ int roteq_cmd_bench(int argc, char **argv)
     }
     if (optind < argc)
         return roteq_cli_fail(CMD, "unexpected argument '%s'", argv[optind]);
-    if (!peer_T)
-        peer_T = T;
+    if (!a->peer_T)
+        a->peer_T = a->T;
+    return -1;
+}
+
+/* The row's label: the floor, another kind of normals, SLEEF, or an optimizer. */
+static void row_name(int kind, char *name, size_t n)
+{
+    if (kind == KIND_FLOOR)
+        snprintf(name, n, "floor: %s", roteq_sim_normal_names[roteq_sim_engine_normals]);
+    else if (kind < KIND_FLOOR)
+        snprintf(name, n, "normals %s", roteq_sim_normal_names[kind - KIND_NORMALS]);
+    else if (kind < 0)
+        snprintf(name, n, "philox10 + SLEEF %s BM", kind == KIND_SLEEF_U35 ? "u35" : "u10");
+    else
+        snprintf(name, n, "%s", roteq_optimizers[kind]->name);
+}
+
+/* One row, as text or appended to `rows`; cycles per normal for the normal-only rows. */
+static void emit_row(roteq_format format, json_t *rows, const char *name, timing t1, timing tK,
+                     double xf, int normals_row, double cyc)
+{
+    double speedup = t1.wall / tK.wall, eff = t1.cpu / tK.cpu;
+    if (format == ROTEQ_FORMAT_TEXT) {
+        printf("  %-28s %9.3f  %10.3f  %11.3f  %6.2fx  %8.2f  %7.2f", name, t1.cpu, t1.wall,
+               tK.wall, speedup, eff, xf);
+        if (normals_row)
+            printf("  %6.2f", cyc);
+        putchar('\n');
+        fflush(stdout);
+        return;
+    }
+    json_t *o = json_object();
+    json_object_set_new(o, "name", json_string(name));
+    json_object_set_new(o, "cpu_ns_1_thread", json_real(t1.cpu));
+    json_object_set_new(o, "wall_ns_1_thread", json_real(t1.wall));
+    json_object_set_new(o, "wall_ns_all_threads", json_real(tK.wall));
+    json_object_set_new(o, "cpu_ns_all_threads", json_real(tK.cpu));
+    json_object_set_new(o, "speedup", json_real(speedup));
+    json_object_set_new(o, "cpu_efficiency", json_real(eff));
+    json_object_set_new(o, "vs_floor", json_real(xf));
+    if (normals_row && isfinite(cyc))
+        json_object_set_new(o, "cycles_per_normal", json_real(cyc));
+    json_array_append_new(rows, o);
+}
+
+/* The figures every run shares, for the closing summary. */
+typedef struct {
+    timing floor1, adamw1, p10bm;
+    double ghz;
+    const char *clock_how;
+    char model[200];
+    unsigned K;
+    roteq_sim_isa used;
+} bench_run;
+
+/* After the rows: the peers, the floor's gain, Muon's rows, and the JSON document. */
+static void finish(const bench_args *a, const bench_run *b, json_t *rows)
+{
+    timing np = {NAN, NAN}, torch = {NAN, NAN};
+    if (a->peers) {
+        np = run_peer("numpy_peer.py", a->N, a->C, a->peer_T);
+        torch = run_peer("torch_peer.py", a->N, a->C, a->peer_T);
+    }
+    if (a->format == ROTEQ_FORMAT_TEXT) {
+        if (isfinite(b->p10bm.cpu) && roteq_sim_engine_normals != ROTEQ_NORMALS_PHILOX10_BOXMULLER)
+            printf("floor %s: %.2fx faster than philox10-boxmuller (CPU, 1 thread)\n",
+                   roteq_sim_normal_names[roteq_sim_engine_normals], b->p10bm.cpu / b->floor1.cpu);
+        if (a->peers) {
+            printf("peers (AdamW, 1 thread, %zu steps)      CPU        wall    roteq adamw faster "
+                   "(CPU)\n",
+                   a->peer_T);
+            const char *names[2] = {"NumPy (bench/numpy_peer.py)", "PyTorch (bench/torch_peer.py)"};
+            timing vals[2] = {np, torch};
+            for (int i = 0; i < 2; i++) {
+                if (isnan(vals[i].cpu))
+                    printf("  %-28s not available (%s with numpy/torch)\n", names[i], PYTHON);
+                else
+                    printf("  %-28s %9.3f  %10.3f  %6.1fx\n", names[i], vals[i].cpu, vals[i].wall,
+                           vals[i].cpu / b->adamw1.cpu);
+            }
+        }
+        json_decref(roteq_cli_muon_bench(a->peers, PYTHON, bench_source_dir(), 1));
+        return;
+    }
+    json_t *o = json_object();
+    json_object_set_new(o, "neurons", json_integer((json_int_t)a->N));
+    json_object_set_new(o, "dim", json_integer((json_int_t)a->C));
+    json_object_set_new(o, "steps", json_integer((json_int_t)a->T));
+    json_object_set_new(o, "threads", json_integer(b->K));
+    json_object_set_new(o, "isa", json_string(roteq_sim_isa_names[b->used]));
+    json_object_set_new(o, "cpu", json_string(b->model));
+    json_object_set_new(o, "clock_ghz", isfinite(b->ghz) ? json_real(b->ghz) : json_null());
+    json_object_set_new(o, "clock", json_string(b->clock_how));
+    json_object_set_new(o, "normals",
+                        json_string(roteq_sim_normal_names[roteq_sim_engine_normals]));
+    json_object_set_new(o, "rows", json_incref(rows));
+    json_object_set_new(o, "numpy_cpu_ns", isnan(np.cpu) ? json_null() : json_real(np.cpu));
+    json_object_set_new(o, "torch_cpu_ns", isnan(torch.cpu) ? json_null() : json_real(torch.cpu));
+    json_object_set_new(o, "muon", roteq_cli_muon_bench(a->peers, PYTHON, bench_source_dir(), 0));
+    json_dumpf(o, stdout, JSON_INDENT(2));
+    fputc('\n', stdout);
+    json_decref(o);
+}
+
+int roteq_cmd_bench(int argc, char **argv)
+{
+    bench_args a = {.N = 128,
+                    .C = 128,
+                    .T = 20000,
+                    .repeat = 3,
+                    .isa = ROTEQ_SIM_ISA_AUTO,
+                    .peers = 1,
+                    .format = ROTEQ_FORMAT_TEXT};
+    int parsed = parse_args(argc, argv, &a);
+    if (parsed >= 0)
+        return parsed;
     long cores = sysconf(_SC_NPROCESSORS_ONLN);
-    unsigned K = threads ? (unsigned)threads : (unsigned)(cores > 0 ? cores : 1);
-    roteq_sim_isa used = isa == ROTEQ_SIM_ISA_AUTO ? roteq_sim_isa_best() : isa;
+    bench_run b = {.floor1 = {INFINITY, INFINITY}, .adamw1 = {NAN, NAN}, .p10bm = {NAN, NAN}};
+    b.K = a.threads ? (unsigned)a.threads : (unsigned)(cores > 0 ? cores : 1);
+    b.used = a.isa == ROTEQ_SIM_ISA_AUTO ? roteq_sim_isa_best() : a.isa;
 
     /* Best of `repeat` for every figure: other processes only ever make a run slower. */
-    const char *clock_how = "";
-    double ghz = clock_ghz(&clock_how);
-    char model[200];
-    cpu_model(model, sizeof model);
-    json_t *rows = json_array();
-    if (format == ROTEQ_FORMAT_TEXT) {
+    b.clock_how = "";
+    b.ghz = clock_ghz(&b.clock_how);
+    cpu_model(b.model, sizeof b.model);
+    if (a.format == ROTEQ_FORMAT_TEXT) {
         printf("roteq bench: N = %zu neurons, C = %zu, T = %zu steps, float64, kernels %s, "
                "best of %zu\n",
-               N, C, T, roteq_sim_isa_names[used], repeat);
-        printf("CPU %s, %ld online cores; clock %.3f GHz (%s)\n", model, cores, ghz, clock_how);
+               a.N, a.C, a.T, roteq_sim_isa_names[b.used], a.repeat);
+        printf("CPU %s, %ld online cores; clock %.3f GHz (%s)\n", b.model, cores, b.ghz,
+               b.clock_how);
         printf("ns per neuron-coordinate-step  CPU 1 thr  wall 1 thr  wall %u thr  speedup  "
                "CPU eff.  x floor  cycles\n",
-               K);
+               b.K);
     }
-    /* Row order: the floor, the other normals, SLEEF, the optimizers. */
+    /* Row order: the floor, the other normals, SLEEF, the optimizers (the list's order). */
     int order[ROTEQ_NORMALS_COUNT + 2 + ROTEQ_OPT_COUNT], nrow = 0;
     order[nrow++] = KIND_FLOOR;
     for (int k = 0; k < ROTEQ_NORMALS_COUNT; k++)
@@ -332,109 +452,37 @@ int roteq_cmd_bench(int argc, char **argv)
     order[nrow++] = KIND_SLEEF_U10;
     order[nrow++] = KIND_SLEEF_U35;
     for (int k = 0; k < ROTEQ_OPT_COUNT; k++)
-        if (!only || roteq_optimizers[k] == only)
+        if (!a.only || roteq_optimizers[k] == a.only)
             order[nrow++] = k;
-    timing floor1 = {INFINITY, INFINITY}, adamw1 = {NAN, NAN}, p10bm = {NAN, NAN};
+    json_t *rows = json_array();
     for (int r = 0; r < nrow; r++) {
         int kind = order[r];
         char name[64];
-        if (kind == KIND_FLOOR)
-            snprintf(name, sizeof name, "floor: %s",
-                     roteq_sim_normal_names[roteq_sim_engine_normals]);
-        else if (kind < KIND_FLOOR)
-            snprintf(name, sizeof name, "normals %s", roteq_sim_normal_names[kind - KIND_NORMALS]);
-        else if (kind < 0)
-            snprintf(name, sizeof name, "philox10 + SLEEF %s BM",
-                     kind == KIND_SLEEF_U35 ? "u35" : "u10");
-        else
-            snprintf(name, sizeof name, "%s", roteq_optimizers[kind]->name);
-        if (kind > KIND_FLOOR && kind < 0 && !roteq_sim_sleef_available(isa)) {
-            if (format == ROTEQ_FORMAT_TEXT)
-                printf("  %-28s not available for kernels %s\n", name, roteq_sim_isa_names[used]);
+        row_name(kind, name, sizeof name);
+        if (kind > KIND_FLOOR && kind < 0 && !roteq_sim_sleef_available(a.isa)) {
+            if (a.format == ROTEQ_FORMAT_TEXT)
+                printf("  %-28s not available for kernels %s\n", name, roteq_sim_isa_names[b.used]);
             continue;
         }
         timing t1 = {INFINITY, INFINITY}, tK = {INFINITY, INFINITY};
-        for (size_t i = 0; i < repeat; i++)
-            if (time_once(kind, N, C, T, 1, isa, &t1) || time_once(kind, N, C, T, K, isa, &tK))
+        for (size_t i = 0; i < a.repeat; i++)
+            if (time_once(kind, a.N, a.C, a.T, 1, a.isa, &t1) ||
+                time_once(kind, a.N, a.C, a.T, b.K, a.isa, &tK)) {
+                json_decref(rows);
                 return roteq_cli_fail_lib(CMD, ROTEQ_EXIT_FAIL);
+            }
         if (kind == KIND_FLOOR)
-            floor1 = t1;
+            b.floor1 = t1;
         else if (kind >= 0 && roteq_optimizers[kind] == &roteq_adamw)
-            adamw1 = t1; /* the peers' reference: they walk AdamW */
+            b.adamw1 = t1; /* the peers' reference: they walk AdamW */
         if (kind == KIND_NORMALS + ROTEQ_NORMALS_PHILOX10_BOXMULLER ||
             (kind == KIND_FLOOR && roteq_sim_engine_normals == ROTEQ_NORMALS_PHILOX10_BOXMULLER))
-            p10bm = t1;
-        double speedup = t1.wall / tK.wall, eff = t1.cpu / tK.cpu, xf = t1.cpu / floor1.cpu;
+            b.p10bm = t1;
         /* cycles per normal: every normal-only row draws one normal per neuron-coordinate-step */
-        double cyc = kind < 0 ? t1.cpu * ghz : (double)NAN;
-        if (format == ROTEQ_FORMAT_TEXT) {
-            printf("  %-28s %9.3f  %10.3f  %11.3f  %6.2fx  %8.2f  %7.2f", name, t1.cpu, t1.wall,
-                   tK.wall, speedup, eff, xf);
-            if (kind < 0)
-                printf("  %6.2f", cyc);
-            putchar('\n');
-            fflush(stdout);
-        } else {
-            json_t *o = json_object();
-            json_object_set_new(o, "name", json_string(name));
-            json_object_set_new(o, "cpu_ns_1_thread", json_real(t1.cpu));
-            json_object_set_new(o, "wall_ns_1_thread", json_real(t1.wall));
-            json_object_set_new(o, "wall_ns_all_threads", json_real(tK.wall));
-            json_object_set_new(o, "cpu_ns_all_threads", json_real(tK.cpu));
-            json_object_set_new(o, "speedup", json_real(speedup));
-            json_object_set_new(o, "cpu_efficiency", json_real(eff));
-            json_object_set_new(o, "vs_floor", json_real(xf));
-            if (kind < 0 && isfinite(cyc))
-                json_object_set_new(o, "cycles_per_normal", json_real(cyc));
-            json_array_append_new(rows, o);
-        }
+        emit_row(a.format, rows, name, t1, tK, t1.cpu / b.floor1.cpu, kind < 0,
+                 kind < 0 ? t1.cpu * b.ghz : (double)NAN);
     }
-    timing np = {NAN, NAN}, torch = {NAN, NAN};
-    if (peers) {
-        np = run_peer("numpy_peer.py", N, C, peer_T);
-        torch = run_peer("torch_peer.py", N, C, peer_T);
-    }
-    if (format == ROTEQ_FORMAT_TEXT) {
-        if (isfinite(p10bm.cpu) && roteq_sim_engine_normals != ROTEQ_NORMALS_PHILOX10_BOXMULLER)
-            printf("floor %s: %.2fx faster than philox10-boxmuller (CPU, 1 thread)\n",
-                   roteq_sim_normal_names[roteq_sim_engine_normals], p10bm.cpu / floor1.cpu);
-        if (peers) {
-            printf("peers (AdamW, 1 thread, %zu steps)      CPU        wall    roteq adamw faster "
-                   "(CPU)\n",
-                   peer_T);
-            const char *names[2] = {"NumPy (bench/numpy_peer.py)", "PyTorch (bench/torch_peer.py)"};
-            timing vals[2] = {np, torch};
-            for (int i = 0; i < 2; i++) {
-                if (isnan(vals[i].cpu))
-                    printf("  %-28s not available (%s with numpy/torch)\n", names[i], PYTHON);
-                else
-                    printf("  %-28s %9.3f  %10.3f  %6.1fx\n", names[i], vals[i].cpu, vals[i].wall,
-                           vals[i].cpu / adamw1.cpu);
-            }
-        }
-        json_decref(roteq_cli_muon_bench(peers, PYTHON, bench_source_dir(), 1));
-    } else {
-        json_t *o = json_object();
-        json_object_set_new(o, "neurons", json_integer((json_int_t)N));
-        json_object_set_new(o, "dim", json_integer((json_int_t)C));
-        json_object_set_new(o, "steps", json_integer((json_int_t)T));
-        json_object_set_new(o, "threads", json_integer(K));
-        json_object_set_new(o, "isa", json_string(roteq_sim_isa_names[used]));
-        json_object_set_new(o, "cpu", json_string(model));
-        json_object_set_new(o, "clock_ghz", isfinite(ghz) ? json_real(ghz) : json_null());
-        json_object_set_new(o, "clock", json_string(clock_how));
-        json_object_set_new(o, "normals",
-                            json_string(roteq_sim_normal_names[roteq_sim_engine_normals]));
-        json_object_set_new(o, "rows", rows);
-        rows = NULL;
-        json_object_set_new(o, "numpy_cpu_ns", isnan(np.cpu) ? json_null() : json_real(np.cpu));
-        json_object_set_new(o, "torch_cpu_ns",
-                            isnan(torch.cpu) ? json_null() : json_real(torch.cpu));
-        json_object_set_new(o, "muon", roteq_cli_muon_bench(peers, PYTHON, bench_source_dir(), 0));
-        json_dumpf(o, stdout, JSON_INDENT(2));
-        fputc('\n', stdout);
-        json_decref(o);
-    }
+    finish(&a, &b, rows);
     json_decref(rows);
     return ROTEQ_EXIT_OK;
 }

@@ -182,23 +182,18 @@ static void print_table(const roteq_sweep_grid *g, const roteq_sweep_record *rec
            count[ROTEQ_SWEEP_VERDICT_ERROR], ranks, ranks > 1 ? "s" : "", wall);
 }
 
-int roteq_cmd_verify(int argc, char **argv)
-{
-    int rank = 0, size = 1;
-    if (roteq_sweep_mpi_init(&argc, &argv, &rank, &size))
-        return roteq_cli_fail_lib("verify", ROTEQ_EXIT_USAGE);
-    int code = ROTEQ_EXIT_USAGE, quick = 0, print_grid = 0;
-    const char *out_path = NULL, *plot_dir = NULL;
-    roteq_format fmt = ROTEQ_FORMAT_CSV;
-    size_t jobs = 0, threads = 0;
-    uint64_t seed = 20240723;
-    double tolerance = ROTEQ_SWEEP_TOLERANCE;
-    roteq_sweep_grid *g = NULL;
-    roteq_sweep_record *recs = NULL;
-    unsigned char *skip = NULL;
-    char *rows_path = NULL;
-    verify_ctx ctx = {0};
+typedef struct {
+    int quick, print_grid;
+    const char *out_path, *plot_dir;
+    roteq_format fmt;
+    size_t jobs, threads;
+    uint64_t seed;
+    double tolerance;
+} verify_args;
 
+/* Options into `a`. Returns -1 to go on, else the exit status (0 after --help). */
+static int parse_args(int argc, char **argv, int rank, verify_args *a)
+{
     static const struct option opts[] = {
         {"quick", no_argument, NULL, 'q'},
         {"out", required_argument, NULL, 'o'},
@@ -218,82 +213,148 @@ int roteq_cmd_verify(int argc, char **argv)
     while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
         switch (c) {
         case 'q':
-            quick = 1;
+            a->quick = 1;
             break;
         case 'o':
-            out_path = optarg;
+            a->out_path = optarg;
             break;
         case 'f':
-            if (roteq_cli_format("verify", optarg, "csv,json", &fmt))
-                goto done;
+            if (roteq_cli_format("verify", optarg, "csv,json", &a->fmt))
+                return ROTEQ_EXIT_USAGE;
             break;
         case 'P':
-            plot_dir = optarg;
+            a->plot_dir = optarg;
             break;
         case 's':
-            if (roteq_parse_u64(optarg, &seed)) {
-                roteq_cli_fail("verify", "--seed: %s", roteq_error_message());
-                goto done;
-            }
+            if (roteq_parse_u64(optarg, &a->seed))
+                return roteq_cli_fail("verify", "--seed: %s", roteq_error_message());
             break;
         case 'k':
-            if (roteq_cli_double("verify", "tolerance", optarg, &tolerance))
-                goto done;
-            if (!(tolerance > 0)) {
-                roteq_cli_fail("verify", "--tolerance: must be positive, got %s", optarg);
-                goto done;
-            }
+            if (roteq_cli_double("verify", "tolerance", optarg, &a->tolerance))
+                return ROTEQ_EXIT_USAGE;
+            if (!(a->tolerance > 0))
+                return roteq_cli_fail("verify", "--tolerance: must be positive, got %s", optarg);
             break;
         case 'j':
-            if (roteq_cli_size("verify", "jobs", optarg, &jobs))
-                goto done;
-            if (jobs == 0 || jobs > 4096) {
-                roteq_cli_fail("verify", "--jobs: must be in 1..4096, got %s", optarg);
-                goto done;
-            }
+            if (roteq_cli_size("verify", "jobs", optarg, &a->jobs))
+                return ROTEQ_EXIT_USAGE;
+            if (a->jobs == 0 || a->jobs > 4096)
+                return roteq_cli_fail("verify", "--jobs: must be in 1..4096, got %s", optarg);
             break;
         case 't':
-            if (roteq_cli_size("verify", "threads", optarg, &threads))
-                goto done;
-            if (threads > 4096) {
-                roteq_cli_fail("verify", "--threads: must be at most 4096, got %s", optarg);
-                goto done;
-            }
+            if (roteq_cli_size("verify", "threads", optarg, &a->threads))
+                return ROTEQ_EXIT_USAGE;
+            if (a->threads > 4096)
+                return roteq_cli_fail("verify", "--threads: must be at most 4096, got %s", optarg);
             break;
         case 'g':
-            print_grid = 1;
+            a->print_grid = 1;
             break;
         case 'h':
             if (rank == 0)
                 usage(stdout);
-            code = ROTEQ_EXIT_OK;
-            goto done;
+            return ROTEQ_EXIT_OK;
         case ':':
         default:
             roteq_cli_bad_option("verify", c, argv);
-            goto done;
+            return ROTEQ_EXIT_USAGE;
         }
     }
-    if (optind != argc) {
-        roteq_cli_fail("verify", "unexpected argument '%s'", argv[optind]);
+    if (optind != argc)
+        return roteq_cli_fail("verify", "unexpected argument '%s'", argv[optind]);
+    return -1;
+}
+
+/* The rows' output on rank 0 (--out, or DIR/verify.csv for --plot). Returns 1 when ready. */
+static int open_rows(verify_args *a, int rank, const roteq_sweep_grid *g, unsigned char *skip,
+                     verify_ctx *ctx, char **rows_path)
+{
+    int ok = 1;
+    if (a->plot_dir && a->out_path && a->fmt == ROTEQ_FORMAT_JSON) {
+        if (rank == 0)
+            roteq_cli_fail("verify", "--plot: the figure reads CSV rows; drop --format json");
+        ok = 0;
+    }
+    if (ok && rank == 0 && a->plot_dir && a->out_path == NULL) {
+        if (mkdir(a->plot_dir, 0777) != 0 && access(a->plot_dir, W_OK) != 0) {
+            roteq_cli_fail("verify", "--plot: cannot write to '%s'", a->plot_dir);
+            ok = 0;
+        }
+        size_t n = strlen(a->plot_dir) + sizeof "/verify.csv";
+        *rows_path = malloc(n);
+        if (*rows_path)
+            snprintf(*rows_path, n, "%s/verify.csv", a->plot_dir);
+        a->out_path = *rows_path;
+        a->fmt = ROTEQ_FORMAT_CSV; /* the figure reads CSV */
+    }
+    if (ok && rank == 0 && a->out_path) {
+        ctx->out = roteq_sweep_out_open(
+            a->out_path, a->fmt == ROTEQ_FORMAT_JSON ? ROTEQ_SWEEP_JSON : ROTEQ_SWEEP_CSV, g, 0,
+            a->quick ? "roteq verify --quick" : "roteq verify", skip);
+        if (ctx->out == NULL) {
+            roteq_cli_fail_lib("verify", ROTEQ_EXIT_USAGE);
+            ok = 0;
+        }
+    }
+    return ok;
+}
+
+/* After the run, on rank 0: the table, Muon's rows, the verdicts' exit status, the figure. */
+static int report(const verify_args *a, const roteq_sweep_grid *g, const roteq_sweep_record *recs,
+                  double wall, int size)
+{
+    print_table(g, recs, a->tolerance, wall, size);
+    int code = roteq_cli_muon_verify(a->quick, (unsigned)a->threads, a->seed);
+    for (size_t i = 0; i < g->npoints; i++)
+        if (recs[i].verdict == ROTEQ_SWEEP_VERDICT_FAIL ||
+            recs[i].verdict == ROTEQ_SWEEP_VERDICT_ERROR ||
+            recs[i].verdict == ROTEQ_SWEEP_VERDICT_UNKNOWN)
+            code = ROTEQ_EXIT_FAIL;
+    if (a->plot_dir) {
+        const char *inputs[] = {a->out_path};
+        roteq_plot_options po = {.out_dir = a->plot_dir, .format = "png", .title = NULL};
+        char figure[4096];
+        if (roteq_plot("verify", inputs, 1, &po, figure, sizeof figure))
+            code = roteq_cli_fail_lib("verify", ROTEQ_EXIT_FAIL);
+        else
+            fprintf(stderr, "roteq verify: figure %s\n", figure);
+    }
+    return code;
+}
+
+int roteq_cmd_verify(int argc, char **argv)
+{
+    int rank = 0, size = 1;
+    if (roteq_sweep_mpi_init(&argc, &argv, &rank, &size))
+        return roteq_cli_fail_lib("verify", ROTEQ_EXIT_USAGE);
+    int code = ROTEQ_EXIT_USAGE;
+    verify_args a = {.fmt = ROTEQ_FORMAT_CSV, .seed = 20240723, .tolerance = ROTEQ_SWEEP_TOLERANCE};
+    roteq_sweep_grid *g = NULL;
+    roteq_sweep_record *recs = NULL;
+    unsigned char *skip = NULL;
+    char *rows_path = NULL;
+    verify_ctx ctx = {0};
+    int parsed = parse_args(argc, argv, rank, &a);
+    if (parsed >= 0) {
+        code = parsed;
         goto done;
     }
 
     /* The full grid is the quick one with more neurons and longer runs: smaller standard
      * errors, the same equilibria. */
-    size_t neurons = quick ? 32 : 128, steps = quick ? 40000 : 160000;
+    size_t neurons = a.quick ? 32 : 128, steps = a.quick ? 40000 : 160000;
     char text[8192];
-    if (verify_grid(text, sizeof text, seed, neurons, steps)) {
+    if (verify_grid(text, sizeof text, a.seed, neurons, steps)) {
         roteq_cli_fail("verify", "the grid does not fit in %zu bytes", sizeof text);
         goto done;
     }
-    if (print_grid) {
+    if (a.print_grid) {
         if (rank == 0)
             fputs(text, stdout);
         code = ROTEQ_EXIT_OK;
         goto done;
     }
-    g = roteq_sweep_grid_parse(text, quick ? "verify --quick grid" : "verify grid");
+    g = roteq_sweep_grid_parse(text, a.quick ? "verify --quick grid" : "verify grid");
     if (g == NULL) {
         code = roteq_cli_fail_lib("verify", ROTEQ_EXIT_FAIL);
         goto done;
@@ -305,40 +366,12 @@ int roteq_cmd_verify(int argc, char **argv)
         goto done;
     }
     ctx.recs = recs;
-
-    int ok = 1;
-    if (plot_dir && out_path && fmt == ROTEQ_FORMAT_JSON) {
-        if (rank == 0)
-            roteq_cli_fail("verify", "--plot: the figure reads CSV rows; drop --format json");
-        ok = 0;
-    }
-    if (ok && rank == 0 && plot_dir && out_path == NULL) {
-        if (mkdir(plot_dir, 0777) != 0 && access(plot_dir, W_OK) != 0) {
-            roteq_cli_fail("verify", "--plot: cannot write to '%s'", plot_dir);
-            ok = 0;
-        }
-        size_t n = strlen(plot_dir) + sizeof "/verify.csv";
-        rows_path = malloc(n);
-        if (rows_path)
-            snprintf(rows_path, n, "%s/verify.csv", plot_dir);
-        out_path = rows_path;
-        fmt = ROTEQ_FORMAT_CSV; /* the figure reads CSV */
-    }
-    if (ok && rank == 0 && out_path) {
-        ctx.out = roteq_sweep_out_open(
-            out_path, fmt == ROTEQ_FORMAT_JSON ? ROTEQ_SWEEP_JSON : ROTEQ_SWEEP_CSV, g, 0,
-            quick ? "roteq verify --quick" : "roteq verify", skip);
-        if (ctx.out == NULL) {
-            roteq_cli_fail_lib("verify", ROTEQ_EXIT_USAGE);
-            ok = 0;
-        }
-    }
-    if (!roteq_sweep_mpi_all(ok))
+    if (!roteq_sweep_mpi_all(open_rows(&a, rank, g, skip, &ctx, &rows_path)))
         goto done;
 
-    roteq_sweep_options o = {.jobs = (unsigned)jobs,
-                             .threads = (unsigned)threads,
-                             .tolerance = tolerance,
+    roteq_sweep_options o = {.jobs = (unsigned)a.jobs,
+                             .threads = (unsigned)a.threads,
+                             .tolerance = a.tolerance,
                              .sink = verify_sink,
                              .sink_ctx = &ctx};
     double t0 = roteq_seconds();
@@ -360,22 +393,7 @@ int roteq_cmd_verify(int argc, char **argv)
             goto done;
         }
     }
-    print_table(g, recs, tolerance, wall, size);
-    code = roteq_cli_muon_verify(quick, (unsigned)threads, seed);
-    for (size_t i = 0; i < g->npoints; i++)
-        if (recs[i].verdict == ROTEQ_SWEEP_VERDICT_FAIL ||
-            recs[i].verdict == ROTEQ_SWEEP_VERDICT_ERROR ||
-            recs[i].verdict == ROTEQ_SWEEP_VERDICT_UNKNOWN)
-            code = ROTEQ_EXIT_FAIL;
-    if (plot_dir) {
-        const char *inputs[] = {out_path};
-        roteq_plot_options po = {.out_dir = plot_dir, .format = "png", .title = NULL};
-        char figure[4096];
-        if (roteq_plot("verify", inputs, 1, &po, figure, sizeof figure))
-            code = roteq_cli_fail_lib("verify", ROTEQ_EXIT_FAIL);
-        else
-            fprintf(stderr, "roteq verify: figure %s\n", figure);
-    }
+    code = report(&a, g, recs, wall, size);
 done:
     roteq_sweep_out_abandon(ctx.out);
     free(rows_path);
