@@ -373,8 +373,10 @@ static void finish(const bench_args *a, const bench_run *b, json_t *rows)
     }
     if (a->format == ROTEQ_FORMAT_TEXT) {
         if (isfinite(b->p10bm.cpu) && roteq_sim_engine_normals != ROTEQ_NORMALS_PHILOX10_BOXMULLER)
-            printf("floor %s: %.2fx faster than philox10-boxmuller (CPU, 1 thread)\n",
-                   roteq_sim_normal_names[roteq_sim_engine_normals], b->p10bm.cpu / b->floor1.cpu);
+            printf("floor %s: %.2fx %s than philox10-boxmuller (CPU, 1 thread)\n",
+                   roteq_sim_normal_names[roteq_sim_engine_normals],
+                   fmax(b->p10bm.cpu / b->floor1.cpu, b->floor1.cpu / b->p10bm.cpu),
+                   b->p10bm.cpu >= b->floor1.cpu ? "faster" : "slower");
         if (a->peers) {
             printf("peers (AdamW, 1 thread, %zu steps)      CPU        wall    roteq adamw faster "
                    "(CPU)\n",
