@@ -6,7 +6,8 @@ quantities computed here and runs `roteq analyze` on the result.
 - cnn_bn: trace with the step statistics (the per-step norm balance identity holds on every
   neuron of every layer), metadata dims, recorder snapshots equal to the torch.save checkpoints'
   weights, checkpoints holding the optimizer state; `roteq analyze` finds the ten layers with
-  their dims from the trace and from the snapshots.
+  their dims from the trace and from the snapshots, and the per-step angles it rebuilds from
+  the checkpoints' optimizer state are the trace's at the same steps.
 - tiny_gpt: 15 layers, the HF-layout Conv1D projections with neuron axis -1 (neurons = columns,
   dim = rows) in the metadata and the trace, the identity under the warmup's changing lr,
   snapshots with the optimizer state (tensors in the parameter's layout, lr_applied = the lr
@@ -144,6 +145,26 @@ class TestCnnBn(unittest.TestCase):
                 self.assertEqual(len(state), n)
                 self.assertTrue(all(float(s["step"]) == step for s in state.values()))
                 self.assertIn("num_batches_tracked", " ".join(ck["model"]))
+
+    def test_checkpoints_give_the_traces_per_step_angles(self):
+        # roteq reads the torch.save checkpoints (named param groups: the optimizer state maps
+        # onto the layers by name), rebuilds each checkpoint's last step from exp_avg/exp_avg_sq
+        # and measures its angle: the RMS over neurons equals the trace's at the same step.
+        series = os.path.join(self.tmp.name, "ck_series.csv")
+        subprocess.run([ROTEQ, "analyze", os.path.join(self.out, "checkpoints"), "--meta",
+                        os.path.join(self.out, "trace.csv.json"), "--series", series],
+                       check=True, capture_output=True)
+        ck = {(int(r["step"]), r["group"]): float(r["angle_rms"]) for r in read_rows(series)
+              if r["angle_rms"] != ""}
+        self.assertEqual(sorted({s for s, _ in ck}), [20, 40])
+        self.assertEqual({g for _, g in ck}, set(self.LAYERS))
+        angles = {}
+        for r in read_rows(os.path.join(self.out, "trace.csv")):
+            if (int(r["step"]), r["layer"]) in ck:
+                angles.setdefault((int(r["step"]), r["layer"]), []).append(float(r["angle"]))
+        for key, rms in ck.items():
+            want = math.sqrt(sum(a * a for a in angles[key]) / len(angles[key]))
+            self.assertAlmostEqual(rms / want, 1.0, delta=1e-4, msg=str(key))
 
     def test_roteq_analyze_trace_and_snapshots(self):
         for path in ("trace.csv", "snapshots"):
