@@ -229,6 +229,40 @@ static int recorder_meta(const char *path, const unsigned char *b, size_t n, jso
     return st;
 }
 
+/* Whether a safetensors file holds optimizer state (an `optimizer/...` tensor or the recorder's
+ * roteq.optimizer metadata), from its header alone: analyze asks this of every snapshot, and
+ * reading whole files that hold only weights doubled the time of a snapshot analysis. A header
+ * that cannot be read says yes, so that the full read reports the problem. */
+static int safetensors_has_state(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    if (f == NULL)
+        return 1;
+    unsigned char len8[8];
+    uint64_t hlen = 0;
+    int yes = 1;
+    if (fread(len8, 1, 8, f) == 8) {
+        for (int i = 7; i >= 0; i--)
+            hlen = hlen << 8 | len8[i];
+        char *h = hlen <= ROTEQ_SAFETENSORS_MAX_HEADER ? malloc((size_t)hlen) : NULL;
+        json_t *j =
+            h && fread(h, 1, (size_t)hlen, f) == hlen ? json_loadb(h, (size_t)hlen, 0, NULL) : NULL;
+        free(h);
+        if (json_is_object(j)) {
+            yes = json_object_get(json_object_get(j, "__metadata__"), "roteq.optimizer") != NULL;
+            const char *k;
+            json_t *v;
+            json_object_foreach(j, k, v)
+            {
+                yes |= strncmp(k, "optimizer/", 10) == 0;
+            }
+        }
+        json_decref(j);
+    }
+    fclose(f);
+    return yes;
+}
+
 static int load_safetensors(source *s, const char *path)
 {
     unsigned char *b = NULL;
@@ -873,7 +907,7 @@ int roteq_analysis_optstate_read(const char *path, const roteq_analysis_optstate
     if (!st && S_ISDIR(sb.st_mode))
         st = load_folder(&s, path, key);
     else if (!st && has_suffix(path, ".safetensors")) {
-        st = load_safetensors(&s, path);
+        st = safetensors_has_state(path) ? load_safetensors(&s, path) : ROTEQ_OK;
         s.ordered = 0;
     } else if (!st)
         st = load_torch(&s, path, key, 1);
