@@ -118,24 +118,24 @@ static double sumsq(const double *x, size_t n)
     return t;
 }
 
-/* Rows longer than this are processed in chunks of it (two buffers of doubles: 256 KiB). */
-#define ROW_CHUNK 16384
+/* Rows longer than this are processed in chunks of it, in buffers on the stack (two of 16 KiB):
+ * the snapshot reader runs these under a SIGBUS guard that jumps out when a mapped file shrinks,
+ * and a heap buffer would be lost on that jump. */
+#define ROW_CHUNK 2048
 
 void roteq_analysis_rows_norms(const roteq_analysis_tensor_info *t, const void *data, size_t rows,
                                size_t cols, double *norm)
 {
-    size_t cap = cols < ROW_CHUNK ? cols : ROW_CHUNK;
-    double *buf = malloc((cap ? cap : 1) * sizeof *buf);
+    double buf[ROW_CHUNK];
     for (size_t i = 0; i < rows; i++) {
         double s = 0;
-        for (size_t j0 = 0; j0 < cols && buf; j0 += ROW_CHUNK) {
+        for (size_t j0 = 0; j0 < cols; j0 += ROW_CHUNK) {
             size_t n = cols - j0 < ROW_CHUNK ? cols - j0 : ROW_CHUNK;
             load_row(t, data, i, rows, cols, j0, n, buf);
             s += sumsq(buf, n);
         }
-        norm[i] = buf ? sqrt(s) : DNAN;
+        norm[i] = sqrt(s);
     }
-    free(buf);
 }
 
 /* Sums of (u - v)^2 and (u + v)^2 for u = a*ia, v = b*ib. */
@@ -280,13 +280,7 @@ void roteq_analysis_rows_angles(const roteq_analysis_tensor_info *ta, const void
                           cols, norm_a, norm_b, angle);
         return;
     }
-    size_t cap = cols < ROW_CHUNK ? cols : ROW_CHUNK;
-    double *ba = malloc(2 * (cap ? cap : 1) * sizeof *ba), *bb = ba ? ba + cap : NULL;
-    if (ba == NULL) {
-        for (size_t i = 0; i < rows; i++)
-            norm_b[i] = angle[i] = DNAN;
-        return;
-    }
+    double ba[ROW_CHUNK], bb[ROW_CHUNK];
     int one_chunk = cols <= ROW_CHUNK;
     for (size_t i = 0; i < rows; i++) {
         double na = 0, nb = 0;
@@ -320,5 +314,4 @@ void roteq_analysis_rows_angles(const roteq_analysis_tensor_info *ta, const void
         }
         angle[i] = 2.0 * atan2(sqrt(d), sqrt(s));
     }
-    free(ba);
 }
