@@ -100,6 +100,68 @@ static const char *meta_name(const roteq_analysis_meta *m)
     return m->path ? m->path : "metadata";
 }
 
+/* A Muon run's layer: torch.optim.Muon's defaults < metadata < layer; the matrix is the layer's
+ * neurons (rows) by its dim (cols) unless "shape" says otherwise. A fallback group of another
+ * optimizer is measured without a prediction. */
+static int resolve_muon(roteq_analysis *a, roteq_layer *L, const roteq_analysis_layer_meta *lm)
+{
+    const roteq_analysis_meta *m = a->cfg.meta;
+    L->hp = roteq_optimizer_defaults(&roteq_sgd);
+    L->hp.lr = L->hp.weight_decay = DNAN;
+    if (lm && lm->other_optimizer)
+        return ROTEQ_OK;
+    roteq_muon_hparams hp = m->muon_hp;
+    unsigned g = lm ? lm->muon_given : 0;
+    const roteq_muon_hparams *o = lm ? &lm->muon_hp : NULL;
+    if (g & ROTEQ_MUON_GIVEN_LR)
+        hp.lr = o->lr;
+    if (g & ROTEQ_MUON_GIVEN_WD)
+        hp.weight_decay = o->weight_decay;
+    if (g & ROTEQ_MUON_GIVEN_MOMENTUM)
+        hp.momentum = o->momentum;
+    if (g & ROTEQ_MUON_GIVEN_NESTEROV)
+        hp.nesterov = o->nesterov;
+    if (g & ROTEQ_MUON_GIVEN_NS_STEPS)
+        hp.ns_steps = o->ns_steps;
+    if (g & ROTEQ_MUON_GIVEN_ADJUST)
+        hp.adjust = o->adjust;
+    if (g & ROTEQ_MUON_GIVEN_EPS)
+        hp.eps = o->eps;
+    hp.rows = lm ? lm->rows : 0;
+    hp.cols = lm && lm->cols ? lm->cols : L->dim;
+    if (lm && lm->cols && L->dim && lm->cols != L->dim)
+        return roteq_error_set(ROTEQ_EINVAL, "%s: layer '%s' has shape [%zu, %zu] but rows of %zu",
+                               meta_name(m), L->name, lm->rows, lm->cols, L->dim);
+    if (hp.cols == 0)
+        return roteq_error_set(ROTEQ_EINVAL,
+                               "%s: layer '%s': muon needs the matrix shape: give "
+                               "layers.%s.shape [rows, cols] or its dim (the row length)",
+                               meta_name(m), L->name, L->name);
+    L->dim = hp.cols;
+    roteq_muon_hparams check = hp;
+    if (isnan(check.lr) && a->has_lr)
+        check.lr = 1.0; /* placeholder: the column gives it */
+    if (isnan(check.weight_decay) && a->has_wd)
+        check.weight_decay = 1.0;
+    if (isnan(check.lr) || isnan(check.weight_decay))
+        return roteq_error_set(ROTEQ_EINVAL,
+                               "%s: layer '%s': missing hyperparameter '%s' needed by muon (give "
+                               "it in the metadata or as a trace column)",
+                               meta_name(m), L->name, isnan(check.lr) ? "lr" : "weight_decay");
+    if (check.rows == 0)
+        check.rows = 2; /* placeholder: counted at the first record */
+    if (roteq_muon_validate(&check)) {
+        char why[256];
+        snprintf(why, sizeof why, "%s", roteq_error_message());
+        return roteq_error_set(ROTEQ_EINVAL, "%s: layer '%s': %s", meta_name(m), L->name, why);
+    }
+    L->muon = 1;
+    L->mhp = hp;
+    L->hp.lr = hp.lr;
+    L->hp.weight_decay = hp.weight_decay;
+    return ROTEQ_OK;
+}
+
 /* Resolve the layer's hyperparameters: optimizer defaults < metadata < layer override (the CLI
  * has already been merged into the metadata). A value the optimizer requires and nobody gives
  * is an error, unless a trace column supplies it row by row. */
@@ -117,6 +179,8 @@ static int resolve_layer(roteq_analysis *a, roteq_layer *L, size_t dim)
     }
     L->grad_norm = lm && !isnan(lm->grad_norm) ? lm->grad_norm : m->grad_norm;
     L->neuron_axis = lm && lm->has_neuron_axis ? lm->neuron_axis : 0;
+    if (m->muon)
+        return resolve_muon(a, L, lm);
     if (m->opt == NULL)
         return ROTEQ_OK;
     L->hp = roteq_optimizer_defaults(m->opt);
@@ -350,6 +414,18 @@ void roteq_analysis_layer_static_prediction(const roteq_analysis *a, const roteq
 {
     const roteq_analysis_meta *m = a->cfg.meta;
     *norm = *angle = DNAN;
+    if (L->muon) {
+        roteq_muon_hparams hp = L->mhp;
+        roteq_muon_equilibrium eq;
+        hp.lr = lr, hp.weight_decay = wd;
+        /* Muon's theory has no k-step angle: snapshots k > 1 steps apart get none. */
+        if (!isnan(lr) && !isnan(wd) && hp.rows && roteq_muon_validate(&hp) == ROTEQ_OK &&
+            roteq_muon_equilibrium_of(&hp, ROTEQ_MUON_PRED_BEST, &eq) == ROTEQ_OK) {
+            *norm = isfinite(eq.norm) ? eq.norm : DNAN;
+            *angle = gap <= 1 && isfinite(eq.angular_update) ? eq.angular_update : DNAN;
+        }
+        return;
+    }
     if (m->opt == NULL || isnan(lr) || isnan(wd))
         return;
     roteq_hparams hp = L->hp;
@@ -553,7 +629,7 @@ int roteq_analysis_layer_close_record(roteq_analysis *a, roteq_layer *L)
     r->lr = isnan(L->r_lr) || (forced & ROTEQ_HP_BIT(ROTEQ_HP_LR)) ? L->hp.lr : L->r_lr;
     r->wd = isnan(L->r_wd) || (forced & ROTEQ_HP_BIT(ROTEQ_HP_WEIGHT_DECAY)) ? L->hp.weight_decay
                                                                              : L->r_wd;
-    if (a->cfg.meta->opt == NULL) { /* no resolved hyperparameters: only what rows say */
+    if (a->cfg.meta->opt == NULL && !L->muon) { /* no resolved hyperparameters: rows say */
         r->lr = L->r_lr;
         r->wd = L->r_wd;
     }
@@ -563,6 +639,8 @@ int roteq_analysis_layer_close_record(roteq_analysis *a, roteq_layer *L)
     r->msq_norm = L->r_n ? L->r_sum_sq / (double)L->r_n : DNAN;
     r->ms_angle = L->r_na ? L->r_sum_a2 / (double)L->r_na : DNAN;
     roteq_analysis_record_close_updates(L, r);
+    if (L->muon && L->mhp.rows == 0)
+        L->mhp.rows = L->nneur; /* no "shape": the matrix is the neurons of the first record */
 
     if (r->lr != L->c_lr || r->wd != L->c_wd || r->gap != L->c_gap) {
         roteq_analysis_layer_static_prediction(a, L, r->lr, r->wd, r->gap, &L->c_pn, &L->c_pa);

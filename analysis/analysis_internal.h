@@ -72,7 +72,9 @@ typedef struct {
     size_t dim;
     int neuron_axis;
     double grad_norm;
-    roteq_hparams hp; /* resolved; lr / weight_decay may be NAN when a column supplies them */
+    roteq_hparams hp;       /* resolved; lr / weight_decay may be NAN when a column supplies them */
+    int muon;               /* a Muon run's layer with a prediction (not a fallback group) */
+    roteq_muon_hparams mhp; /* resolved; rows 0 until the first record counts the neurons */
 
     size_t nneur, cap;              /* neurons seen (slots in use), slots allocated */
     double *ring_norm, *ring_angle; /* [cap][ring_w], by slot: record r at r % window */

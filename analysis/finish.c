@@ -106,7 +106,7 @@ static int predictions(const roteq_analysis *a, const roteq_layer *L, size_t r0,
                        roteq_analysis_layer_result *R)
 {
     size_t W = a->cfg.window, Wn = L->records - r0;
-    if (a->cfg.meta->opt == NULL)
+    if (a->cfg.meta->opt == NULL && !L->muon)
         return 0;
     double sn = 0, sa = 0, tn = 0, ta = 0;
     for (size_t ri = r0; ri < L->records; ri++) {
@@ -332,6 +332,34 @@ static void result_init(const roteq_layer *L, roteq_analysis_layer_result *R)
     R->verdict = ROTEQ_ANALYSIS_NO_DATA;
 }
 
+/* Muon: the whole matrix over the final window. The Frobenius norm is sqrt(n E||w_row||^2) per
+ * record; the matrix angle needs the whole matrices (not the rows' norms and angles), so its
+ * measured value stays NAN. The predictions are best's at the last record's lr and weight decay. */
+static void matrix(const roteq_analysis *a, const roteq_layer *L, size_t r0,
+                   roteq_analysis_layer_result *R)
+{
+    size_t W = a->cfg.window;
+    R->has_matrix = 1;
+    R->matrix_rows = L->mhp.rows, R->matrix_cols = L->mhp.cols;
+    R->matrix_norm = R->matrix_pred_norm = R->matrix_angle = R->matrix_pred_angle = DNAN;
+    double s = 0;
+    for (size_t ri = r0; ri < L->records; ri++) {
+        const roteq_rec *r = &L->recs[ri % W];
+        s += sqrt((double)r->n * r->msq_norm);
+    }
+    if (isfinite(s))
+        R->matrix_norm = s / (double)(L->records - r0);
+    roteq_muon_hparams hp = L->mhp;
+    hp.lr = R->lr, hp.weight_decay = R->weight_decay;
+    roteq_muon_equilibrium eq;
+    if (isnan(hp.lr) || isnan(hp.weight_decay) || roteq_muon_validate(&hp) ||
+        roteq_muon_equilibrium_of(&hp, ROTEQ_MUON_PRED_BEST, &eq))
+        return;
+    R->matrix_pred_norm = isfinite(eq.matrix_norm) ? eq.matrix_norm : DNAN;
+    R->matrix_pred_angle =
+        R->gap == 1 && isfinite(eq.matrix_angular_update) ? eq.matrix_angular_update : DNAN;
+}
+
 static int finish_layer(roteq_analysis *a, roteq_layer *L, roteq_analysis_layer_result *R)
 {
     int st = roteq_analysis_layer_close_record(a, L);
@@ -368,6 +396,8 @@ static int finish_layer(roteq_analysis *a, roteq_layer *L, roteq_analysis_layer_
         return roteq_error_status();
     size_t nok = neuron_status(a, L, r0, R, &w);
     pooled(a, L, r0, &w, R);
+    if (L->muon)
+        matrix(a, L, r0, R);
     R->rel_norm = rel(R->norm, R->pred_norm);
     R->rel_angle = rel(R->angular_update, R->pred_angle);
     R->rel_eq_norm = rel(R->norm, R->eq_norm);
@@ -423,7 +453,7 @@ int roteq_analysis_finish(roteq_analysis *a, roteq_analysis_result **out)
         free(r);
         return roteq_error_set(ROTEQ_ENOMEM, "out of memory");
     }
-    r->optimizer = a->cfg.meta->opt ? a->cfg.meta->opt->name : NULL;
+    r->optimizer = a->cfg.meta->opt ? a->cfg.meta->opt->name : a->cfg.meta->muon ? "muon" : NULL;
     r->tolerance = a->cfg.tolerance;
     r->window = a->cfg.window;
     r->explain = a->cfg.explain;

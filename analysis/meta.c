@@ -157,6 +157,102 @@ static int get_hparams(const char *path, const char *where, const roteq_optimize
     return ROTEQ_OK;
 }
 
+/* Muon's keys (lr, weight_decay, momentum, nesterov, ns_steps, adjust_lr, eps) of one object into
+ * hp/given; another roteq hyperparameter (betas, dampening, ...) does not apply to muon. */
+static int get_muon(const char *path, const char *where, json_t *obj, roteq_muon_hparams *hp,
+                    unsigned *given)
+{
+    static const struct {
+        const char *key;
+        unsigned bit;
+    } keys[] = {{"lr", ROTEQ_MUON_GIVEN_LR},
+                {"weight_decay", ROTEQ_MUON_GIVEN_WD},
+                {"momentum", ROTEQ_MUON_GIVEN_MOMENTUM},
+                {"nesterov", ROTEQ_MUON_GIVEN_NESTEROV},
+                {"ns_steps", ROTEQ_MUON_GIVEN_NS_STEPS},
+                {"adjust_lr", ROTEQ_MUON_GIVEN_ADJUST},
+                {"eps", ROTEQ_MUON_GIVEN_EPS}};
+    const char *key;
+    json_t *v;
+    json_object_foreach(obj, key, v)
+    {
+        if (json_is_null(v))
+            continue;
+        unsigned bit = 0;
+        for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)
+            if (strcmp(keys[i].key, key) == 0)
+                bit = keys[i].bit;
+        if (bit == 0) {
+            int ours = strcmp(key, "betas") == 0;
+            for (int i = 0; i < ROTEQ_HP_COUNT; i++)
+                ours |= strcmp(roteq_hparam_descs[i].key, key) == 0;
+            if (ours)
+                return roteq_error_set(ROTEQ_EINVAL, "%s: %s%s does not apply to muon", path, where,
+                                       key);
+            continue; /* not ours: recorders may add their own keys */
+        }
+        if (bit == ROTEQ_MUON_GIVEN_ADJUST) {
+            if (!json_is_string(v) || roteq_muon_adjust_parse(json_string_value(v), &hp->adjust))
+                return roteq_error_set(ROTEQ_EINVAL,
+                                       "%s: %sadjust_lr must be \"original\" or "
+                                       "\"match_rms_adamw\"",
+                                       path, where);
+            *given |= bit;
+            continue;
+        }
+        double x = 0;
+        int st = get_number(path, where, key, v, &x);
+        if (st)
+            return st;
+        if (bit == ROTEQ_MUON_GIVEN_NS_STEPS) {
+            if (!(x >= 1 && x <= 99 && x == floor(x)))
+                return roteq_error_set(ROTEQ_EINVAL,
+                                       "%s: %sns_steps must be an integer in 1..99, got %g", path,
+                                       where, x);
+            hp->ns_steps = (int)x;
+        } else if (bit == ROTEQ_MUON_GIVEN_NESTEROV) {
+            if (x != 0.0 && x != 1.0)
+                return roteq_error_set(ROTEQ_EINVAL, "%s: %snesterov must be true or false", path,
+                                       where);
+            hp->nesterov = (int)x;
+        } else {
+            *(bit == ROTEQ_MUON_GIVEN_LR         ? &hp->lr
+              : bit == ROTEQ_MUON_GIVEN_WD       ? &hp->weight_decay
+              : bit == ROTEQ_MUON_GIVEN_MOMENTUM ? &hp->momentum
+                                                 : &hp->eps) = x;
+        }
+        *given |= bit;
+    }
+    return ROTEQ_OK;
+}
+
+/* A Muon run's layer: "shape": [rows, cols], and its own hyperparameters unless it names another
+ * optimizer (a fallback AdamW group), which leaves it without a prediction. */
+static int get_muon_layer(const char *path, const char *where, json_t *l,
+                          roteq_analysis_layer_meta *lm)
+{
+    json_t *o = json_object_get(l, "optimizer"), *sh = json_object_get(l, "shape");
+    if (o && !json_is_null(o)) {
+        if (!json_is_string(o))
+            return roteq_error_set(ROTEQ_EFORMAT, "%s: %soptimizer must be a string", path, where);
+        if (strcmp(json_string_value(o), "muon") != 0) {
+            lm->other_optimizer = 1;
+            return ROTEQ_OK;
+        }
+    }
+    if (sh && !json_is_null(sh)) {
+        json_t *r = json_array_get(sh, 0), *c = json_array_get(sh, 1);
+        if (!json_is_array(sh) || json_array_size(sh) != 2 || !json_is_integer(r) ||
+            !json_is_integer(c) || json_integer_value(r) <= 0 || json_integer_value(c) <= 0)
+            return roteq_error_set(ROTEQ_EFORMAT,
+                                   "%s: %sshape must be [rows, cols] of positive integers", path,
+                                   where);
+        lm->rows = (size_t)json_integer_value(r);
+        lm->cols = (size_t)json_integer_value(c);
+    }
+    return get_muon(path, where, l, &lm->muon_hp, &lm->muon_given);
+}
+
 int roteq_analysis_meta_parse(const char *path, const char *text, size_t len,
                               roteq_analysis_meta *out)
 {
@@ -184,8 +280,11 @@ int roteq_analysis_meta_parse(const char *path, const char *text, size_t len,
             st = roteq_error_set(ROTEQ_EFORMAT, "%s: optimizer must be a string", path);
             goto done;
         }
-        out->opt = roteq_optimizer_lookup(json_string_value(o));
-        if (out->opt == NULL) {
+        if (strcmp(json_string_value(o), "muon") == 0) {
+            out->muon = 1;
+            out->muon_hp = roteq_muon_defaults();
+            out->muon_hp.lr = out->muon_hp.weight_decay = DNAN; /* given, or trace columns */
+        } else if ((out->opt = roteq_optimizer_lookup(json_string_value(o))) == NULL) {
             char msg[256];
             snprintf(msg, sizeof msg, "%s", roteq_error_message());
             st = roteq_error_set(ROTEQ_ENOTFOUND, "%s: %s", path, msg);
@@ -193,7 +292,9 @@ int roteq_analysis_meta_parse(const char *path, const char *text, size_t len,
         }
     }
     st = get_dim(path, "", json_object_get(root, "dim"), &out->dim);
-    if (!st)
+    if (!st && out->muon)
+        st = get_muon(path, "", root, &out->muon_hp, &out->muon_given);
+    else if (!st)
         st = get_hparams(path, "", out->opt, root, &out->hp, &out->given, &out->grad_norm);
     if (st)
         goto done;
@@ -230,7 +331,9 @@ int roteq_analysis_meta_parse(const char *path, const char *text, size_t len,
             st = get_dim(path, where, json_object_get(l, "dim"), &lm->dim);
             if (!st)
                 st = get_axis(path, where, l, lm);
-            if (!st)
+            if (!st && out->muon)
+                st = get_muon_layer(path, where, l, lm);
+            else if (!st)
                 st = get_hparams(path, where, out->opt, l, &lm->hp, &lm->given, &lm->grad_norm);
             if (st)
                 goto done;

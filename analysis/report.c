@@ -142,6 +142,23 @@ static void write_explain(FILE *out, const roteq_analysis_result *r)
     }
 }
 
+/* Muon layers: the whole matrix (measured Frobenius norm; the matrix angle is predicted only). */
+static void write_matrices(FILE *out, const roteq_analysis_result *r)
+{
+    for (size_t i = 0; i < r->nlayers; i++) {
+        const roteq_analysis_layer_result *L = &r->layers[i];
+        if (!L->has_matrix)
+            continue;
+        fprintf(out, "matrix %s %zux%zu: Frobenius norm ", L->name, L->matrix_rows, L->matrix_cols);
+        cell(out, 0, "%*.4g", L->matrix_norm);
+        fputs(" (predicted ", out);
+        cell(out, 0, "%*.4g", L->matrix_pred_norm);
+        fputs("), matrix angle predicted ", out);
+        cell(out, 0, "%*.4g", L->matrix_pred_angle);
+        fputs(" (not measured from rows)\n", out);
+    }
+}
+
 int roteq_analysis_write_text(FILE *out, const roteq_analysis_result *r)
 {
     int w = 5;
@@ -195,6 +212,7 @@ int roteq_analysis_write_text(FILE *out, const roteq_analysis_result *r)
         fputc('\n', out);
     }
     fputc('\n', out);
+    write_matrices(out, r);
     write_balance(out, r);
     write_notes(out, r);
     if (r->explain)
@@ -429,6 +447,13 @@ int roteq_analysis_write_json(FILE *out, const roteq_analysis_result *r)
         json_object_set_new(o, "verdict", json_string(roteq_analysis_verdict_names[L->verdict]));
         json_object_set_new(o, "ratio", num(L->ratio));
         json_object_set_new(o, "neuron_axis", json_integer(L->neuron_axis));
+        if (L->has_matrix)
+            json_object_set_new(o, "matrix",
+                                json_pack("{s:[I,I],s:o,s:o,s:o,s:o}", "shape",
+                                          (json_int_t)L->matrix_rows, (json_int_t)L->matrix_cols,
+                                          "norm", num(L->matrix_norm), "predicted_norm",
+                                          num(L->matrix_pred_norm), "angle", num(L->matrix_angle),
+                                          "predicted_angle", num(L->matrix_pred_angle)));
         json_object_set_new(o, "off_quantity",
                             L->off_quantity ? json_string(L->off_quantity) : json_null());
         json_object_set_new(o, "verdict_detail", json_string(L->detail));

@@ -15,6 +15,7 @@
 #ifndef ROTEQ_ANALYSIS_H
 #define ROTEQ_ANALYSIS_H
 
+#include "roteq_muon.h"
 #include "roteq_optimizer.h"
 #include "roteq_theory.h"
 
@@ -41,7 +42,26 @@ typedef struct {
         size_t size;
     } * split; /* "split": named sub-layers of `size` neurons each, in order along the axis */
     size_t nsplit;
+    /* Muon runs (roteq_analysis_meta.muon): the matrix shape [rows, cols] ("shape"; 0 unknown),
+     * the Muon hyperparameters given for this layer (ROTEQ_MUON_GIVEN_* bits), and whether the
+     * layer names another optimizer ("optimizer": "adamw", a Muon run's fallback groups): then
+     * it is measured without a prediction. */
+    size_t rows, cols;
+    roteq_muon_hparams muon_hp;
+    unsigned muon_given;
+    int other_optimizer;
 } roteq_analysis_layer_meta;
+
+/* Bits of the Muon hyperparameters given in the metadata (top level or per layer). */
+enum {
+    ROTEQ_MUON_GIVEN_LR = 1u << 0,
+    ROTEQ_MUON_GIVEN_WD = 1u << 1,
+    ROTEQ_MUON_GIVEN_MOMENTUM = 1u << 2,
+    ROTEQ_MUON_GIVEN_NESTEROV = 1u << 3,
+    ROTEQ_MUON_GIVEN_NS_STEPS = 1u << 4,
+    ROTEQ_MUON_GIVEN_ADJUST = 1u << 5,
+    ROTEQ_MUON_GIVEN_EPS = 1u << 6,
+};
 
 /* The run metadata after merging the JSON sidecar and the command line (the caller applies CLI
  * flags over what roteq_analysis_meta_load read: CLI wins over file, layer overrides included). */
@@ -56,6 +76,12 @@ typedef struct {
     char *path;      /* the file it came from (for messages), NULL if none */
     unsigned forced; /* ROTEQ_HP_BIT of lr / weight_decay given on the command line: these win
                         over a trace's lr / weight_decay columns too */
+    /* "optimizer": "muon" (not in the per-neuron table: opt stays NULL): predictions come from
+     * roteq_muon.h with these top-level values (bits in muon_given) over torch.optim.Muon's
+     * defaults. */
+    int muon;
+    roteq_muon_hparams muon_hp;
+    unsigned muon_given;
 } roteq_analysis_meta;
 
 /* Empty metadata (no optimizer, nothing given). */
@@ -217,6 +243,12 @@ typedef struct {
     roteq_analysis_explain explain;
     roteq_analysis_neuron *per_neuron; /* NULL unless config.per_neuron */
     int neuron_axis; /* the axis its neurons were taken along (a trace: the metadata's value) */
+    /* Muon: the whole matrix over the final window. Measured Frobenius norm sqrt(sum of the
+     * rows' norm^2) per record, averaged; the measured matrix angle needs whole matrices and is
+     * NAN (analysis/README.md "Muon"); predictions from roteq_muon_equilibrium_of's best. */
+    int has_matrix;
+    size_t matrix_rows, matrix_cols;
+    double matrix_norm, matrix_pred_norm, matrix_angle, matrix_pred_angle;
 } roteq_analysis_layer_result;
 
 typedef struct {

@@ -128,6 +128,11 @@ static char *find_meta(const char *input)
 static int merge_cli(roteq_analysis_meta *m, const roteq_optimizer_type *opt,
                      const roteq_cli_hparams *h, size_t dim, double grad_norm)
 {
+    if (m->muon && (opt || h->given))
+        return roteq_cli_fail(CMD,
+                              "%s: a muon run takes its optimizer and hyperparameters from "
+                              "the metadata only",
+                              m->path ? m->path : "metadata");
     if (opt)
         m->opt = opt;
     if ((h->given & ROTEQ_HP_BIT(ROTEQ_HP_NESTEROV)) && m->opt == &roteq_sgdm)
@@ -252,6 +257,10 @@ static int parse_args(int argc, char **argv, args *a)
             a->meta_path = optarg;
             break;
         case OPT_OPTIMIZER:
+            if (strcmp(optarg, "muon") == 0)
+                return roteq_cli_fail(CMD, "--optimizer muon: give it in the metadata "
+                                           "(\"optimizer\": \"muon\", each layer's shape or "
+                                           "dim; docs/FORMATS.md)");
             a->opt = roteq_optimizer_lookup(optarg);
             if (a->opt == NULL)
                 return roteq_cli_fail(CMD, "--optimizer: %s", roteq_error_message());
@@ -541,7 +550,7 @@ int roteq_cmd_analyze(int argc, char **argv)
         goto fail;
     }
     out = NULL;
-    if (meta.opt == NULL)
+    if (meta.opt == NULL && !meta.muon)
         fprintf(stderr, "roteq analyze: no optimizer (--optimizer or --meta): measured without "
                         "predictions\n");
     roteq_analysis_meta_clear(&meta);

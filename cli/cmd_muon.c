@@ -33,6 +33,7 @@ enum {
     OPT_EVERY,
     OPT_SCHEDULE,
     OPT_WD_SCHEDULE,
+    OPT_TRACE,
     OPT_HELP,
 };
 
@@ -333,7 +334,8 @@ static void simulate_usage(FILE *out)
 {
     fputs("usage: roteq simulate --optimizer muon --shape ROWSxCOLS [--matrices M] [--steps T]\n"
           "                      [--seed S] [--threads N] [--init-norm X] [--every K]\n"
-          "                      [MUON HYPERPARAMETERS] [--format text|csv|json]\n\n"
+          "                      [MUON HYPERPARAMETERS] [--format text|csv|json]\n"
+          "                      [--trace FILE]\n\n"
           "Simulates M independent matrices whose rows are scale-invariant neurons (each row's\n"
           "gradient is orthogonal to it, scaled by 1/||row||), updated by torch.optim.Muon's\n"
           "algorithm in float64 (products through OpenBLAS, one matrix per thread; results do\n"
@@ -347,6 +349,9 @@ static void simulate_usage(FILE *out)
           "  --every K            record every K steps (default: ~200 rows)\n"
           "  --schedule S         lr schedule (as for the other optimizers; roteq theory --help)\n"
           "  --wd-schedule S      weight-decay schedule\n"
+          "  --trace FILE         matrix 0's rows at every recorded step as a per-neuron trace\n"
+          "                       (layer W; docs/FORMATS.md §1) and FILE.json, its metadata,\n"
+          "                       for roteq analyze\n"
           "csv rows carry theory's transient (pred_norm, pred_angle) beside the measurement.\n",
           out);
     usage_hparams(out);
@@ -409,6 +414,45 @@ static void simulate_print(const roteq_sim_muon_config *cfg, const roteq_sim_muo
     printf("%-22s %12.6g %10s %12.6g\n", "E||o_row||^2", res->q_row, "", eq[0].q_row);
 }
 
+/* The metadata `roteq analyze` reads beside a --trace (docs/FORMATS.md "Muon"). */
+static int write_trace_meta(const roteq_sim_muon_config *cfg, FILE *f)
+{
+    const roteq_muon_hparams *hp = &cfg->hp;
+    json_t *o =
+        json_pack("{s:s, s:o, s:o, s:o, s:b, s:i, s:s, s:o, s:{s:{s:[I,I]}}}", "optimizer", "muon",
+                  "lr", num(hp->lr), "weight_decay", num(hp->weight_decay), "momentum",
+                  num(hp->momentum), "nesterov", hp->nesterov, "ns_steps", hp->ns_steps,
+                  "adjust_lr", roteq_muon_adjust_names[hp->adjust], "eps", num(hp->eps), "layers",
+                  "W", "shape", (json_int_t)hp->rows, (json_int_t)hp->cols);
+    int bad = o == NULL || json_dumpf(o, f, JSON_INDENT(2) | JSON_REAL_PRECISION(17)) != 0;
+    json_decref(o);
+    return bad || fputc('\n', f) == EOF;
+}
+
+/* Opens --trace and its metadata (both appear only when complete). */
+static int open_trace(const char *cmd, const char *path, roteq_sim_muon_config *cfg,
+                      roteq_ofile **trace, roteq_ofile **meta)
+{
+    if (strcmp(path, "-") == 0)
+        return roteq_cli_fail(cmd, "--trace: needs a file (its metadata goes beside it)");
+    char *mp = malloc(strlen(path) + 6);
+    if (mp == NULL)
+        return roteq_cli_fail(cmd, "out of memory");
+    sprintf(mp, "%s.json", path);
+    *trace = roteq_ofile_open(path);
+    *meta = *trace ? roteq_ofile_open(mp) : NULL;
+    free(mp);
+    if (*meta == NULL)
+        return roteq_cli_fail_lib(cmd, ROTEQ_EXIT_FAIL);
+    cfg->trace = roteq_ofile_stream(*trace);
+    fprintf(cfg->trace, "# roteq simulate --optimizer muon: matrix 0 of %zu, seed %llu\n",
+            cfg->matrices, (unsigned long long)cfg->seed);
+    fputs("step,layer,neuron,norm,angle,lr,weight_decay\n", cfg->trace);
+    if (write_trace_meta(cfg, roteq_ofile_stream(*meta)))
+        return roteq_cli_fail(cmd, "--trace: cannot write %s.json", path);
+    return ROTEQ_EXIT_OK;
+}
+
 int roteq_cmd_muon_simulate(int argc, char **argv)
 {
     static const char *cmd = "simulate";
@@ -416,7 +460,9 @@ int roteq_cmd_muon_simulate(int argc, char **argv)
                             {"matrices", required_argument, NULL, OPT_MATRICES},
                             {"seed", required_argument, NULL, OPT_SEED},
                             {"threads", required_argument, NULL, OPT_THREADS},
+                            {"trace", required_argument, NULL, OPT_TRACE},
                             {0, 0, 0, 0}};
+    const char *trace_path = NULL;
     roteq_sim_muon_config cfg;
     roteq_sim_muon_config_init(&cfg);
     cfg.hp.rows = cfg.hp.cols = 0;
@@ -451,6 +497,9 @@ int roteq_cmd_muon_simulate(int argc, char **argv)
         case OPT_THREADS:
             bad = roteq_cli_size(cmd, "threads", optarg, &threads);
             break;
+        case OPT_TRACE:
+            trace_path = optarg;
+            break;
         default:
             return roteq_cli_bad_option(cmd, c, argv);
         }
@@ -472,11 +521,34 @@ int roteq_cmd_muon_simulate(int argc, char **argv)
     for (int i = 0; i < ROTEQ_MUON_PRED_COUNT; i++)
         if (roteq_muon_equilibrium_of(&cfg.hp, (roteq_muon_prediction)i, &eq[i]))
             return roteq_cli_fail_lib(cmd, ROTEQ_EXIT_USAGE);
+    roteq_ofile *trace = NULL, *meta = NULL;
+    if (trace_path) {
+        int rc = open_trace(cmd, trace_path, &cfg, &trace, &meta);
+        if (rc) {
+            roteq_ofile_abort(trace);
+            roteq_ofile_abort(meta);
+            return rc;
+        }
+    }
     fprintf(stderr, "roteq simulate: muon, seed %llu\n", (unsigned long long)cfg.seed);
     roteq_sim_muon_result res;
     int st = roteq_sim_muon_run(&cfg, &res);
-    if (st)
+    if (!st && trace) {
+        roteq_ofile *t = trace;
+        trace = NULL;
+        if (roteq_ofile_commit(t)) {
+            st = ROTEQ_EIO;
+        } else {
+            roteq_ofile *m = meta;
+            meta = NULL;
+            st = roteq_ofile_commit(m) ? ROTEQ_EIO : ROTEQ_OK;
+        }
+    }
+    if (st) {
+        roteq_ofile_abort(trace);
+        roteq_ofile_abort(meta);
         return roteq_cli_fail_lib(cmd, st == ROTEQ_EINVAL ? ROTEQ_EXIT_USAGE : ROTEQ_EXIT_FAIL);
+    }
     simulate_print(&cfg, &res, eq, format);
     roteq_sim_muon_result_free(&res);
     return ROTEQ_EXIT_OK;

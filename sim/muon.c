@@ -262,9 +262,12 @@ static int run_matrix(muon_job *job, roteq_muon_work *wk, double *W, double *Wol
         if (!quarter && !record)
             continue;
         double rn = 0, ra2 = 0, frob, qs = 0;
+        FILE *tr = record && mat == 0 ? cfg->trace : NULL;
         for (size_t i = 0; i < R; i++) {
             double nb, a = angle_between(Wold + i * C, W + i * C, C, &nb);
             rn += nb, ra2 += a * a;
+            if (tr)
+                fprintf(tr, "%zu,W,%zu,%.17g,%.17g,%.17g,%.17g\n", t, i, nb, a, lr, wd);
         }
         double ma = angle_between(Wold, W, n, &frob);
         rn /= (double)R, ra2 /= (double)R;

@@ -12,6 +12,7 @@
 #include "roteq_schedule.h"
 
 #include <stddef.h>
+#include <stdio.h>
 #include <stdint.h>
 
 /* Workspace for one matrix's Newton-Schulz iteration and update (no allocation per step). */
@@ -38,6 +39,8 @@ typedef struct {
     unsigned threads; /* 0: all online cores */
     double init_norm; /* initial row norm; NAN: theory's best prediction */
     size_t every;     /* record every k steps; 0: about 200 rows over the run */
+    FILE *trace;      /* NULL, or where matrix 0's rows go at every recorded step as trace CSV rows
+                         (docs/FORMATS.md §1, layer "W", no header): step,W,row,norm,angle,lr,wd */
 } roteq_sim_muon_config;
 
 void roteq_sim_muon_config_init(roteq_sim_muon_config *cfg);
