@@ -100,9 +100,9 @@ static const char *meta_name(const roteq_analysis_meta *m)
     return m->path ? m->path : "metadata";
 }
 
-/* A Muon run's layer: torch.optim.Muon's defaults < metadata < layer; the matrix is the layer's
- * neurons (rows) by its dim (cols) unless "shape" says otherwise. A fallback group of another
- * optimizer is measured without a prediction. */
+/* A Muon layer: torch.optim.Muon's defaults < metadata (a Muon run's; another run's lr and weight
+ * decay) < layer; the matrix is the layer's neurons (rows) by its dim (cols) unless "shape" says
+ * otherwise. A Muon run's fallback group of another optimizer is measured without a prediction. */
 static int resolve_muon(roteq_analysis *a, roteq_layer *L, const roteq_analysis_layer_meta *lm)
 {
     const roteq_analysis_meta *m = a->cfg.meta;
@@ -111,6 +111,12 @@ static int resolve_muon(roteq_analysis *a, roteq_layer *L, const roteq_analysis_
     if (lm && lm->other_optimizer)
         return ROTEQ_OK;
     roteq_muon_hparams hp = m->muon_hp;
+    if (!m->muon) {
+        hp = roteq_muon_defaults();
+        hp.lr = m->given & ROTEQ_HP_BIT(ROTEQ_HP_LR) ? m->hp.lr : DNAN;
+        hp.weight_decay =
+            m->given & ROTEQ_HP_BIT(ROTEQ_HP_WEIGHT_DECAY) ? m->hp.weight_decay : DNAN;
+    }
     unsigned g = lm ? lm->muon_given : 0;
     const roteq_muon_hparams *o = lm ? &lm->muon_hp : NULL;
     if (g & ROTEQ_MUON_GIVEN_LR)
@@ -127,6 +133,10 @@ static int resolve_muon(roteq_analysis *a, roteq_layer *L, const roteq_analysis_
         hp.adjust = o->adjust;
     if (g & ROTEQ_MUON_GIVEN_EPS)
         hp.eps = o->eps;
+    if (!m->muon && (m->forced & ROTEQ_HP_BIT(ROTEQ_HP_LR))) /* the command line wins */
+        hp.lr = m->hp.lr;
+    if (!m->muon && (m->forced & ROTEQ_HP_BIT(ROTEQ_HP_WEIGHT_DECAY)))
+        hp.weight_decay = m->hp.weight_decay;
     hp.rows = lm ? lm->rows : 0;
     hp.cols = lm && lm->cols ? lm->cols : L->dim;
     if (lm && lm->cols && L->dim && lm->cols != L->dim)
@@ -179,7 +189,7 @@ static int resolve_layer(roteq_analysis *a, roteq_layer *L, size_t dim)
     }
     L->grad_norm = lm && !isnan(lm->grad_norm) ? lm->grad_norm : m->grad_norm;
     L->neuron_axis = lm && lm->has_neuron_axis ? lm->neuron_axis : 0;
-    if (m->muon)
+    if (m->muon || (lm && lm->is_muon))
         return resolve_muon(a, L, lm);
     if (m->opt == NULL)
         return ROTEQ_OK;
@@ -450,6 +460,8 @@ void roteq_analysis_layer_static_prediction(const roteq_analysis *a, const roteq
 static void advance_transient(roteq_analysis *a, roteq_layer *L, roteq_rec *r)
 {
     const roteq_analysis_meta *m = a->cfg.meta;
+    if (L->muon)
+        return; /* Muon's transient is not used here (analysis/README.md "Muon runs") */
     if (m->opt == NULL || r->gap > 1 || isnan(r->lr) || isnan(r->wd) || L->tr_state < 0) {
         if (m->opt != NULL && r->gap > 1)
             L->tr_state = -1; /* the transient predicts single steps, not k-step angles */

@@ -286,7 +286,7 @@ static void rates(const roteq_analysis *a, const roteq_layer *L, size_t r0,
         m_inf += L->recs[ri % W].msq_norm;
     m_inf /= (double)(L->records - r0);
     R->rate = fit_rate(L->traj, L->ntraj, 0, m_inf, a->cfg.tolerance);
-    if (!m->opt || R->scheduled)
+    if (!m->opt || L->muon || R->scheduled)
         return;
     if (L->tr_state > 0) {
         double pm_inf =
@@ -405,7 +405,7 @@ static int finish_layer(roteq_analysis *a, roteq_layer *L, roteq_analysis_layer_
     R->rel_tr_norm = rel(R->norm, R->tr_norm);
     R->rel_tr_angle = rel(R->angular_update, R->tr_angle);
     angle_source(L, R);
-    if (a->cfg.meta->opt)
+    if (a->cfg.meta->opt && !L->muon)
         kstep(a, L, r0, R);
     rates(a, L, r0, R);
     roteq_analysis_classify(a, L, r0, R);

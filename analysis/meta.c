@@ -240,6 +240,7 @@ static int get_muon_layer(const char *path, const char *where, json_t *l,
             return ROTEQ_OK;
         }
     }
+    lm->is_muon = 1;
     if (sh && !json_is_null(sh)) {
         json_t *r = json_array_get(sh, 0), *c = json_array_get(sh, 1);
         if (!json_is_array(sh) || json_array_size(sh) != 2 || !json_is_integer(r) ||
@@ -331,8 +332,10 @@ int roteq_analysis_meta_parse(const char *path, const char *text, size_t len,
             st = get_dim(path, where, json_object_get(l, "dim"), &lm->dim);
             if (!st)
                 st = get_axis(path, where, l, lm);
-            if (!st && out->muon)
-                st = get_muon_layer(path, where, l, lm);
+            json_t *lo = json_object_get(l, "optimizer");
+            if (!st &&
+                (out->muon || (json_is_string(lo) && strcmp(json_string_value(lo), "muon") == 0)))
+                st = get_muon_layer(path, where, l, lm); /* a Muon layer of another run too */
             else if (!st)
                 st = get_hparams(path, where, out->opt, l, &lm->hp, &lm->given, &lm->grad_norm);
             if (st)

@@ -42,10 +42,11 @@ typedef struct {
         size_t size;
     } * split; /* "split": named sub-layers of `size` neurons each, in order along the axis */
     size_t nsplit;
-    /* Muon runs (roteq_analysis_meta.muon): the matrix shape [rows, cols] ("shape"; 0 unknown),
-     * the Muon hyperparameters given for this layer (ROTEQ_MUON_GIVEN_* bits), and whether the
-     * layer names another optimizer ("optimizer": "adamw", a Muon run's fallback groups): then
-     * it is measured without a prediction. */
+    /* Muon layers (a Muon run's, or "optimizer": "muon" in another run): the matrix shape
+     * [rows, cols] ("shape"; 0 unknown) and the Muon hyperparameters given for this layer
+     * (ROTEQ_MUON_GIVEN_* bits). other_optimizer: a Muon run's layer that names another
+     * optimizer ("optimizer": "adamw", the fallback groups), measured without a prediction. */
+    int is_muon;
     size_t rows, cols;
     roteq_muon_hparams muon_hp;
     unsigned muon_given;

@@ -131,6 +131,19 @@ static void test_round_trip(void **state)
     assert_null(json_object_get(L2, "matrix"));
     json_decref(root2);
 
+    /* A Muon layer in a run whose main optimizer is another (the recorder's per-layer
+     * "optimizer"), taking the run's lr and weight decay: predicted as Muon. */
+    roteq_test_write_file(meta, "{\"optimizer\": \"adamw\", \"lr\": 0.02, \"weight_decay\": 0.1, "
+                                "\"beta1\": 0.9, \"layers\": {\"W\": {\"dim\": 64, \"optimizer\": "
+                                "\"muon\", \"momentum\": 0.95, \"ns_steps\": 5.0}}}");
+    L2 = analyze_layer(trace, meta, &root2);
+    assert_string_equal(json_string_value(json_object_get(root2, "optimizer")), "adamw");
+    assert_close(jnum(L2, "predicted", "norm"), jnum(th, "equilibrium_norm", NULL), 1e-12);
+    assert_close(jnum(L2, "predicted", "angular_update"), jnum(th, "angular_update", NULL), 1e-12);
+    assert_string_equal(json_string_value(json_object_get(L2, "verdict")), "at equilibrium");
+    assert_non_null(json_object_get(L2, "matrix"));
+    json_decref(root2);
+
     /* Other settings move the prediction: ns_steps 10 and no Nesterov are read. */
     roteq_test_write_file(meta, "{\"optimizer\": \"muon\", \"lr\": 0.02, \"weight_decay\": 0.1, "
                                 "\"nesterov\": false, \"layers\": {\"W\": {\"shape\": [64, 64], "
