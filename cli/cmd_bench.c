@@ -12,6 +12,7 @@
  * that). */
 #include "roteq_cli.h"
 #include "roteq_sim.h"
+#include "roteq_theory.h"
 
 #include <jansson.h>
 #include <math.h>
@@ -391,7 +392,9 @@ static void finish(const bench_args *a, const bench_run *b, json_t *rows)
                            vals[i].cpu / b->adamw1.cpu);
             }
         }
-        json_decref(roteq_cli_muon_bench(a->peers, PYTHON, bench_source_dir(), 1));
+        for (int k = 0; k < ROTEQ_OPT_COUNT; k++) /* the matrix optimizers' rows (cmd_muon.c) */
+            if (roteq_optimizers[k]->family->granularity == ROTEQ_GRAN_MATRIX)
+                json_decref(roteq_cli_muon_bench(a->peers, PYTHON, bench_source_dir(), 1));
         return;
     }
     json_t *o = json_object();
@@ -408,7 +411,10 @@ static void finish(const bench_args *a, const bench_run *b, json_t *rows)
     json_object_set_new(o, "rows", json_incref(rows));
     json_object_set_new(o, "numpy_cpu_ns", isnan(np.cpu) ? json_null() : json_real(np.cpu));
     json_object_set_new(o, "torch_cpu_ns", isnan(torch.cpu) ? json_null() : json_real(torch.cpu));
-    json_object_set_new(o, "muon", roteq_cli_muon_bench(a->peers, PYTHON, bench_source_dir(), 0));
+    for (int k = 0; k < ROTEQ_OPT_COUNT; k++)
+        if (roteq_optimizers[k]->family->granularity == ROTEQ_GRAN_MATRIX)
+            json_object_set_new(o, roteq_optimizers[k]->name,
+                                roteq_cli_muon_bench(a->peers, PYTHON, bench_source_dir(), 0));
     json_dumpf(o, stdout, JSON_INDENT(2));
     fputc('\n', stdout);
     json_decref(o);
@@ -453,8 +459,9 @@ int roteq_cmd_bench(int argc, char **argv)
             order[nrow++] = KIND_NORMALS + k;
     order[nrow++] = KIND_SLEEF_U10;
     order[nrow++] = KIND_SLEEF_U35;
-    for (int k = 0; k < ROTEQ_OPT_COUNT; k++)
-        if (!a.only || roteq_optimizers[k] == a.only)
+    for (int k = 0; k < ROTEQ_OPT_COUNT; k++) /* the per-neuron engine's; matrix ones after */
+        if ((!a.only || roteq_optimizers[k] == a.only) &&
+            roteq_optimizers[k]->family->granularity != ROTEQ_GRAN_MATRIX)
             order[nrow++] = k;
     json_t *rows = json_array();
     for (int r = 0; r < nrow; r++) {

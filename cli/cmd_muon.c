@@ -1,11 +1,14 @@
-/* cmd_muon.c - `roteq theory --optimizer muon` and `roteq simulate --optimizer muon`.
+/* cmd_muon.c - `roteq theory` and `roteq simulate` for a matrix-granularity optimizer (Muon,
+ * families/muon.c), and its rows of `roteq verify` and `roteq bench`.
  *
- * Muon is a matrix optimizer with hyperparameters the per-neuron table has no place for (the
- * shape, ns_steps, adjust_lr), so its two commands parse their own flags here; cmd_theory.c and
- * cmd_simulate.c hand over when they see `--optimizer muon`. */
+ * A matrix optimizer has hyperparameters the per-neuron table has no place for (the shape,
+ * ns_steps, adjust_lr), so its two commands parse their own flags here and predict through the
+ * family's matrix hooks; cmd_theory.c and cmd_simulate.c hand over when the optimizer named by
+ * --optimizer has matrix granularity. */
 #include "roteq_cli.h"
 #include "roteq_muon.h"
 #include "roteq_sim_muon.h"
+#include "roteq_theory.h"
 
 #include <jansson.h>
 #include <math.h>
@@ -37,15 +40,21 @@ enum {
     OPT_HELP,
 };
 
-int roteq_cli_is_muon(int argc, char **argv)
+const roteq_optimizer_type *roteq_cli_matrix_optimizer(int argc, char **argv)
 {
-    for (int i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "--optimizer=muon") == 0)
-            return 1;
-        if (strcmp(argv[i], "--optimizer") == 0 && i + 1 < argc && strcmp(argv[i + 1], "muon") == 0)
-            return 1;
+    const char *name = NULL;
+    for (int i = 1; i < argc && name == NULL; i++) {
+        if (strncmp(argv[i], "--optimizer=", 12) == 0)
+            name = argv[i] + 12;
+        else if (strcmp(argv[i], "--optimizer") == 0 && i + 1 < argc)
+            name = argv[i + 1];
     }
-    return 0;
+    for (int i = 0; name != NULL && roteq_optimizers[i] != NULL; i++)
+        if (strcmp(roteq_optimizers[i]->name, name) == 0)
+            return roteq_optimizers[i]->family->granularity == ROTEQ_GRAN_MATRIX
+                       ? roteq_optimizers[i]
+                       : NULL;
+    return NULL;
 }
 
 static void usage_hparams(FILE *out)
@@ -119,11 +128,12 @@ static int hparam_flag(const char *cmd, int c, const char *arg, roteq_muon_hpara
     }
 }
 
-static int finish_hparams(const char *cmd, const roteq_muon_hparams *hp)
+static int finish_hparams(const char *cmd, const roteq_optimizer_type *opt,
+                          const roteq_muon_hparams *hp)
 {
     if (hp->rows == 0)
-        return roteq_cli_fail(cmd, "--shape ROWSxCOLS is required for muon");
-    if (roteq_muon_validate(hp))
+        return roteq_cli_fail(cmd, "--shape ROWSxCOLS is required for %s", opt->name);
+    if (opt->family->matrix->validate(hp))
         return roteq_cli_fail(cmd, "%s", roteq_error_message());
     return 0;
 }
@@ -241,12 +251,12 @@ static int theory_print(const roteq_muon_hparams *hp, const roteq_muon_equilibri
 }
 
 /* The transient under schedules, one row every `every` steps (and the last). */
-static int theory_trajectory(const roteq_muon_hparams *hp, const run_flags *rf, double init,
-                             roteq_format format)
+static int theory_trajectory(const roteq_matrix_hooks *mx, const roteq_muon_hparams *hp,
+                             const run_flags *rf, double init, roteq_format format)
 {
     if (rf->steps > 100000000)
         return roteq_cli_fail("theory", "--steps: at most 1e8, got %zu", rf->steps);
-    roteq_muon_transient *tr = roteq_muon_transient_alloc(hp, init);
+    roteq_muon_transient *tr = mx->transient_alloc(hp, init);
     if (!tr)
         return roteq_cli_fail_lib("theory", ROTEQ_EXIT_USAGE);
     json_t *rows = format == ROTEQ_FORMAT_JSON ? json_array() : NULL;
@@ -259,8 +269,8 @@ static int theory_trajectory(const roteq_muon_hparams *hp, const run_flags *rf, 
         double lr = hp->lr * roteq_schedule_factor(&rf->lr, (long)t);
         double wd = hp->weight_decay * roteq_schedule_factor(&rf->wd, (long)t);
         double n, a;
-        if (roteq_muon_transient_step(tr, lr, wd, &n, &a)) {
-            roteq_muon_transient_free(tr);
+        if (mx->transient_step(tr, lr, wd, &n, &a)) {
+            mx->transient_free(tr);
             json_decref(rows);
             return roteq_cli_fail("theory", "step %zu: %s", t, roteq_error_message());
         }
@@ -275,7 +285,7 @@ static int theory_trajectory(const roteq_muon_hparams *hp, const run_flags *rf, 
         else
             printf("%10zu %12.6g %12.6g %14.8g %14.8g\n", t, lr, wd, n, a);
     }
-    roteq_muon_transient_free(tr);
+    mx->transient_free(tr);
     if (rows) {
         json_t *o = json_pack("{s:s, s:o, s:o, s:o}", "optimizer", "muon", "hparams",
                               hparams_json(hp), "init_norm", num(init), "trajectory", rows);
@@ -286,11 +296,12 @@ static int theory_trajectory(const roteq_muon_hparams *hp, const run_flags *rf, 
     return ROTEQ_EXIT_OK;
 }
 
-int roteq_cmd_muon_theory(int argc, char **argv)
+int roteq_cmd_muon_theory(const roteq_optimizer_type *opt, int argc, char **argv)
 {
     static const char *cmd = "theory";
+    const roteq_matrix_hooks *mx = opt->family->matrix;
     struct option opts[] = {COMMON_OPTS, {0, 0, 0, 0}};
-    roteq_muon_hparams hp = roteq_muon_defaults();
+    roteq_muon_hparams hp = mx->defaults();
     roteq_format format = ROTEQ_FORMAT_TEXT;
     run_flags rf = {roteq_schedule_constant(), roteq_schedule_constant(), NAN, 0, 1};
     optind = 0;
@@ -317,14 +328,15 @@ int roteq_cmd_muon_theory(int argc, char **argv)
     }
     if (optind < argc)
         return roteq_cli_fail(cmd, "unexpected argument '%s'", argv[optind]);
-    if (finish_hparams(cmd, &hp))
+    if (finish_hparams(cmd, opt, &hp))
         return ROTEQ_EXIT_USAGE;
     roteq_muon_equilibrium eq[ROTEQ_MUON_PRED_COUNT];
     for (int i = 0; i < ROTEQ_MUON_PRED_COUNT; i++)
-        if (roteq_muon_equilibrium_of(&hp, (roteq_muon_prediction)i, &eq[i]))
+        if (mx->equilibrium(&hp, (roteq_muon_prediction)i, &eq[i]))
             return roteq_cli_fail_lib(cmd, ROTEQ_EXIT_USAGE);
     if (rf.steps > 0)
-        return theory_trajectory(&hp, &rf, isnan(rf.init_norm) ? eq[0].norm : rf.init_norm, format);
+        return theory_trajectory(mx, &hp, &rf, isnan(rf.init_norm) ? eq[0].norm : rf.init_norm,
+                                 format);
     if (format == ROTEQ_FORMAT_CSV)
         return roteq_cli_fail(cmd, "--format csv is for the trajectory (--steps T)");
     return theory_print(&hp, eq, format);
@@ -453,7 +465,7 @@ static int open_trace(const char *cmd, const char *path, roteq_sim_muon_config *
     return ROTEQ_EXIT_OK;
 }
 
-int roteq_cmd_muon_simulate(int argc, char **argv)
+int roteq_cmd_muon_simulate(const roteq_optimizer_type *opt, int argc, char **argv)
 {
     static const char *cmd = "simulate";
     struct option opts[] = {COMMON_OPTS,
@@ -508,7 +520,7 @@ int roteq_cmd_muon_simulate(int argc, char **argv)
         return ROTEQ_EXIT_USAGE;
     if (optind < argc)
         return roteq_cli_fail(cmd, "unexpected argument '%s'", argv[optind]);
-    if (finish_hparams(cmd, &cfg.hp))
+    if (finish_hparams(cmd, opt, &cfg.hp))
         return ROTEQ_EXIT_USAGE;
     cfg.lr_schedule = rf.lr, cfg.wd_schedule = rf.wd, cfg.init_norm = rf.init_norm;
     cfg.steps = rf.steps, cfg.every = rf.every;
@@ -519,7 +531,7 @@ int roteq_cmd_muon_simulate(int argc, char **argv)
         return roteq_cli_fail(cmd, "%s", roteq_error_message());
     roteq_muon_equilibrium eq[ROTEQ_MUON_PRED_COUNT];
     for (int i = 0; i < ROTEQ_MUON_PRED_COUNT; i++)
-        if (roteq_muon_equilibrium_of(&cfg.hp, (roteq_muon_prediction)i, &eq[i]))
+        if (opt->family->matrix->equilibrium(&cfg.hp, (roteq_muon_prediction)i, &eq[i]))
             return roteq_cli_fail_lib(cmd, ROTEQ_EXIT_USAGE);
     roteq_ofile *trace = NULL, *meta = NULL;
     if (trace_path) {
@@ -565,7 +577,8 @@ typedef struct {
     int nesterov, ns_steps;
 } muon_point;
 
-int roteq_cli_muon_verify(int quick, unsigned threads, uint64_t seed)
+int roteq_cli_muon_verify(const roteq_optimizer_type *opt, int quick, unsigned threads,
+                          uint64_t seed)
 {
     static const muon_point full[] = {
         {"64x64", 64, 64, 0.0, 1, 5},    {"64x64", 64, 64, 0.9, 1, 5},
@@ -598,7 +611,7 @@ int roteq_cli_muon_verify(int quick, unsigned threads, uint64_t seed)
         roteq_sim_muon_result res;
         int st = 0;
         for (int k = 0; k < ROTEQ_MUON_PRED_COUNT && !st; k++)
-            st = roteq_muon_equilibrium_of(&cfg.hp, (roteq_muon_prediction)k, &eq[k]);
+            st = opt->family->matrix->equilibrium(&cfg.hp, (roteq_muon_prediction)k, &eq[k]);
         if (!st)
             st = roteq_sim_muon_run(&cfg, &res);
         char hp[64];

@@ -654,8 +654,9 @@ static int draw_figures(const sim_args *a, const outputs *o)
 
 int roteq_cmd_simulate(int argc, char **argv)
 {
-    if (roteq_cli_is_muon(argc, argv))
-        return roteq_cmd_muon_simulate(argc, argv);
+    const roteq_optimizer_type *matrix = roteq_cli_matrix_optimizer(argc, argv);
+    if (matrix != NULL)
+        return roteq_cmd_muon_simulate(matrix, argc, argv);
     sim_args a;
     int rc = parse_args(argc, argv, &a);
     if (rc >= 0)

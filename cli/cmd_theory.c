@@ -3,7 +3,6 @@
  * between checkpoints), and with --steps the predicted trajectory under lr / weight-decay
  * schedules. All numbers come from theory/; this file only parses flags and prints. */
 #include "roteq_cli.h"
-#include "roteq_muon.h"
 #include "roteq_theory.h"
 
 #include <jansson.h>
@@ -80,9 +79,6 @@ typedef struct {
     double kstep_angle;
 } job;
 
-#define MUON_DESCRIPTION                                                                           \
-    "Muon, orthogonalised momentum per weight matrix (torch.optim.Muon); needs --shape"
-
 static json_t *json_num(double x)
 {
     return isfinite(x) ? json_real(x) : json_null();
@@ -100,13 +96,16 @@ static int list_optimizers(roteq_format format)
                 if (o->hparams & ROTEQ_HP_BIT(k))
                     json_object_set_new(hp, roteq_hparam_descs[k].key,
                                         json_num(roteq_hparams_get(&o->defaults, k)));
+            /* a matrix family's own ones (ns_steps, adjust_lr) */
+            const roteq_matrix_hooks *mx = o->family->matrix;
+            for (int k = 0; mx != NULL && k < mx->nextra; k++)
+                json_object_set_new(hp, mx->extra[k].key,
+                                    json_loads(mx->extra[k].default_json, JSON_DECODE_ANY, NULL));
             json_array_append_new(arr, json_pack("{s:s, s:s, s:s, s:s, s:o}", "optimizer", o->name,
                                                  "family", o->family->name, "description",
                                                  o->description, "formula", roteq_theory_formula(o),
                                                  "hparams", hp));
         }
-        json_array_append_new(arr, json_pack("{s:s, s:s, s:s}", "optimizer", "muon", "description",
-                                             MUON_DESCRIPTION, "formula", roteq_muon_formula()));
         json_dumpf(arr, stdout, JSON_INDENT(2));
         fputc('\n', stdout);
         json_decref(arr);
@@ -116,7 +115,6 @@ static int list_optimizers(roteq_format format)
         const roteq_optimizer_type *o = roteq_optimizers[i];
         printf("%-9s %s\n          %s\n", o->name, o->description, roteq_theory_formula(o));
     }
-    printf("%-9s %s\n          %s\n", "muon", MUON_DESCRIPTION, roteq_muon_formula());
     puts("\nG = RMS of ||g~|| (gradient norm at unit weight norm), C = dimension, "
          "eta = lr, lambda = weight decay.");
     return ROTEQ_EXIT_OK;
@@ -414,8 +412,9 @@ static int parse_option(int c, char **argv, job *j, const char **opt_name, int *
 
 int roteq_cmd_theory(int argc, char **argv)
 {
-    if (roteq_cli_is_muon(argc, argv))
-        return roteq_cmd_muon_theory(argc, argv);
+    const roteq_optimizer_type *matrix = roteq_cli_matrix_optimizer(argc, argv);
+    if (matrix != NULL)
+        return roteq_cmd_muon_theory(matrix, argc, argv);
     struct option opts[32] = {
         {"optimizer", required_argument, NULL, OPT_OPTIMIZER},
         {"list", no_argument, NULL, OPT_LIST},

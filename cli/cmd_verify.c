@@ -13,6 +13,7 @@
 #include "roteq_cli.h"
 #include "roteq_plots.h"
 #include "roteq_sweep.h"
+#include "roteq_theory.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -304,7 +305,14 @@ static int report(const verify_args *a, const roteq_sweep_grid *g, const roteq_s
                   double wall, int size)
 {
     print_table(g, recs, a->tolerance, wall, size);
-    int code = roteq_cli_muon_verify(a->quick, (unsigned)a->threads, a->seed);
+    int code = ROTEQ_EXIT_OK;
+    for (int i = 0; i < ROTEQ_OPT_COUNT; i++) /* the matrix optimizers' rows (cmd_muon.c) */
+        if (roteq_optimizers[i]->family->granularity == ROTEQ_GRAN_MATRIX) {
+            int rc =
+                roteq_cli_muon_verify(roteq_optimizers[i], a->quick, (unsigned)a->threads, a->seed);
+            if (rc != ROTEQ_EXIT_OK)
+                code = rc;
+        }
     for (size_t i = 0; i < g->npoints; i++)
         if (recs[i].verdict == ROTEQ_SWEEP_VERDICT_FAIL ||
             recs[i].verdict == ROTEQ_SWEEP_VERDICT_ERROR ||

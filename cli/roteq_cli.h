@@ -30,12 +30,15 @@ int roteq_cmd_sweep(int argc, char **argv);
 int roteq_cmd_analyze(int argc, char **argv);
 int roteq_cmd_plot(int argc, char **argv);
 int roteq_cmd_bench(int argc, char **argv);
-/* Muon (cmd_muon.c): theory and simulate hand over when argv has `--optimizer muon`. */
-int roteq_cli_is_muon(int argc, char **argv);
-int roteq_cmd_muon_theory(int argc, char **argv);
-int roteq_cmd_muon_simulate(int argc, char **argv);
-/* Muon's rows of `roteq verify` (printed after the per-neuron table); exit code. */
-int roteq_cli_muon_verify(int quick, unsigned threads, uint64_t seed);
+/* Matrix-granularity optimizers (ROTEQ_GRAN_MATRIX: Muon; cmd_muon.c). theory and simulate hand
+ * over to them when roteq_cli_matrix_optimizer finds that argv's --optimizer names one (NULL
+ * otherwise, also for unknown names: the caller's parser reports those). */
+const roteq_optimizer_type *roteq_cli_matrix_optimizer(int argc, char **argv);
+int roteq_cmd_muon_theory(const roteq_optimizer_type *opt, int argc, char **argv);
+int roteq_cmd_muon_simulate(const roteq_optimizer_type *opt, int argc, char **argv);
+/* A matrix optimizer's rows of `roteq verify` (printed after the per-neuron table); exit code. */
+int roteq_cli_muon_verify(const roteq_optimizer_type *opt, int quick, unsigned threads,
+                          uint64_t seed);
 /* Muon's rows of `roteq bench` (printed when `text`; returned as a JSON array either way):
  * Newton-Schulz GFLOP/s against dgemm, and the walk against bench/muon_peer.py under `python`
  * (peers 0: not run). */

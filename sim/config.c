@@ -1,6 +1,7 @@
 /* config.c - the simulator's configuration (defaults, validation), the instruction sets and
  * their kernels, aligned buffers, and the normals API (exactly the normals a neuron draws). */
 #include "sim_internal.h"
+#include "roteq_theory.h"
 #include "roteq_util.h"
 
 #include <math.h>
@@ -41,6 +42,11 @@ int roteq_sim_config_validate(const roteq_sim_config *cfg)
 {
     if (!cfg->opt)
         return roteq_error_set(ROTEQ_EINVAL, "no optimizer given");
+    if (cfg->opt->family->granularity == ROTEQ_GRAN_MATRIX)
+        return roteq_error_set(ROTEQ_EUNSUPPORTED,
+                               "%s updates whole matrices: its ensembles run in the matrix "
+                               "engine (sim/roteq_sim_muon.h), not the per-neuron one",
+                               cfg->opt->name);
     roteq_hparam_id bad;
     if (roteq_hparams_validate(cfg->opt, &cfg->hp, &bad))
         return roteq_error_set(ROTEQ_EINVAL, "%s: %s", roteq_hparam_descs[bad].key,

@@ -102,7 +102,16 @@ void roteq_muon_transient_free(roteq_muon_transient *tr);
 int roteq_muon_transient_step(roteq_muon_transient *tr, double lr, double weight_decay,
                               double *norm, double *angle);
 
-/* Text for `roteq theory --list`. */
+/* Text for `roteq theory --list` (the family type's formula, families/muon.c). */
 const char *roteq_muon_formula(void);
+#define ROTEQ_MUON_FORMULA                                                                         \
+    "best: row norm^2 = eta_adj^2 q S/(1-d^2), S = 1 + 2 sum_k f(rho_k) d^k, f(rho) = "            \
+    "sum_k w_k rho^k the lag law of the orthogonalised momentum (free Mehler formula: "            \
+    "w_k from the Newton-Schulz map in the polynomials orthogonal for the "                        \
+    "Marchenko-Pastur singular values), radial part removed from the angle [approx.; "             \
+    "derived here]; plain: row norm^2 = eta_adj^2 q/(2 eta lambda), "                              \
+    "angle sqrt(2 eta lambda); lionlike: row norm^2 = eta_adj^2 lin^2 cols/(2 eta lambda "         \
+    "K), angle eta_adj sqrt(q)/norm; q = E||o_row||^2 and lin from the Marchenko-Pastur "          \
+    "spectrum through the Newton-Schulz quintic; eta_adj = adjusted lr"
 
 #endif

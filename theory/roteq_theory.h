@@ -5,6 +5,7 @@
 #ifndef ROTEQ_THEORY_H
 #define ROTEQ_THEORY_H
 
+#include "roteq_muon.h"
 #include "roteq_optimizer.h"
 #include "roteq_schedule.h"
 
@@ -44,6 +45,30 @@ typedef struct {
 typedef struct roteq_transient roteq_transient;
 typedef struct roteq_stationary roteq_stationary;
 
+/* A matrix-granularity family's own theory (ROTEQ_GRAN_MATRIX): its hyperparameters beyond
+ * roteq_hparams (the shape among them) do not fit the per-neuron hooks' (hp, C, G), so it
+ * predicts through these, over the matrix hyperparameters of theory/roteq_muon.h (Muon is the one
+ * matrix family). The per-neuron hooks of such a family are NULL and the drivers below refuse it
+ * (ROTEQ_EUNSUPPORTED). */
+typedef struct {
+    const char *key;          /* JSON key, as the recorder writes it: "ns_steps" */
+    const char *default_json; /* its default as JSON text: "5", "\"original\"" */
+} roteq_matrix_hparam;
+
+typedef struct {
+    /* hyperparameters beyond the type's roteq_hparams mask, for `roteq theory --list` */
+    const roteq_matrix_hparam *extra;
+    int nextra;
+    roteq_muon_hparams (*defaults)(void);
+    int (*validate)(const roteq_muon_hparams *hp);
+    int (*equilibrium)(const roteq_muon_hparams *hp, roteq_muon_prediction which,
+                       roteq_muon_equilibrium *out);
+    roteq_muon_transient *(*transient_alloc)(const roteq_muon_hparams *hp, double init_norm);
+    void (*transient_free)(roteq_muon_transient *tr);
+    int (*transient_step)(roteq_muon_transient *tr, double lr, double weight_decay, double *norm,
+                          double *angle);
+} roteq_matrix_hooks;
+
 struct roteq_family {
     const char *name;
     roteq_granularity granularity;
@@ -68,6 +93,8 @@ struct roteq_family {
     /* Groups of `roteq verify`'s grid for the family's optimizers (JSON text, roteq sweep GRID
      * syntax), chosen so that each run measures an equilibrium (sweep/README.md); NULL: none. */
     const char *verify_groups;
+    /* ROTEQ_GRAN_MATRIX only: the matrix theory above; NULL otherwise */
+    const roteq_matrix_hooks *matrix;
 };
 
 /* Equilibrium for `opt` with validated hyperparameters `hp`. ROTEQ_EINVAL on invalid input. */

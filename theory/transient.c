@@ -45,6 +45,13 @@ roteq_transient *roteq_transient_alloc(const roteq_optimizer_type *opt, const ro
         roteq_error_set(ROTEQ_EINVAL, "roteq_transient_alloc: NULL argument");
         return NULL;
     }
+    if (opt->family->granularity == ROTEQ_GRAN_MATRIX) {
+        roteq_error_set(ROTEQ_EUNSUPPORTED,
+                        "%s updates whole matrices: its transient needs the shape (the family's "
+                        "matrix hooks, theory/roteq_theory.h)",
+                        opt->name);
+        return NULL;
+    }
     if (roteq_hparams_validate(opt, hp, NULL) || check_setting(s, init_norm))
         return NULL;
     roteq_transient *tr = calloc(1, sizeof *tr);

@@ -23,13 +23,11 @@ IMPLIED = {"nesterov", "update_norm_decay"}
 
 listed = json.loads(subprocess.run([os.environ["ROTEQ_EXE"], "theory", "--list", "--format",
                                     "json"], check=True, capture_output=True, text=True).stdout)
-known = {o["optimizer"]: set(o["hparams"]) if "hparams" in o else None for o in listed}
+known = {o["optimizer"]: set(o["hparams"]) for o in listed}
 problems = []
 for name, keys in rr._HP_KEYS.items():
     if name not in known:
         problems.append(f"recorder maps '{name}', which roteq does not list")
-        continue
-    if known[name] is None:  # listed outside the family table (its own hyperparameters)
         continue
     extra = set(keys) - known[name]
     missing = known[name] - set(keys) - IMPLIED

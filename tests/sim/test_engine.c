@@ -219,6 +219,8 @@ static void test_determinism(void **state)
 {
     (void)state;
     for (int id = 0; id < ROTEQ_OPT_COUNT; id++) {
+        if (roteq_optimizers[id]->family->granularity == ROTEQ_GRAN_MATRIX)
+            continue; /* the matrix engine's own tests: tests/sim (muon) */
         for (int gm = 0; gm < ROTEQ_GRAD_COUNT; gm++) {
             if (gm != 0 && roteq_optimizers[id] != &roteq_adamw &&
                 roteq_optimizers[id] != &roteq_sgdm)

@@ -183,7 +183,8 @@ static void test_reference_trajectories(void **state)
     assert_true(files >= 1);
     /* Every non-rotational rule must be covered by at least one reference file. */
     for (int id = 0; id < ROTEQ_OPT_COUNT; id++)
-        if (!(roteq_optimizers[id]->flags & ROTEQ_OPTF_ROTATIONAL) && !(seen & (1u << id)))
+        if (!(roteq_optimizers[id]->flags & ROTEQ_OPTF_ROTATIONAL) && !(seen & (1u << id)) &&
+            roteq_optimizers[id]->family->granularity != ROTEQ_GRAN_MATRIX)
             fail_msg("no reference trajectory for %s", roteq_optimizers[id]->name);
 }
 
@@ -195,6 +196,15 @@ static void test_rule_table(void **state)
         const roteq_sim_rule *r = roteq_sim_rule_for(roteq_optimizers[id]);
         assert_non_null(r);
         assert_ptr_equal(r->opt, roteq_optimizers[id]);
+        if (roteq_optimizers[id]->family->granularity == ROTEQ_GRAN_MATRIX) {
+            /* no per-neuron step: the engine refuses it, with a message */
+            assert_null(r->step);
+            roteq_sim_config c;
+            roteq_sim_config_init(&c, roteq_optimizers[id]);
+            assert_int_equal(roteq_sim_config_validate(&c), ROTEQ_EUNSUPPORTED);
+            assert_non_null(strstr(roteq_error_message(), "whole matrices"));
+            continue;
+        }
         assert_non_null(r->step);
         assert_non_null(r->init);
         int rv = (roteq_optimizers[id]->flags & ROTEQ_OPTF_ROTATIONAL) != 0;

@@ -9,6 +9,7 @@
 
 #include "roteq_muon.h"
 #include "roteq_test.h"
+#include "roteq_theory.h"
 #include "roteq_util.h"
 
 #include <math.h>
@@ -249,13 +250,55 @@ static void test_cli(void **state)
     free(out), free(err);
 }
 
+/* Muon is a family in the list (families/muon.c): found by name, matrix granularity, needs the
+ * shape, its formula and hyperparameters in the type, its matrix hooks the functions above; the
+ * per-neuron drivers refuse it with a message instead of predicting without the shape. */
+static void test_family(void **state)
+{
+    (void)state;
+    const roteq_optimizer_type *o = roteq_optimizer_lookup("muon");
+    assert_non_null(o);
+    assert_int_equal(o->family->granularity, ROTEQ_GRAN_MATRIX);
+    assert_int_equal(o->needs, ROTEQ_NEED_SHAPE);
+    assert_string_equal(roteq_theory_formula(o), roteq_muon_formula());
+    const roteq_matrix_hooks *mx = o->family->matrix;
+    assert_non_null(mx);
+    roteq_muon_hparams d = roteq_muon_defaults(), m = mx->defaults();
+    assert_true(o->defaults.lr == d.lr && o->defaults.weight_decay == d.weight_decay &&
+                o->defaults.momentum == d.momentum && o->defaults.nesterov == (double)d.nesterov);
+    assert_int_equal(mx->nextra, 2);
+    assert_string_equal(mx->extra[0].key, "ns_steps");
+    assert_string_equal(mx->extra[1].key, "adjust_lr");
+    m.lr = 0.02, m.rows = 64, m.cols = 32;
+    for (int k = 0; k < ROTEQ_MUON_PRED_COUNT; k++) {
+        roteq_muon_equilibrium a, b;
+        assert_int_equal(mx->equilibrium(&m, (roteq_muon_prediction)k, &a), ROTEQ_OK);
+        assert_int_equal(roteq_muon_equilibrium_of(&m, (roteq_muon_prediction)k, &b), ROTEQ_OK);
+        assert_memory_equal(&a.norm, &b.norm, sizeof a.norm);
+        assert_memory_equal(&a.matrix_norm, &b.matrix_norm, sizeof a.norm);
+    }
+    m.rows = 0;
+    assert_int_equal(mx->validate(&m), ROTEQ_EINVAL);
+    roteq_hparams hp = roteq_optimizer_defaults(o);
+    roteq_setting s = {64, NAN};
+    roteq_equilibrium eq;
+    assert_int_not_equal(roteq_theory_equilibrium(o, &hp, &s, ROTEQ_PRED_BEST, &eq), ROTEQ_OK);
+    assert_null(roteq_transient_alloc(o, &hp, &s, 1.0));
+    assert_non_null(strstr(roteq_error_message(), "whole matrices"));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_adjusted_lr),     cmocka_unit_test(test_ns_poly),
-        cmocka_unit_test(test_spectrum_square), cmocka_unit_test(test_chaos),
-        cmocka_unit_test(test_predictions),     cmocka_unit_test(test_transient),
-        cmocka_unit_test(test_validate),        cmocka_unit_test(test_cli),
+        cmocka_unit_test(test_adjusted_lr),
+        cmocka_unit_test(test_ns_poly),
+        cmocka_unit_test(test_spectrum_square),
+        cmocka_unit_test(test_chaos),
+        cmocka_unit_test(test_predictions),
+        cmocka_unit_test(test_transient),
+        cmocka_unit_test(test_validate),
+        cmocka_unit_test(test_family),
+        cmocka_unit_test(test_cli),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
