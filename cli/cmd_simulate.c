@@ -55,7 +55,7 @@ static void usage(FILE *out)
         "  --isa NAME             auto (default), generic, avx2, avx512: kernel instruction set\n"
         "                         (identical results, different speed)\n"
         "  --no-memory-check      run even when the run needs more memory than the machine has\n"
-        "                         available (MemAvailable, or ulimit -v); refused otherwise\n"
+        "                         available (90% of MemAvailable, or ulimit -v); refused otherwise\n"
         "  --quiet                no progress (a bar on a terminal, else a line every 10 s)\n"
         "  --help                 this text\n\n",
         out);

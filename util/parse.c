@@ -5,6 +5,7 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <limits.h>
 #include <math.h>
 #include <stdlib.h>
 
@@ -25,31 +26,57 @@ int roteq_parse_double(const char *s, double *out)
     return ROTEQ_OK;
 }
 
+/* Digits with an optional integer power of ten ("50000000", "5e7", "1E+15"), as people write step
+ * and neuron counts; exact, so "1.5e3" and "5e-1" are not integers. 1 on a malformed string,
+ * 2 on overflow of uint64_t. */
+static int digits_exp(const char *s, unsigned long long *out)
+{
+    if (!isdigit((unsigned char)*s))
+        return 1;
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno == ERANGE)
+        return 2;
+    if (*end == 'e' || *end == 'E') {
+        const char *p = end + 1 + (end[1] == '+');
+        if (!isdigit((unsigned char)*p))
+            return 1;
+        unsigned long e = strtoul(p, &end, 10);
+        for (; e > 0 && v != 0; e--) {
+            if (v > ULLONG_MAX / 10)
+                return 2;
+            v *= 10;
+        }
+    }
+    if (*end != '\0')
+        return 1;
+    *out = v;
+    return 0;
+}
+
 int roteq_parse_long(const char *s, long *out)
 {
     if (s == NULL || *s == '\0' || isspace((unsigned char)*s))
         return roteq_error_set(ROTEQ_EINVAL, "'%s' is not an integer", s ? s : "");
-    char *end;
-    errno = 0;
-    long v = strtol(s, &end, 10);
-    if (*end != '\0')
+    int neg = *s == '-';
+    unsigned long long v;
+    int r = digits_exp(s + (neg || *s == '+'), &v);
+    if (r == 1)
         return roteq_error_set(ROTEQ_EINVAL, "'%s' is not an integer", s);
-    if (errno == ERANGE)
+    if (r == 2 || v > (unsigned long long)LONG_MAX + (unsigned long long)neg)
         return roteq_error_set(ROTEQ_EINVAL, "'%s' is out of range", s);
-    *out = v;
+    *out = neg ? (long)(0 - v) : (long)v;
     return ROTEQ_OK;
 }
 
 int roteq_parse_u64(const char *s, uint64_t *out)
 {
-    if (s == NULL || !isdigit((unsigned char)*s))
+    unsigned long long v;
+    int r = s ? digits_exp(s, &v) : 1;
+    if (r == 1)
         return roteq_error_set(ROTEQ_EINVAL, "'%s' is not a non-negative integer", s ? s : "");
-    char *end;
-    errno = 0;
-    unsigned long long v = strtoull(s, &end, 10);
-    if (*end != '\0')
-        return roteq_error_set(ROTEQ_EINVAL, "'%s' is not a non-negative integer", s);
-    if (errno == ERANGE)
+    if (r == 2)
         return roteq_error_set(ROTEQ_EINVAL, "'%s' is out of range", s);
     *out = (uint64_t)v;
     return ROTEQ_OK;

@@ -78,9 +78,9 @@ int roteq_same_file(const char *a, const char *b);
 int roteq_tmpfile_register(const char *path);
 void roteq_tmpfile_unregister(int slot);
 
-/* Bytes a new allocation may use: MemAvailable from /proc/meminfo, lowered to the address-space
- * limit (RLIMIT_AS) when one is set; 0 when unknown. `what` (may be NULL) receives a short
- * description of the source for messages ("MemAvailable", "RLIMIT_AS"). */
+/* Bytes a new allocation may use: 90% of MemAvailable from /proc/meminfo, lowered to the
+ * address-space limit (RLIMIT_AS) when one is set; 0 when unknown. `what` (may be NULL) receives a
+ * short description of the source for messages ("90% of MemAvailable", "RLIMIT_AS"). */
 uint64_t roteq_mem_available(const char **what);
 /* A byte count for messages: "512 B", "3.4 MB", "17.2 GB" (decimal units). */
 void roteq_format_bytes(double bytes, char *buf, size_t n);
