@@ -363,7 +363,29 @@ static int open_record(roteq_analysis *a, roteq_layer *L, long step, long gap)
     L->r_gap = gap;
     L->r_nu = L->r_ncp = L->r_ngc = 0;
     L->r_u_w2 = L->r_u_d2 = L->r_u_wd = L->r_u_p2w2 = L->r_cos_prev = L->r_grad_cos2 = 0.0;
+    L->r_m_rows = 0;
+    L->r_m_dot = L->r_m_p2 = L->r_m_c2 = 0.0;
     return ROTEQ_OK;
+}
+
+/* Muon: the row's part of <W_prev, W> = sum prev_i norm_i cos(angle_i), where prev_i is its norm
+ * in the previous record, taken only when that record is the step the angle starts from. */
+static void matrix_row(const roteq_analysis *a, const roteq_layer *L_, size_t i,
+                       const roteq_analysis_row *row)
+{
+    roteq_layer *L = (roteq_layer *)L_;
+    size_t W = a->cfg.window;
+    if (L->records == 0 || row->gap < 1 || isnan(row->angle) ||
+        L->last_step[i] != row->step - row->gap ||
+        L->recs[(L->records - 1) % W].step != row->step - row->gap)
+        return;
+    double p = L->ring_norm[i * L->ring_w + (L->records - 1) % W];
+    if (!(p >= 0))
+        return;
+    L->r_m_rows++;
+    L->r_m_dot += p * row->norm * cos(row->angle);
+    L->r_m_p2 += p * p;
+    L->r_m_c2 += row->norm * row->norm;
 }
 
 int roteq_analysis_add(roteq_analysis *a, size_t layer, const roteq_analysis_row *row)
@@ -394,6 +416,8 @@ int roteq_analysis_add(roteq_analysis *a, size_t layer, const roteq_analysis_row
     if (L->last_step[i] == row->step)
         return roteq_error_set(ROTEQ_EFORMAT, "duplicate row for step %ld, layer '%s', neuron %zu",
                                row->step, L->name, row->neuron);
+    if (L->muon)
+        matrix_row(a, L, i, row);
     L->last_step[i] = row->step;
     size_t RW = L->ring_w;
     L->ring_norm[i * RW + L->slot] = row->norm;
@@ -653,6 +677,9 @@ int roteq_analysis_layer_close_record(roteq_analysis *a, roteq_layer *L)
     roteq_analysis_record_close_updates(L, r);
     if (L->muon && L->mhp.rows == 0)
         L->mhp.rows = L->nneur; /* no "shape": the matrix is the neurons of the first record */
+    r->m_angle = DNAN;
+    if (L->muon && L->r_m_rows == L->mhp.rows && L->r_m_p2 > 0 && L->r_m_c2 > 0)
+        r->m_angle = acos(fmax(-1.0, fmin(1.0, L->r_m_dot / sqrt(L->r_m_p2 * L->r_m_c2))));
 
     if (r->lr != L->c_lr || r->wd != L->c_wd || r->gap != L->c_gap) {
         roteq_analysis_layer_static_prediction(a, L, r->lr, r->wd, r->gap, &L->c_pn, &L->c_pa);

@@ -23,6 +23,8 @@ typedef struct {
     size_t nu, ncp, ngc;
     double u_w2, u_d2, u_wd, u_p2w2, cos_prev, grad_cos2;
     double ps_norm, ps_angle; /* static (instantaneous) equilibrium at this record's lr, wd, gap */
+    double m_angle; /* Muon: angle between vec(W) at the previous record and at this one, from
+                       the rows' norms and angles; NAN unless every row had its previous value */
     double pt_norm, pt_angle; /* transient (falls back to the static values) */
 } roteq_rec;
 
@@ -94,6 +96,8 @@ typedef struct {
     double r_sum_norm, r_sum_sq, r_sum_a2, r_sum_a4, r_lr, r_wd;
     long r_gap;
     size_t r_nu, r_ncp, r_ngc;
+    size_t r_m_rows; /* Muon: rows with their norm at the previous record (gap steps before) */
+    double r_m_dot, r_m_p2, r_m_c2; /* sum of prev*norm*cos(angle), prev^2, norm^2 over them */
     double r_u_w2, r_u_d2, r_u_wd, r_u_p2w2, r_cos_prev, r_grad_cos2;
 
     roteq_rec *recs; /* [window] ring of closed records, allocated as records come */

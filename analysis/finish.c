@@ -333,8 +333,10 @@ static void result_init(const roteq_layer *L, roteq_analysis_layer_result *R)
 }
 
 /* Muon: the whole matrix over the final window. The Frobenius norm is sqrt(n E||w_row||^2) per
- * record; the matrix angle needs the whole matrices (not the rows' norms and angles), so its
- * measured value stays NAN. The predictions are best's at the last record's lr and weight decay. */
+ * record; the matrix angle (RMS) from <W_prev, W> = sum of the rows' prev*norm*cos(angle), known
+ * when every record of the window holds every row one step after the previous record (a trace
+ * recorded every step; not snapshots k > 1 apart): else NAN. The predictions are best's at the
+ * last record's lr and weight decay. */
 static void matrix(const roteq_analysis *a, const roteq_layer *L, size_t r0,
                    roteq_analysis_layer_result *R)
 {
@@ -342,13 +344,16 @@ static void matrix(const roteq_analysis *a, const roteq_layer *L, size_t r0,
     R->has_matrix = 1;
     R->matrix_rows = L->mhp.rows, R->matrix_cols = L->mhp.cols;
     R->matrix_norm = R->matrix_pred_norm = R->matrix_angle = R->matrix_pred_angle = DNAN;
-    double s = 0;
+    double s = 0, a2 = 0;
     for (size_t ri = r0; ri < L->records; ri++) {
         const roteq_rec *r = &L->recs[ri % W];
         s += sqrt((double)r->n * r->msq_norm);
+        a2 += r->m_angle * r->m_angle;
     }
     if (isfinite(s))
         R->matrix_norm = s / (double)(L->records - r0);
+    if (isfinite(a2) && R->gap == 1)
+        R->matrix_angle = sqrt(a2 / (double)(L->records - r0));
     roteq_muon_hparams hp = L->mhp;
     hp.lr = R->lr, hp.weight_decay = R->weight_decay;
     roteq_muon_equilibrium eq;

@@ -142,7 +142,7 @@ static void write_explain(FILE *out, const roteq_analysis_result *r)
     }
 }
 
-/* Muon layers: the whole matrix (measured Frobenius norm; the matrix angle is predicted only). */
+/* Muon layers: the whole matrix (the measured angle needs every row one step apart). */
 static void write_matrices(FILE *out, const roteq_analysis_result *r)
 {
     for (size_t i = 0; i < r->nlayers; i++) {
@@ -153,9 +153,11 @@ static void write_matrices(FILE *out, const roteq_analysis_result *r)
         cell(out, 0, "%*.4g", L->matrix_norm);
         fputs(" (predicted ", out);
         cell(out, 0, "%*.4g", L->matrix_pred_norm);
-        fputs("), matrix angle predicted ", out);
+        fputs("), RMS matrix angle ", out);
+        cell(out, 0, "%*.4g", L->matrix_angle);
+        fputs(" (predicted ", out);
         cell(out, 0, "%*.4g", L->matrix_pred_angle);
-        fputs(" (not measured from rows)\n", out);
+        fputs(")\n", out);
     }
 }
 

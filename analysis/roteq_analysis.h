@@ -245,8 +245,9 @@ typedef struct {
     roteq_analysis_neuron *per_neuron; /* NULL unless config.per_neuron */
     int neuron_axis; /* the axis its neurons were taken along (a trace: the metadata's value) */
     /* Muon: the whole matrix over the final window. Measured Frobenius norm sqrt(sum of the
-     * rows' norm^2) per record, averaged; the measured matrix angle needs whole matrices and is
-     * NAN (analysis/README.md "Muon"); predictions from roteq_muon_equilibrium_of's best. */
+     * rows' norm^2) per record, averaged; RMS matrix angle from the rows' norms and angles where
+     * every row was recorded one step after its previous record, else NAN (analysis/README.md
+     * "Muon runs"); predictions from roteq_muon_equilibrium_of's best. */
     int has_matrix;
     size_t matrix_rows, matrix_cols;
     double matrix_norm, matrix_pred_norm, matrix_angle, matrix_pred_angle;

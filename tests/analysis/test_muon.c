@@ -107,7 +107,11 @@ static void test_round_trip(void **state)
     assert_close(jnum(M, "predicted_norm", NULL), jnum(th, "matrix_norm", NULL), 1e-12);
     assert_close(jnum(M, "predicted_angle", NULL), jnum(th, "matrix_angular_update", NULL), 1e-12);
     assert_close(jnum(M, "norm", NULL), jnum(M, "predicted_norm", NULL), 0.03);
-    assert_true(json_is_null(json_object_get(M, "angle"))); /* needs whole matrices */
+    double ma = jnum(M, "angle", NULL);
+    print_message("# Frobenius norm %+.2f%%, RMS matrix angle %+.2f%%\n",
+                  100 * (jnum(M, "norm", NULL) / jnum(M, "predicted_norm", NULL) - 1),
+                  100 * (ma / jnum(M, "predicted_angle", NULL) - 1));
+    assert_close(ma, jnum(M, "predicted_angle", NULL), 0.03);
     json_decref(root);
 
     /* No "shape": cols from dim, rows from the neurons of the first record; same results. */
@@ -157,6 +161,43 @@ static void test_round_trip(void **state)
     json_decref(th2);
     json_decref(th);
     free(meta);
+    free(trace);
+    roteq_test_rmtree(dir);
+}
+
+/* The matrix from the rows equals the simulator's own whole-matrix measurement over the same
+ * steps (800 steps, every step: both average the last 200). */
+static void test_matrix_exact(void **state)
+{
+    (void)state;
+    char *dir = roteq_test_tmpdir();
+    char *trace = roteq_test_path(dir, "m.csv");
+    const char *sim[] = {
+        "simulate", "--optimizer", "muon", "--shape", "32x48", "--lr",    "0.02", "--weight-decay",
+        "0.1",      "--matrices",  "1",    "--steps", "800",   "--every", "1",    "--trace",
+        trace,      "--format",    "json", NULL};
+    json_t *s = run_json(sim);
+    json_t *root;
+    json_t *L = analyze_layer(trace, NULL, &root);
+    json_t *M = json_object_get(L, "matrix");
+    assert_int_equal(json_integer_value(json_array_get(json_object_get(M, "shape"), 1)), 48);
+    assert_close(jnum(M, "norm", NULL), jnum(s, "matrix_norm", NULL), 1e-9);
+    assert_close(jnum(M, "angle", NULL), jnum(s, "matrix_angle_rms", NULL), 1e-9);
+    assert_close(jnum(L, "measured", "angular_update"), jnum(s, "row_angle_rms", NULL), 1e-9);
+    json_decref(root);
+    json_decref(s);
+
+    /* Every 2nd step: the rows' angles span one step, the records two: no matrix angle. */
+    const char *sim2[] = {
+        "simulate", "--optimizer", "muon", "--shape", "32x48", "--lr",    "0.02", "--weight-decay",
+        "0.1",      "--matrices",  "1",    "--steps", "400",   "--every", "2",    "--trace",
+        trace,      "--format",    "json", NULL};
+    json_decref(run_json(sim2));
+    L = analyze_layer(trace, NULL, &root);
+    M = json_object_get(L, "matrix");
+    assert_true(json_is_null(json_object_get(M, "angle")));
+    assert_true(json_is_number(json_object_get(M, "norm")));
+    json_decref(root);
     free(trace);
     roteq_test_rmtree(dir);
 }
@@ -226,6 +267,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_round_trip),
+        cmocka_unit_test(test_matrix_exact),
         cmocka_unit_test(test_errors),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
