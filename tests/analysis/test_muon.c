@@ -11,9 +11,11 @@
 
 #include <jansson.h>
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 static int analyze(const char *const *args, char **out, char **err)
 {
@@ -202,6 +204,67 @@ static void test_matrix_exact(void **state)
     roteq_test_rmtree(dir);
 }
 
+/* A snapshot series of consecutive steps (safetensors, one F64 8x6 matrix each): the matrix angle
+ * from the rows equals the angle between the whole matrices, computed here. */
+static void test_snapshots(void **state)
+{
+    (void)state;
+    enum { R = 8, C = 6, T = 21 };
+    char *dir = roteq_test_tmpdir();
+    char *snaps = roteq_test_path(dir, "snaps");
+    assert_int_equal(mkdir(snaps, 0700), 0);
+    double W[R * C], P[R * C], a2 = 0, frob = 0;
+    uint64_t x = 12345;
+    for (size_t i = 0; i < R * C; i++)
+        W[i] = 1.0 + (double)(i % 7) - 0.5 * (double)(i % 3);
+    size_t win = 0;
+    for (int t = 0; t < T; t++) {
+        memcpy(P, W, sizeof W);
+        for (size_t i = 0; t > 0 && i < R * C; i++) {
+            x = x * 6364136223846793005u + 1442695040888963407u;
+            W[i] = W[i] * 0.998 + 0.02 * ((double)(x >> 11) / 9007199254740992.0 - 0.5);
+        }
+        if (t >= T - (T + 3) / 4) { /* the final window: the last quarter of the records */
+            double pw = 0, pp = 0, ww = 0;
+            for (size_t i = 0; i < R * C; i++)
+                pw += P[i] * W[i], pp += P[i] * P[i], ww += W[i] * W[i];
+            double ang = acos(fmin(1.0, pw / sqrt(pp * ww)));
+            a2 += ang * ang, frob += sqrt(ww), win++;
+        }
+        char name[64];
+        snprintf(name, sizeof name, "step_%08d.safetensors", t);
+        char *path = roteq_test_path(snaps, name);
+        char hdr[128];
+        int n = snprintf(hdr, sizeof hdr,
+                         "{\"fc.weight\":{\"dtype\":\"F64\",\"shape\":[%d,%d],"
+                         "\"data_offsets\":[0,%zu]}}",
+                         R, C, sizeof W);
+        FILE *f = fopen(path, "wb");
+        assert_non_null(f);
+        uint64_t len = (uint64_t)n;
+        assert_int_equal(fwrite(&len, 8, 1, f), 1);
+        assert_int_equal(fwrite(hdr, 1, (size_t)n, f), (size_t)n);
+        assert_int_equal(fwrite(W, sizeof W, 1, f), 1);
+        assert_int_equal(fclose(f), 0);
+        free(path);
+    }
+    char *meta = roteq_test_path(dir, "snaps.json");
+    roteq_test_write_file(meta, "{\"optimizer\": \"muon\", \"lr\": 0.02, \"weight_decay\": 0.1}");
+    json_t *root;
+    json_t *L = analyze_layer(snaps, NULL, &root);
+    json_t *M = json_object_get(L, "matrix");
+    assert_int_equal(json_integer_value(json_array_get(json_object_get(M, "shape"), 0)), R);
+    assert_int_equal(json_integer_value(json_array_get(json_object_get(M, "shape"), 1)), C);
+    assert_int_equal(json_integer_value(json_object_get(L, "window_records")), win);
+    assert_close(jnum(M, "angle", NULL), sqrt(a2 / (double)win), 1e-9);
+    assert_close(jnum(M, "norm", NULL), frob / (double)win, 1e-12);
+    assert_true(json_is_number(json_object_get(M, "predicted_angle")));
+    json_decref(root);
+    free(meta);
+    free(snaps);
+    roteq_test_rmtree(dir);
+}
+
 /* One stderr line, exit 2, naming the file and the key. */
 static void expect_meta_error(const char *dir, const char *trace, const char *meta_text,
                               const char *needle)
@@ -268,6 +331,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_round_trip),
         cmocka_unit_test(test_matrix_exact),
+        cmocka_unit_test(test_snapshots),
         cmocka_unit_test(test_errors),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
