@@ -172,8 +172,16 @@ int roteq_cmd_plot(int argc, char **argv)
         free(inputs);
         return roteq_cli_fail("plot", "%s: no INPUT file given", kind);
     }
+    /* The outputs before any input is read: exit 1 for one that cannot be written, 2 for one
+     * that is an input. */
+    int status = roteq_plot_check_outputs(kind, inputs, n, &opt);
+    if (status != ROTEQ_OK) {
+        free(inputs);
+        roteq_cli_fail("plot", "--out: %s", roteq_error_message());
+        return status == ROTEQ_EINVAL ? ROTEQ_EXIT_USAGE : ROTEQ_EXIT_FAIL;
+    }
     char figure[4400];
-    int status = roteq_plot(kind, inputs, n, &opt, figure, sizeof figure);
+    status = roteq_plot(kind, inputs, n, &opt, figure, sizeof figure);
     free(inputs);
     if (status != ROTEQ_OK)
         return roteq_cli_fail_lib("plot",

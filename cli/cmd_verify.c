@@ -266,38 +266,56 @@ static int parse_args(int argc, char **argv, int rank, verify_args *a)
     return -1;
 }
 
+/* Every output checked before the run (exit 1 for one that cannot be written, 2 for one that
+ * is another): --out FILE, and for --plot DIR the rows DIR/verify.csv (when --out is not
+ * given), the figure and its data file, none of which may be the rows. */
+static int check_outputs(verify_args *a, char **rows_path)
+{
+    if (a->plot_dir && a->out_path && a->fmt == ROTEQ_FORMAT_JSON)
+        return roteq_cli_fail("verify", "--plot: the figure reads CSV rows; drop --format json");
+    const char *flag = "--plot";
+    int st = ROTEQ_OK;
+    if (a->plot_dir) { /* first: it creates the folder the rows may go to */
+        roteq_plot_options po = {.out_dir = a->plot_dir, .format = "png"};
+        const char *rows[1] = {a->out_path};
+        st = roteq_plot_check_outputs("verify", rows, a->out_path ? 1 : 0, &po);
+        if (st == ROTEQ_OK && a->out_path == NULL) {
+            size_t n = strlen(a->plot_dir) + sizeof "/verify.csv";
+            if ((*rows_path = malloc(n)) == NULL)
+                return roteq_cli_fail("verify", "out of memory");
+            snprintf(*rows_path, n, "%s/verify.csv", a->plot_dir);
+            a->out_path = *rows_path;
+            a->fmt = ROTEQ_FORMAT_CSV; /* the figure reads CSV */
+        }
+    }
+    if (st == ROTEQ_OK && a->out_path) {
+        flag = *rows_path ? "--plot" : "--out";
+        st = roteq_ofile_check(a->out_path, NULL, 0);
+    }
+    if (st == ROTEQ_OK)
+        return ROTEQ_EXIT_OK;
+    roteq_cli_fail("verify", "%s: %s", flag, roteq_error_message());
+    return st == ROTEQ_EINVAL ? ROTEQ_EXIT_USAGE : ROTEQ_EXIT_FAIL;
+}
+
 /* The rows' output on rank 0 (--out, or DIR/verify.csv for --plot). Returns 1 when ready. */
 static int open_rows(verify_args *a, int rank, const roteq_sweep_grid *g, unsigned char *skip,
-                     verify_ctx *ctx, char **rows_path)
+                     verify_ctx *ctx, char **rows_path, int *code)
 {
-    int ok = 1;
-    if (a->plot_dir && a->out_path && a->fmt == ROTEQ_FORMAT_JSON) {
-        if (rank == 0)
-            roteq_cli_fail("verify", "--plot: the figure reads CSV rows; drop --format json");
-        ok = 0;
-    }
-    if (ok && rank == 0 && a->plot_dir && a->out_path == NULL) {
-        if (mkdir(a->plot_dir, 0777) != 0 && access(a->plot_dir, W_OK) != 0) {
-            roteq_cli_fail("verify", "--plot: cannot write to '%s'", a->plot_dir);
-            ok = 0;
-        }
-        size_t n = strlen(a->plot_dir) + sizeof "/verify.csv";
-        *rows_path = malloc(n);
-        if (*rows_path)
-            snprintf(*rows_path, n, "%s/verify.csv", a->plot_dir);
-        a->out_path = *rows_path;
-        a->fmt = ROTEQ_FORMAT_CSV; /* the figure reads CSV */
-    }
-    if (ok && rank == 0 && a->out_path) {
+    if (rank != 0)
+        return 1;
+    if ((*code = check_outputs(a, rows_path)) != ROTEQ_EXIT_OK)
+        return 0;
+    if (a->out_path) {
         ctx->out = roteq_sweep_out_open(
             a->out_path, a->fmt == ROTEQ_FORMAT_JSON ? ROTEQ_SWEEP_JSON : ROTEQ_SWEEP_CSV, g, 0,
             a->quick ? "roteq verify --quick" : "roteq verify", skip);
         if (ctx->out == NULL) {
-            roteq_cli_fail_lib("verify", ROTEQ_EXIT_USAGE);
-            ok = 0;
+            *code = roteq_cli_fail_lib("verify", ROTEQ_EXIT_FAIL);
+            return 0;
         }
     }
-    return ok;
+    return 1;
 }
 
 /* After the run, on rank 0: the table, Muon's rows, the verdicts' exit status, the figure. */
@@ -374,8 +392,11 @@ int roteq_cmd_verify(int argc, char **argv)
         goto done;
     }
     ctx.recs = recs;
-    if (!roteq_sweep_mpi_all(open_rows(&a, rank, g, skip, &ctx, &rows_path)))
+    if (!roteq_sweep_mpi_all(open_rows(&a, rank, g, skip, &ctx, &rows_path, &code))) {
+        if (code == ROTEQ_EXIT_OK)
+            code = ROTEQ_EXIT_USAGE; /* another rank failed */
         goto done;
+    }
 
     roteq_sweep_options o = {.jobs = (unsigned)a.jobs,
                              .threads = (unsigned)a.threads,

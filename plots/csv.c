@@ -300,23 +300,25 @@ static int exists(const char *path)
     return stat(path, &st) == 0;
 }
 
+const char *roteq_plots_input_path(const char *input)
+{
+    /* LABEL=PATH: the label may itself hold '=' ("lr=1e-3=run.csv"), so split at the first
+     * '=' after which an existing file follows. */
+    if (!exists(input))
+        for (const char *eq = strchr(input + 1, '='); eq != NULL; eq = strchr(eq + 1, '='))
+            if (exists(eq + 1))
+                return eq + 1;
+    return input;
+}
+
 int roteq_plots_read_inputs(const char *const *inputs, size_t n, roteq_plots_csv ***tables)
 {
     roteq_plots_csv **t = calloc(n ? n : 1, sizeof *t);
     if (t == NULL)
         return roteq_error_set(ROTEQ_ENOMEM, "out of memory");
     for (size_t i = 0; i < n; i++) {
-        const char *path = inputs[i];
-        /* LABEL=PATH: the label may itself hold '=' ("lr=1e-3=run.csv"), so split at the
-         * first '=' after which an existing file follows. */
-        size_t llen = 0;
-        if (!exists(path))
-            for (const char *eq = strchr(path + 1, '='); eq != NULL; eq = strchr(eq + 1, '='))
-                if (exists(eq + 1)) {
-                    llen = (size_t)(eq - path);
-                    path = eq + 1;
-                    break;
-                }
+        const char *path = roteq_plots_input_path(inputs[i]);
+        size_t llen = path == inputs[i] ? 0 : (size_t)(path - inputs[i]) - 1;
         int status = roteq_plots_csv_read(path, &t[i]);
         if (status == ROTEQ_OK && llen > 0 && (t[i]->label = strndup(inputs[i], llen)) == NULL)
             status = roteq_error_set(ROTEQ_ENOMEM, "out of memory");

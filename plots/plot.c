@@ -42,6 +42,36 @@ int roteq_plot_scripts_dir(char *buf, size_t len)
     return roteq_plots_scripts_dir(buf, len);
 }
 
+/* A job's two outputs against the inputs and each other (roteq_plot_check_outputs). */
+static int check_job(const roteq_plots_job *job, const char *const *inputs, size_t ninputs)
+{
+    const char *outs[2] = {job->data_path, job->figure_path};
+    for (size_t o = 0; o < 2; o++) {
+        for (size_t i = 0; i < ninputs; i++) {
+            const char *path = roteq_plots_input_path(inputs[i]);
+            if (strcmp(path, outs[o]) == 0 || roteq_same_file(path, outs[o]))
+                return roteq_error_set(ROTEQ_EINVAL, "'%s' is the same file as the input '%s'",
+                                       outs[o], path);
+        }
+        int status = roteq_ofile_check(outs[o], NULL, 0);
+        if (status != ROTEQ_OK)
+            return status;
+    }
+    if (roteq_same_file(outs[0], outs[1]))
+        return roteq_error_set(ROTEQ_EINVAL,
+                               "the figure '%s' and its data file '%s' are the same file", outs[1],
+                               outs[0]);
+    return ROTEQ_OK;
+}
+
+int roteq_plot_check_outputs(const char *kind, const char *const *inputs, size_t ninputs,
+                             const roteq_plot_options *opt)
+{
+    roteq_plots_job job;
+    int status = roteq_plots_job_init(&job, kind, "", opt);
+    return status ? status : check_job(&job, inputs, ninputs);
+}
+
 int roteq_plot(const char *kind, const char *const *inputs, size_t ninputs,
                const roteq_plot_options *opt, char *figure, size_t figure_len)
 {
@@ -59,7 +89,7 @@ int roteq_plot(const char *kind, const char *const *inputs, size_t ninputs,
 
     roteq_plots_job job;
     int status = roteq_plots_job_init(&job, k->name, k->script, opt);
-    if (status)
+    if (status || (status = check_job(&job, inputs, ninputs)))
         return status;
     roteq_plots_csv **tables = NULL;
     if ((status = roteq_plots_read_inputs(inputs, ninputs, &tables)))

@@ -47,6 +47,8 @@ int roteq_plots_csv_groups(const roteq_plots_csv *t, long col, const char ***gro
 /* Inputs: each string is PATH or LABEL=PATH (split only when PATH exists and the whole string
  * does not; the label may hold '=': the split is at the first '=' followed by an existing
  * file). Reads them all; on error frees what was read. */
+/* The PATH part of one such input (a pointer into it). */
+const char *roteq_plots_input_path(const char *input);
 int roteq_plots_read_inputs(const char *const *inputs, size_t n, roteq_plots_csv ***tables);
 void roteq_plots_free_inputs(roteq_plots_csv **tables, size_t n);
 /* The file name without directories and extension, into `buf`. */

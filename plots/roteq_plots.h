@@ -28,6 +28,14 @@ typedef struct {
 int roteq_plot(const char *kind, const char *const *inputs, size_t ninputs,
                const roteq_plot_options *opt, char *figure, size_t figure_len);
 
+/* What roteq_plot() checks before it reads anything: the folder opt->out_dir (created if
+ * missing) takes the outputs NAME.dat and NAME.FORMAT, neither is a directory, neither is the
+ * same file as an input (PATH or LABEL=PATH, under any name) or as the other. ROTEQ_EIO
+ * "cannot write 'P': ..." for an output that cannot be written, ROTEQ_EINVAL naming both files
+ * for an output that is an input; callers run it before their own work too. */
+int roteq_plot_check_outputs(const char *kind, const char *const *inputs, size_t ninputs,
+                             const roteq_plot_options *opt);
+
 /* The folder holding the .gp scripts (and gallery.sh): $ROTEQ_PLOTS_DIR, else the source folder,
  * else the installed copy, else EXE_DIR/../share/roteq/plots. ROTEQ_ENOTFOUND when none has
  * style.gp. */

@@ -12,6 +12,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 static void test_help_and_usage(void **state)
 {
@@ -98,11 +100,64 @@ static void test_draw(void **state)
     roteq_test_rmtree(dir);
 }
 
+/* Outputs checked before any input is read: the data file that is an input (by its name or
+ * through a symlink) is refused with exit 2 and left intact; a figure path that is a directory
+ * is exit 1 naming it, and no data file is written. */
+static void test_outputs_checked(void **state)
+{
+    (void)state;
+    char *dir = roteq_test_tmpdir();
+    char *in = roteq_test_path(dir, "norm.dat"), *link = roteq_test_path(dir, "link.csv");
+    char *fig = roteq_test_path(dir, "x.png"), *xdat = roteq_test_path(dir, "x.dat");
+    const char *groups[] = {"adamw"};
+    fx_series(in, groups, 1, 20, 0);
+    assert_int_equal(symlink("norm.dat", link), 0);
+    size_t len0;
+    char *before = roteq_test_read_file(in, &len0);
+    assert_int_equal(mkdir(fig, 0777), 0);
+    char labelled[4200];
+    snprintf(labelled, sizeof labelled, "run=%s", link);
+    const struct {
+        const char *args[8];
+        int rc;
+        const char *msg;
+    } cases[] = {
+        {{"plot", "norm", in, "--out", dir, NULL}, 2, "is the same file as the input"},
+        {{"plot", "norm", labelled, "--out", dir, NULL}, 2, "link.csv'"},
+        {{"plot", "norm", in, "--out", dir, "--name", "x", NULL}, 1, "x.png': Is a directory"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char *out, *err;
+        int rc = roteq_test_run(cases[i].args, NULL, &out, &err);
+        if (rc != cases[i].rc || !strstr(err, cases[i].msg) || !strstr(err, "roteq plot: --out: "))
+            print_error("case %zu: exit %d, stderr: %s\n", i, rc, err);
+        assert_int_equal(rc, cases[i].rc);
+        assert_non_null(strstr(err, "roteq plot: --out: "));
+        assert_non_null(strstr(err, cases[i].msg));
+        assert_string_equal(out, "");
+        free(out);
+        free(err);
+    }
+    size_t len1;
+    char *after = roteq_test_read_file(in, &len1);
+    assert_int_equal(len0, len1);
+    assert_memory_equal(before, after, len0);
+    assert_int_equal(access(xdat, F_OK), -1);
+    free(before);
+    free(after);
+    free(in);
+    free(link);
+    free(fig);
+    free(xdat);
+    roteq_test_rmtree(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_help_and_usage),
         cmocka_unit_test(test_draw),
+        cmocka_unit_test(test_outputs_checked),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -10,6 +10,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 static size_t count_rows(const char *text)
 {
@@ -60,9 +62,59 @@ static void test_verify_quick(void **state)
     roteq_test_rmtree(dir);
 }
 
+/* Outputs refused before the run: a directory (exit 1, named), the rows that are the figure's
+ * data file (exit 2), a figure path that is a directory (exit 1). Nothing runs: no rows. */
+static void test_outputs_checked(void **state)
+{
+    (void)state;
+    char *dir = roteq_test_tmpdir();
+    char *plots = roteq_test_path(dir, "plots"), *png = roteq_test_path(dir, "plots/verify.png");
+    char *dat = roteq_test_path(dir, "plots/verify.dat"), *rows = roteq_test_path(dir, "r.csv");
+    const struct {
+        const char *args[8];
+        int rc;
+        const char *msg1, *msg2;
+    } cases[] = {
+        {{"verify", "--quick", "--out", dir, NULL},
+         1,
+         "roteq verify: --out: cannot write '",
+         "Is a directory"},
+        {{"verify", "--quick", "--plot", plots, "--out", dat, NULL},
+         2,
+         "roteq verify: --plot: '",
+         "is the same file as the input"},
+        {{"verify", "--quick", "--plot", plots, "--out", rows, NULL},
+         1,
+         "roteq verify: --plot: cannot write '",
+         "verify.png': Is a directory"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        if (i == 2)
+            assert_int_equal(mkdir(png, 0777), 0);
+        char *out, *err;
+        int rc = roteq_test_run(cases[i].args, NULL, &out, &err);
+        if (rc != cases[i].rc || !strstr(err, cases[i].msg1) || !strstr(err, cases[i].msg2))
+            print_error("case %zu: exit %d, stderr: %s\n", i, rc, err);
+        assert_int_equal(rc, cases[i].rc);
+        assert_non_null(strstr(err, cases[i].msg1));
+        assert_non_null(strstr(err, cases[i].msg2));
+        assert_string_equal(out, ""); /* before the run: no table */
+        free(out);
+        free(err);
+    }
+    assert_int_equal(access(rows, F_OK), -1);
+    assert_int_equal(access(dat, F_OK), -1);
+    free(plots);
+    free(png);
+    free(dat);
+    free(rows);
+    roteq_test_rmtree(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_outputs_checked),
         cmocka_unit_test(test_verify_quick),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
