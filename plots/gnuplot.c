@@ -2,7 +2,8 @@
  * live, the '#' header every data file starts with (so a user can redraw it with gnuplot alone),
  * and running `gnuplot -c SCRIPT DATA OUT ARGS...` as a child process. The figure is drawn into
  * a temporary file beside the final one and renamed only when gnuplot succeeded, so a failed or
- * interrupted run never leaves a truncated image under the final name. */
+ * interrupted run never leaves a truncated image under the final name, and a run killed by
+ * SIGINT, SIGTERM or SIGHUP leaves no temporary file either (util's cleanup registry). */
 #include "plots_internal.h"
 
 #include <errno.h>
@@ -254,6 +255,8 @@ int roteq_plots_job_run(roteq_plots_job *job)
     umask(mask);
     fchmod(fd, 0666 & ~mask);
     close(fd);
+    /* SIGINT/SIGTERM/SIGHUP while gnuplot draws remove it (util/ofile.c). */
+    int slot = roteq_tmpfile_register(tmp);
 
     const char *gnuplot = getenv("ROTEQ_GNUPLOT");
     if (gnuplot == NULL || gnuplot[0] == '\0')
@@ -272,6 +275,7 @@ int roteq_plots_job_run(roteq_plots_job *job)
     int perr[2];
     if (pipe(perr) != 0) {
         unlink(tmp);
+        roteq_tmpfile_unregister(slot);
         return roteq_error_set(ROTEQ_ERUNTIME, "cannot start gnuplot: %s", strerror(errno));
     }
     posix_spawn_file_actions_t fa;
@@ -287,6 +291,7 @@ int roteq_plots_job_run(roteq_plots_job *job)
     if (rc != 0) {
         close(perr[0]);
         unlink(tmp);
+        roteq_tmpfile_unregister(slot);
         if (rc == ENOENT)
             return roteq_error_set(
                 ROTEQ_ERUNTIME,
@@ -336,16 +341,19 @@ int roteq_plots_job_run(roteq_plots_job *job)
             last_line(text, line, sizeof line);
         free(text);
         unlink(tmp);
+        roteq_tmpfile_unregister(slot);
         if (WIFEXITED(wstatus) && WEXITSTATUS(wstatus) == 127)
             return roteq_error_set(ROTEQ_ERUNTIME, "gnuplot ('%s') could not be executed", gnuplot);
         return roteq_error_set(ROTEQ_ERUNTIME, "gnuplot failed on %s with %s: %s", job->data_path,
                                job->script, line[0] ? line : "no figure written");
     }
     free(text);
-    if (rename(tmp, job->figure_path) != 0) {
-        int e = errno;
+    int renamed = rename(tmp, job->figure_path);
+    int e = errno;
+    if (renamed != 0)
         unlink(tmp);
+    roteq_tmpfile_unregister(slot);
+    if (renamed != 0)
         return roteq_error_set(ROTEQ_EIO, "cannot write '%s': %s", job->figure_path, strerror(e));
-    }
     return ROTEQ_OK;
 }

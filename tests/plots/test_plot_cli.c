@@ -1,6 +1,7 @@
 /* test_plot_cli.c - `roteq plot` as a user runs it: --help, usage errors (exit 2), a figure
  * drawn from a synthetic series with flags before and after the inputs, and a missing gnuplot
- * (exit 1 with one clear line on stderr). */
+ * (exit 1 with one clear line on stderr); outputs checked before the work, and no temporary
+ * figure left by a run killed while gnuplot draws. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -12,7 +13,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
+#include <fcntl.h>
+#include <signal.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 static void test_help_and_usage(void **state)
@@ -152,12 +158,67 @@ static void test_outputs_checked(void **state)
     roteq_test_rmtree(dir);
 }
 
+/* A run killed by SIGTERM while gnuplot draws leaves no temporary figure: ROTEQ_GNUPLOT is a
+ * script that marks that it started and sleeps; roteq alone gets the signal and must die of it
+ * with the folder holding only what was complete (the input and the data file). */
+static void test_killed_leaves_no_tmp(void **state)
+{
+    (void)state;
+    char *dir = roteq_test_tmpdir();
+    char *in = roteq_test_path(dir, "series.csv"), *outdir = roteq_test_path(dir, "figs");
+    char *gp = roteq_test_path(dir, "gp.sh"), *mark = roteq_test_path(dir, "started");
+    const char *groups[] = {"adamw"};
+    fx_series(in, groups, 1, 20, 0);
+    char script[4400];
+    snprintf(script, sizeof script, "#!/bin/sh\ntouch '%s'\nexec sleep 60\n", mark);
+    roteq_test_write_file(gp, script);
+    assert_int_equal(chmod(gp, 0755), 0);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        setpgid(0, 0); /* the sleeper is killed with its group below */
+        setenv("ROTEQ_GNUPLOT", gp, 1);
+        int null = open("/dev/null", O_WRONLY);
+        dup2(null, 1);
+        dup2(null, 2);
+        execl(getenv("ROTEQ_EXE"), "roteq", "plot", "norm", in, "--out", outdir, (char *)NULL);
+        _exit(127);
+    }
+    setpgid(pid, pid);
+    for (int i = 0; i < 2000 && access(mark, F_OK) != 0; i++)
+        nanosleep(&(struct timespec){0, 10000000}, NULL);
+    assert_int_equal(access(mark, F_OK), 0);
+    /* the temporary figure exists while gnuplot runs */
+    assert_int_equal(fx_count_entries(outdir), 2);
+    assert_int_equal(kill(pid, SIGTERM), 0);
+    int status;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    kill(-pid, SIGKILL);
+    assert_true(WIFSIGNALED(status));
+    assert_int_equal(WTERMSIG(status), SIGTERM);
+    DIR *d = opendir(outdir);
+    assert_non_null(d);
+    for (struct dirent *e; (e = readdir(d)) != NULL;) {
+        if (strstr(e->d_name, ".tmp."))
+            print_error("left behind: %s\n", e->d_name);
+        assert_null(strstr(e->d_name, ".tmp."));
+    }
+    closedir(d);
+    assert_int_equal(fx_count_entries(outdir), 1); /* norm.dat */
+    free(in);
+    free(outdir);
+    free(gp);
+    free(mark);
+    roteq_test_rmtree(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_help_and_usage),
         cmocka_unit_test(test_draw),
         cmocka_unit_test(test_outputs_checked),
+        cmocka_unit_test(test_killed_leaves_no_tmp),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
