@@ -395,6 +395,9 @@ typedef struct {
                                   file's top level, else "model", "state_dict", "model_state_dict" */
     const roteq_analysis_axis_rule *axes; /* --neuron-axis rules (before the metadata's) */
     size_t naxes;
+    /* Called with each .safetensors/.npy file's path after it is mapped, before its header is
+     * read (tests shrink the file here); NULL: none. Gets `ctx` too. */
+    void (*mapped)(void *ctx, const char *path);
 } roteq_snapshot_options;
 
 /* Analyse a directory of snapshots into an accumulator made from `cfg`. Errors name the

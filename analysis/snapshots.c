@@ -24,6 +24,7 @@
 #include <regex.h>
 #include <setjmp.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -432,32 +433,80 @@ static int guarded(void (*fn)(void *), void *job)
         return 1;
     }
     fault_jump = &jb;
+    /* Fences: the compiler must not move fn's reads of the mapping (inlined: a plain memcpy)
+     * outside the window where the handler can jump back here. */
+    atomic_signal_fence(memory_order_seq_cst);
     fn(job);
+    atomic_signal_fence(memory_order_seq_cst);
     fault_jump = NULL;
     return 0;
 }
 
-/* A header parsed from the mapping: the file may shrink between fstat and the parse. */
+/* Bytes copied out of the mapping under the guard, which allocates nothing: a fault loses no
+ * memory. */
+typedef struct {
+    unsigned char *dst;
+    const unsigned char *src;
+    size_t n;
+} copy_job;
+
+static void run_copy(void *job)
+{
+    copy_job *j = job;
+    memcpy(j->dst, j->src, j->n);
+}
+
+/* An .npy header parsed in place under the guard: the parser allocates nothing (it fills *out
+ * only), so a fault leaks nothing, and its header (up to 4 GB in version 2) is not copied. */
 typedef struct {
     const char *path;
     const unsigned char *data;
     size_t size;
-    roteq_analysis_tensor_info *one, **infos; /* npy: one; safetensors: infos, n */
-    size_t *n;
+    roteq_analysis_tensor_info *out;
     int st;
-} parse_job;
+} npy_job;
 
-static void run_parse(void *job)
+static void run_npy(void *job)
 {
-    parse_job *j = job;
-    j->st = j->one ? roteq_analysis_npy_parse(j->path, j->data, j->size, j->size, j->one)
-                   : roteq_analysis_safetensors_parse(j->path, j->data, j->size, j->size, j->infos,
-                                                      j->n);
+    npy_job *j = job;
+    j->st = roteq_analysis_npy_parse(j->path, j->data, j->size, j->size, j->out);
 }
 
-static int guarded_parse(const mapping *m, parse_job *j)
+static int parse_npy(const mapping *m, const char *path, const unsigned char *data,
+                     roteq_analysis_tensor_info *out)
 {
-    return guarded(run_parse, j) ? changed(j->path, &m->sb, "shrank") : j->st;
+    npy_job j = {path, data, m->size, out, 0};
+    return guarded(run_npy, &j) ? changed(path, &m->sb, "shrank") : j.st;
+}
+
+/* A safetensors header: its length word, then the 8 + length bytes the parser reads, copied out
+ * of the mapping under the guard into memory allocated before it; jansson then parses the copy
+ * unguarded, so a file that shrinks meanwhile cannot jump out of an allocation. */
+static int parse_safetensors(const mapping *m, const char *path, const unsigned char *data,
+                             roteq_analysis_tensor_info **infos, size_t *n)
+{
+    unsigned char word[8];
+    size_t want = m->size < 8 ? m->size : 8;
+    if (guarded(run_copy, &(copy_job){word, data, want}))
+        return changed(path, &m->sb, "shrank");
+    if (want == 8) {
+        uint64_t hlen = 0;
+        for (int i = 7; i >= 0; i--)
+            hlen = hlen << 8 | word[i];
+        /* an oversized or truncated length is reported from the word alone */
+        if (hlen <= ROTEQ_SAFETENSORS_MAX_HEADER && hlen <= m->size - 8)
+            want = 8 + (size_t)hlen;
+    }
+    unsigned char *head = malloc(want ? want : 1);
+    if (head == NULL)
+        return roteq_error_set(ROTEQ_ENOMEM, "%s: out of memory for a %zu-byte header", path, want);
+    int st = ROTEQ_OK;
+    if (guarded(run_copy, &(copy_job){head, data, want}))
+        st = changed(path, &m->sb, "shrank");
+    else
+        st = roteq_analysis_safetensors_parse(path, head, want, m->size, infos, n);
+    free(head);
+    return st;
 }
 
 /* Map one file (kind 0 safetensors, 1 npy, 2 torch.save) and append its tensors. */
@@ -507,6 +556,8 @@ static int load_file(snapshot *s, const char *path, int kind, const reader *rd)
     int st = add_map(s, path, m);
     if (st)
         return st;
+    if (rd->opt && rd->opt->mapped)
+        rd->opt->mapped(rd->opt->ctx, path);
     const char *file = s->files[s->nmaps - 1];
     static const unsigned char empty[1];
     const unsigned char *data = m->base ? m->base : empty;
@@ -516,7 +567,7 @@ static int load_file(snapshot *s, const char *path, int kind, const reader *rd)
         infos = calloc(1, sizeof *infos);
         if (infos == NULL)
             return roteq_error_set(ROTEQ_ENOMEM, "out of memory");
-        st = guarded_parse(m, &(parse_job){path, data, m->size, infos, NULL, NULL, 0});
+        st = parse_npy(m, path, data, infos);
         if (st) {
             free(infos);
             return st;
@@ -530,7 +581,7 @@ static int load_file(snapshot *s, const char *path, int kind, const reader *rd)
             return roteq_error_set(ROTEQ_ENOMEM, "out of memory");
         }
     } else {
-        st = guarded_parse(m, &(parse_job){path, data, m->size, NULL, &infos, &n, 0});
+        st = parse_safetensors(m, path, data, &infos, &n);
         if (st)
             return st;
     }
