@@ -763,15 +763,15 @@ static void rewrite_on_open(void *ctx, const char *entry)
     fclose(f);
 }
 
-static void expect_rewrite_error(const char *dir, rewrite_plan *plan, const char *needle)
+/* Reading `dir` with `so` fails with ROTEQ_EIO and a message holding `needle`. */
+static void expect_read_error(const char *dir, const roteq_snapshot_options *so, const char *needle)
 {
     roteq_analysis_meta m;
     roteq_analysis_meta_init(&m);
     roteq_analysis_config cfg;
     roteq_analysis_config_init(&cfg, &m);
-    roteq_snapshot_options so = {.opened = rewrite_on_open, .ctx = plan};
     roteq_analysis *a = NULL;
-    int st = roteq_analysis_read_snapshots(dir, &so, &cfg, &a);
+    int st = roteq_analysis_read_snapshots(dir, so, &cfg, &a);
     if (st == 0) {
         roteq_analysis_free(a);
         fail_msg("a file rewritten while read was accepted");
@@ -779,6 +779,12 @@ static void expect_rewrite_error(const char *dir, rewrite_plan *plan, const char
     assert_int_equal(st, ROTEQ_EIO);
     if (strstr(roteq_error_message(), needle) == NULL)
         fail_msg("'%s' lacks '%s'", roteq_error_message(), needle);
+}
+
+static void expect_rewrite_error(const char *dir, rewrite_plan *plan, const char *needle)
+{
+    expect_read_error(dir, &(roteq_snapshot_options){.opened = rewrite_on_open, .ctx = plan},
+                      needle);
 }
 
 /* A safetensors file of one F32 tensor [64, 256] of ones (64 KiB: pages past a truncation). */
@@ -844,20 +850,8 @@ static void shrink_on_map(void *ctx, const char *path)
 
 static void expect_shrink_error(const char *dir, const shrink_plan *plan, const char *needle)
 {
-    roteq_analysis_meta m;
-    roteq_analysis_meta_init(&m);
-    roteq_analysis_config cfg;
-    roteq_analysis_config_init(&cfg, &m);
-    roteq_snapshot_options so = {.mapped = shrink_on_map, .ctx = (void *)plan};
-    roteq_analysis *a = NULL;
-    int st = roteq_analysis_read_snapshots(dir, &so, &cfg, &a);
-    if (st == 0) {
-        roteq_analysis_free(a);
-        fail_msg("a file that shrank while its header was read was accepted");
-    }
-    assert_int_equal(st, ROTEQ_EIO);
-    if (strstr(roteq_error_message(), needle) == NULL)
-        fail_msg("'%s' lacks '%s'", roteq_error_message(), needle);
+    expect_read_error(dir, &(roteq_snapshot_options){.mapped = shrink_on_map, .ctx = (void *)plan},
+                      needle);
 }
 
 static void test_header_shrinks(void **state)
