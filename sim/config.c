@@ -12,8 +12,8 @@
 const char *const roteq_sim_isa_names[ROTEQ_SIM_ISA_COUNT] = {"auto", "generic", "avx2", "avx512"};
 
 const char *const roteq_sim_normal_names[ROTEQ_NORMALS_COUNT] = {
-    "philox10-boxmuller", "philox7-boxmuller", "philox10-ziggurat",
-    "philox7-ziggurat",   "ars5-boxmuller",    "ars5-ziggurat"};
+    "philox10-boxmuller", "philox7-boxmuller", "philox10-ziggurat", "philox7-ziggurat",
+    "ars5-boxmuller",     "ars5-ziggurat",     "ars5-ziggurat256"};
 
 const roteq_sim_normal_kind roteq_sim_engine_normals = ROTEQ_KERNEL_NORMALS;
 

@@ -190,10 +190,11 @@ int roteq_sim_run_ex(const roteq_sim_config *cfg, const roteq_sim_options *ex,
 typedef enum {
     ROTEQ_NORMALS_PHILOX10_BOXMULLER, /* Philox4x32-10 + Box-Muller (fdlibm log, sin/cos) */
     ROTEQ_NORMALS_PHILOX7_BOXMULLER,  /* Philox4x32-7 (Random123's minimum rounds) */
-    ROTEQ_NORMALS_PHILOX10_ZIGGURAT,  /* 256-layer ziggurat, one 64-bit word per normal */
+    ROTEQ_NORMALS_PHILOX10_ZIGGURAT,  /* 2048-box ziggurat, one 64-bit word per normal */
     ROTEQ_NORMALS_PHILOX7_ZIGGURAT,
     ROTEQ_NORMALS_ARS5_BOXMULLER, /* ARS-5 (AES rounds: Random123's ars4x32_R(5, ...)) */
     ROTEQ_NORMALS_ARS5_ZIGGURAT,
+    ROTEQ_NORMALS_ARS5_ZIGGURAT256, /* 256 boxes: the table in AVX-512 registers, no loads */
     ROTEQ_NORMALS_COUNT
 } roteq_sim_normal_kind;
 

@@ -1,9 +1,9 @@
 /* test_normals.c - the simulator's standard normals as a distribution (fixed seeds, every check in
  * standard errors): moments to the fourth, a Kolmogorov-Smirnov test against GSL's normal CDF,
  * tail frequencies beyond 4 and 5 sigma, and independence across neighbouring neuron streams,
- * steps (counters), coordinates and seeds - for the kind the engine draws in full, for every
- * other kind `roteq bench` times in a lighter form. Bits do not depend on the instruction set
- * (test_engine.c), so the widest kernels draw them here. */
+ * steps (counters), coordinates and seeds - for the kind the engine draws and the 256-box
+ * ziggurat in full, for every other kind `roteq bench` times in a lighter form. Bits do not depend
+ * on the instruction set (test_engine.c), so the widest kernels draw them here. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -101,16 +101,15 @@ static void test_every_kind_moments_ks(void **state)
 
 /* Tail frequencies beyond 4 and 5 sigma in 5e7 normals (expected 3167 and 28.7): binomial
  * standard errors. */
-static void test_engine_tails(void **state)
+static void check_tails(roteq_sim_normal_kind kind)
 {
-    (void)state;
     const size_t per = 4096, vectors = 12207; /* 5.0e7 */
     double *z = malloc(per * sizeof *z);
     assert_non_null(z);
     size_t c4 = 0, c5 = 0;
     double biggest = 0;
     for (size_t v = 0; v < vectors; v++) {
-        draw(roteq_sim_engine_normals, SEED + 1, (uint32_t)(v % 127), 1 + v / 127, z, per);
+        draw(kind, SEED + 1, (uint32_t)(v % 127), 1 + v / 127, z, per);
         for (size_t i = 0; i < per; i++) {
             double a = fabs(z[i]);
             c4 += a > 4.0;
@@ -120,9 +119,9 @@ static void test_engine_tails(void **state)
     }
     double N = (double)(per * vectors);
     double p4 = 2.0 * gsl_cdf_ugaussian_Q(4.0), p5 = 2.0 * gsl_cdf_ugaussian_Q(5.0);
-    printf("# %.3g normals: beyond 4 sigma %zu (expected %.1f), beyond 5 sigma %zu (expected "
+    printf("# %s, %.3g normals: beyond 4 sigma %zu (expected %.1f), beyond 5 sigma %zu (expected "
            "%.1f); largest |z| %.3f\n",
-           N, c4, p4 * N, c5, p5 * N, biggest);
+           roteq_sim_normal_names[kind], N, c4, p4 * N, c5, p5 * N, biggest);
     assert_within_se((double)c4 / N, p4, sqrt(p4 * (1 - p4) / N), 4, SEED + 1);
     assert_within_se((double)c5 / N, p5, sqrt(p5 * (1 - p5) / N), 4, SEED + 1);
     free(z);
@@ -152,10 +151,9 @@ static void corr_check(const corr *c, const char *what)
     assert_within_se(r2, 0.0, se, 4.5, SEED + 2);
 }
 
-static void test_engine_independence(void **state)
+static void check_independence(roteq_sim_normal_kind kind)
 {
-    (void)state;
-    const roteq_sim_normal_kind kind = roteq_sim_engine_normals;
+    printf("# %s:\n", roteq_sim_normal_names[kind]);
     enum { C = 512, STREAMS = 64, STEPS = 40 };
     double *a = malloc(C * sizeof *a), *b = malloc(C * sizeof *b);
     assert_non_null(a);
@@ -184,13 +182,33 @@ static void test_engine_independence(void **state)
     free(b);
 }
 
+static void test_engine_tails(void **state)
+{
+    (void)state;
+    check_tails(roteq_sim_engine_normals);
+}
+
+static void test_engine_independence(void **state)
+{
+    (void)state;
+    check_independence(roteq_sim_engine_normals);
+}
+
+/* The 256-box ziggurat (a candidate for the engine: the table in registers) in full too. */
+static void test_zig256_full(void **state)
+{
+    (void)state;
+    check_moments_ks(ROTEQ_NORMALS_ARS5_ZIGGURAT256, 1024, 4096, 4.0);
+    check_tails(ROTEQ_NORMALS_ARS5_ZIGGURAT256);
+    check_independence(ROTEQ_NORMALS_ARS5_ZIGGURAT256);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_engine_moments_ks),
-        cmocka_unit_test(test_every_kind_moments_ks),
-        cmocka_unit_test(test_engine_tails),
-        cmocka_unit_test(test_engine_independence),
+        cmocka_unit_test(test_engine_moments_ks), cmocka_unit_test(test_every_kind_moments_ks),
+        cmocka_unit_test(test_engine_tails),      cmocka_unit_test(test_engine_independence),
+        cmocka_unit_test(test_zig256_full),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
