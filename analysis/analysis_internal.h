@@ -187,4 +187,22 @@ void roteq_analysis_classify(const roteq_analysis *a, const roteq_layer *L, size
 void roteq_analysis_explain_layer(const roteq_analysis *a, const roteq_layer *L, size_t r0,
                                   roteq_analysis_layer_result *R);
 
+/* Residual variance (n - 2 degrees of freedom) of the least-squares line through y[0..n-1]
+ * against 0..n-1: the noise of block means once a linear trend is taken out (n >= 3). */
+static inline double roteq_analysis_detrended_var(const double *y, size_t n)
+{
+    double sx = 0, sy = 0, sxx = 0, sxy = 0, k = (double)n;
+    for (size_t b = 0; b < n; b++) {
+        double x = (double)b;
+        sx += x, sy += y[b], sxx += x * x, sxy += x * y[b];
+    }
+    double slope = (k * sxy - sx * sy) / (k * sxx - sx * sx), icpt = (sy - slope * sx) / k;
+    double rss = 0;
+    for (size_t b = 0; b < n; b++) {
+        double d = y[b] - icpt - slope * (double)b;
+        rss += d * d;
+    }
+    return rss / (k - 2);
+}
+
 #endif

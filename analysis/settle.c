@@ -76,7 +76,7 @@ static double block_se(const roteq_analysis *a, const roteq_layer *L, size_t S, 
     size_t W = a->cfg.window, avail = L->records < W ? L->records : W, B = avail / S;
     if (S == 0 || B < 4)
         return -1;
-    double sx = 0, sy = 0, sxx = 0, sxy = 0, y[64];
+    double y[64];
     if (B > 64)
         B = 64;
     for (size_t b = 0; b < B; b++) {
@@ -90,16 +90,8 @@ static double block_se(const roteq_analysis *a, const roteq_layer *L, size_t S, 
         if (n == 0)
             return -1;
         y[b] = sum / (double)n;
-        double x = (double)b;
-        sx += x, sy += y[b], sxx += x * x, sxy += x * y[b];
     }
-    double k = (double)B, slope = (k * sxy - sx * sy) / (k * sxx - sx * sx);
-    double icpt = (sy - slope * sx) / k, rss = 0;
-    for (size_t b = 0; b < B; b++) {
-        double d = y[b] - icpt - slope * (double)b;
-        rss += d * d;
-    }
-    return sqrt(rss / (k - 2));
+    return sqrt(roteq_analysis_detrended_var(y, B));
 }
 
 /* Records in the trailing estimate: at least `smooth`, more until ROTEQ_SETTLE_Z standard errors

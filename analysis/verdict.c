@@ -79,25 +79,18 @@ static trend window_trend(const roteq_analysis *a, const roteq_layer *L, size_t 
     double e2 = block_error(a, L, r0 + Wn / 2, L->records, transient, norm, angle);
     if (!isfinite(e1) || !isfinite(e2))
         return t;
-    double y[ROTEQ_TREND_BLOCKS], sx = 0, sy = 0, sxx = 0, sxy = 0;
+    double y[ROTEQ_TREND_BLOCKS];
     for (size_t b = 0; b < B; b++) {
         y[b] = block_error(a, L, r0 + b * Wn / B, r0 + (b + 1) * Wn / B, transient, norm, angle);
         if (!isfinite(y[b]))
             return t;
-        double x = (double)b;
-        sx += x, sy += y[b], sxx += x * x, sxy += x * y[b];
     }
-    double k = (double)B, slope = (k * sxy - sx * sy) / (k * sxx - sx * sx);
-    double icpt = (sy - slope * sx) / k, rss = 0;
-    for (size_t b = 0; b < B; b++) {
-        double d = y[b] - icpt - slope * (double)b;
-        rss += d * d;
-    }
+    double k = (double)B;
     /* Each half is the mean of B/2 blocks: the difference has variance 2 s^2 / (B/2). */
     t.known = 1;
     t.e1 = e1;
     t.drop = e1 - e2;
-    t.se = sqrt(rss / (k - 2) * 4.0 / k);
+    t.se = sqrt(roteq_analysis_detrended_var(y, B) * 4.0 / k);
     return t;
 }
 
