@@ -16,29 +16,6 @@
 #include <string.h>
 #include <sys/resource.h>
 
-/* A growing text buffer for building traces. */
-typedef struct {
-    char *s;
-    size_t n, cap;
-} text;
-
-static void add(text *t, const char *fmt, ...)
-{
-    va_list ap;
-    for (;;) {
-        va_start(ap, fmt);
-        int k = vsnprintf(t->s ? t->s + t->n : NULL, t->s ? t->cap - t->n : 0, fmt, ap);
-        va_end(ap);
-        if (t->s && (size_t)k < t->cap - t->n) {
-            t->n += (size_t)k;
-            return;
-        }
-        t->cap = (t->cap + (size_t)k + 1) * 2;
-        t->s = realloc(t->s, t->cap);
-        assert_non_null(t->s);
-    }
-}
-
 /* Feed `s` in chunks of `chunk` bytes (0: all at once) into a fresh accumulator. */
 static int run(const char *s, size_t chunk, const roteq_analysis_meta *meta, size_t window,
                roteq_analysis_result **res)
@@ -109,13 +86,14 @@ static void test_columns_any_order(void **state)
  * neuron and step so that chunk boundaries fall everywhere. */
 static char *long_trace(void)
 {
-    text t = {0};
-    add(&t, "step,layer,neuron,norm,angle,lr,weight_decay\n");
+    roteq_test_text t = {0};
+    roteq_test_textf(&t, "step,layer,neuron,norm,angle,lr,weight_decay\n");
     for (int s = 0; s < 400; s++)
         for (int l = 0; l < 3; l++)
             for (int i = 0; i < 16; i++)
-                add(&t, "%d,layer.%d,%d,%.17g,%.17g,0.001,0.5\n", s, l, i,
-                    1.0 + 0.1 * l + 0.01 * i + 1e-4 * (s % 7), 0.002 * (1 + l) * (1 + 0.01 * i));
+                roteq_test_textf(&t, "%d,layer.%d,%d,%.17g,%.17g,0.001,0.5\n", s, l, i,
+                                 1.0 + 0.1 * l + 0.01 * i + 1e-4 * (s % 7),
+                                 0.002 * (1 + l) * (1 + 0.01 * i));
     return t.s;
 }
 
@@ -168,16 +146,16 @@ static void test_number_parser(void **state)
     (void)state;
     /* Values written with %.17g must come back to within one ulp (usually exactly). */
     unsigned long x = 88172645463325252UL;
-    text t = {0};
-    add(&t, "step,layer,neuron,norm,angle\n");
+    roteq_test_text t = {0};
+    roteq_test_textf(&t, "step,layer,neuron,norm,angle\n");
     double want[500];
     for (int i = 0; i < 500; i++) {
         x ^= x << 13, x ^= x >> 7, x ^= x << 17;
         double v = ldexp((double)(x >> 11), -53) * pow(10.0, (double)(i % 40) - 20);
         want[i] = v;
-        add(&t, "%d,L,0,%.17g,\n", i, v);
+        roteq_test_textf(&t, "%d,L,0,%.17g,\n", i, v);
     }
-    add(&t, "500,L,0,1e-3,\n501,L,0,+2.5E+2,\n502,L,0,.5,\n503,L,0,7.,\n504,L,0,0,\n");
+    roteq_test_textf(&t, "500,L,0,1e-3,\n501,L,0,+2.5E+2,\n502,L,0,.5,\n503,L,0,7.,\n504,L,0,0,\n");
     roteq_analysis_meta m = no_meta();
     roteq_analysis_config cfg;
     roteq_analysis_config_init(&cfg, &m);
@@ -216,15 +194,16 @@ static void test_dead_and_collapsed(void **state)
 {
     (void)state;
     roteq_analysis_meta m = no_meta();
-    text t = {0};
-    add(&t, "step,layer,neuron,norm,angle\n");
+    roteq_test_text t = {0};
+    roteq_test_textf(&t, "step,layer,neuron,norm,angle\n");
     for (int s = 1; s <= 8; s++) {
-        add(&t, "%d,L,0,2.0,0.02\n", s);
-        add(&t, "%d,L,1,2.0,0.04\n", s);
-        add(&t, "%d,L,2,2.0,0\n", s);                         /* never moves: dead */
-        add(&t, "%d,L,3,0,nan\n", s);                         /* zero vector: collapsed */
-        add(&t, "%d,L,4,%.17g,0.5\n", s, 1e-3 * pow(0.5, s)); /* falling to zero: collapsed */
-        add(&t, "%d,L,5,2.0,\n", s);                          /* angle unknown: dead */
+        roteq_test_textf(&t, "%d,L,0,2.0,0.02\n", s);
+        roteq_test_textf(&t, "%d,L,1,2.0,0.04\n", s);
+        roteq_test_textf(&t, "%d,L,2,2.0,0\n", s); /* never moves: dead */
+        roteq_test_textf(&t, "%d,L,3,0,nan\n", s); /* zero vector: collapsed */
+        roteq_test_textf(&t, "%d,L,4,%.17g,0.5\n", s,
+                         1e-3 * pow(0.5, s));     /* falling to zero: collapsed */
+        roteq_test_textf(&t, "%d,L,5,2.0,\n", s); /* angle unknown: dead */
     }
     roteq_analysis_result *r;
     assert_int_equal(run(t.s, 0, &m, 200, &r), 0);
@@ -283,16 +262,16 @@ static char *approach_trace(double lr, double wd, size_t dim, double init_factor
     double a2 = (1 - lr * wd) * (1 - lr * wd);
     double m_eq = eq.norm * eq.norm, u2 = (1 - a2) * m_eq;
     double m = init_factor * init_factor * m_eq;
-    text t = {0};
-    add(&t, "step,layer,neuron,norm,angle\n");
+    roteq_test_text t = {0};
+    roteq_test_textf(&t, "step,layer,neuron,norm,angle\n");
     for (long k = 1; k <= steps; k++) {
         double prev = m;
         m = a2 * m + u2;
         /* Angle in proportion to the update over the norm (equal to theory's at equilibrium). */
         double ang = angle_factor * eq.angular_update * sqrt(m_eq / prev);
         for (int i = 0; i < 8; i++)
-            add(&t, "%ld,fc1,%d,%.17g,%.17g\n", k, i, sqrt(m) * (1 + 1e-3 * (i - 3.5)),
-                ang * (1 + 1e-3 * (i - 3.5)));
+            roteq_test_textf(&t, "%ld,fc1,%d,%.17g,%.17g\n", k, i, sqrt(m) * (1 + 1e-3 * (i - 3.5)),
+                             ang * (1 + 1e-3 * (i - 3.5)));
     }
     return t.s;
 }
@@ -360,12 +339,12 @@ static void test_prediction_and_convergence(void **state)
         roteq_equilibrium e2;
         assert_int_equal(roteq_theory_equilibrium(&roteq_adamw, &hp2, &set, ROTEQ_PRED_BEST, &e2),
                          0);
-        text t = {0};
-        add(&t, "step,layer,neuron,norm,angle\n");
+        roteq_test_text t = {0};
+        roteq_test_textf(&t, "step,layer,neuron,norm,angle\n");
         for (long k = 1; k <= 2000; k++)
             for (int i = 0; i < 8; i++)
-                add(&t, "%ld,fc1,%d,%.17g,%.17g\n", k, i, e2.norm,
-                    e2.angular_update * (k > 1992 ? 1.0 : 1.3));
+                roteq_test_textf(&t, "%ld,fc1,%d,%.17g,%.17g\n", k, i, e2.norm,
+                                 e2.angular_update * (k > 1992 ? 1.0 : 1.3));
         assert_int_equal(run(t.s, 0, &m, 400, &r), 0);
         assert_int_equal(r->layers[0].verdict, ROTEQ_ANALYSIS_OFF_PREDICTION);
         assert_int_equal(r->layers[0].converged_at, -1);
@@ -390,11 +369,12 @@ static void test_layer_overrides_and_schedule(void **state)
     assert_non_null(lm);
     assert_int_equal(lm->dim, 64);
     assert_close(lm->hp.weight_decay, 0.2, 0);
-    text t = {0};
-    add(&t, "step,layer,neuron,norm,angle,lr,weight_decay\n");
+    roteq_test_text t = {0};
+    roteq_test_textf(&t, "step,layer,neuron,norm,angle,lr,weight_decay\n");
     for (int s = 1; s <= 100; s++) {
-        add(&t, "%d,fc2,0,1.0,0.01,0.001,\n", s); /* empty weight_decay: metadata's 0.2 */
-        add(&t, "%d,fc1,0,1.0,0.01,%.17g,0.1\n", s, 1e-3 * (s < 50 ? 1.0 : 0.5));
+        roteq_test_textf(&t, "%d,fc2,0,1.0,0.01,0.001,\n",
+                         s); /* empty weight_decay: metadata's 0.2 */
+        roteq_test_textf(&t, "%d,fc1,0,1.0,0.01,%.17g,0.1\n", s, 1e-3 * (s < 50 ? 1.0 : 0.5));
     }
     roteq_analysis_result *r;
     assert_int_equal(run(t.s, 0, &m, 200, &r), 0);
@@ -614,12 +594,12 @@ static void test_quoting_and_float32(void **state)
         strcat(n75, "0");
     strcat(n75, "125"); /* 75 characters: 1.25e-71 */
     assert_int_equal(strlen(n75), 75);
-    text t = {0};
-    add(&t, "step,layer,neuron,norm,angle,note\n");
+    roteq_test_text t = {0};
+    roteq_test_textf(&t, "step,layer,neuron,norm,angle,note\n");
     for (int s = 1; s <= 4; s++) {
-        add(&t, "%d,\"blocks.0,attn\",0,2.0,0.02,\"x, y\"\n", s);
-        add(&t, "%d,\"say \"\"hi\"\"\",0,%s,3.1415927,\n", s, n75); /* float32(pi) */
-        add(&t, "%d,plain,0,1.0,%s,\n", s, s == 1 ? "-1e-7" : "0.5");
+        roteq_test_textf(&t, "%d,\"blocks.0,attn\",0,2.0,0.02,\"x, y\"\n", s);
+        roteq_test_textf(&t, "%d,\"say \"\"hi\"\"\",0,%s,3.1415927,\n", s, n75); /* float32(pi) */
+        roteq_test_textf(&t, "%d,plain,0,1.0,%s,\n", s, s == 1 ? "-1e-7" : "0.5");
     }
     roteq_analysis_result *r;
     assert_int_equal(run(t.s, 5, &m, 200, &r), 0);
@@ -653,12 +633,12 @@ static void test_sparse_neurons_and_many_layers(void **state)
     roteq_analysis_meta m = no_meta();
     struct rusage ru0, ru1;
     getrusage(RUSAGE_SELF, &ru0);
-    text t = {0};
-    add(&t, "step,layer,neuron,norm,angle\n");
+    roteq_test_text t = {0};
+    roteq_test_textf(&t, "step,layer,neuron,norm,angle\n");
     for (int s = 1; s <= 4; s++) {
-        add(&t, "%d,L,4194303,2.0,0.02\n", s);
-        add(&t, "%d,L,99999999999,3.0,0.04\n", s);
-        add(&t, "%d,L,7,1.0,0.01\n", s);
+        roteq_test_textf(&t, "%d,L,4194303,2.0,0.02\n", s);
+        roteq_test_textf(&t, "%d,L,99999999999,3.0,0.04\n", s);
+        roteq_test_textf(&t, "%d,L,7,1.0,0.01\n", s);
     }
     roteq_analysis_result *r;
     assert_int_equal(run(t.s, 7, &m, 200, &r), 0);
@@ -678,15 +658,17 @@ static void test_sparse_neurons_and_many_layers(void **state)
     free(t.s);
 
     /* Rows in any neuron order give the results of the ordered trace, bit for bit. */
-    text a = {0}, b = {0};
-    add(&a, "step,layer,neuron,norm,angle\n");
-    add(&b, "step,layer,neuron,norm,angle\n");
+    roteq_test_text a = {0}, b = {0};
+    roteq_test_textf(&a, "step,layer,neuron,norm,angle\n");
+    roteq_test_textf(&b, "step,layer,neuron,norm,angle\n");
     static const int order[] = {5, 2, 0, 4, 1, 3};
     for (int s = 1; s <= 12; s++)
         for (int k = 0; k < 6; k++) {
-            add(&a, "%d,L,%d,%.17g,%.17g\n", s, k, 1.5 + 0.1 * k + 0.01 * s, 0.01 * (k + 1));
+            roteq_test_textf(&a, "%d,L,%d,%.17g,%.17g\n", s, k, 1.5 + 0.1 * k + 0.01 * s,
+                             0.01 * (k + 1));
             int j = order[(k + s) % 6];
-            add(&b, "%d,L,%d,%.17g,%.17g\n", s, j, 1.5 + 0.1 * j + 0.01 * s, 0.01 * (j + 1));
+            roteq_test_textf(&b, "%d,L,%d,%.17g,%.17g\n", s, j, 1.5 + 0.1 * j + 0.01 * s,
+                             0.01 * (j + 1));
         }
     roteq_analysis_result *ra, *rb;
     assert_int_equal(run(a.s, 0, &m, 200, &ra), 0);
@@ -705,11 +687,11 @@ static void test_sparse_neurons_and_many_layers(void **state)
     free(a.s), free(b.s);
 
     /* 20,000 layers of one neuron: a few KiB each, each new name found in constant time. */
-    text c = {0};
-    add(&c, "step,layer,neuron,norm,angle\n");
+    roteq_test_text c = {0};
+    roteq_test_textf(&c, "step,layer,neuron,norm,angle\n");
     for (int s = 1; s <= 2; s++)
         for (int l = 0; l < 20000; l++)
-            add(&c, "%d,blocks.%d.w,0,1.5,0.01\n", s, l);
+            roteq_test_textf(&c, "%d,blocks.%d.w,0,1.5,0.01\n", s, l);
     getrusage(RUSAGE_SELF, &ru0);
     roteq_analysis_result *rc;
     assert_int_equal(run(c.s, 0, &m, 200, &rc), 0);

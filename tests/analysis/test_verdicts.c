@@ -21,29 +21,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-typedef struct {
-    char *s;
-    size_t n, cap;
-} text;
-
-static void add(text *t, const char *fmt, ...) ROTEQ_PRINTF(2, 3);
-static void add(text *t, const char *fmt, ...)
-{
-    va_list ap;
-    for (;;) {
-        va_start(ap, fmt);
-        int k = vsnprintf(t->s ? t->s + t->n : NULL, t->s ? t->cap - t->n : 0, fmt, ap);
-        va_end(ap);
-        if (t->s && (size_t)k < t->cap - t->n) {
-            t->n += (size_t)k;
-            return;
-        }
-        t->cap = (t->cap + (size_t)k + 1) * 2;
-        t->s = realloc(t->s, t->cap);
-        assert_non_null(t->s);
-    }
-}
-
 /* Deterministic standard normals (xorshift64* and Box-Muller) for synthetic noise. */
 static double normal(uint64_t *s)
 {
@@ -111,12 +88,13 @@ static void test_names_the_quantity(void **state)
     (void)state;
     roteq_analysis_meta m = adamw(1e-2, 0.1, 64);
     roteq_equilibrium eq = equilibrium(1e-2, 0.1, 64);
-    text t = {0};
-    add(&t, "step,layer,neuron,norm,angle\n");
+    roteq_test_text t = {0};
+    roteq_test_textf(&t, "step,layer,neuron,norm,angle\n");
     for (int s = 1; s <= 800; s++)
         for (int i = 0; i < 16; i++)
-            add(&t, "%d,fc1,%d,%.17g,%.17g\n", s, i, 0.87 * eq.norm * (1 + 1e-3 * (i - 7.5)),
-                0.99 * eq.angular_update * (1 + 1e-3 * (i - 7.5)));
+            roteq_test_textf(&t, "%d,fc1,%d,%.17g,%.17g\n", s, i,
+                             0.87 * eq.norm * (1 + 1e-3 * (i - 7.5)),
+                             0.99 * eq.angular_update * (1 + 1e-3 * (i - 7.5)));
     roteq_analysis_result *r = run(t.s, &m, 200);
     const roteq_analysis_layer_result *L = &r->layers[0];
     assert_int_equal(L->verdict, ROTEQ_ANALYSIS_OFF_PREDICTION);
@@ -236,14 +214,15 @@ static void test_collapse_against_prediction(void **state)
     size_t dim = 6;
     roteq_analysis_meta m = adamw(lr, wd, dim);
     roteq_equilibrium eq = equilibrium(lr, wd, dim);
-    text t = {0};
-    add(&t, "step,layer,neuron,norm,angle\n");
+    roteq_test_text t = {0};
+    roteq_test_textf(&t, "step,layer,neuron,norm,angle\n");
     for (int s = 1; s <= 400; s++)
         for (int i = 0; i < 256; i++) {
             int low = i < 137;
             double f = 1 + 1e-3 * (i % 7 - 3);
-            add(&t, "%d,h.1.mlp.fc,%d,%.17g,%.17g\n", s, i, (low ? 0.04 / 0.18 : 1.0) * eq.norm * f,
-                (low ? 4.6 : 1.0) * eq.angular_update * f);
+            roteq_test_textf(&t, "%d,h.1.mlp.fc,%d,%.17g,%.17g\n", s, i,
+                             (low ? 0.04 / 0.18 : 1.0) * eq.norm * f,
+                             (low ? 4.6 : 1.0) * eq.angular_update * f);
         }
     roteq_analysis_result *r = run(t.s, &m, 100);
     const roteq_analysis_layer_result *L = &r->layers[0];
@@ -266,13 +245,14 @@ static void test_settled_with_noise(void **state)
     roteq_analysis_meta m = adamw(lr, wd, 64);
     roteq_equilibrium eq = equilibrium(lr, wd, 64);
     uint64_t rng = 0x9e3779b97f4a7c15ULL;
-    text t = {0};
-    add(&t, "step,layer,neuron,norm,angle\n");
+    roteq_test_text t = {0};
+    roteq_test_textf(&t, "step,layer,neuron,norm,angle\n");
     for (int s = 1; s <= 3000; s++) {
         double common = 0.25 * normal(&rng);
         for (int i = 0; i < 48; i++) {
             double a = eq.angular_update * (1 + common + 0.3 * normal(&rng)) / sqrt(1.1525);
-            add(&t, "%d,conv,%d,%.17g,%.17g\n", s, i, eq.norm * (1 + 0.02 * (i % 5 - 2)), fabs(a));
+            roteq_test_textf(&t, "%d,conv,%d,%.17g,%.17g\n", s, i,
+                             eq.norm * (1 + 0.02 * (i % 5 - 2)), fabs(a));
         }
     }
     roteq_analysis_result *r = run(t.s, &m, 200);
@@ -336,17 +316,17 @@ static void test_classification_and_balance(void **state)
                   {"fc2.weight", 1.1, 1e-6},
                   {"out.weight", 0.3, 0.5},
                   {"wte.weight", 0.5, -1}};
-    text t = {0};
-    add(&t, "step,layer,neuron,norm,angle,grad_cos\n");
+    roteq_test_text t = {0};
+    roteq_test_textf(&t, "step,layer,neuron,norm,angle,grad_cos\n");
     for (int s = 1; s <= 400; s++)
         for (size_t l = 0; l < 4; l++)
             for (int i = 0; i < 8; i++) {
                 double f = 1 + 1e-3 * (i - 3.5);
-                add(&t, "%d,%s,%d,%.17g,%.17g,", s, layers[l].name, i, eq.norm * f,
-                    layers[l].angle * eq.angular_update * f);
+                roteq_test_textf(&t, "%d,%s,%d,%.17g,%.17g,", s, layers[l].name, i, eq.norm * f,
+                                 layers[l].angle * eq.angular_update * f);
                 if (layers[l].grad_cos >= 0)
-                    add(&t, "%.17g", layers[l].grad_cos * (i % 2 ? 1 : -1));
-                add(&t, "\n");
+                    roteq_test_textf(&t, "%.17g", layers[l].grad_cos * (i % 2 ? 1 : -1));
+                roteq_test_textf(&t, "\n");
             }
     roteq_analysis_result *r = run(t.s, &m, 100);
     assert_int_equal(r->nlayers, 4);
@@ -446,11 +426,13 @@ static void check_explain(const explain_case *c)
     double nc = lr * U * sqrt(kappa / (1 - aa * aa)), n = c->n_off * nc;
     double r = X / n, p = sqrt(U * U - r * r);
     double angle = atan2(lr * p, aa * n + lr * r);
-    text t = {0};
-    add(&t, "step,layer,neuron,norm,angle,update_norm,update_radial,update_cos_prev\n");
+    roteq_test_text t = {0};
+    roteq_test_textf(&t,
+                     "step,layer,neuron,norm,angle,update_norm,update_radial,update_cos_prev\n");
     for (int s = 1; s <= 400; s++)
         for (int i = 0; i < 8; i++)
-            add(&t, "%d,fc,%d,%.17g,%.17g,%.17g,%.17g,%.17g\n", s, i, n, angle, U, r, rho);
+            roteq_test_textf(&t, "%d,fc,%d,%.17g,%.17g,%.17g,%.17g,%.17g\n", s, i, n, angle, U, r,
+                             rho);
     roteq_analysis_result *res = run(t.s, &m, 100);
     const roteq_analysis_explain *E = &res->layers[0].explain;
     assert_true(E->valid);
@@ -496,15 +478,16 @@ static void test_explain_parts(void **state)
 static void write_safetensors(const char *path, const char *const *names, const double *const *data,
                               size_t ntensors, size_t rows, size_t cols, const char *meta_json)
 {
-    text h = {0};
-    add(&h, "{");
+    roteq_test_text h = {0};
+    roteq_test_textf(&h, "{");
     size_t bytes = rows * cols * sizeof(double);
     for (size_t i = 0; i < ntensors; i++)
-        add(&h, "\"%s\":{\"dtype\":\"F64\",\"shape\":[%zu,%zu],\"data_offsets\":[%zu,%zu]},",
+        roteq_test_textf(
+            &h, "\"%s\":{\"dtype\":\"F64\",\"shape\":[%zu,%zu],\"data_offsets\":[%zu,%zu]},",
             names[i], rows, cols, i * bytes, (i + 1) * bytes);
     json_t *js = json_string(meta_json);
     char *quoted = json_dumps(js, JSON_ENCODE_ANY);
-    add(&h, "\"__metadata__\":{\"roteq.optimizer\":%s}}", quoted);
+    roteq_test_textf(&h, "\"__metadata__\":{\"roteq.optimizer\":%s}}", quoted);
     free(quoted);
     json_decref(js);
     FILE *f = fopen(path, "wb");
