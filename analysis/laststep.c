@@ -16,8 +16,9 @@
  *   Lion (exp_avg only): the update sign(beta1 m_{t-1} + (1-beta1) g) needs m_{t-1} and g;
  *           taken as sign(m_t), decay decoupled                              (approximate)
  * with m^ = exp_avg/(1 - beta1^t), v^ = exp_avg_sq/(1 - beta2^t) (torch's bias corrections, t the
- * state's step). The lr must be the one the last step applied: the recorder stores it
- * (lr_applied); a torch state_dict stores the group's lr after any scheduler step, which is the
+ * state's step; with amsgrad the state's max_exp_avg_sq, the running maximum the step divided
+ * by, takes exp_avg_sq's place). The lr must be the one the last step applied: the recorder stores
+ * it (lr_applied); a torch state_dict stores the group's lr after any scheduler step, which is the
  * next step's, so with a moving schedule the angle is off by that lr ratio: such layers are
  * marked "lr as saved". */
 #include "analysis_internal.h"
@@ -92,9 +93,9 @@ static kind rebuild(const roteq_analysis_optstate_layer *s, const char *cls,
             return KIND_NONE;
         double bc1 = 1 - pow(s->beta1, (double)s->step), bc2 = 1 - pow(s->beta2, (double)s->step);
         double step_size = lr / bc1, sq = sqrt(bc2), keep = k == KIND_ADAMW ? 1 - lr * wd : 1.0;
+        const double *v = s->max_exp_avg_sq ? s->max_exp_avg_sq : s->exp_avg_sq;
         for (size_t i = 0; i < n; i++)
-            prev[i] =
-                (w[i] + step_size * s->exp_avg[i] / (sqrt(s->exp_avg_sq[i]) / sq + s->eps)) / keep;
+            prev[i] = (w[i] + step_size * s->exp_avg[i] / (sqrt(v[i]) / sq + s->eps)) / keep;
     } else if (k == KIND_SGD || k == KIND_NESTEROV) {
         for (size_t i = 0; i < n; i++)
             prev[i] = w[i] + lr * s->momentum_buffer[i];

@@ -370,7 +370,11 @@ static int load_folder(source *s, const char *dir, const char *key)
 
 /* ---- the state of one parameter, whatever the source */
 
-static const char *const state_keys[3] = {"exp_avg", "exp_avg_sq", "momentum_buffer"};
+/* amsgrad's max_exp_avg_sq is the running maximum that replaces exp_avg_sq in Adam's denominator.
+ */
+#define NSTATE 4
+static const char *const state_keys[NSTATE] = {"exp_avg", "exp_avg_sq", "momentum_buffer",
+                                               "max_exp_avg_sq"};
 
 typedef struct {
     unsigned known;
@@ -383,7 +387,7 @@ typedef struct {
     size_t group;
     int has_step;
     double step;
-    wtensor st[3]; /* present when .pk or .data is set */
+    wtensor st[NSTATE]; /* present when .pk or .data is set */
 } param;
 
 static int present(const wtensor *t)
@@ -647,7 +651,7 @@ static int torch_params(source *s, param **out, size_t *nout, hparams **hp, size
             grp[k] = p[k].group = g;
             ps[k].rank = SIZE_MAX;
             p[k].has_step = pk_scalar(s->opt_arch, roteq_pk_get(e, "step"), &p[k].step);
-            for (int j = 0; j < 3; j++) {
+            for (int j = 0; j < NSTATE; j++) {
                 const roteq_pk *t = roteq_pk_get(e, state_keys[j]);
                 if (t == NULL || t->kind != ROTEQ_PK_TENSOR)
                     continue;
@@ -742,7 +746,7 @@ static int recorder_params(source *s, param **out, size_t *nout, hparams **hp, s
         size_t len = strlen(name);
         for (size_t i = 0; i < s->ot.n; i++) {
             const char *tn = s->ot.t[i].name + 10; /* after "optimizer/" */
-            for (int j = 0; j < 3; j++)
+            for (int j = 0; j < NSTATE; j++)
                 if (strncmp(tn, name, len) == 0 && tn[len] == '/' &&
                     strcmp(tn + len + 1, state_keys[j]) == 0)
                     q->st[j] = s->ot.t[i];
@@ -778,6 +782,7 @@ void roteq_analysis_optstate_free(roteq_analysis_optstate *s)
         free(L->exp_avg);
         free(L->exp_avg_sq);
         free(L->momentum_buffer);
+        free(L->max_exp_avg_sq);
     }
     free(s->layers);
     free(s->source);
@@ -848,8 +853,8 @@ static int make_layer(param *p, const hparams *h, const roteq_analysis_optstate_
     L->rows = (size_t)L->shape[L->neuron_axis];
     L->cols = (size_t)(numel / L->rows);
     L->weight = image(w, w->name, L, file, &st);
-    double **dst[3] = {&L->exp_avg, &L->exp_avg_sq, &L->momentum_buffer};
-    for (int j = 0; j < 3 && !st; j++)
+    double **dst[NSTATE] = {&L->exp_avg, &L->exp_avg_sq, &L->momentum_buffer, &L->max_exp_avg_sq};
+    for (int j = 0; j < NSTATE && !st; j++)
         if (present(&p->st[j]))
             *dst[j] = image(&p->st[j], w->name, L, file, &st);
     return st;

@@ -467,6 +467,7 @@ typedef struct {
     double *exp_avg;         /* Adam family's first moment; NULL when absent */
     double *exp_avg_sq;      /* second moment; NULL when absent */
     double *momentum_buffer; /* SGD's momentum buffer; NULL when absent */
+    double *max_exp_avg_sq;  /* amsgrad's running maximum of exp_avg_sq; NULL when absent */
 } roteq_analysis_optstate_layer;
 
 typedef struct {

@@ -503,19 +503,92 @@ static void write_safetensors(const char *path, const char *const *names, const 
 
 enum { SN = 16, SC = 24 };
 
-/* Train SN neurons of SC weights with AdamW (or heavy-ball SGD with L2 decay) on gradients
- * orthogonal to w, writing a snapshot with the optimizer state every 100 steps, and return the
- * RMS over neurons of the true angle of step `steps`. */
-static double train_with_state(const char *dir, int sgd, int lr_applied, long steps)
+typedef enum { MODE_ADAMW, MODE_SGDM, MODE_AMSGRAD } train_mode;
+
+/* One optimizer step of coordinate k at step t for gradient gj. amsgrad divides by the running
+ * maximum vmax of v, which differs from v once the gradients shrink. */
+static void train_coord(train_mode mode, long t, size_t k, double gj, double *w, double *m,
+                        double *v, double *vmax)
 {
-    double lr = sgd ? 0.05 : 0.01, wd = sgd ? 5e-3 : 0.1, b1 = 0.9, b2 = 0.999, eps = 1e-8;
-    static double w[SN * SC], m[SN * SC], v[SN * SC], prev[SN * SC];
+    double lr = mode == MODE_SGDM ? 0.05 : 0.01, wd = mode == MODE_SGDM ? 5e-3 : 0.1;
+    double b1 = 0.9, b2 = 0.999, eps = 1e-8;
+    if (mode == MODE_SGDM) {
+        gj += wd * w[k];
+        m[k] = t == 1 ? gj : 0.9 * m[k] + gj;
+        w[k] -= lr * m[k];
+        return;
+    }
+    m[k] = b1 * m[k] + (1 - b1) * gj;
+    v[k] = b2 * v[k] + (1 - b2) * gj * gj;
+    vmax[k] = v[k] > vmax[k] ? v[k] : vmax[k];
+    double den = mode == MODE_AMSGRAD ? vmax[k] : v[k];
+    double bc1 = 1 - pow(b1, (double)t), bc2 = 1 - pow(b2, (double)t);
+    w[k] = w[k] * (1 - lr * wd) - lr / bc1 * m[k] / (sqrt(den) / sqrt(bc2) + eps);
+}
+
+/* The snapshot of step t: the weight and the optimizer state, with the recorder's metadata. */
+static void write_state_snapshot(const char *dir, train_mode mode, int lr_applied, long t,
+                                 const double *w, const double *m, const double *v,
+                                 const double *vmax)
+{
+    char meta[512], file[64];
+    if (mode == MODE_SGDM)
+        snprintf(meta, sizeof meta,
+                 "{\"class\":\"SGD\",\"params\":{\"fc.weight\":{\"group\":0}},\"groups\":[{"
+                 "\"lr\":0.05,%s\"momentum\":0.9,\"dampening\":0,\"weight_decay\":5e-3,"
+                 "\"nesterov\":false}]}",
+                 lr_applied ? "\"lr_applied\":0.05," : "");
+    else
+        snprintf(meta, sizeof meta,
+                 "{\"class\":\"AdamW\",\"params\":{\"fc.weight\":{\"group\":0,\"step\":%ld}},"
+                 "\"groups\":[{\"lr\":0.01,%s\"betas\":[0.9,0.999],\"eps\":1e-08,"
+                 "\"weight_decay\":0.1%s}]}",
+                 t, lr_applied ? "\"lr_applied\":0.01," : "",
+                 mode == MODE_AMSGRAD ? ",\"amsgrad\":true" : "");
+    snprintf(file, sizeof file, "step_%ld.safetensors", t);
+    char *path = roteq_test_path(dir, file);
+    const char *names[] = {"fc.weight",
+                           mode == MODE_SGDM ? "optimizer/fc.weight/momentum_buffer"
+                                             : "optimizer/fc.weight/exp_avg",
+                           "optimizer/fc.weight/exp_avg_sq", "optimizer/fc.weight/max_exp_avg_sq"};
+    const double *data[] = {w, m, v, vmax};
+    size_t n = mode == MODE_SGDM ? 2 : mode == MODE_ADAMW ? 3 : 4;
+    write_safetensors(path, names, data, n, SN, SC, meta);
+    free(path);
+}
+
+/* RMS over the SN neurons of the angle between prev and w. */
+static double rms_angle(const double *prev, const double *w)
+{
+    double ss = 0;
+    for (size_t r = 0; r < SN; r++) {
+        double na = 0, nb = 0, d = 0, su = 0;
+        for (size_t j = 0; j < SC; j++)
+            na += prev[r * SC + j] * prev[r * SC + j], nb += w[r * SC + j] * w[r * SC + j];
+        for (size_t j = 0; j < SC; j++) {
+            double a = prev[r * SC + j] / sqrt(na), b = w[r * SC + j] / sqrt(nb);
+            d += (a - b) * (a - b), su += (a + b) * (a + b);
+        }
+        double ang = 2 * atan2(sqrt(d), sqrt(su));
+        ss += ang * ang;
+    }
+    return sqrt(ss / SN);
+}
+
+/* Train SN neurons of SC weights with AdamW, heavy-ball SGD with L2 decay or AdamW with amsgrad
+ * on gradients orthogonal to w (3x larger for the first 150 steps, so that amsgrad's maximum
+ * stays above v afterwards), writing a snapshot with the optimizer state every 100 steps, and
+ * return the RMS over neurons of the true angle of step `steps`. */
+static double train_with_state(const char *dir, train_mode mode, int lr_applied, long steps)
+{
+    static double w[SN * SC], m[SN * SC], v[SN * SC], vmax[SN * SC], prev[SN * SC];
     uint64_t rng = 12345;
     for (size_t i = 0; i < SN * SC; i++)
-        w[i] = normal(&rng) * 0.3, m[i] = v[i] = 0;
+        w[i] = normal(&rng) * 0.3, m[i] = v[i] = vmax[i] = 0;
     double last = DNAN;
     for (long t = 1; t <= steps; t++) {
         memcpy(prev, w, sizeof w);
+        double scale = t <= 150 ? 3.0 : 1.0;
         for (size_t r = 0; r < SN; r++) {
             double g[SC], dot = 0, ww = 0;
             for (size_t j = 0; j < SC; j++)
@@ -523,56 +596,13 @@ static double train_with_state(const char *dir, int sgd, int lr_applied, long st
                 ww += w[r * SC + j] * w[r * SC + j];
             for (size_t j = 0; j < SC; j++) {
                 size_t k = r * SC + j;
-                double gj = (g[j] - dot / ww * w[k]) / sqrt(ww);
-                if (sgd) {
-                    gj += wd * w[k];
-                    m[k] = t == 1 ? gj : 0.9 * m[k] + gj;
-                    w[k] -= lr * m[k];
-                } else {
-                    m[k] = b1 * m[k] + (1 - b1) * gj;
-                    v[k] = b2 * v[k] + (1 - b2) * gj * gj;
-                    double bc1 = 1 - pow(b1, (double)t), bc2 = 1 - pow(b2, (double)t);
-                    w[k] = w[k] * (1 - lr * wd) - lr / bc1 * m[k] / (sqrt(v[k]) / sqrt(bc2) + eps);
-                }
+                train_coord(mode, t, k, scale * (g[j] - dot / ww * w[k]) / sqrt(ww), w, m, v, vmax);
             }
         }
         if (t % 100)
             continue;
-        char meta[512], file[64];
-        if (sgd)
-            snprintf(meta, sizeof meta,
-                     "{\"class\":\"SGD\",\"params\":{\"fc.weight\":{\"group\":0}},\"groups\":[{"
-                     "\"lr\":%.17g,%s\"momentum\":0.9,\"dampening\":0,\"weight_decay\":%.17g,"
-                     "\"nesterov\":false}]}",
-                     lr, lr_applied ? "\"lr_applied\":0.05," : "", wd);
-        else
-            snprintf(meta, sizeof meta,
-                     "{\"class\":\"AdamW\",\"params\":{\"fc.weight\":{\"group\":0,\"step\":%ld}},"
-                     "\"groups\":[{\"lr\":%.17g,%s\"betas\":[0.9,0.999],\"eps\":1e-08,"
-                     "\"weight_decay\":%.17g}]}",
-                     t, lr, lr_applied ? "\"lr_applied\":0.01," : "", wd);
-        snprintf(file, sizeof file, "step_%ld.safetensors", t);
-        char *path = roteq_test_path(dir, file);
-        const char *names[] = {"fc.weight",
-                               sgd ? "optimizer/fc.weight/momentum_buffer"
-                                   : "optimizer/fc.weight/exp_avg",
-                               "optimizer/fc.weight/exp_avg_sq"};
-        const double *data[] = {w, m, v};
-        write_safetensors(path, names, data, sgd ? 2 : 3, SN, SC, meta);
-        free(path);
-        double ss = 0;
-        for (size_t r = 0; r < SN; r++) {
-            double na = 0, nb = 0, d = 0, su = 0;
-            for (size_t j = 0; j < SC; j++)
-                na += prev[r * SC + j] * prev[r * SC + j], nb += w[r * SC + j] * w[r * SC + j];
-            for (size_t j = 0; j < SC; j++) {
-                double a = prev[r * SC + j] / sqrt(na), b = w[r * SC + j] / sqrt(nb);
-                d += (a - b) * (a - b), su += (a + b) * (a + b);
-            }
-            double ang = 2 * atan2(sqrt(d), sqrt(su));
-            ss += ang * ang;
-        }
-        last = sqrt(ss / SN);
+        write_state_snapshot(dir, mode, lr_applied, t, w, m, v, vmax);
+        last = rms_angle(prev, w);
     }
     return last;
 }
@@ -598,16 +628,18 @@ static roteq_analysis_result *analyze_dir(const char *dir, const char *optimizer
 }
 
 /* Snapshots 100 steps apart that carry the optimizer state: the last update is rebuilt exactly
- * (AdamW from m and v with the bias corrections; heavy-ball SGD from its buffer) and each
- * snapshot's angle is the single step's, equal to the true one to rounding, judged like a trace's.
- * Without lr_applied the layer is marked as using the lr as saved. */
+ * (AdamW from m and v with the bias corrections, amsgrad from m and the running maximum of v;
+ * heavy-ball SGD from its buffer) and each snapshot's angle is the single step's, equal to the
+ * true one to rounding, judged like a trace's. Without lr_applied the layer is marked as using
+ * the lr as saved. */
 static void test_per_step_from_state(void **state)
 {
     (void)state;
-    for (int sgd = 0; sgd < 2; sgd++)
+    for (int mode = MODE_ADAMW; mode <= MODE_AMSGRAD; mode++)
         for (int applied = 0; applied < 2; applied++) {
+            int sgd = mode == MODE_SGDM;
             char *dir = roteq_test_tmpdir();
-            double truth = train_with_state(dir, sgd, applied, 400);
+            double truth = train_with_state(dir, (train_mode)mode, applied, 400);
             roteq_analysis_result *r =
                 analyze_dir(dir, sgd ? "sgdm" : "adamw", sgd ? 0.05 : 0.01, sgd ? 5e-3 : 0.1);
             const roteq_analysis_layer_result *L = &r->layers[0];
