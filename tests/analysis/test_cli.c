@@ -8,6 +8,7 @@
 #include <cmocka.h>
 
 #include "roteq_test.h"
+#include "roteq_test_json.h"
 
 #include <jansson.h>
 #include <math.h>
@@ -58,24 +59,6 @@ static void test_usage(void **state)
     expect_bad((const char *[]){"--optimizer", "adamx", "x", NULL}, "unknown optimizer");
 }
 
-static json_t *load_json(const char *text)
-{
-    json_error_t e;
-    json_t *j = json_loads(text, 0, &e);
-    if (j == NULL)
-        fail_msg("bad JSON (%s): %s", e.text, text);
-    return j;
-}
-
-static double jnum(json_t *o, const char *a, const char *b)
-{
-    json_t *v = json_object_get(o, a);
-    if (b)
-        v = json_object_get(v, b);
-    assert_true(json_is_number(v));
-    return json_number_value(v);
-}
-
 /* `roteq simulate --trace` -> `roteq analyze` recovers what the simulation measured. */
 static void test_round_trip(void **state)
 {
@@ -91,14 +74,14 @@ static void test_round_trip(void **state)
     int rc = roteq_test_run(sim, NULL, &out, &err);
     if (rc != 0)
         fail_msg("roteq simulate failed (%d): %s", rc, err);
-    json_t *s = load_json(out);
+    json_t *s = roteq_test_json(out);
     free(out), free(err);
 
     /* The metadata is found beside the trace (trace.csv.json). */
     rc = analyze((const char *[]){trace, "--window", "250", "--format", "json", NULL}, &out, &err);
     if (rc != 0)
         fail_msg("analyze failed (%d): %s", rc, err);
-    json_t *a = load_json(out);
+    json_t *a = roteq_test_json(out);
     free(out), free(err);
     json_t *layers = json_object_get(a, "layers");
     assert_int_equal(json_array_size(layers), 1);
@@ -119,20 +102,23 @@ static void test_round_trip(void **state)
     assert_int_equal(json_integer_value(json_object_get(L, "dim")), 64);
     assert_int_equal(json_integer_value(json_object_get(L, "neurons")), 64);
     /* Same prediction as the simulator's (theory is the one source). */
-    assert_close(jnum(L, "predicted", "norm"), jnum(s, "predicted", "norm"), 1e-12);
-    assert_close(jnum(L, "predicted", "angular_update"), jnum(s, "predicted", "angular_update"),
+    assert_close(roteq_test_jnum(L, "predicted", "norm"), roteq_test_jnum(s, "predicted", "norm"),
                  1e-12);
+    assert_close(roteq_test_jnum(L, "predicted", "angular_update"),
+                 roteq_test_jnum(s, "predicted", "angular_update"), 1e-12);
     /* The measured equilibrium equals the simulator's own measurement (every step of its last
      * quarter; ours every 4th step of the last quarter) within its standard errors. */
-    assert_within_se(jnum(L, "measured", "norm"), jnum(s, "measured", "norm"),
-                     jnum(s, "measured", "norm_se"), 3, 3);
-    assert_within_se(jnum(L, "measured", "angular_update"), jnum(s, "measured", "angular_update"),
-                     jnum(s, "measured", "angular_update_se"), 4, 3);
-    assert_true(fabs(jnum(L, "relative_error", "angular_update")) < 0.02);
+    assert_within_se(roteq_test_jnum(L, "measured", "norm"), roteq_test_jnum(s, "measured", "norm"),
+                     roteq_test_jnum(s, "measured", "norm_se"), 3, 3);
+    assert_within_se(roteq_test_jnum(L, "measured", "angular_update"),
+                     roteq_test_jnum(s, "measured", "angular_update"),
+                     roteq_test_jnum(s, "measured", "angular_update_se"), 4, 3);
+    assert_true(fabs(roteq_test_jnum(L, "relative_error", "angular_update")) < 0.02);
     /* Standard errors by the same method as the simulator's (neurons as samples). */
-    assert_close(jnum(L, "measured_se", "norm"), jnum(s, "measured", "norm_se"), 0.3);
-    assert_close(jnum(L, "measured_se", "angular_update"), jnum(s, "measured", "angular_update_se"),
-                 0.5);
+    assert_close(roteq_test_jnum(L, "measured_se", "norm"),
+                 roteq_test_jnum(s, "measured", "norm_se"), 0.3);
+    assert_close(roteq_test_jnum(L, "measured_se", "angular_update"),
+                 roteq_test_jnum(s, "measured", "angular_update_se"), 0.5);
     assert_true(json_is_integer(json_object_get(L, "converged_at_step")));
     assert_string_equal(json_string_value(json_object_get(L, "verdict")), "at equilibrium");
     json_decref(a);
@@ -141,10 +127,10 @@ static void test_round_trip(void **state)
      * doubles the predicted angle. */
     rc = analyze((const char *[]){trace, "--lr", "4e-2", "--format", "json", NULL}, &out, &err);
     assert_int_equal(rc, 0);
-    a = load_json(out);
+    a = roteq_test_json(out);
     L = json_array_get(json_object_get(a, "layers"), 0);
-    assert_close(jnum(L, "predicted", "angular_update"), 2 * jnum(s, "predicted", "angular_update"),
-                 1e-12);
+    assert_close(roteq_test_jnum(L, "predicted", "angular_update"),
+                 2 * roteq_test_jnum(s, "predicted", "angular_update"), 1e-12);
     assert_string_equal(json_string_value(json_object_get(L, "verdict")),
                         "not scale-invariant-like");
     json_decref(a);
@@ -184,7 +170,7 @@ static void test_round_trip(void **state)
     rc = analyze((const char *[]){bare, "--format", "json", NULL}, &out, &err);
     assert_int_equal(rc, 0);
     assert_non_null(strstr(err, "measured without predictions"));
-    a = load_json(out);
+    a = roteq_test_json(out);
     L = json_array_get(json_object_get(a, "layers"), 0);
     assert_true(json_is_null(json_object_get(json_object_get(L, "predicted"), "norm")));
     assert_true(json_is_null(json_object_get(L, "converged_at_step")));
@@ -231,15 +217,15 @@ static void test_round_trip_schedule(void **state)
     free(out), free(err);
     rc = analyze((const char *[]){trace, "--format", "json", NULL}, &out, &err);
     assert_int_equal(rc, 0);
-    json_t *a = load_json(out);
+    json_t *a = roteq_test_json(out);
     json_t *L = json_array_get(json_object_get(a, "layers"), 0);
     assert_true(json_is_true(json_object_get(L, "scheduled")));
     assert_string_equal(json_string_value(json_object_get(L, "prediction")), "transient");
-    assert_close(jnum(L, "lr", NULL), 1e-3, 1e-12); /* the cosine floor at the end */
+    assert_close(roteq_test_jnum(L, "lr", NULL), 1e-3, 1e-12); /* the cosine floor at the end */
     /* 64 neurons: the measured RMS angle has a relative SE of about 0.3%; the transient is
      * derived for C large, so allow 2%. */
-    assert_true(fabs(jnum(L, "relative_error", "angular_update")) < 0.02);
-    assert_true(fabs(jnum(L, "relative_error", "norm")) < 0.02);
+    assert_true(fabs(roteq_test_jnum(L, "relative_error", "angular_update")) < 0.02);
+    assert_true(fabs(roteq_test_jnum(L, "relative_error", "norm")) < 0.02);
     assert_string_equal(json_string_value(json_object_get(L, "verdict")), "at equilibrium");
     json_decref(a);
     free(out), free(err), free(trace);
@@ -301,9 +287,9 @@ static void test_balance(void **state)
         roteq_test_write_file(meta, js);
         char *out, *err;
         assert_int_equal(analyze((const char *[]){both, "--format", "json", NULL}, &out, &err), 0);
-        json_t *a = load_json(out);
-        balance[o] = jnum(a, "balance", NULL);
-        predicted[o] = jnum(a, "balance_predicted", NULL);
+        json_t *a = roteq_test_json(out);
+        balance[o] = roteq_test_jnum(a, "balance", NULL);
+        predicted[o] = roteq_test_jnum(a, "balance_predicted", NULL);
         json_t *layers = json_object_get(a, "layers");
         assert_int_equal(json_array_size(layers), 2);
         for (size_t k = 0; k < 2; k++)
@@ -438,7 +424,7 @@ static void test_outputs(void **state)
     char *out, *err;
     /* A name that is not UTF-8 keeps its "layer" key in JSON, the byte escaped. */
     assert_int_equal(analyze((const char *[]){t, "--format", "json", NULL}, &out, &err), 0);
-    json_t *j = load_json(out);
+    json_t *j = roteq_test_json(out);
     json_t *L = json_array_get(json_object_get(j, "layers"), 0);
     assert_string_equal(json_string_value(json_object_get(L, "layer")), "fc\\xE9");
     json_decref(j);

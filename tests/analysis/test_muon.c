@@ -8,6 +8,7 @@
 #include <cmocka.h>
 
 #include "roteq_test.h"
+#include "roteq_test_json.h"
 
 #include <jansson.h>
 #include <math.h>
@@ -27,32 +28,13 @@ static int analyze(const char *const *args, char **out, char **err)
     return roteq_test_run(argv, NULL, out, err);
 }
 
-static json_t *load_json(const char *text)
-{
-    json_error_t e;
-    json_t *j = json_loads(text, 0, &e);
-    if (j == NULL)
-        fail_msg("bad JSON (%s): %s", e.text, text);
-    return j;
-}
-
-static double jnum(json_t *o, const char *a, const char *b)
-{
-    json_t *v = json_object_get(o, a);
-    if (b)
-        v = json_object_get(v, b);
-    if (!json_is_number(v))
-        fail_msg("'%s%s%s' is not a number", a, b ? "." : "", b ? b : "");
-    return json_number_value(v);
-}
-
 static json_t *run_json(const char *const *argv)
 {
     char *out, *err;
     int rc = roteq_test_run(argv, NULL, &out, &err);
     if (rc != 0)
         fail_msg("roteq %s failed (%d): %s", argv[0], rc, err);
-    json_t *j = load_json(out);
+    json_t *j = roteq_test_json(out);
     free(out), free(err);
     return j;
 }
@@ -65,7 +47,7 @@ static json_t *analyze_layer(const char *trace, const char *meta, json_t **root)
     int rc = analyze(args, &out, &err);
     if (rc != 0)
         fail_msg("analyze failed (%d): %s", rc, err);
-    *root = load_json(out);
+    *root = roteq_test_json(out);
     free(out), free(err);
     json_t *layers = json_object_get(*root, "layers");
     assert_int_equal(json_array_size(layers), 1);
@@ -96,9 +78,12 @@ static void test_round_trip(void **state)
     json_t *root;
     json_t *L = analyze_layer(trace, NULL, &root); /* metadata beside it: muon.csv.json */
     assert_string_equal(json_string_value(json_object_get(root, "optimizer")), "muon");
-    assert_close(jnum(L, "predicted", "norm"), jnum(th, "equilibrium_norm", NULL), 1e-12);
-    assert_close(jnum(L, "predicted", "angular_update"), jnum(th, "angular_update", NULL), 1e-12);
-    double en = jnum(L, "relative_error", "norm"), ea = jnum(L, "relative_error", "angular_update");
+    assert_close(roteq_test_jnum(L, "predicted", "norm"),
+                 roteq_test_jnum(th, "equilibrium_norm", NULL), 1e-12);
+    assert_close(roteq_test_jnum(L, "predicted", "angular_update"),
+                 roteq_test_jnum(th, "angular_update", NULL), 1e-12);
+    double en = roteq_test_jnum(L, "relative_error", "norm"),
+           ea = roteq_test_jnum(L, "relative_error", "angular_update");
     print_message("# muon 64x64 trace: row norm %+.2f%%, RMS angle %+.2f%%\n", 100 * en, 100 * ea);
     assert_true(fabs(en) < 0.03 && fabs(ea) < 0.03);
     assert_string_equal(json_string_value(json_object_get(L, "verdict")), "at equilibrium");
@@ -106,14 +91,18 @@ static void test_round_trip(void **state)
     assert_non_null(M);
     assert_int_equal(json_integer_value(json_array_get(json_object_get(M, "shape"), 0)), 64);
     assert_int_equal(json_integer_value(json_array_get(json_object_get(M, "shape"), 1)), 64);
-    assert_close(jnum(M, "predicted_norm", NULL), jnum(th, "matrix_norm", NULL), 1e-12);
-    assert_close(jnum(M, "predicted_angle", NULL), jnum(th, "matrix_angular_update", NULL), 1e-12);
-    assert_close(jnum(M, "norm", NULL), jnum(M, "predicted_norm", NULL), 0.03);
-    double ma = jnum(M, "angle", NULL);
-    print_message("# Frobenius norm %+.2f%%, RMS matrix angle %+.2f%%\n",
-                  100 * (jnum(M, "norm", NULL) / jnum(M, "predicted_norm", NULL) - 1),
-                  100 * (ma / jnum(M, "predicted_angle", NULL) - 1));
-    assert_close(ma, jnum(M, "predicted_angle", NULL), 0.03);
+    assert_close(roteq_test_jnum(M, "predicted_norm", NULL),
+                 roteq_test_jnum(th, "matrix_norm", NULL), 1e-12);
+    assert_close(roteq_test_jnum(M, "predicted_angle", NULL),
+                 roteq_test_jnum(th, "matrix_angular_update", NULL), 1e-12);
+    assert_close(roteq_test_jnum(M, "norm", NULL), roteq_test_jnum(M, "predicted_norm", NULL),
+                 0.03);
+    double ma = roteq_test_jnum(M, "angle", NULL);
+    print_message(
+        "# Frobenius norm %+.2f%%, RMS matrix angle %+.2f%%\n",
+        100 * (roteq_test_jnum(M, "norm", NULL) / roteq_test_jnum(M, "predicted_norm", NULL) - 1),
+        100 * (ma / roteq_test_jnum(M, "predicted_angle", NULL) - 1));
+    assert_close(ma, roteq_test_jnum(M, "predicted_angle", NULL), 0.03);
     json_decref(root);
 
     /* No "shape": cols from dim, rows from the neurons of the first record; same results. */
@@ -123,7 +112,8 @@ static void test_round_trip(void **state)
                                 "\"adjust_lr\": \"original\", \"layers\": {\"W\": {\"dim\": 64}}}");
     json_t *root2;
     json_t *L2 = analyze_layer(trace, meta, &root2);
-    assert_close(jnum(L2, "predicted", "norm"), jnum(th, "equilibrium_norm", NULL), 1e-12);
+    assert_close(roteq_test_jnum(L2, "predicted", "norm"),
+                 roteq_test_jnum(th, "equilibrium_norm", NULL), 1e-12);
     M = json_object_get(L2, "matrix");
     assert_int_equal(json_integer_value(json_array_get(json_object_get(M, "shape"), 0)), 64);
     json_decref(root2);
@@ -144,8 +134,10 @@ static void test_round_trip(void **state)
                                 "\"muon\", \"momentum\": 0.95, \"ns_steps\": 5.0}}}");
     L2 = analyze_layer(trace, meta, &root2);
     assert_string_equal(json_string_value(json_object_get(root2, "optimizer")), "adamw");
-    assert_close(jnum(L2, "predicted", "norm"), jnum(th, "equilibrium_norm", NULL), 1e-12);
-    assert_close(jnum(L2, "predicted", "angular_update"), jnum(th, "angular_update", NULL), 1e-12);
+    assert_close(roteq_test_jnum(L2, "predicted", "norm"),
+                 roteq_test_jnum(th, "equilibrium_norm", NULL), 1e-12);
+    assert_close(roteq_test_jnum(L2, "predicted", "angular_update"),
+                 roteq_test_jnum(th, "angular_update", NULL), 1e-12);
     assert_string_equal(json_string_value(json_object_get(L2, "verdict")), "at equilibrium");
     assert_non_null(json_object_get(L2, "matrix"));
     json_decref(root2);
@@ -158,7 +150,8 @@ static void test_round_trip(void **state)
                                             "--lr", "0.02", "--weight-decay", "0.1", "--ns-steps",
                                             "10", "--no-nesterov", "--format", "json", NULL});
     L2 = analyze_layer(trace, meta, &root2);
-    assert_close(jnum(L2, "predicted", "norm"), jnum(th2, "equilibrium_norm", NULL), 1e-12);
+    assert_close(roteq_test_jnum(L2, "predicted", "norm"),
+                 roteq_test_jnum(th2, "equilibrium_norm", NULL), 1e-12);
     json_decref(root2);
     json_decref(th2);
     json_decref(th);
@@ -183,9 +176,11 @@ static void test_matrix_exact(void **state)
     json_t *L = analyze_layer(trace, NULL, &root);
     json_t *M = json_object_get(L, "matrix");
     assert_int_equal(json_integer_value(json_array_get(json_object_get(M, "shape"), 1)), 48);
-    assert_close(jnum(M, "norm", NULL), jnum(s, "matrix_norm", NULL), 1e-9);
-    assert_close(jnum(M, "angle", NULL), jnum(s, "matrix_angle_rms", NULL), 1e-9);
-    assert_close(jnum(L, "measured", "angular_update"), jnum(s, "row_angle_rms", NULL), 1e-9);
+    assert_close(roteq_test_jnum(M, "norm", NULL), roteq_test_jnum(s, "matrix_norm", NULL), 1e-9);
+    assert_close(roteq_test_jnum(M, "angle", NULL), roteq_test_jnum(s, "matrix_angle_rms", NULL),
+                 1e-9);
+    assert_close(roteq_test_jnum(L, "measured", "angular_update"),
+                 roteq_test_jnum(s, "row_angle_rms", NULL), 1e-9);
     json_decref(root);
     json_decref(s);
 
@@ -256,8 +251,8 @@ static void test_snapshots(void **state)
     assert_int_equal(json_integer_value(json_array_get(json_object_get(M, "shape"), 0)), R);
     assert_int_equal(json_integer_value(json_array_get(json_object_get(M, "shape"), 1)), C);
     assert_int_equal(json_integer_value(json_object_get(L, "window_records")), win);
-    assert_close(jnum(M, "angle", NULL), sqrt(a2 / (double)win), 1e-9);
-    assert_close(jnum(M, "norm", NULL), frob / (double)win, 1e-12);
+    assert_close(roteq_test_jnum(M, "angle", NULL), sqrt(a2 / (double)win), 1e-9);
+    assert_close(roteq_test_jnum(M, "norm", NULL), frob / (double)win, 1e-12);
     assert_true(json_is_number(json_object_get(M, "predicted_angle")));
     json_decref(root);
     free(meta);

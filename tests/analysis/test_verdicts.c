@@ -12,6 +12,7 @@
 
 #include "roteq_analysis.h"
 #include "roteq_test.h"
+#include "roteq_test_json.h"
 #include "roteq_util.h"
 
 #include <jansson.h>
@@ -128,10 +129,7 @@ static json_t *analyze_json(const char *const *args)
     int rc = roteq_test_run(argv, NULL, &out, &err);
     if (rc != 0)
         fail_msg("analyze %s failed (%d): %s", args[0], rc, err);
-    json_error_t e;
-    json_t *j = json_loads(out, 0, &e);
-    if (j == NULL)
-        fail_msg("bad JSON (%s): %s", e.text, out);
+    json_t *j = roteq_test_json(out);
     free(out), free(err);
     return j;
 }

@@ -24,7 +24,6 @@ void roteq_assert_within_se(double got, double want, double se, double k, unsign
  * on a signal. `stdin_text` may be NULL. */
 int roteq_test_run(const char *const *args, const char *stdin_text, char **out, char **err);
 
-/* A fresh temporary directory (removed with everything in it by roteq_test_rmtree). */
 /* A growing text for building inputs (traces, grids): zero-initialise, append with
  * roteq_test_textf (printf-style), free(t.s). */
 typedef struct {
@@ -34,6 +33,7 @@ typedef struct {
 void roteq_test_textf(roteq_test_text *t, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
+/* A fresh temporary directory (removed with everything in it by roteq_test_rmtree). */
 char *roteq_test_tmpdir(void);
 void roteq_test_rmtree(char *dir); /* frees `dir` too */
 /* Path join into a malloc'd string. */
