@@ -394,6 +394,8 @@ static int load_torch(snapshot *s, const char *path, const reader *rd, const cha
         return st;
     roteq_torch_archive *a = s->arch[s->narch++];
     roteq_torch_archive_set_pool(a, rd->pool);
+    if (rd->opt && rd->opt->mapped)
+        rd->opt->mapped(rd->opt->ctx, path);
     *file = s->files[s->nmaps - 1];
     return guarded_tensors(a, rd, path, infos, data, n);
 }
@@ -826,6 +828,9 @@ static int guarded_tensors(roteq_torch_archive *a, const reader *rd, const char 
     tensors_job j = {a, rd->opt ? rd->opt->model_key : NULL, infos, data, n, 0};
     if (guarded(run_tensors, &j) == 0)
         return j.st;
+    /* What the reader had built when the fault hit (it publishes as it goes). */
+    roteq_analysis_tensor_infos_free(*infos, *n);
+    free((void *)*data);
     *infos = NULL;
     *data = NULL;
     *n = 0;

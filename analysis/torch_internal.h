@@ -138,7 +138,8 @@ int roteq_torch_archive_model(const roteq_torch_archive *a, const char *key, con
 /* Every tensor of the model's state dict (roteq_torch_archive_model), in its order: *out[i] with
  * its name (malloc'd; free with roteq_analysis_tensor_infos_free) and geometry, (*data)[i] its
  * image, read only for tensors `want` accepts (NULL: all), else NULL. *data is malloc'd; the images
- * live until the archive is freed. */
+ * live until the archive is freed. On error all three are NULL / 0; while it runs they hold what
+ * has been built, so a caller that jumps out of it (a fault reading a mapping) can free that. */
 int roteq_torch_archive_tensors(roteq_torch_archive *a, const char *key,
                                 int (*want)(const roteq_analysis_tensor_info *info, void *ctx),
                                 void *ctx, roteq_analysis_tensor_info **out,

@@ -671,6 +671,10 @@ int roteq_torch_archive_tensors(roteq_torch_archive *a, const char *key,
     size_t n = 0;
     if (t == NULL || p == NULL)
         st = oom();
+    /* Published as they grow: a caller whose read of a mapping faults (the file shrank; the
+     * snapshot reader's SIGBUS guard jumps out of this loop) frees what was built so far. */
+    *out = t;
+    *data = p;
     for (size_t i = 0; !st && i < d->u.dict.n; i++) {
         const roteq_pk *k = d->u.dict.keys[i], *v = d->u.dict.vals[i];
         if (k->kind != ROTEQ_PK_STR || v->kind != ROTEQ_PK_TENSOR)
@@ -685,20 +689,23 @@ int roteq_torch_archive_tensors(roteq_torch_archive *a, const char *key,
             st = oom();
             break;
         }
-        n++;
+        *count = ++n;
         if (want == NULL || want(ti, ctx)) {
-            char *name = ti->name;
-            st = roteq_torch_archive_tensor(a, v, name, ti, &p[n - 1]);
-            ti->name = name;
+            /* read into a copy: the name stays in t[] should the read not return */
+            roteq_analysis_tensor_info got;
+            st = roteq_torch_archive_tensor(a, v, ti->name, &got, &p[n - 1]);
+            if (!st) {
+                got.name = ti->name;
+                *ti = got;
+            }
         }
     }
     if (st) {
         roteq_analysis_tensor_infos_free(t, n);
         free(p);
-        return st;
+        *out = NULL;
+        *data = NULL;
+        *count = 0;
     }
-    *out = t;
-    *data = p;
-    *count = n;
-    return ROTEQ_OK;
+    return st;
 }
