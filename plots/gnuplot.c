@@ -284,8 +284,19 @@ int roteq_plots_job_run(roteq_plots_job *job)
     posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
     posix_spawn_file_actions_adddup2(&fa, perr[1], 2);
     posix_spawn_file_actions_addclose(&fa, perr[0]);
+    /* gnuplot is registered for the signal cleanup (killed before its file is removed) with the
+     * signals held back until it is; it starts with the mask roteq had. */
+    sigset_t mask_was;
+    roteq_cleanup_signals_block(1, &mask_was);
+    posix_spawnattr_t sa;
+    posix_spawnattr_init(&sa);
+    posix_spawnattr_setsigmask(&sa, &mask_was);
+    posix_spawnattr_setflags(&sa, POSIX_SPAWN_SETSIGMASK);
     pid_t pid;
-    int rc = posix_spawnp(&pid, gnuplot, &fa, NULL, (char *const *)argv, environ);
+    int rc = posix_spawnp(&pid, gnuplot, &fa, &sa, (char *const *)argv, environ);
+    int child = rc == 0 ? roteq_child_register(pid) : -1;
+    roteq_cleanup_signals_block(0, &mask_was);
+    posix_spawnattr_destroy(&sa);
     posix_spawn_file_actions_destroy(&fa);
     close(perr[1]);
     if (rc != 0) {
@@ -328,6 +339,7 @@ int roteq_plots_job_run(roteq_plots_job *job)
     int wstatus = 0;
     while (waitpid(pid, &wstatus, 0) < 0 && errno == EINTR)
         ;
+    roteq_child_unregister(child);
     struct stat st;
     int ok = WIFEXITED(wstatus) && WEXITSTATUS(wstatus) == 0;
     if (ok && (stat(tmp, &st) != 0 || st.st_size == 0)) {

@@ -2,8 +2,9 @@
  * directory, then rename over PATH on commit. Readers never see a half-written result, and the
  * temporary files of a process stopped by SIGINT/SIGTERM/SIGHUP are removed by a handler that
  * walks a fixed table of registered paths with async-signal-safe calls only (unlink, sigaction,
- * raise). Outputs are checked before the work that fills them (a directory, a missing folder, an
- * input named again as the output), so a long job never fails only at its end. */
+ * raise), after killing and reaping the registered children that could still write them. Outputs
+ * are checked before the work that fills them (a directory, a missing folder, an input named again
+ * as the output), so a long job never fails only at its end. */
 #include "roteq_util.h"
 
 #include <errno.h>
@@ -12,7 +13,9 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <pthread.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -25,15 +28,24 @@ struct roteq_ofile {
 
 /* ---- temporary files removed on a fatal signal ---- */
 
-#define TMP_SLOTS 256
+#define TMP_SLOTS   256
+#define CHILD_SLOTS 16
 
 static const char *_Atomic tmp_slots[TMP_SLOTS];
+static _Atomic pid_t child_slots[CHILD_SLOTS];
 static atomic_flag handlers_installed = ATOMIC_FLAG_INIT;
 static const int cleanup_signals[] = {SIGINT, SIGTERM, SIGHUP};
 
 static void cleanup_handler(int sig)
 {
     int saved = errno;
+    /* Children first: one still writing a temporary file would create it again. */
+    for (int i = 0; i < CHILD_SLOTS; i++) {
+        pid_t pid = atomic_load(&child_slots[i]);
+        if (pid > 0 && kill(pid, SIGKILL) == 0)
+            while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
+                ;
+    }
     for (int i = 0; i < TMP_SLOTS; i++) {
         const char *p = atomic_load(&tmp_slots[i]);
         if (p != NULL)
@@ -80,6 +92,35 @@ void roteq_tmpfile_unregister(int slot)
 {
     if (slot >= 0 && slot < TMP_SLOTS)
         atomic_store(&tmp_slots[slot], NULL);
+}
+
+int roteq_child_register(pid_t pid)
+{
+    install_handlers();
+    for (int i = 0; i < CHILD_SLOTS; i++) {
+        pid_t expected = 0;
+        if (atomic_compare_exchange_strong(&child_slots[i], &expected, pid))
+            return i;
+    }
+    return -1;
+}
+
+void roteq_child_unregister(int slot)
+{
+    if (slot >= 0 && slot < CHILD_SLOTS)
+        atomic_store(&child_slots[slot], 0);
+}
+
+void roteq_cleanup_signals_block(int block, sigset_t *old)
+{
+    sigset_t set;
+    sigemptyset(&set);
+    for (size_t i = 0; i < sizeof cleanup_signals / sizeof cleanup_signals[0]; i++)
+        sigaddset(&set, cleanup_signals[i]);
+    if (block)
+        pthread_sigmask(SIG_BLOCK, &set, old);
+    else
+        pthread_sigmask(SIG_SETMASK, old, NULL);
 }
 
 /* ---- checks before the work ---- */

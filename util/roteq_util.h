@@ -8,9 +8,11 @@
 #ifndef ROTEQ_UTIL_H
 #define ROTEQ_UTIL_H
 
+#include <signal.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <sys/types.h>
 
 #ifdef __GNUC__
 #define ROTEQ_PRINTF(f, a) __attribute__((format(printf, f, a)))
@@ -77,6 +79,14 @@ int roteq_same_file(const char *a, const char *b);
  * (the file is then simply not cleaned up). */
 int roteq_tmpfile_register(const char *path);
 void roteq_tmpfile_unregister(int slot);
+/* A child process (gnuplot drawing into a registered temporary file) that the same handler kills
+ * with SIGKILL and reaps before it removes the files, so that the child cannot create one again
+ * after the parent is gone. Register it while the signals are blocked around its start
+ * (roteq_cleanup_signals_block(1, &old) ... roteq_cleanup_signals_block(0, &old)), so no signal
+ * falls between the start and the registration; -1 when all slots are taken. */
+int roteq_child_register(pid_t pid);
+void roteq_child_unregister(int slot);
+void roteq_cleanup_signals_block(int block, sigset_t *old);
 
 /* Bytes a new allocation may use: 90% of MemAvailable from /proc/meminfo, lowered to the
  * address-space limit (RLIMIT_AS) when one is set; 0 when unknown. `what` (may be NULL) receives a

@@ -159,18 +159,23 @@ static void test_outputs_checked(void **state)
 }
 
 /* A run killed by SIGTERM while gnuplot draws leaves no temporary figure: ROTEQ_GNUPLOT is a
- * script that marks that it started and sleeps; roteq alone gets the signal and must die of it
- * with the folder holding only what was complete (the input and the data file). */
+ * script that marks that it started, sleeps, then writes the figure (as a gnuplot that outlived
+ * roteq would, creating the removed file again) and marks that. roteq alone gets the signal and
+ * must kill it, then die of the signal with the folder holding only what was complete (the input
+ * and the data file). */
 static void test_killed_leaves_no_tmp(void **state)
 {
     (void)state;
     char *dir = roteq_test_tmpdir();
     char *in = roteq_test_path(dir, "series.csv"), *outdir = roteq_test_path(dir, "figs");
     char *gp = roteq_test_path(dir, "gp.sh"), *mark = roteq_test_path(dir, "started");
+    char *done = roteq_test_path(dir, "wrote");
     const char *groups[] = {"adamw"};
     fx_series(in, groups, 1, 20, 0);
-    char script[4400];
-    snprintf(script, sizeof script, "#!/bin/sh\ntouch '%s'\nexec sleep 60\n", mark);
+    char script[9000];
+    snprintf(script, sizeof script,
+             "#!/bin/sh\ntouch '%s'\nsleep 1\necho figure > \"$4\"\ntouch '%s'\nexec sleep 60\n",
+             mark, done);
     roteq_test_write_file(gp, script);
     assert_int_equal(chmod(gp, 0755), 0);
     pid_t pid = fork();
@@ -193,7 +198,12 @@ static void test_killed_leaves_no_tmp(void **state)
     assert_int_equal(kill(pid, SIGTERM), 0);
     int status;
     assert_int_equal(waitpid(pid, &status, 0), pid);
+    /* past the script's sleep: roteq killed it before it wrote (the group is killed after the
+     * check, in case it did not) */
+    nanosleep(&(struct timespec){1, 500000000}, NULL);
+    int wrote = access(done, F_OK) == 0;
     kill(-pid, SIGKILL);
+    assert_false(wrote);
     assert_true(WIFSIGNALED(status));
     assert_int_equal(WTERMSIG(status), SIGTERM);
     DIR *d = opendir(outdir);
@@ -209,6 +219,7 @@ static void test_killed_leaves_no_tmp(void **state)
     free(outdir);
     free(gp);
     free(mark);
+    free(done);
     roteq_test_rmtree(dir);
 }
 
