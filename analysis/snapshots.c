@@ -735,16 +735,23 @@ static int cmp_sel(const void *x, const void *y)
     return strcmp(((const layer_sel *)x)->name, ((const layer_sel *)y)->name);
 }
 
+/* One snapshot's rows of layer L. The lr and weight decay are the optimizer state's for this
+ * layer where the checkpoint holds it (the recorder's lr_applied, else the group's lr as saved:
+ * the next step's under a schedule), so that a scheduled run is predicted with the lr it had at
+ * each checkpoint; otherwise the metadata's. */
 static int feed(roteq_analysis *a, const layer_sel *L, long step, long gap, const double *norm,
-                const double *angle, const char *file)
+                const double *angle, const char *file, const roteq_analysis_optstate *os)
 {
+    const roteq_analysis_optstate_layer *s = os ? roteq_analysis_optstate_find(os, L->name) : NULL;
+    double lr = s && (s->known & ROTEQ_OPTSTATE_LR) ? s->lr : DNAN;
+    double wd = s && (s->known & ROTEQ_OPTSTATE_WEIGHT_DECAY) ? s->weight_decay : DNAN;
     for (size_t i = 0; i < L->rows; i++) {
         roteq_analysis_row row = {.step = step,
                                   .neuron = i,
                                   .norm = norm[i],
                                   .angle = angle ? angle[i] : DNAN,
-                                  .lr = DNAN,
-                                  .weight_decay = DNAN,
+                                  .lr = lr,
+                                  .weight_decay = wd,
                                   .gap = gap};
         if (!isfinite(row.norm))
             return roteq_error_set(ROTEQ_EFORMAT, "%s: tensor '%s': row %zu is not finite", file,
@@ -1035,7 +1042,8 @@ static int first_snapshot(roteq_analysis *a, const snapshot *s, layer_sel *sel, 
                                                    L->cols, L->angle);
         if (per_step < 0)
             return per_step;
-        st = feed(a, L, step, per_step ? 1 : -1, L->norm_prev, per_step ? L->angle : NULL, t->file);
+        st = feed(a, L, step, per_step ? 1 : -1, L->norm_prev, per_step ? L->angle : NULL, t->file,
+                  os);
         if (st)
             return st;
     }
@@ -1087,7 +1095,7 @@ static int next_snapshot(roteq_analysis *a, const char *dir, const entry *e, con
                                                    L->cols, L->angle);
         if (per_step < 0)
             return per_step;
-        st = feed(a, L, e->step, per_step ? 1 : gap, L->norm, L->angle, t->file);
+        st = feed(a, L, e->step, per_step ? 1 : gap, L->norm, L->angle, t->file, os);
         if (st) {
             char msg[512];
             snprintf(msg, sizeof msg, "%s", roteq_error_message());

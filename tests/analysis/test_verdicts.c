@@ -629,7 +629,8 @@ static roteq_analysis_result *analyze_dir(const char *dir, const char *optimizer
  * (AdamW from m and v with the bias corrections, amsgrad from m and the running maximum of v;
  * heavy-ball SGD from its buffer) and each snapshot's angle is the single step's, equal to the
  * true one to rounding, judged like a trace's. Without lr_applied the layer is marked as using
- * the lr as saved. */
+ * the lr as saved. The layer is predicted with the state's lr and weight decay, whatever the
+ * metadata says. */
 static void test_per_step_from_state(void **state)
 {
     (void)state;
@@ -647,6 +648,12 @@ static void test_per_step_from_state(void **state)
             assert_close(L->angular_update, truth, 1e-9);
             assert_non_null(strstr(L->angle_source, "optimizer state, exact"));
             assert_true((strstr(L->angle_source, "lr as saved") != NULL) == !applied);
+            roteq_analysis_result_free(r);
+            /* The state's lr and weight decay, not the metadata's, predict the checkpoints. */
+            r = analyze_dir(dir, sgd ? "sgdm" : "adamw", sgd ? 0.2 : 0.04, sgd ? 1e-3 : 0.3);
+            assert_close(r->layers[0].lr, sgd ? 0.05 : 0.01, 1e-15);
+            assert_close(r->layers[0].weight_decay, sgd ? 5e-3 : 0.1, 1e-15);
+            assert_close(r->layers[0].angular_update, truth, 1e-9);
             roteq_analysis_result_free(r);
             roteq_test_rmtree(dir);
         }
