@@ -385,7 +385,7 @@ static void simulate_print(const roteq_sim_muon_config *cfg, const roteq_sim_muo
     if (format == ROTEQ_FORMAT_JSON) {
         json_t *o = json_pack(
             "{s:s, s:o, s:I, s:I, s:I, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, "
-            "s:o, s:o}",
+            "s:o, s:o, s:o, s:o}",
             "optimizer", "muon", "hparams", hparams_json(&cfg->hp), "matrices",
             (json_int_t)cfg->matrices, "steps", (json_int_t)cfg->steps, "seed",
             (json_int_t)cfg->seed, "row_norm", num(res->row_norm), "row_norm_se",
@@ -395,7 +395,8 @@ static void simulate_print(const roteq_sim_muon_config *cfg, const roteq_sim_muo
             "matrix_angle_rms_se", num(res->matrix_angle_rms_se), "update_row_sq", num(res->q_row),
             "predicted_norm", num(eq[0].norm), "predicted_angular_update",
             num(eq[0].angular_update), "predicted_norm_plain", num(eq[1].norm),
-            "predicted_norm_lionlike", num(eq[2].norm));
+            "predicted_angular_update_plain", num(eq[1].angular_update), "predicted_norm_lionlike",
+            num(eq[2].norm), "predicted_angular_update_lionlike", num(eq[2].angular_update));
         json_object_set_new(o, "seconds", json_real(res->seconds));
         json_dumpf(o, stdout, JSON_INDENT(2) | JSON_REAL_PRECISION(17));
         fputc('\n', stdout);

@@ -19,15 +19,16 @@ static void usage(FILE *out)
     fputs("usage: roteq plot KIND INPUT... [--out DIR] [--format png|svg] [--title TEXT]\n"
           "                  [--name NAME] [--log-y] [--max-step N]\n"
           "       roteq plot gallery [--out DIR]\n\n"
-          "Draw a figure with gnuplot from roteq's CSV files. Writes DIR/NAME.FORMAT and the data\n"
-          "file DIR/NAME.dat beside it (its '#' lines hold the gnuplot command to redraw it), and\n"
-          "prints the figure's path. An INPUT may be LABEL=FILE to name its run in the legend.\n\n"
+          "Draw a figure with gnuplot from roteq's CSV files (muon: simulate's JSON summaries).\n"
+          "Writes DIR/NAME.FORMAT and the data file DIR/NAME.dat beside it (its '#' lines hold\n"
+          "the gnuplot command to redraw it), and prints the figure's path. An INPUT may be\n"
+          "LABEL=FILE to name its run in the legend.\n\n"
           "Kinds:\n",
           out);
     const char *summary;
     for (size_t i = 0; roteq_plot_kind(i, &summary) != NULL; i++)
         fprintf(out, "  %-10s %s\n", roteq_plot_kind(i, NULL), summary);
-    fputs("  gallery    figures 1-6 from the simulator, fixed seeds (plots/gallery.sh; --out\n"
+    fputs("  gallery    figures 1-7 from the simulator, fixed seeds (plots/gallery.sh; --out\n"
           "             default gallery; `meson compile -C BUILD figures` writes docs/gallery)\n",
           out);
     fputs("\nOptions:\n"
@@ -165,7 +166,7 @@ int roteq_cmd_plot(int argc, char **argv)
         free(inputs);
         return roteq_cli_fail("plot",
                               "unknown kind '%s' (known: norm, angle, histogram, balance, verify, "
-                              "transient; see roteq plot --help)",
+                              "transient, muon; see roteq plot --help)",
                               kind);
     }
     if (n == 0) {

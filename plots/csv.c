@@ -311,7 +311,8 @@ const char *roteq_plots_input_path(const char *input)
     return input;
 }
 
-int roteq_plots_read_inputs(const char *const *inputs, size_t n, roteq_plots_csv ***tables)
+int roteq_plots_read_inputs(const char *const *inputs, size_t n, roteq_plots_reader read,
+                            roteq_plots_csv ***tables)
 {
     roteq_plots_csv **t = calloc(n ? n : 1, sizeof *t);
     if (t == NULL)
@@ -319,7 +320,7 @@ int roteq_plots_read_inputs(const char *const *inputs, size_t n, roteq_plots_csv
     for (size_t i = 0; i < n; i++) {
         const char *path = roteq_plots_input_path(inputs[i]);
         size_t llen = path == inputs[i] ? 0 : (size_t)(path - inputs[i]) - 1;
-        int status = roteq_plots_csv_read(path, &t[i]);
+        int status = read(path, &t[i]);
         if (status == ROTEQ_OK && llen > 0 && (t[i]->label = strndup(inputs[i], llen)) == NULL)
             status = roteq_error_set(ROTEQ_ENOMEM, "out of memory");
         if (status != ROTEQ_OK) {

@@ -1,5 +1,5 @@
 #!/bin/sh
-# gallery.sh - regenerate the README gallery (figures 1-6 of plots/README.md) from the simulator
+# gallery.sh - regenerate the README gallery (figures 1-7 of plots/README.md) from the simulator
 # with fixed seeds: every number in these figures is simulated or predicted by this build.
 #
 #   plots/gallery.sh ROTEQ OUTDIR        (meson compile -C build figures runs it into docs/gallery)
@@ -86,6 +86,17 @@ plot transient --log-y --max-step 6000 \
     "AdamW, ‖w₀‖=0.25=$DATA/warm_adamw_0.25.csv" "AdamW, ‖w₀‖=2.5=$DATA/warm_adamw_2.5.csv" \
     "RV-AdamW, ‖w₀‖=0.25=$DATA/warm_rv_adamw_0.25.csv" \
     "RV-AdamW, ‖w₀‖=2.5=$DATA/warm_rv_adamw_2.5.csv"
+
+# 7: Muon's equilibrium against momentum, 64x64 matrices (torch.optim.Muon: Nesterov, ns_steps 5).
+# One summary per momentum; 4000 steps from theory's best norm, statistics over the last 1000
+# (steps 3001-4000, 12 relaxation times 1/(2 lr wd) = 250 steps after the start), 8 matrices.
+for m in 0 0.5 0.9 0.95 0.98; do
+    "$ROTEQ" simulate --optimizer muon --shape 64x64 --lr 0.02 --weight-decay 0.1 --momentum "$m" \
+        --matrices 8 --steps 4000 --seed 41 --threads 1 --format json \
+        >"$DATA/muon_m$m.json"
+done
+plot muon "$DATA/muon_m0.json" "$DATA/muon_m0.5.json" "$DATA/muon_m0.9.json" \
+    "$DATA/muon_m0.95.json" "$DATA/muon_m0.98.json"
 
 # 3: per-neuron histogram, from a per-neuron trace analysed by `roteq analyze` (heterogeneous
 # gradient scales across neurons: AdamW keeps every neuron near its prediction).

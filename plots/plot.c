@@ -11,21 +11,26 @@ typedef struct {
     const char *script;
     roteq_plots_prepare prepare;
     const char *summary;
+    roteq_plots_reader read;
 } plot_kind;
 
 static const plot_kind kinds[] = {
     {"norm", "series.gp", roteq_plots_prepare_norm,
-     "norm vs step: mean, 5-95% band, predicted transient, equilibrium (series CSV)"},
+     "norm vs step: mean, 5-95% band, predicted transient, equilibrium (series CSV)",
+     roteq_plots_csv_read},
     {"angle", "series.gp", roteq_plots_prepare_angle,
-     "angular update vs step, the same way; --log-y (series CSV)"},
+     "angular update vs step, the same way; --log-y (series CSV)", roteq_plots_csv_read},
     {"histogram", "histogram.gp", roteq_plots_prepare_histogram,
-     "per-neuron measured/predicted angular update per layer (per-neuron CSV)"},
+     "per-neuron measured/predicted angular update per layer (per-neuron CSV)",
+     roteq_plots_csv_read},
     {"balance", "balance.gp", roteq_plots_prepare_balance,
-     "angular update per layer, runs side by side (per-neuron/series CSVs)"},
+     "angular update per layer, runs side by side (per-neuron/series CSVs)", roteq_plots_csv_read},
     {"verify", "verify.gp", roteq_plots_prepare_verify,
-     "predicted vs measured, log-log and error in % (verify/sweep CSV rows)"},
+     "predicted vs measured, log-log and error in % (verify/sweep CSV rows)", roteq_plots_csv_read},
     {"transient", "transient.gp", roteq_plots_prepare_transient,
-     "warmup: rotation and norm relative to equilibrium (series CSVs)"},
+     "warmup: rotation and norm relative to equilibrium (series CSVs)", roteq_plots_csv_read},
+    {"muon", "muon.gp", roteq_plots_prepare_muon,
+     "Muon: row norm and angle vs momentum, 3 predictions (simulate JSONs)", roteq_plots_json_read},
 };
 
 const char *roteq_plot_kind(size_t i, const char **summary)
@@ -82,7 +87,7 @@ int roteq_plot(const char *kind, const char *const *inputs, size_t ninputs,
     if (k == NULL)
         return roteq_error_set(ROTEQ_ENOTFOUND,
                                "unknown figure kind '%s' (known: norm, angle, histogram, balance, "
-                               "verify, transient)",
+                               "verify, transient, muon)",
                                kind ? kind : "");
     if (ninputs == 0)
         return roteq_error_set(ROTEQ_EINVAL, "%s: no input file", kind);
@@ -92,7 +97,8 @@ int roteq_plot(const char *kind, const char *const *inputs, size_t ninputs,
     if (status || (status = check_job(&job, inputs, ninputs)))
         return status;
     roteq_plots_csv **tables = NULL;
-    if ((status = roteq_plots_read_inputs(inputs, ninputs, &tables)))
+    if ((status = roteq_plots_read_inputs(inputs, ninputs, k->read ? k->read : roteq_plots_csv_read,
+                                          &tables)))
         return status;
     roteq_ofile *data = NULL;
     status = roteq_plots_data_open(&job, inputs, ninputs, tables, opt, &data);

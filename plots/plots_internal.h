@@ -44,12 +44,20 @@ int roteq_plots_csv_num(const roteq_plots_csv *t, size_t row, long col, double *
 int roteq_plots_csv_groups(const roteq_plots_csv *t, long col, const char ***groups,
                            size_t *ngroups);
 
+/* A JSON summary (one object; json.c) as a table of one row whose columns are its values by
+ * dotted name ("hparams.momentum", "hparams.shape.0"); ROTEQ_EFORMAT naming file, line and column
+ * for bad JSON or a top level that is not an object. */
+int roteq_plots_json_read(const char *path, roteq_plots_csv **out);
+
 /* Inputs: each string is PATH or LABEL=PATH (split only when PATH exists and the whole string
  * does not; the label may hold '=': the split is at the first '=' followed by an existing
  * file). Reads them all; on error frees what was read. */
 /* The PATH part of one such input (a pointer into it). */
 const char *roteq_plots_input_path(const char *input);
-int roteq_plots_read_inputs(const char *const *inputs, size_t n, roteq_plots_csv ***tables);
+/* How a kind reads one input file: roteq_plots_csv_read, or roteq_plots_json_read. */
+typedef int (*roteq_plots_reader)(const char *path, roteq_plots_csv **out);
+int roteq_plots_read_inputs(const char *const *inputs, size_t n, roteq_plots_reader read,
+                            roteq_plots_csv ***tables);
 void roteq_plots_free_inputs(roteq_plots_csv **tables, size_t n);
 /* The file name without directories and extension, into `buf`. */
 void roteq_plots_basename(const char *path, char *buf, size_t len);
@@ -115,6 +123,8 @@ int roteq_plots_prepare_histogram(roteq_plots_job *job, roteq_plots_csv *const *
                                   const roteq_plot_options *opt, FILE *data);
 int roteq_plots_prepare_balance(roteq_plots_job *job, roteq_plots_csv *const *tables, size_t n,
                                 const roteq_plot_options *opt, FILE *data);
+int roteq_plots_prepare_muon(roteq_plots_job *job, roteq_plots_csv *const *tables, size_t n,
+                             const roteq_plot_options *opt, FILE *data);
 int roteq_plots_prepare_verify(roteq_plots_job *job, roteq_plots_csv *const *tables, size_t n,
                                const roteq_plot_options *opt, FILE *data);
 

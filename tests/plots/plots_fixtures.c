@@ -99,6 +99,30 @@ void fx_verify(const char *path, size_t per)
     assert_int_equal(fclose(f), 0);
 }
 
+void fx_muon(const char *path, double momentum, int rows)
+{
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    double norm = 0.3 / sqrt(1.0 - momentum), angle = 0.06 * sqrt(1.0 - momentum);
+    fprintf(f,
+            "{\n  \"optimizer\": \"muon\",\n  \"hparams\": {\"lr\": 0.02, \"weight_decay\": 0.1, "
+            "\"momentum\": %.17g, \"nesterov\": true, \"ns_steps\": 5, \"eps\": 1e-07, "
+            "\"adjust_lr\": \"original\", \"shape\": [%d, 64]},\n  \"matrices\": 8, "
+            "\"steps\": 4000, \"seed\": 41,\n",
+            momentum, rows);
+    fprintf(f,
+            "  \"row_norm\": %.17g, \"row_norm_se\": %.17g, \"row_angle_rms\": %.17g, "
+            "\"row_angle_rms_se\": %.17g, \"matrix_norm\": 2.2, \"matrix_norm_se\": null,\n",
+            norm, 0.001 * norm, angle, 0.001 * angle);
+    fprintf(f,
+            "  \"predicted_norm\": %.17g, \"predicted_angular_update\": %.17g, "
+            "\"predicted_norm_plain\": 0.3, \"predicted_angular_update_plain\": 0.06, "
+            "\"predicted_norm_lionlike\": %.17g, \"predicted_angular_update_lionlike\": %.17g, "
+            "\"seconds\": 1.5\n}\n",
+            1.004 * norm, 0.997 * angle, 0.97 * norm, 1.05 * angle);
+    assert_int_equal(fclose(f), 0);
+}
+
 void fx_check_png(const char *path)
 {
     size_t len = 0;

@@ -16,6 +16,11 @@ void fx_series(const char *path, const char *const *groups, size_t ngroups, size
 void fx_per_neuron(const char *path, size_t nlayers, size_t neurons, double spread, unsigned seed);
 /* Verify/sweep rows (section 6): 3 optimizers x `per` rows with PASS, APPROX, FAIL, ERROR. */
 void fx_verify(const char *path, size_t per);
+/* A Muon summary (section 4, `roteq simulate --optimizer muon --format json`) for a rows x 64
+ * matrix at `momentum`: measured row norm 0.3/sqrt(1 - momentum) and angle 0.06 sqrt(1 - m)
+ * with SEs of 0.1%; best = measured x 1.004 (norm) and x 0.997 (angle), plain the momentum-0
+ * values, lionlike = measured x 0.97 (norm) and x 1.05 (angle). */
+void fx_muon(const char *path, double momentum, int rows);
 
 /* Checks on outputs (cmocka failures). */
 void fx_check_png(const char *path);

@@ -9,6 +9,7 @@
 
 #include "plots_fixtures.h"
 #include "roteq_test.h"
+#include "roteq_test_json.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -103,6 +104,72 @@ static void test_draw(void **state)
     free(err);
     free(in);
     free(outdir);
+    roteq_test_rmtree(dir);
+}
+
+/* Figure 7 as a user makes it: `roteq simulate --optimizer muon --format json` per momentum
+ * (its summary carries all three predictions of both quantities, as `roteq theory` gives them),
+ * then `roteq plot muon` on the summaries. A bad summary is exit 2 with one line naming the
+ * file, nothing on stdout and no output file. */
+static void test_muon_from_simulate(void **state)
+{
+    (void)state;
+    char *dir = roteq_test_tmpdir();
+    char *paths[2] = {roteq_test_path(dir, "m0.json"), roteq_test_path(dir, "m09.json")};
+    char *figs = roteq_test_path(dir, "figs");
+    const char *momenta[2] = {"0", "0.9"};
+    char *out, *err;
+    for (int i = 0; i < 2; i++) {
+        const char *sim[] = {"simulate", "--optimizer", "muon", "--shape",  "8x16", "--momentum",
+                             momenta[i], "--matrices",  "2",    "--steps",  "200",  "--seed",
+                             "3",        "--threads",   "1",    "--format", "json", NULL};
+        assert_int_equal(roteq_test_run(sim, NULL, &out, &err), 0);
+        roteq_test_write_file(paths[i], out);
+        json_t *s = roteq_test_json(out);
+        free(out), free(err);
+        const char *theory[] = {"theory",     "--optimizer", "muon",     "--shape", "8x16",
+                                "--momentum", momenta[i],    "--format", "json",    NULL};
+        assert_int_equal(roteq_test_run(theory, NULL, &out, &err), 0);
+        json_t *t = roteq_test_json(out);
+        free(out), free(err);
+        assert_close(roteq_test_jnum(s, "predicted_angular_update_plain", NULL),
+                     roteq_test_jnum(t, "angular_update_plain", NULL), 0);
+        assert_close(roteq_test_jnum(s, "predicted_angular_update_lionlike", NULL),
+                     roteq_test_jnum(t, "angular_update_lionlike", NULL), 0);
+        assert_close(roteq_test_jnum(s, "predicted_norm_lionlike", NULL),
+                     roteq_test_jnum(t, "equilibrium_norm_lionlike", NULL), 0);
+        json_decref(s);
+        json_decref(t);
+    }
+    const char *plot[] = {"plot", "muon", paths[1], paths[0], "--out", figs, NULL};
+    int rc = roteq_test_run(plot, NULL, &out, &err);
+    if (rc != 0)
+        print_error("stderr: %s\n", err);
+    assert_int_equal(rc, 0);
+    char want[4400];
+    snprintf(want, sizeof want, "%s/muon.png\n", figs);
+    assert_string_equal(out, want);
+    want[strlen(want) - 1] = '\0';
+    fx_check_png(want);
+    size_t blocks, rows;
+    snprintf(want, sizeof want, "%s/muon.dat", figs);
+    fx_count_data(want, &blocks, &rows);
+    assert_int_equal(blocks, 1);
+    assert_int_equal(rows, 2);
+    free(out), free(err);
+
+    char *bad = roteq_test_path(dir, "bad.json"), *none = roteq_test_path(dir, "none");
+    roteq_test_write_file(bad, "{\"optimizer\": \"muon\",\n  \"hparams\": {\"momentum\": 0.5,}\n");
+    const char *refused[] = {"plot", "muon", paths[0], bad, "--out", none, NULL};
+    rc = roteq_test_run(refused, NULL, &out, &err);
+    assert_int_equal(rc, 2);
+    assert_string_equal(out, "");
+    assert_non_null(strstr(err, "roteq plot: "));
+    assert_non_null(strstr(err, "bad.json:2:"));
+    assert_ptr_equal(strchr(err, '\n'), err + strlen(err) - 1); /* one line */
+    assert_int_equal(fx_count_entries(none), 0);
+    free(out), free(err);
+    free(bad), free(none), free(figs), free(paths[0]), free(paths[1]);
     roteq_test_rmtree(dir);
 }
 
@@ -226,9 +293,8 @@ static void test_killed_leaves_no_tmp(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_help_and_usage),
-        cmocka_unit_test(test_draw),
-        cmocka_unit_test(test_outputs_checked),
+        cmocka_unit_test(test_help_and_usage),       cmocka_unit_test(test_draw),
+        cmocka_unit_test(test_muon_from_simulate),   cmocka_unit_test(test_outputs_checked),
         cmocka_unit_test(test_killed_leaves_no_tmp),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -203,8 +203,18 @@ static void data_row(const char *path, size_t row, double *v, size_t nv)
         if (k++ != row)
             continue;
         char *p = line;
-        for (size_t i = 0; i < nv; i++)
+        for (size_t i = 0; i < nv; i++) {
+            while (*p == ' ')
+                p++;
+            if (*p == '"') { /* a string column (tick label): not counted */
+                char *q = strchr(p + 1, '"');
+                assert_non_null(q);
+                p = q + 1;
+                i--;
+                continue;
+            }
             v[i] = strtod(p, &p);
+        }
         found = 1;
     }
     free(b);
@@ -379,6 +389,130 @@ static void test_verify(void **state)
     data_row(data, 0, v, 12);
     assert_close(v[10], 0.2, 1e-9);
     assert_close(v[11], 0.3, 1e-9);
+}
+
+/* Figure 7 from three summaries given out of order: one block, rows sorted by momentum, the
+ * errors 100 (predicted/measured - 1) and 95% intervals computed from the summaries, the command
+ * that wrote each summary in the '#' lines, and the error panels' range passed to the script. */
+static void test_muon(void **state)
+{
+    fixture *fx = *state;
+    char paths[3][4200];
+    const double m[3] = {0.9, 0, 0.5};
+    const char *in[3];
+    for (int i = 0; i < 3; i++) {
+        snprintf(paths[i], sizeof paths[i], "%s/m%d.json", fx->dir, i);
+        fx_muon(paths[i], m[i], 64);
+        in[i] = paths[i];
+    }
+    draw(fx, "muon", in, 3, NULL, 1, 3);
+    char data[4400];
+    snprintf(data, sizeof data, "%s/out/muon.dat", fx->dir);
+    const double sorted[3] = {0, 0.5, 0.9};
+    for (size_t r = 0; r < 3; r++) {
+        double v[22];
+        data_row(data, r, v, 22);
+        double norm = 0.3 / sqrt(1.0 - sorted[r]), angle = 0.06 * sqrt(1.0 - sorted[r]);
+        assert_close(v[0], sorted[r], 0);
+        assert_close(v[1], 1.0 / (1.0 - sorted[r]), 1e-15);
+        assert_close(v[2], norm, 1e-15);
+        assert_close(v[3], norm * (1 - 1.96e-3), 1e-15); /* 95% interval */
+        assert_close(v[5], 1.004 * norm, 1e-15);
+        assert_close(v[8], angle, 1e-15);
+        assert_close(v[14], 0.4, 1e-9);                      /* best norm error, % */
+        assert_close(v[15], 100 * (0.3 / norm - 1), 1e-9);   /* plain */
+        assert_close(v[16], -3, 1e-9);                       /* lionlike */
+        assert_close(v[17], 0.196, 1e-9);                    /* interval half-width */
+        assert_close(v[18], -0.3, 1e-9);                     /* best angle error */
+        assert_close(v[19], 100 * (0.06 / angle - 1), 1e-9); /* plain */
+        assert_close(v[20], 5, 1e-9);                        /* lionlike */
+    }
+    char *text = roteq_test_read_file(data, NULL);
+    assert_non_null(strstr(text, "#   roteq simulate --optimizer muon --shape 64x64 --lr 0.02 "
+                                 "--weight-decay 0.1 --momentum 0.5 --ns-steps 5 --adjust-lr "
+                                 "original --eps 1e-07 --matrices 8 --steps 4000 --seed 41"));
+    assert_non_null(strstr(text, " \"0.9\" "));
+    /* title, setting, x range, error range 2 (best's 0.4% + 0.2% interval, x 1.5, up to 2) */
+    assert_non_null(strstr(text, "'64x64, lr 0.02, weight decay 0.1, Nesterov, ns_steps 5' "));
+    assert_non_null(strstr(text, " 2\n"));
+    free(text);
+}
+
+/* Rewrite the first `from` in the file at `path` to `to`. */
+static void rewrite(const char *path, const char *from, const char *to)
+{
+    char *text = roteq_test_read_file(path, NULL);
+    char *at = strstr(text, from);
+    assert_non_null(at);
+    char *out = malloc(strlen(text) + strlen(to) + 1);
+    sprintf(out, "%.*s%s%s", (int)(at - text), text, to, at + strlen(from));
+    roteq_test_write_file(path, out);
+    free(out);
+    free(text);
+}
+
+/* Every bad summary is refused with one message naming the file (and line and column for bad
+ * JSON), and nothing is written. */
+static void test_muon_errors(void **state)
+{
+    fixture *fx = *state;
+    char out[4200], a[4200], b[4200];
+    snprintf(out, sizeof out, "%s/err", fx->dir);
+    snprintf(a, sizeof a, "%s/a.json", fx->dir);
+    snprintf(b, sizeof b, "%s/b.json", fx->dir);
+    roteq_plot_options o = {.out_dir = out};
+    const char *in[] = {a, b};
+    static const struct {
+        const char *from, *to; /* in a.json (momentum 0); NULL: the text below instead */
+        const char *text;
+        int b_rows; /* b.json: momentum 0.5, rows x 64 */
+        double b_momentum;
+        size_t n;
+        int status;
+        const char *msg;
+    } cases[] = {
+        {NULL, NULL, "{\"optimizer\": \"muon\",\n \"hparams\": }\n", 64, 0.5, 2, ROTEQ_EFORMAT,
+         "a.json:2:13: not a JSON summary"},
+        {NULL, NULL, "step,row_norm\n1,2\n", 64, 0.5, 2, ROTEQ_EFORMAT,
+         "a.json:1:4: not a JSON summary: '[' or '{' expected near 'step'"},
+        {NULL, NULL, "[1, 2]\n", 64, 0.5, 2, ROTEQ_EFORMAT, "the top level is not an object"},
+        {NULL, NULL, "{\"optimizer\": \"muon\", \"seed\": 1, \"seed\": 2}", 64, 0.5, 2,
+         ROTEQ_EFORMAT, "duplicate object key"},
+        {NULL, NULL, "{\"optimizer\": \"adamw\", \"hparams\": {\"lr\": 0.001}}", 64, 0.5, 2,
+         ROTEQ_EFORMAT, "a.json: optimizer 'adamw': roteq plot muon reads"},
+        {"\"predicted_angular_update_plain\"", "\"other\"", NULL, 64, 0.5, 2, ROTEQ_ENOTFOUND,
+         "a.json: no key 'predicted_angular_update_plain'"},
+        {"\"momentum\": 0,", "\"momentum\": 1.5,", NULL, 64, 0.5, 2, ROTEQ_EFORMAT,
+         "a.json: momentum 1.5 is not in [0, 1)"},
+        {"\"predicted_angular_update_plain\": 0.06", "\"predicted_angular_update_plain\": -0.06",
+         NULL, 64, 0.5, 2, ROTEQ_EFORMAT,
+         "a.json: predicted_angular_update_plain is '-0.06', not a positive number"},
+        {"\"predicted_norm_plain\": 0.3,", "\"predicted_norm_plain\": \"big\",", NULL, 64, 0.5, 2,
+         ROTEQ_EFORMAT, "a.json:1: column 'predicted_norm_plain': 'big' is not a number"},
+        {NULL, NULL, NULL, 128, 0.5, 2, ROTEQ_EINVAL,
+         "b.json: hparams.shape.0 128 differs from 64 in"},
+        {NULL, NULL, NULL, 64, 0, 2, ROTEQ_EINVAL, "momentum 0 is also the momentum of"},
+        {NULL, NULL, NULL, 64, 0.5, 1, ROTEQ_EINVAL, "needs two or more summaries, got one"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        fx_muon(a, 0, 64);
+        if (cases[i].text)
+            roteq_test_write_file(a, cases[i].text);
+        else if (cases[i].from)
+            rewrite(a, cases[i].from, cases[i].to);
+        fx_muon(b, cases[i].b_momentum, cases[i].b_rows);
+        int status = roteq_plot("muon", in, cases[i].n, &o, NULL, 0);
+        const char *msg = roteq_error_message();
+        if (status != cases[i].status || strstr(msg, cases[i].msg) == NULL)
+            print_error("case %zu: status %d, message: %s\n", i, status, msg);
+        assert_int_equal(status, cases[i].status);
+        assert_non_null(strstr(msg, cases[i].msg));
+        assert_null(strchr(msg, '\n'));
+        assert_int_equal(fx_count_entries(out), 0); /* nothing half-written */
+    }
+    const char *missing[] = {a, "/nonexistent/m.json"};
+    assert_int_equal(roteq_plot("muon", missing, 2, &o, NULL, 0), ROTEQ_EIO);
+    assert_non_null(strstr(roteq_error_message(), "cannot read '/nonexistent/m.json'"));
 }
 
 static void test_nan_and_single_point(void **state)
@@ -558,6 +692,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_balance_layers, setup, teardown),
         cmocka_unit_test_setup_teardown(test_balance_neurons, setup, teardown),
         cmocka_unit_test_setup_teardown(test_verify, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_muon, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_muon_errors, setup, teardown),
         cmocka_unit_test_setup_teardown(test_nan_and_single_point, setup, teardown),
         cmocka_unit_test_setup_teardown(test_input_errors, setup, teardown),
         cmocka_unit_test_setup_teardown(test_gnuplot_missing, setup, teardown),
