@@ -65,6 +65,7 @@ static void layer_free(roteq_layer *L)
     free(L->name);
     free(L->ring_norm);
     free(L->ring_angle);
+    free(L->ring_upd);
     free(L->last_step);
     free(L->ids);
     free(L->nhash);
@@ -291,30 +292,46 @@ static int init_layer(roteq_analysis *a, roteq_layer *L, size_t dim)
     return resolve_layer(a, L, dim);
 }
 
+/* A ring of `cap` neurons x `ch` channels x `w` records from `old` (oldcap x ch x oldw, may be
+ * NULL): the old entries copied, new ones NAN. */
+static double *rering(const double *old, size_t oldcap, size_t oldw, size_t cap, size_t ch,
+                      size_t w)
+{
+    double *r = malloc(cap * ch * w * sizeof *r);
+    if (r == NULL)
+        return NULL;
+    for (size_t i = 0; i < cap; i++)
+        for (size_t c = 0; c < ch; c++)
+            for (size_t j = 0; j < w; j++) {
+                int kept = old && i < oldcap && j < oldw;
+                r[(i * ch + c) * w + j] = kept ? old[(i * ch + c) * oldw + j] : DNAN;
+            }
+    return r;
+}
+
 /* Ring storage for `cap` neurons of `w` records each, the old rows copied, new entries NAN. */
-static int relayout(roteq_layer *L, size_t cap, size_t w)
+static int relayout(roteq_layer *L, size_t cap, size_t w, int upd)
 {
     /* The window is kept per neuron: refuse sizes no machine here has rather than thrash. */
-    if ((double)cap * (double)w * 16.0 > 16.0 * (1 << 30))
+    double per = 16.0 + (upd ? 8.0 * ROTEQ_UPD_CH : 0.0);
+    if ((double)cap * (double)w * per > 16.0 * (1 << 30))
         return roteq_error_set(ROTEQ_ENOMEM,
                                "layer '%s': %zu neurons with a window of %zu records need more "
-                               "than 16 GiB (lower --window)",
-                               L->name, cap, w);
-    double *rn = malloc(cap * w * sizeof *rn), *ra = malloc(cap * w * sizeof *ra);
-    if (rn == NULL || ra == NULL) {
-        free(rn), free(ra);
+                               "than 16 GiB (lower --window%s)",
+                               L->name, cap, w, upd ? ", or leave out --explain" : "");
+    double *rn = rering(L->ring_norm, L->cap, L->ring_w, cap, 1, w);
+    double *ra = rering(L->ring_angle, L->cap, L->ring_w, cap, 1, w);
+    double *ru = upd ? rering(L->ring_upd, L->cap, L->ring_w, cap, ROTEQ_UPD_CH, w) : NULL;
+    if (rn == NULL || ra == NULL || (upd && ru == NULL)) {
+        free(rn), free(ra), free(ru);
         return roteq_error_set(ROTEQ_ENOMEM, "out of memory for %zu neurons", cap);
     }
-    for (size_t i = 0; i < cap; i++)
-        for (size_t j = 0; j < w; j++) {
-            int old = i < L->cap && j < L->ring_w;
-            rn[i * w + j] = old ? L->ring_norm[i * L->ring_w + j] : DNAN;
-            ra[i * w + j] = old ? L->ring_angle[i * L->ring_w + j] : DNAN;
-        }
     free(L->ring_norm);
     free(L->ring_angle);
+    free(L->ring_upd);
     L->ring_norm = rn;
     L->ring_angle = ra;
+    L->ring_upd = ru;
     L->ring_w = w;
     return ROTEQ_OK;
 }
@@ -333,7 +350,7 @@ int roteq_analysis_layer_grow(roteq_analysis *a, roteq_layer *L, size_t need)
     if (ids == NULL)
         return roteq_error_set(ROTEQ_ENOMEM, "out of memory for %zu neurons", need);
     L->ids = ids;
-    int st = relayout(L, cap, w);
+    int st = relayout(L, cap, w, a->cfg.explain);
     if (st)
         return st;
     for (size_t i = L->cap; i < cap; i++)
@@ -342,12 +359,26 @@ int roteq_analysis_layer_grow(roteq_analysis *a, roteq_layer *L, size_t need)
     return ROTEQ_OK;
 }
 
+/* --explain: row's update statistics into neuron i's ring slot (NAN where it has none). */
+static void keep_updates(roteq_layer *L, size_t i, const roteq_analysis_row *row)
+{
+    double *u = &L->ring_upd[i * ROTEQ_UPD_CH * L->ring_w + L->slot];
+    int has = (row->has & ROTEQ_ROW_UPDATE_NORM) && (row->has & ROTEQ_ROW_UPDATE_RADIAL) &&
+              isfinite(row->update_norm) && isfinite(row->update_radial);
+    u[ROTEQ_UPD_D2 * L->ring_w] = has ? row->update_norm * row->update_norm : DNAN;
+    u[ROTEQ_UPD_RADIAL * L->ring_w] = has ? row->update_radial : DNAN;
+    u[ROTEQ_UPD_COS_PREV * L->ring_w] =
+        (row->has & ROTEQ_ROW_UPDATE_COS_PREV) && isfinite(row->update_cos_prev)
+            ? row->update_cos_prev
+            : DNAN;
+}
+
 static int open_record(roteq_analysis *a, roteq_layer *L, long step, long gap)
 {
     size_t W = a->cfg.window;
     if (L->records >= L->ring_w && L->ring_w < W && L->cap) { /* room for one more record */
         size_t w = 2 * L->ring_w;
-        int st = relayout(L, L->cap, w < W ? w : W);
+        int st = relayout(L, L->cap, w < W ? w : W, a->cfg.explain);
         if (st)
             return st;
     }
@@ -355,14 +386,17 @@ static int open_record(roteq_analysis *a, roteq_layer *L, long step, long gap)
     L->open = 1;
     L->cur_step = step;
     L->slot = L->records % W;
-    for (size_t i = 0; i < L->nneur; i++)
+    for (size_t i = 0; i < L->nneur; i++) {
         L->ring_norm[i * RW + L->slot] = L->ring_angle[i * RW + L->slot] = DNAN;
+        for (size_t c = 0; L->ring_upd && c < ROTEQ_UPD_CH; c++)
+            L->ring_upd[(i * ROTEQ_UPD_CH + c) * RW + L->slot] = DNAN;
+    }
     L->r_n = L->r_na = 0;
     L->r_sum_norm = L->r_sum_sq = L->r_sum_a2 = L->r_sum_a4 = 0.0;
     L->r_lr = L->r_wd = DNAN;
     L->r_gap = gap;
-    L->r_nu = L->r_ncp = L->r_ngc = 0;
-    L->r_u_w2 = L->r_u_d2 = L->r_u_wd = L->r_u_p2w2 = L->r_cos_prev = L->r_grad_cos2 = 0.0;
+    L->r_ngc = 0;
+    L->r_grad_cos2 = 0.0;
     L->r_m_rows = 0;
     L->r_m_dot = L->r_m_p2 = L->r_m_c2 = 0.0;
     return ROTEQ_OK;
@@ -422,6 +456,8 @@ int roteq_analysis_add(roteq_analysis *a, size_t layer, const roteq_analysis_row
     size_t RW = L->ring_w;
     L->ring_norm[i * RW + L->slot] = row->norm;
     L->ring_angle[i * RW + L->slot] = row->angle;
+    if (L->ring_upd)
+        keep_updates(L, i, row);
     /* Per-record statistics leave out what the final window will call dead or collapsed as far
      * as one row can tell: a zero norm, an undefined or exactly zero angle. */
     if (row->norm > 0) {

@@ -17,11 +17,9 @@ typedef struct {
     double msq_norm;  /* mean of ||w||^2 */
     double ms_angle;  /* mean of angle^2 over defined angles */
     double m4_angle;  /* mean of angle^4 (the across-neuron spread of angle^2) */
-    /* Update statistics over the neurons whose row has update_norm and update_radial (nu of
-     * them): means of ||w||^2, ||d||^2, <w,d> and of the perpendicular part ||d_perp||^2/||w||^2;
-     * mean cos(d_t, d_{t-1}) over ncp rows; mean grad_cos^2 over ngc rows. */
-    size_t nu, ncp, ngc;
-    double u_w2, u_d2, u_wd, u_p2w2, cos_prev, grad_cos2;
+    /* mean grad_cos^2 over the ngc rows that have it */
+    size_t ngc;
+    double grad_cos2;
     double ps_norm, ps_angle; /* static (instantaneous) equilibrium at this record's lr, wd, gap */
     double m_angle; /* Muon: angle between vec(W) at the previous record and at this one, from
                        the rows' norms and angles; NAN unless every row had its previous value */
@@ -67,6 +65,9 @@ typedef struct {
     double s_bse_n, s_bse_ms;
 } roteq_noise;
 
+/* Channels of roteq_layer.ring_upd. */
+enum { ROTEQ_UPD_D2, ROTEQ_UPD_RADIAL, ROTEQ_UPD_COS_PREV, ROTEQ_UPD_CH };
+
 typedef struct {
     char *name;
     size_t name_len;
@@ -80,11 +81,15 @@ typedef struct {
 
     size_t nneur, cap;              /* neurons seen (slots in use), slots allocated */
     double *ring_norm, *ring_angle; /* [cap][ring_w], by slot: record r at r % window */
-    size_t ring_w;                  /* records per neuron allocated: grows with the records
-                                       up to the window (a short run does not pay for it) */
-    long *last_step;                /* per slot: step of its last row, -1 none */
-    size_t *ids;                    /* per slot: the neuron index (index.c) */
-    uint32_t *nhash;                /* neuron index -> slot + 1, 0 empty (index.c) */
+    /* --explain only (else NULL): [cap][ROTEQ_UPD_CH][ring_w], the rows' ||d||^2, update_radial
+     * and update_cos_prev by slot, so that the explanation is taken over the final window's live
+     * neurons, as the measured angle is */
+    double *ring_upd;
+    size_t ring_w;   /* records per neuron allocated: grows with the records
+                        up to the window (a short run does not pay for it) */
+    long *last_step; /* per slot: step of its last row, -1 none */
+    size_t *ids;     /* per slot: the neuron index (index.c) */
+    uint32_t *nhash; /* neuron index -> slot + 1, 0 empty (index.c) */
     size_t nhash_cap;
 
     int open;
@@ -95,10 +100,10 @@ typedef struct {
     size_t r_n, r_na;
     double r_sum_norm, r_sum_sq, r_sum_a2, r_sum_a4, r_lr, r_wd;
     long r_gap;
-    size_t r_nu, r_ncp, r_ngc;
+    size_t r_ngc;
     size_t r_m_rows; /* Muon: rows with their norm at the previous record (gap steps before) */
     double r_m_dot, r_m_p2, r_m_c2; /* sum of prev*norm*cos(angle), prev^2, norm^2 over them */
-    double r_u_w2, r_u_d2, r_u_wd, r_u_p2w2, r_cos_prev, r_grad_cos2;
+    double r_grad_cos2;
 
     roteq_rec *recs; /* [window] ring of closed records, allocated as records come */
     size_t recs_cap;
@@ -185,6 +190,7 @@ void roteq_analysis_verdict_decide(const roteq_analysis *a, const roteq_layer *L
 void roteq_analysis_classify(const roteq_analysis *a, const roteq_layer *L, size_t r0,
                              roteq_analysis_layer_result *R);
 void roteq_analysis_explain_layer(const roteq_analysis *a, const roteq_layer *L, size_t r0,
+                                  const roteq_analysis_status *status,
                                   roteq_analysis_layer_result *R);
 
 /* Residual variance (n - 2 degrees of freedom) of the least-squares line through y[0..n-1]

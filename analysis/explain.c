@@ -30,18 +30,28 @@ typedef struct {
     size_t n;
 } window_updates;
 
-static window_updates gather(const roteq_analysis *a, const roteq_layer *L, size_t r0)
+/* Means over the final window's rows of its live neurons (those the measured angle is taken
+ * over: a collapsed neuron's update is as large as a live one's while its norm is tiny). */
+static window_updates gather(const roteq_analysis *a, const roteq_layer *L, size_t r0,
+                             const roteq_analysis_status *status)
 {
-    size_t W = a->cfg.window, ncp = 0;
+    size_t W = a->cfg.window, RW = L->ring_w, ncp = 0;
     window_updates u = {0, 0, 0, 0, 0, 0};
-    for (size_t ri = r0; ri < L->records; ri++) {
-        const roteq_rec *r = &L->recs[ri % W];
-        if (r->nu) {
-            u.w2 += r->u_w2, u.d2 += r->u_d2, u.wd += r->u_wd, u.p2w2 += r->u_p2w2;
-            u.n++;
+    for (size_t i = 0; L->ring_upd && i < L->nneur; i++) {
+        if (status[i] != ROTEQ_ANALYSIS_NEURON_OK)
+            continue;
+        const double *up = &L->ring_upd[i * ROTEQ_UPD_CH * RW];
+        for (size_t ri = r0; ri < L->records; ri++) {
+            size_t s = ri % W;
+            double n = L->ring_norm[i * RW + s], d2 = up[ROTEQ_UPD_D2 * RW + s];
+            double r = up[ROTEQ_UPD_RADIAL * RW + s], c = up[ROTEQ_UPD_COS_PREV * RW + s];
+            if (n > 0 && isfinite(d2) && isfinite(r)) {
+                u.w2 += n * n, u.d2 += d2, u.wd += r * n, u.p2w2 += fmax(0.0, d2 - r * r) / (n * n);
+                u.n++;
+            }
+            if (n > 0 && isfinite(c))
+                u.rho += c, ncp++;
         }
-        if (r->ncp)
-            u.rho += r->cos_prev, ncp++;
     }
     if (u.n) {
         double k = (double)u.n;
@@ -52,12 +62,13 @@ static window_updates gather(const roteq_analysis *a, const roteq_layer *L, size
 }
 
 void roteq_analysis_explain_layer(const roteq_analysis *a, const roteq_layer *L, size_t r0,
+                                  const roteq_analysis_status *status,
                                   roteq_analysis_layer_result *R)
 {
     roteq_analysis_explain *E = &R->explain;
     *E = (roteq_analysis_explain){0,    DNAN, DNAN, DNAN, DNAN, DNAN, DNAN,
                                   DNAN, DNAN, DNAN, DNAN, DNAN, DNAN};
-    window_updates u = gather(a, L, r0);
+    window_updates u = gather(a, L, r0, status);
     double eta = R->lr, lam = R->weight_decay, Ap = R->eq_angle, Am = R->angular_update;
     if (!u.n || !(u.w2 > 0) || !(u.d2 > 0) || !(eta > 0) || !(lam >= 0) || !(eta * lam < 1))
         return;

@@ -416,7 +416,7 @@ static int finish_layer(roteq_analysis *a, roteq_layer *L, roteq_analysis_layer_
     roteq_analysis_classify(a, L, r0, R);
     roteq_analysis_verdict_decide(a, L, r0, transient, nok, R);
     if (a->cfg.explain)
-        roteq_analysis_explain_layer(a, L, r0, R);
+        roteq_analysis_explain_layer(a, L, r0, w.status, R);
 
     if (a->cfg.per_neuron) {
         R->per_neuron = malloc((N ? N : 1) * sizeof *R->per_neuron);

@@ -136,6 +136,9 @@ static void move_slot(roteq_layer *L, size_t W, size_t to, size_t from)
 {
     memcpy(&L->ring_norm[to * W], &L->ring_norm[from * W], W * sizeof *L->ring_norm);
     memcpy(&L->ring_angle[to * W], &L->ring_angle[from * W], W * sizeof *L->ring_angle);
+    if (L->ring_upd)
+        memcpy(&L->ring_upd[to * ROTEQ_UPD_CH * W], &L->ring_upd[from * ROTEQ_UPD_CH * W],
+               ROTEQ_UPD_CH * W * sizeof *L->ring_upd);
     L->last_step[to] = L->last_step[from];
     L->ids[to] = L->ids[from];
 }
@@ -150,7 +153,7 @@ int roteq_analysis_layer_sort_neurons(roteq_analysis *a, roteq_layer *L)
         return ROTEQ_OK;                      /* already in index order: the usual case */
     id_slot *perm = malloc(N * sizeof *perm); /* slot k is to hold old slot perm[k].slot */
     unsigned char *done = calloc(N, 1);
-    double *tmp = malloc(2 * W * sizeof *tmp);
+    double *tmp = malloc((2 + ROTEQ_UPD_CH) * W * sizeof *tmp);
     if (perm == NULL || done == NULL || tmp == NULL) {
         free(perm), free(done), free(tmp);
         return roteq_error_set(ROTEQ_ENOMEM, "out of memory");
@@ -164,6 +167,8 @@ int roteq_analysis_layer_sort_neurons(roteq_analysis *a, roteq_layer *L)
             continue;
         memcpy(tmp, &L->ring_norm[k * W], W * sizeof *tmp);
         memcpy(tmp + W, &L->ring_angle[k * W], W * sizeof *tmp);
+        if (L->ring_upd)
+            memcpy(tmp + 2 * W, &L->ring_upd[k * ROTEQ_UPD_CH * W], ROTEQ_UPD_CH * W * sizeof *tmp);
         long last = L->last_step[k];
         size_t id = L->ids[k], j = k;
         while (perm[j].slot != k) {
@@ -173,6 +178,8 @@ int roteq_analysis_layer_sort_neurons(roteq_analysis *a, roteq_layer *L)
         }
         memcpy(&L->ring_norm[j * W], tmp, W * sizeof *tmp);
         memcpy(&L->ring_angle[j * W], tmp + W, W * sizeof *tmp);
+        if (L->ring_upd)
+            memcpy(&L->ring_upd[j * ROTEQ_UPD_CH * W], tmp + 2 * W, ROTEQ_UPD_CH * W * sizeof *tmp);
         L->last_step[j] = last;
         L->ids[j] = id;
         done[j] = 1;

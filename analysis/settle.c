@@ -26,20 +26,6 @@ void roteq_analysis_record_row_updates(roteq_layer *L, const roteq_analysis_row 
 {
     if (!(row->norm > 0))
         return;
-    if ((row->has & ROTEQ_ROW_UPDATE_NORM) && (row->has & ROTEQ_ROW_UPDATE_RADIAL) &&
-        isfinite(row->update_norm) && isfinite(row->update_radial)) {
-        double n2 = row->norm * row->norm, d2 = row->update_norm * row->update_norm;
-        double r = row->update_radial;
-        L->r_nu++;
-        L->r_u_w2 += n2;
-        L->r_u_d2 += d2;
-        L->r_u_wd += r * row->norm;
-        L->r_u_p2w2 += fmax(0.0, d2 - r * r) / n2;
-    }
-    if ((row->has & ROTEQ_ROW_UPDATE_COS_PREV) && isfinite(row->update_cos_prev)) {
-        L->r_ncp++;
-        L->r_cos_prev += row->update_cos_prev;
-    }
     if ((row->has & ROTEQ_ROW_GRAD_COS) && isfinite(row->grad_cos)) {
         L->r_ngc++;
         L->r_grad_cos2 += row->grad_cos * row->grad_cos;
@@ -48,16 +34,8 @@ void roteq_analysis_record_row_updates(roteq_layer *L, const roteq_analysis_row 
 
 void roteq_analysis_record_close_updates(const roteq_layer *L, roteq_rec *r)
 {
-    double nu = (double)L->r_nu;
-    r->nu = L->r_nu;
-    r->ncp = L->r_ncp;
     r->ngc = L->r_ngc;
     r->m4_angle = L->r_na ? L->r_sum_a4 / (double)L->r_na : DNAN;
-    r->u_w2 = L->r_nu ? L->r_u_w2 / nu : DNAN;
-    r->u_d2 = L->r_nu ? L->r_u_d2 / nu : DNAN;
-    r->u_wd = L->r_nu ? L->r_u_wd / nu : DNAN;
-    r->u_p2w2 = L->r_nu ? L->r_u_p2w2 / nu : DNAN;
-    r->cos_prev = L->r_ncp ? L->r_cos_prev / (double)L->r_ncp : DNAN;
     r->grad_cos2 = L->r_ngc ? L->r_grad_cos2 / (double)L->r_ngc : DNAN;
 }
 

@@ -404,12 +404,14 @@ static void test_kstep_not_judged(void **state)
 
 /* A stationary synthetic layer with a known update: size U = f_size x the model's, a radial part
  * X_rad on top of the correlation-induced <w,d>, lag-1 cosine rho, and a norm at n_off x its
- * balance. The angle of each step is computed exactly, atan2(eta p, a n + eta r). */
+ * balance. The angle of each step is computed exactly, atan2(eta p, a n + eta r). `ncollapsed`
+ * more neurons sit at 1% of that norm with updates of the same size (Adam normalises them): the
+ * parts must be those of the live neurons alone. */
 typedef struct {
     double f_size, kappa_rad, kappa_corr, n_off;
 } explain_case;
 
-static void check_explain(const explain_case *c)
+static void check_explain(const explain_case *c, int ncollapsed)
 {
     double lr = 1e-2, wd = 0.1, aa = 1 - lr * wd;
     size_t dim = 64;
@@ -427,11 +429,16 @@ static void check_explain(const explain_case *c)
     roteq_test_text t = {0};
     roteq_test_textf(&t,
                      "step,layer,neuron,norm,angle,update_norm,update_radial,update_cos_prev\n");
-    for (int s = 1; s <= 400; s++)
+    double nz = 0.01 * n, az = atan2(lr * U, aa * nz);
+    for (int s = 1; s <= 400; s++) {
         for (int i = 0; i < 8; i++)
             roteq_test_textf(&t, "%d,fc,%d,%.17g,%.17g,%.17g,%.17g,%.17g\n", s, i, n, angle, U, r,
                              rho);
+        for (int i = 8; i < 8 + ncollapsed; i++)
+            roteq_test_textf(&t, "%d,fc,%d,%.17g,%.17g,%.17g,0,0\n", s, i, nz, az, U);
+    }
     roteq_analysis_result *res = run(t.s, &m, 100);
+    assert_int_equal(res->layers[0].collapsed, ncollapsed);
     const roteq_analysis_explain *E = &res->layers[0].explain;
     assert_true(E->valid);
     double sum = E->update_size + E->norm_response + E->radial + E->correlation + E->nonstationary +
@@ -467,7 +474,8 @@ static void test_explain_parts(void **state)
         {0.95, 1.1, 0.9, 0.95}, /* all at once */
     };
     for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++)
-        check_explain(&cases[k]);
+        for (int ncollapsed = 0; ncollapsed <= 24; ncollapsed += 24)
+            check_explain(&cases[k], ncollapsed);
 }
 
 /* ---- per-step angles from checkpoints with optimizer state */
