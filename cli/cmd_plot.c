@@ -19,9 +19,9 @@ static void usage(FILE *out)
     fputs("usage: roteq plot KIND INPUT... [--out DIR] [--format png|svg] [--title TEXT]\n"
           "                  [--name NAME] [--log-y] [--max-step N]\n"
           "       roteq plot gallery [--out DIR]\n\n"
-          "Draw a figure with gnuplot from roteq's CSV files (muon: simulate's JSON summaries).\n"
-          "Writes DIR/NAME.FORMAT and the data file DIR/NAME.dat beside it (its '#' lines hold\n"
-          "the gnuplot command to redraw it), and prints the figure's path. An INPUT may be\n"
+          "Draw a figure with gnuplot from roteq's CSV files (for muon, JSON summaries).\n"
+          "Writes DIR/NAME.FORMAT and its data file DIR/NAME.dat (whose '#' lines hold the\n"
+          "gnuplot command that redraws it) and prints the figure's path. An INPUT may be\n"
           "LABEL=FILE to name its run in the legend.\n\n"
           "Kinds:\n",
           out);

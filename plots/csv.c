@@ -116,7 +116,7 @@ static size_t split(char *line, char **fields, size_t max)
     return n;
 }
 
-static int grow(void **p, size_t *cap, size_t need, size_t size)
+int roteq_plots_grow(void **p, size_t *cap, size_t need, size_t size)
 {
     if (need <= *cap)
         return 0;
@@ -162,7 +162,8 @@ int roteq_plots_csv_read(const char *path, roteq_plots_csv **out)
             char *c = line + 1;
             while (*c == ' ')
                 c++;
-            if (grow((void **)&t->comments, &ccap, t->ncomments + 1, sizeof *t->comments))
+            if (roteq_plots_grow((void **)&t->comments, &ccap, t->ncomments + 1,
+                                 sizeof *t->comments))
                 goto nomem;
             t->comments[t->ncomments++] = c;
             continue;
@@ -199,8 +200,9 @@ int roteq_plots_csv_read(const char *path, roteq_plots_csv **out)
         }
         if (line[0] == '#')
             continue; /* a comment after the header: allowed, ignored */
-        if (grow((void **)&t->cells, &cellcap, (t->nrows + 1) * t->ncols, sizeof *t->cells) ||
-            grow((void **)&t->lineno, &rowcap, t->nrows + 1, sizeof *t->lineno))
+        if (roteq_plots_grow((void **)&t->cells, &cellcap, (t->nrows + 1) * t->ncols,
+                             sizeof *t->cells) ||
+            roteq_plots_grow((void **)&t->lineno, &rowcap, t->nrows + 1, sizeof *t->lineno))
             goto nomem;
         size_t got = split(line, t->cells + t->nrows * t->ncols, t->ncols);
         if (got == 0) {
@@ -283,7 +285,7 @@ int roteq_plots_csv_groups(const roteq_plots_csv *t, long col, const char ***gro
             i++;
         if (i < n)
             continue;
-        if (grow((void **)&g, &cap, n + 1, sizeof *g)) {
+        if (roteq_plots_grow((void **)&g, &cap, n + 1, sizeof *g)) {
             free(g);
             return roteq_error_set(ROTEQ_ENOMEM, "out of memory reading '%s'", t->path);
         }

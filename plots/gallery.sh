@@ -6,7 +6,8 @@
 #
 # ROTEQ is the roteq executable. The simulation outputs (series CSVs, traces, sweep rows) go to
 # OUTDIR/data/ (not committed); the figures and their .dat files to OUTDIR. Simulations run on one
-# thread (verify on two jobs); about 19 s of CPU in all (measured: 38 s wall on a busy 2-core box).
+# thread (verify on two jobs); about 40 s of CPU in all, half of it figure 7's five Muon runs
+# (measured: 36-67 s wall on a busy 2-core box).
 # The figures are bit-identical from run to run.
 set -eu
 

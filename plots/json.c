@@ -20,16 +20,8 @@ typedef struct {
 static int flat_put(flat *f, const char *s)
 {
     size_t l = strlen(s) + 1;
-    if (f->len + l > f->cap) {
-        size_t cap = f->cap ? f->cap : 1024;
-        while (cap < f->len + l)
-            cap *= 2;
-        char *grown = realloc(f->text, cap);
-        if (grown == NULL)
-            return roteq_error_set(ROTEQ_ENOMEM, "out of memory");
-        f->text = grown;
-        f->cap = cap;
-    }
+    if (roteq_plots_grow((void **)&f->text, &f->cap, f->len + l, 1))
+        return roteq_error_set(ROTEQ_ENOMEM, "out of memory");
     memcpy(f->text + f->len, s, l);
     f->len += l;
     return ROTEQ_OK;

@@ -30,7 +30,8 @@ static const plot_kind kinds[] = {
     {"transient", "transient.gp", roteq_plots_prepare_transient,
      "warmup: rotation and norm relative to equilibrium (series CSVs)", roteq_plots_csv_read},
     {"muon", "muon.gp", roteq_plots_prepare_muon,
-     "Muon: row norm and angle vs momentum, 3 predictions (simulate JSONs)", roteq_plots_json_read},
+     "Muon's row norm and angle vs momentum, 3 predictions (simulate JSONs)",
+     roteq_plots_json_read},
 };
 
 const char *roteq_plot_kind(size_t i, const char **summary)

@@ -61,6 +61,9 @@ int roteq_plots_read_inputs(const char *const *inputs, size_t n, roteq_plots_rea
 void roteq_plots_free_inputs(roteq_plots_csv **tables, size_t n);
 /* The file name without directories and extension, into `buf`. */
 void roteq_plots_basename(const char *path, char *buf, size_t len);
+/* Grow the array *p of `size`-byte items to hold `need` (capacity doubling, *cap in items);
+ * -1 when out of memory (*p unchanged). */
+int roteq_plots_grow(void **p, size_t *cap, size_t need, size_t size);
 
 /* ---- data files and gnuplot (gnuplot.c) --------------------------------------------------- */
 

@@ -60,6 +60,29 @@ static void test_help_and_usage(void **state)
     }
 }
 
+/* Run `args` (a `roteq plot` that must draw), check that it printed `dir`/`file` and that the
+ * figure is a valid PNG or SVG; returns the data file's path (free it). */
+static char *draw_ok(const char *const *args, const char *dir, const char *file)
+{
+    char *out, *err;
+    int rc = roteq_test_run(args, NULL, &out, &err);
+    if (rc != 0)
+        print_error("stderr: %s\n", err);
+    assert_int_equal(rc, 0);
+    char want[4400];
+    snprintf(want, sizeof want, "%s/%s\n", dir, file);
+    assert_string_equal(out, want);
+    want[strlen(want) - 1] = '\0';
+    if (strstr(file, ".svg"))
+        fx_check_svg(want);
+    else
+        fx_check_png(want);
+    free(out);
+    free(err);
+    strcpy(strrchr(want, '.'), ".dat");
+    return strdup(want);
+}
+
 static void test_draw(void **state)
 {
     (void)state;
@@ -71,29 +94,19 @@ static void test_draw(void **state)
     snprintf(labelled, sizeof labelled, "run=%s", in);
     const char *args[] = {"plot", "--format", "svg",     "angle",    labelled, "--out",
                           outdir, "--log-y",  "--title", "two runs", NULL};
-    char *out, *err;
-    int rc = roteq_test_run(args, NULL, &out, &err);
-    if (rc != 0)
-        print_error("stderr: %s\n", err);
-    assert_int_equal(rc, 0);
-    char want[4400];
-    snprintf(want, sizeof want, "%s/angle.svg\n", outdir);
-    assert_string_equal(out, want);
-    want[strlen(want) - 1] = '\0';
-    fx_check_svg(want);
-    snprintf(want, sizeof want, "%s/angle.dat", outdir);
-    char *data = roteq_test_read_file(want, NULL);
+    char *dat = draw_ok(args, outdir, "angle.svg");
+    char *data = roteq_test_read_file(dat, NULL);
+    free(dat);
     assert_non_null(strstr(data, "--title 'two runs' --log-y"));
     assert_non_null(strstr(data, "\"run: rv_adamw\""));
     free(data);
-    free(out);
-    free(err);
 
     /* Missing gnuplot: exit 1, one line naming the problem and the fix. */
     char *path = strdup(getenv("PATH"));
     setenv("PATH", dir, 1);
     const char *again[] = {"plot", "norm", in, "--out", outdir, NULL};
-    rc = roteq_test_run(again, NULL, &out, &err);
+    char *out, *err;
+    int rc = roteq_test_run(again, NULL, &out, &err);
     setenv("PATH", path, 1);
     free(path);
     assert_int_equal(rc, 1);
@@ -142,26 +155,17 @@ static void test_muon_from_simulate(void **state)
         json_decref(t);
     }
     const char *plot[] = {"plot", "muon", paths[1], paths[0], "--out", figs, NULL};
-    int rc = roteq_test_run(plot, NULL, &out, &err);
-    if (rc != 0)
-        print_error("stderr: %s\n", err);
-    assert_int_equal(rc, 0);
-    char want[4400];
-    snprintf(want, sizeof want, "%s/muon.png\n", figs);
-    assert_string_equal(out, want);
-    want[strlen(want) - 1] = '\0';
-    fx_check_png(want);
+    char *dat = draw_ok(plot, figs, "muon.png");
     size_t blocks, rows;
-    snprintf(want, sizeof want, "%s/muon.dat", figs);
-    fx_count_data(want, &blocks, &rows);
+    fx_count_data(dat, &blocks, &rows);
+    free(dat);
     assert_int_equal(blocks, 1);
     assert_int_equal(rows, 2);
-    free(out), free(err);
 
     char *bad = roteq_test_path(dir, "bad.json"), *none = roteq_test_path(dir, "none");
     roteq_test_write_file(bad, "{\"optimizer\": \"muon\",\n  \"hparams\": {\"momentum\": 0.5,}\n");
     const char *refused[] = {"plot", "muon", paths[0], bad, "--out", none, NULL};
-    rc = roteq_test_run(refused, NULL, &out, &err);
+    int rc = roteq_test_run(refused, NULL, &out, &err);
     assert_int_equal(rc, 2);
     assert_string_equal(out, "");
     assert_non_null(strstr(err, "roteq plot: "));
