@@ -187,3 +187,62 @@ int roteq_ckpt_best_checkpoint(const char *dir)
     json_decref(j);
     return best;
 }
+
+/* log_history's (step, learning_rate) pairs in step order, into malloc'd arrays. */
+static size_t lr_history(json_t *state, long **steps, double **lrs)
+{
+    json_t *h = json_object_get(state, "log_history"), *e;
+    size_t i, n = 0, cap = json_array_size(h);
+    *steps = malloc((cap ? cap : 1) * sizeof **steps);
+    *lrs = malloc((cap ? cap : 1) * sizeof **lrs);
+    if (*steps == NULL || *lrs == NULL)
+        return 0;
+    json_array_foreach(h, i, e)
+    {
+        json_t *st = json_object_get(e, "step"), *lr = json_object_get(e, "learning_rate");
+        if (!json_is_integer(st) || !json_is_number(lr) || !(json_number_value(lr) >= 0))
+            continue;
+        long s = (long)json_integer_value(st);
+        if (n && s <= (*steps)[n - 1])
+            continue; /* a step logged again (or out of order): the first one stands */
+        (*steps)[n] = s;
+        (*lrs)[n++] = json_number_value(lr);
+    }
+    return n;
+}
+
+int roteq_ckpt_logged_lr(const char *dir, const char *sub, const long *steps, double *lr, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        lr[i] = (double)NAN;
+    json_t *j = load_json(dir, "trainer_state.json");
+    if (j == NULL && sub) {
+        size_t len = strlen(dir) + strlen(sub) + 2;
+        char *p = malloc(len);
+        if (p) {
+            snprintf(p, len, "%s/%s", dir, sub);
+            j = load_json(p, "trainer_state.json");
+            free(p);
+        }
+    }
+    long *ls = NULL;
+    double *lv = NULL;
+    size_t m = j ? lr_history(j, &ls, &lv) : 0;
+    for (size_t i = 0; i < n && m; i++) {
+        size_t k = 0;
+        while (k < m && ls[k] < steps[i])
+            k++;
+        if (k == m)
+            lr[i] = lv[m - 1];
+        else if (ls[k] == steps[i] || k == 0)
+            lr[i] = lv[k];
+        else {
+            double t = (double)(steps[i] - ls[k - 1]) / (double)(ls[k] - ls[k - 1]);
+            lr[i] = lv[k - 1] + t * (lv[k] - lv[k - 1]);
+        }
+    }
+    free(ls);
+    free(lv);
+    json_decref(j);
+    return m > 0;
+}

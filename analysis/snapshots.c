@@ -37,6 +37,7 @@ typedef struct {
     long step;
     int is_dir;
     int root; /* HF's final model at the top of the directory (name "."): its model files only */
+    double logged_lr; /* HF's trainer_state.json log_history at this step, else NAN */
 } entry;
 
 typedef struct {
@@ -232,7 +233,7 @@ static int add_entry(entry **e, size_t *n, size_t *cap, const char *name, long s
             return roteq_error_set(ROTEQ_ENOMEM, "out of memory");
         *e = ne;
     }
-    (*e)[*n] = (entry){strdup(name), step, is_dir, root};
+    (*e)[*n] = (entry){strdup(name), step, is_dir, root, DNAN};
     if ((*e)[*n].name == NULL)
         return roteq_error_set(ROTEQ_ENOMEM, "out of memory");
     (*n)++;
@@ -737,13 +738,14 @@ static int cmp_sel(const void *x, const void *y)
 
 /* One snapshot's rows of layer L. The lr and weight decay are the optimizer state's for this
  * layer where the checkpoint holds it (the recorder's lr_applied, else the group's lr as saved:
- * the next step's under a schedule), so that a scheduled run is predicted with the lr it had at
- * each checkpoint; otherwise the metadata's. */
-static int feed(roteq_analysis *a, const layer_sel *L, long step, long gap, const double *norm,
+ * the next step's under a schedule), else the lr HF's Trainer logged at this step, so that a
+ * scheduled run is predicted with the lr it had at each checkpoint; otherwise the metadata's. */
+static int feed(roteq_analysis *a, const layer_sel *L, const entry *e, long gap, const double *norm,
                 const double *angle, const char *file, const roteq_analysis_optstate *os)
 {
+    long step = e->step;
     const roteq_analysis_optstate_layer *s = os ? roteq_analysis_optstate_find(os, L->name) : NULL;
-    double lr = s && (s->known & ROTEQ_OPTSTATE_LR) ? s->lr : DNAN;
+    double lr = s && (s->known & ROTEQ_OPTSTATE_LR) ? s->lr : e->logged_lr;
     double wd = s && (s->known & ROTEQ_OPTSTATE_WEIGHT_DECAY) ? s->weight_decay : DNAN;
     for (size_t i = 0; i < L->rows; i++) {
         roteq_analysis_row row = {.step = step,
@@ -1018,7 +1020,7 @@ static int select_layers(const char *where, const snapshot *s, const regex_t *re
 
 /* The first snapshot: norms of every selected layer. */
 static int first_snapshot(roteq_analysis *a, const snapshot *s, layer_sel *sel, size_t nsel,
-                          long step, const roteq_analysis_optstate *os)
+                          const entry *e, const roteq_analysis_optstate *os)
 {
     for (size_t i = 0; i < nsel; i++) {
         layer_sel *L = &sel[i];
@@ -1042,8 +1044,8 @@ static int first_snapshot(roteq_analysis *a, const snapshot *s, layer_sel *sel, 
                                                    L->cols, L->angle);
         if (per_step < 0)
             return per_step;
-        st = feed(a, L, step, per_step ? 1 : -1, L->norm_prev, per_step ? L->angle : NULL, t->file,
-                  os);
+        st =
+            feed(a, L, e, per_step ? 1 : -1, L->norm_prev, per_step ? L->angle : NULL, t->file, os);
         if (st)
             return st;
     }
@@ -1095,7 +1097,7 @@ static int next_snapshot(roteq_analysis *a, const char *dir, const entry *e, con
                                                    L->cols, L->angle);
         if (per_step < 0)
             return per_step;
-        st = feed(a, L, e->step, per_step ? 1 : gap, L->norm, L->angle, t->file, os);
+        st = feed(a, L, e, per_step ? 1 : gap, L->norm, L->angle, t->file, os);
         if (st) {
             char msg[512];
             snprintf(msg, sizeof msg, "%s", roteq_error_message());
@@ -1111,6 +1113,26 @@ static int next_snapshot(roteq_analysis *a, const char *dir, const entry *e, con
     }
     int st = unchanged(prev);
     return st ? st : unchanged(cur);
+}
+
+/* HF's logged lr at each entry's step (roteq_ckpt_logged_lr; the last checkpoint's history when
+ * the folder's top level has none). */
+static int logged_lrs(const char *dir, entry *e, size_t n)
+{
+    long *steps = malloc(n * sizeof *steps);
+    double *lr = malloc(n * sizeof *lr);
+    if (steps == NULL || lr == NULL) {
+        free(steps), free(lr);
+        return roteq_error_set(ROTEQ_ENOMEM, "out of memory");
+    }
+    for (size_t i = 0; i < n; i++)
+        steps[i] = e[i].step;
+    const char *last = e[n - 1].is_dir && !e[n - 1].root ? e[n - 1].name : NULL;
+    roteq_ckpt_logged_lr(dir, last, steps, lr, n);
+    for (size_t i = 0; i < n; i++)
+        e[i].logged_lr = lr[i];
+    free(steps), free(lr);
+    return ROTEQ_OK;
 }
 
 /* The optimizer state stored with snapshot entry e, if any (laststep.c). */
@@ -1181,6 +1203,8 @@ int roteq_analysis_read_snapshots(const char *dir, const roteq_snapshot_options 
             rd.conventions |= roteq_ckpt_conventions(first);
         free(first);
     }
+    if (!st)
+        st = logged_lrs(dir, e, ne);
     if (st)
         goto done;
     a = roteq_analysis_alloc(cfg);
@@ -1200,7 +1224,7 @@ int roteq_analysis_read_snapshots(const char *dir, const roteq_snapshot_options 
     if (!st)
         st = entry_state(dir, &e[0], cfg, &os, state_note, sizeof state_note);
     if (!st)
-        st = first_snapshot(a, &prev, sel, nsel, e[0].step, os);
+        st = first_snapshot(a, &prev, sel, nsel, &e[0], os);
     for (size_t k = 1; k < ne && !st; k++) {
         roteq_analysis_optstate_free(os);
         os = NULL;

@@ -158,6 +158,12 @@ int roteq_ckpt_hf_model_file(const char *name);
 int roteq_ckpt_trainer_step(const char *dir, long *step);
 /* Whether DIR/trainer_state.json names a best_model_checkpoint. */
 int roteq_ckpt_best_checkpoint(const char *dir);
+/* The learning rate HF's Trainer logged (trainer_state.json's log_history, "learning_rate" by
+ * "step": the lr after that step's scheduler step) at each of steps[0..n-1], into lr[]: linear
+ * between the logged steps around it, the nearest logged value outside them, NAN when nothing
+ * is logged. From DIR/trainer_state.json, else SUB/trainer_state.json inside DIR (the last
+ * checkpoint's, whose history covers the others'). 0 when no history was found. */
+int roteq_ckpt_logged_lr(const char *dir, const char *sub, const long *steps, double *lr, size_t n);
 /* ROTEQ_AXIS_FLAX, plus ROTEQ_AXIS_GPT2 when DIR/config.json names a GPT-2-type model. */
 unsigned roteq_ckpt_conventions(const char *dir);
 /* Every shard an *.index.json in DIR lists exists (ROTEQ_EFORMAT naming the first missing). */

@@ -653,6 +653,48 @@ static void put(const char *sub, const char *text)
     free(p);
 }
 
+/* HF's logged learning rates (trainer_state.json's log_history) at each checkpoint's step:
+ * linear between logged steps, the nearest outside them, a repeated step's first entry; and the
+ * checkpoints of a folder without optimizer.pt are predicted with them, not the metadata's lr. */
+static void test_logged_lr(void **state)
+{
+    (void)state;
+    mkdirs("lh/checkpoint-10");
+    mkdirs("lh/checkpoint-20");
+    char *d = roteq_test_path(dir, "lh");
+    const long steps[6] = {5, 10, 15, 30, 40, 50};
+    double lr[6];
+    assert_int_equal(roteq_ckpt_logged_lr(d, NULL, steps, lr, 6), 0); /* no trainer_state.json */
+    assert_true(isnan(lr[0]) && isnan(lr[5]));
+    put("lh/checkpoint-20/trainer_state.json",
+        "{\"global_step\": 20, \"log_history\": [{\"step\": 10, \"learning_rate\": 0.001}, "
+        "{\"step\": 20, \"learning_rate\": 0.002}, {\"step\": 20, \"eval_loss\": 1.5}, "
+        "{\"step\": 20, \"learning_rate\": 0.009}, {\"step\": 40, \"learning_rate\": 0.004}, "
+        "{\"step\": 40, \"train_runtime\": 3.0}]}");
+    assert_int_equal(roteq_ckpt_logged_lr(d, "checkpoint-20", steps, lr, 6), 1);
+    const double want[6] = {0.001, 0.001, 0.0015, 0.003, 0.004, 0.004};
+    for (int i = 0; i < 6; i++)
+        assert_close(lr[i], want[i], 1e-15);
+    static const char *const names[] = {"a.weight"};
+    static const size_t shape[1][2] = {{4, 6}};
+    for (int k = 1; k <= 2; k++) {
+        char path[64];
+        snprintf(path, sizeof path, "lh/checkpoint-%d/model.safetensors", 10 * k);
+        char *p = roteq_test_path(dir, path);
+        write_st(p, names, shape, 1, k);
+        free(p);
+    }
+    roteq_analysis_result *r = NULL;
+    char notes[2048];
+    int st = series("lh", "{\"optimizer\":\"adamw\",\"lr\":0.5,\"weight_decay\":0.1}", NULL, &r,
+                    notes, sizeof notes);
+    if (st)
+        fail_msg("%s", roteq_error_message());
+    assert_close(r->layers[0].lr, 0.002, 1e-15);
+    roteq_analysis_result_free(r);
+    free(d);
+}
+
 /* A torch file that shrinks after it is mapped, while its storages are read (their CRCs): an
  * error naming it, and nothing leaked of the tensor list built so far (this test runs in the ASan
  * suite with leak detection). */
@@ -802,11 +844,11 @@ static void test_unsupported_formats(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_state_dict),          cmocka_unit_test(test_forbidden_global),
-        cmocka_unit_test(test_recursion_bomb),      cmocka_unit_test(test_bad_views),
-        cmocka_unit_test(test_zip_damage),          cmocka_unit_test(test_optimizer_by_order),
-        cmocka_unit_test(test_series_layouts),      cmocka_unit_test(test_shrinks_while_read),
-        cmocka_unit_test(test_unsupported_formats),
+        cmocka_unit_test(test_state_dict),     cmocka_unit_test(test_forbidden_global),
+        cmocka_unit_test(test_recursion_bomb), cmocka_unit_test(test_bad_views),
+        cmocka_unit_test(test_zip_damage),     cmocka_unit_test(test_optimizer_by_order),
+        cmocka_unit_test(test_series_layouts), cmocka_unit_test(test_shrinks_while_read),
+        cmocka_unit_test(test_logged_lr),      cmocka_unit_test(test_unsupported_formats),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
