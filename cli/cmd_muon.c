@@ -37,6 +37,7 @@ enum {
     OPT_SCHEDULE,
     OPT_WD_SCHEDULE,
     OPT_TRACE,
+    OPT_NS_PRECISION,
     OPT_HELP,
 };
 
@@ -364,6 +365,9 @@ static void simulate_usage(FILE *out)
           "  --trace FILE         matrix 0's rows at every recorded step as a per-neuron trace\n"
           "                       (layer W; docs/FORMATS.md §1) and FILE.json, its metadata,\n"
           "                       for roteq analyze\n"
+          "  --ns-precision P     float64 (default) or bfloat16: the Newton-Schulz iteration as\n"
+          "                       torch.optim.Muon runs it (bfloat16 values, float32 sums;\n"
+          "                       sim/README.md); theory predicts the float64 walk\n"
           "csv rows carry theory's transient (pred_norm, pred_angle) beside the measurement.\n",
           out);
     usage_hparams(out);
@@ -397,15 +401,19 @@ static void simulate_print(const roteq_sim_muon_config *cfg, const roteq_sim_muo
             num(eq[0].angular_update), "predicted_norm_plain", num(eq[1].norm),
             "predicted_angular_update_plain", num(eq[1].angular_update), "predicted_norm_lionlike",
             num(eq[2].norm), "predicted_angular_update_lionlike", num(eq[2].angular_update));
+        json_object_set_new(o, "update_row_sq_se", num(res->q_row_se));
+        json_object_set_new(o, "ns_precision",
+                            json_string(roteq_sim_ns_precision_names[cfg->ns_precision]));
         json_object_set_new(o, "seconds", json_real(res->seconds));
         json_dumpf(o, stdout, JSON_INDENT(2) | JSON_REAL_PRECISION(17));
         fputc('\n', stdout);
         json_decref(o);
         return;
     }
-    printf("muon %zux%zu, %zu matrices, %zu steps, seed %llu, %.2f s on %u threads\n", cfg->hp.rows,
-           cfg->hp.cols, cfg->matrices, cfg->steps, (unsigned long long)cfg->seed, res->seconds,
-           res->threads_used);
+    printf("muon %zux%zu, %zu matrices, %zu steps, seed %llu, %.2f s on %u threads%s\n",
+           cfg->hp.rows, cfg->hp.cols, cfg->matrices, cfg->steps, (unsigned long long)cfg->seed,
+           res->seconds, res->threads_used,
+           cfg->ns_precision == ROTEQ_SIM_NS_BFLOAT16 ? ", Newton-Schulz in bfloat16" : "");
     printf("%-22s %12s %10s %12s %12s %12s\n", "last quarter", "measured", "SE", "best", "plain",
            "lionlike");
     const double meas[4] = {res->row_norm, res->row_angle_rms, res->matrix_norm,
@@ -437,6 +445,9 @@ static int write_trace_meta(const roteq_sim_muon_config *cfg, FILE *f)
                   num(hp->momentum), "nesterov", hp->nesterov, "ns_steps", hp->ns_steps,
                   "adjust_lr", roteq_muon_adjust_names[hp->adjust], "eps", num(hp->eps), "layers",
                   "W", "shape", (json_int_t)hp->rows, (json_int_t)hp->cols);
+    if (o)
+        json_object_set_new(o, "ns_precision",
+                            json_string(roteq_sim_ns_precision_names[cfg->ns_precision]));
     int bad = o == NULL || json_dumpf(o, f, JSON_INDENT(2) | JSON_REAL_PRECISION(17)) != 0;
     json_decref(o);
     return bad || fputc('\n', f) == EOF;
@@ -474,6 +485,7 @@ int roteq_cmd_muon_simulate(const roteq_optimizer_type *opt, int argc, char **ar
                             {"seed", required_argument, NULL, OPT_SEED},
                             {"threads", required_argument, NULL, OPT_THREADS},
                             {"trace", required_argument, NULL, OPT_TRACE},
+                            {"ns-precision", required_argument, NULL, OPT_NS_PRECISION},
                             {0, 0, 0, 0}};
     const char *trace_path = NULL;
     roteq_sim_muon_config cfg;
@@ -512,6 +524,10 @@ int roteq_cmd_muon_simulate(const roteq_optimizer_type *opt, int argc, char **ar
             break;
         case OPT_TRACE:
             trace_path = optarg;
+            break;
+        case OPT_NS_PRECISION:
+            if (roteq_sim_ns_precision_parse(optarg, &cfg.ns_precision))
+                bad = roteq_cli_fail(cmd, "--ns-precision: %s", roteq_error_message());
             break;
         default:
             return roteq_cli_bad_option(cmd, c, argv);
@@ -570,31 +586,34 @@ int roteq_cmd_muon_simulate(const roteq_optimizer_type *opt, int argc, char **ar
 /* Muon's rows in `roteq verify`: Muon is a matrix optimizer, so these points run through
  * roteq_sim_muon_run rather than the per-neuron sweep. `best` is approximate (the lag law is
  * the large-matrix limit), so its rows are APPROX with the measured error; theory/README.md
- * ("Muon") has the full measured table. */
+ * ("Muon") has the full measured table. One row runs the iteration in bfloat16 as torch does,
+ * against the same (float64) prediction. */
 typedef struct {
     const char *shape;
     size_t rows, cols;
     double momentum;
-    int nesterov, ns_steps;
+    int nesterov, ns_steps, bf16;
 } muon_point;
 
 int roteq_cli_muon_verify(const roteq_optimizer_type *opt, int quick, unsigned threads,
                           uint64_t seed)
 {
     static const muon_point full[] = {
-        {"64x64", 64, 64, 0.0, 1, 5},    {"64x64", 64, 64, 0.9, 1, 5},
-        {"64x64", 64, 64, 0.95, 1, 5},   {"64x64", 64, 64, 0.95, 0, 5},
-        {"64x64", 64, 64, 0.95, 1, 10},  {"128x64", 128, 64, 0.95, 1, 5},
-        {"64x256", 64, 256, 0.95, 1, 5}, {"64x256", 64, 256, 0.98, 0, 5},
+        {"64x64", 64, 64, 0.0, 1, 5, 0},    {"64x64", 64, 64, 0.9, 1, 5, 0},
+        {"64x64", 64, 64, 0.95, 1, 5, 0},   {"64x64", 64, 64, 0.95, 0, 5, 0},
+        {"64x64", 64, 64, 0.95, 1, 10, 0},  {"128x64", 128, 64, 0.95, 1, 5, 0},
+        {"64x256", 64, 256, 0.95, 1, 5, 0}, {"64x256", 64, 256, 0.98, 0, 5, 0},
+        {"64x64", 64, 64, 0.95, 1, 5, 1},
     };
-    static const muon_point fast[] = {{"64x64", 64, 64, 0.95, 1, 5},
-                                      {"32x128", 32, 128, 0.9, 0, 5}};
+    static const muon_point fast[] = {{"64x64", 64, 64, 0.95, 1, 5, 0},
+                                      {"32x128", 32, 128, 0.9, 0, 5, 0},
+                                      {"64x64", 64, 64, 0.95, 1, 5, 1}};
     const muon_point *pts = quick ? fast : full;
     size_t n = quick ? sizeof fast / sizeof *fast : sizeof full / sizeof *full;
     printf("\nMuon (torch.optim.Muon, lr 0.02, weight decay 0.1; matrices of scale-invariant rows; "
            "row norm and RMS row angle, last quarter, +- 95%% CI; err = best/measured - 1; "
            "best is approximate: APPROX with its error)\n");
-    printf("%3s %-7s %-26s %3s %6s |%11s %24s %9s |%11s %24s %9s | %s\n", "#", "shape",
+    printf("%3s %-7s %-32s %3s %6s |%11s %24s %9s |%11s %24s %9s | %s\n", "#", "shape",
            "hyperparameters", "M", "steps", "best norm", "measured norm", "err", "best angle",
            "measured angle", "err", "plain err / lionlike err (norm)");
     int code = ROTEQ_EXIT_OK;
@@ -604,6 +623,7 @@ int roteq_cli_muon_verify(const roteq_optimizer_type *opt, int quick, unsigned t
         cfg.hp.lr = 0.02, cfg.hp.weight_decay = 0.1;
         cfg.hp.momentum = pts[i].momentum, cfg.hp.nesterov = pts[i].nesterov;
         cfg.hp.ns_steps = pts[i].ns_steps;
+        cfg.ns_precision = pts[i].bf16 ? ROTEQ_SIM_NS_BFLOAT16 : ROTEQ_SIM_NS_FLOAT64;
         cfg.hp.rows = pts[i].rows, cfg.hp.cols = pts[i].cols;
         cfg.matrices = quick ? 4 : 8;
         cfg.steps = quick ? 1200 : 3000;
@@ -616,9 +636,10 @@ int roteq_cli_muon_verify(const roteq_optimizer_type *opt, int quick, unsigned t
         if (!st)
             st = roteq_sim_muon_run(&cfg, &res);
         char hp[64];
-        snprintf(hp, sizeof hp, "momentum %g %s ns %d", cfg.hp.momentum,
-                 cfg.hp.nesterov ? "nesterov" : "heavy", cfg.hp.ns_steps);
-        printf("%3zu %-7s %-26s %3zu %6zu |", i, pts[i].shape, hp, cfg.matrices, cfg.steps);
+        snprintf(hp, sizeof hp, "momentum %g %s ns %d%s", cfg.hp.momentum,
+                 cfg.hp.nesterov ? "nesterov" : "heavy", cfg.hp.ns_steps,
+                 pts[i].bf16 ? " bf16" : "");
+        printf("%3zu %-7s %-32s %3zu %6zu |", i, pts[i].shape, hp, cfg.matrices, cfg.steps);
         if (st) {
             printf(" ERROR: %s\n", roteq_error_message());
             code = ROTEQ_EXIT_FAIL;

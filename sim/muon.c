@@ -7,8 +7,10 @@
  * workers join. The algorithm (checked against torch/optim/_muon.py of PyTorch 2.9): the
  * buffer is a lerp towards the gradient, Nesterov takes a lerp of the gradient towards the
  * buffer, the iteration runs on the wide orientation after division by max(||U||_F, eps), and
- * weight decay uses the unadjusted lr. PyTorch runs the iteration in bfloat16; this is its
- * float64 form (the reference trajectories in tests/data/muon_steps are too). */
+ * weight decay uses the unadjusted lr. PyTorch runs the iteration in bfloat16: the float64
+ * form is the default (theory models it), and the bfloat16 one emulates torch's arithmetic
+ * (float32 products of bfloat16 operands, each operation's result rounded to bfloat16), so that
+ * a walk shows what a real torch.optim.Muon run settles at. */
 #include "roteq_sim_muon.h"
 #include "roteq_sim.h"
 #include "roteq_util.h"
@@ -21,12 +23,46 @@
 #include <time.h>
 #include <unistd.h>
 
+const char *const roteq_sim_ns_precision_names[ROTEQ_SIM_NS_COUNT] = {"float64", "bfloat16"};
+
+int roteq_sim_ns_precision_parse(const char *name, roteq_sim_ns_precision *out)
+{
+    for (int i = 0; i < ROTEQ_SIM_NS_COUNT; i++)
+        if (strcmp(name, roteq_sim_ns_precision_names[i]) == 0) {
+            *out = (roteq_sim_ns_precision)i;
+            return ROTEQ_OK;
+        }
+    return roteq_error_set(ROTEQ_ENOTFOUND,
+                           "unknown Newton-Schulz precision '%s' (float64 or bfloat16)", name);
+}
+
+float roteq_sim_bf16_round(float x)
+{
+    uint32_t u;
+    if (isnan(x)) {
+        u = 0x7FC00000u;
+    } else {
+        memcpy(&u, &x, sizeof u);
+        u = (u + 0x7FFFu + ((u >> 16) & 1u)) & 0xFFFF0000u;
+    }
+    float r;
+    memcpy(&r, &u, sizeof r);
+    return r;
+}
+
+float roteq_sim_bf16_from_double(double x)
+{
+    return roteq_sim_bf16_round((float)x);
+}
+
 struct roteq_muon_work {
     size_t rows, cols, p, q;
+    roteq_sim_ns_precision prec;
     double *X, *Y, *A, *B, *U, *O;
+    float *Xf, *Yf, *Af, *Bf; /* bfloat16 values held in float32 (BFLOAT16 only) */
 };
 
-roteq_muon_work *roteq_muon_work_alloc(size_t rows, size_t cols)
+roteq_muon_work *roteq_muon_work_alloc(size_t rows, size_t cols, roteq_sim_ns_precision prec)
 {
     roteq_muon_work *w = calloc(1, sizeof *w);
     if (!w) {
@@ -43,7 +79,16 @@ roteq_muon_work *roteq_muon_work_alloc(size_t rows, size_t cols)
     w->O = malloc(n * sizeof(double));
     w->A = malloc(pp * sizeof(double));
     w->B = malloc(pp * sizeof(double));
-    if (!w->X || !w->Y || !w->U || !w->O || !w->A || !w->B) {
+    w->prec = prec;
+    int bf = prec == ROTEQ_SIM_NS_BFLOAT16;
+    if (bf) {
+        w->Xf = malloc(n * sizeof(float));
+        w->Yf = malloc(n * sizeof(float));
+        w->Af = malloc(pp * sizeof(float));
+        w->Bf = malloc(pp * sizeof(float));
+    }
+    if (!w->X || !w->Y || !w->U || !w->O || !w->A || !w->B ||
+        (bf && (!w->Xf || !w->Yf || !w->Af || !w->Bf))) {
         roteq_muon_work_free(w);
         roteq_error_set(ROTEQ_ENOMEM, "out of memory for a %zux%zu Muon workspace", rows, cols);
         return NULL;
@@ -56,11 +101,69 @@ void roteq_muon_work_free(roteq_muon_work *w)
     if (!w)
         return;
     free(w->X), free(w->Y), free(w->A), free(w->B), free(w->U), free(w->O);
+    free(w->Xf), free(w->Yf), free(w->Af), free(w->Bf);
     free(w);
+}
+
+static void round_all(float *x, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        x[i] = roteq_sim_bf16_round(x[i]);
+}
+
+/* torch.optim.Muon's _zeropower_via_newtonschulz on grad.bfloat16() (struct comment in
+ * roteq_sim_muon.h). torch reduces the norm's squares in float32 (in its own order); here the
+ * bfloat16 squares are summed in double, which can differ from torch's only when the float32
+ * sums straddle a bfloat16 rounding boundary. */
+static void ns_bf16(roteq_muon_work *w, const double *U, double *O, int ns_steps, double eps)
+{
+    size_t r = w->rows, c = w->cols, p = w->p, q = w->q, n = r * c;
+    int tr = r > c;
+    float *X = w->Xf, *Y = w->Yf, *A = w->Af, *B = w->Bf;
+    for (size_t i = 0; i < r; i++)
+        for (size_t j = 0; j < c; j++)
+            X[tr ? j * r + i : i * c + j] = roteq_sim_bf16_from_double(U[i * c + j]);
+    double ss = 0;
+    for (size_t i = 0; i < n; i++)
+        ss += (double)X[i] * (double)X[i];
+    float norm = roteq_sim_bf16_from_double(sqrt(ss)), floor = roteq_sim_bf16_from_double(eps);
+    if (norm < floor)
+        norm = floor;
+    for (size_t i = 0; i < n; i++)
+        X[i] = roteq_sim_bf16_round(X[i] / norm);
+    const int P = (int)p, Q = (int)q;
+    for (int k = 0; k < ns_steps; k++) {
+        /* gram = X X^T; gram_update = addmm(gram, gram, gram, beta=b, alpha=c);
+         * X = addmm(X, gram_update, X, beta=a): each rounded to bfloat16 once */
+        cblas_ssyrk(CblasRowMajor, CblasUpper, CblasNoTrans, P, Q, 1.0f, X, Q, 0.0f, A, P);
+        for (size_t i = 0; i < p; i++) {
+            for (size_t j = i; j < p; j++)
+                A[i * p + j] = roteq_sim_bf16_round(A[i * p + j]);
+            for (size_t j = 0; j < i; j++)
+                A[i * p + j] = A[j * p + i];
+        }
+        memcpy(B, A, p * p * sizeof *B);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, P, P, P, (float)ROTEQ_MUON_NS_C, A,
+                    P, A, P, (float)ROTEQ_MUON_NS_B, B, P);
+        round_all(B, p * p);
+        memcpy(Y, X, n * sizeof *Y);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, P, Q, P, 1.0f, B, P, X, Q,
+                    (float)ROTEQ_MUON_NS_A, Y, Q);
+        round_all(Y, n);
+        float *t = X;
+        X = Y, Y = t;
+    }
+    for (size_t i = 0; i < r; i++)
+        for (size_t j = 0; j < c; j++)
+            O[i * c + j] = (double)X[tr ? j * r + i : i * c + j];
 }
 
 void roteq_muon_ns(roteq_muon_work *w, const double *U, double *O, int ns_steps, double eps)
 {
+    if (w->prec == ROTEQ_SIM_NS_BFLOAT16) {
+        ns_bf16(w, U, O, ns_steps, eps);
+        return;
+    }
     size_t r = w->rows, c = w->cols, p = w->p, q = w->q, n = r * c;
     int tr = r > c;
     double *X = w->X, *Y = w->Y, *A = w->A, *B = w->B;
@@ -127,6 +230,11 @@ void roteq_muon_step(roteq_muon_work *w, const roteq_muon_hparams *hp, double lr
     }
 }
 
+const double *roteq_muon_work_update(const roteq_muon_work *w)
+{
+    return w->O;
+}
+
 void roteq_sim_muon_config_init(roteq_sim_muon_config *cfg)
 {
     memset(cfg, 0, sizeof *cfg);
@@ -148,6 +256,8 @@ int roteq_sim_muon_config_validate(const roteq_sim_muon_config *cfg)
         return roteq_error_set(ROTEQ_EINVAL, "matrices must be positive");
     if (cfg->steps < 1)
         return roteq_error_set(ROTEQ_EINVAL, "steps must be positive");
+    if ((unsigned)cfg->ns_precision >= ROTEQ_SIM_NS_COUNT)
+        return roteq_error_set(ROTEQ_EINVAL, "ns_precision must be float64 or bfloat16");
     if (cfg->hp.cols < 2)
         return roteq_error_set(ROTEQ_EINVAL, "a row needs at least 2 columns to rotate, got %zu",
                                cfg->hp.cols);
@@ -173,7 +283,8 @@ int roteq_sim_muon_config_validate(const roteq_sim_muon_config *cfg)
 double roteq_sim_muon_memory(const roteq_sim_muon_config *cfg)
 {
     /* per worker thread: W, W_old, buffer, G and the workspace's X, Y, U, O (8 matrices) plus
-     * two p x p Gram matrices; per matrix the statistics; per record the series */
+     * two p x p Gram matrices (and their float32 copies in bfloat16); per matrix the
+     * statistics; per record the series */
     double n = (double)cfg->hp.rows * (double)cfg->hp.cols;
     double p = (double)(cfg->hp.rows < cfg->hp.cols ? cfg->hp.rows : cfg->hp.cols);
     long cores = sysconf(_SC_NPROCESSORS_ONLN);
@@ -182,7 +293,9 @@ double roteq_sim_muon_memory(const roteq_sim_muon_config *cfg)
         T = (double)cfg->matrices;
     size_t every = cfg->every ? cfg->every : (cfg->steps + 199) / 200;
     double nrec = (double)(cfg->steps / (every ? every : 1));
-    return 8.0 * (T * (8 * n + 2 * p * p) + (double)cfg->matrices * (5 + 4 * nrec) + 6 * nrec);
+    double f32 = cfg->ns_precision == ROTEQ_SIM_NS_BFLOAT16 ? 0.5 * (2 * n + 2 * p * p) : 0;
+    return 8.0 *
+           (T * (8 * n + 2 * p * p + f32) + (double)cfg->matrices * (5 + 4 * nrec) + 6 * nrec);
 }
 
 enum { ACC_ROWNORM, ACC_ROWANG2, ACC_FROB, ACC_MATANG2, ACC_Q, ACC_COUNT };
@@ -290,7 +403,7 @@ static void *muon_worker(void *arg)
     muon_job *job = arg;
     const roteq_sim_muon_config *cfg = job->cfg;
     size_t n = cfg->hp.rows * cfg->hp.cols;
-    roteq_muon_work *wk = roteq_muon_work_alloc(cfg->hp.rows, cfg->hp.cols);
+    roteq_muon_work *wk = roteq_muon_work_alloc(cfg->hp.rows, cfg->hp.cols, cfg->ns_precision);
     double *mem = malloc(4 * n * sizeof(double));
     if (!wk || !mem) {
         job->status = roteq_error_set(ROTEQ_ENOMEM, "out of memory for a %zux%zu matrix",
@@ -336,7 +449,7 @@ static int summarise(const muon_job *job, roteq_sim_muon_result *out)
     out->row_angle_rms = sqrt(ms), out->row_angle_rms_se = ms_se / (2 * sqrt(ms));
     mean_se(v + ACC_MATANG2, ACC_COUNT, M, &ms, &ms_se);
     out->matrix_angle_rms = sqrt(ms), out->matrix_angle_rms_se = ms_se / (2 * sqrt(ms));
-    mean_se(v + ACC_Q, ACC_COUNT, M, &out->q_row, &ms_se);
+    mean_se(v + ACC_Q, ACC_COUNT, M, &out->q_row, &out->q_row_se);
     free(v);
     for (size_t k = 0; k < job->nrec; k++) {
         double s[4] = {0, 0, 0, 0};
@@ -445,7 +558,7 @@ static double now_seconds(void)
 
 double roteq_sim_muon_bench_ns(size_t n, int ns_steps, size_t reps, double *flops)
 {
-    roteq_muon_work *wk = roteq_muon_work_alloc(n, n);
+    roteq_muon_work *wk = roteq_muon_work_alloc(n, n, ROTEQ_SIM_NS_FLOAT64);
     double *U = malloc(n * n * sizeof *U), *O = malloc(n * n * sizeof *O);
     if (!wk || !U || !O) {
         roteq_muon_work_free(wk), free(U), free(O);

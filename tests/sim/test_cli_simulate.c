@@ -422,6 +422,31 @@ static void test_bench(void **state)
     free(err);
 }
 
+/* --ns-precision for Muon: bfloat16 is named in the text and JSON output; a bad value is one
+ * line naming the flag, exit 2. */
+static void test_muon_ns_precision(void **state)
+{
+    (void)state;
+    const char *base[] = {"simulate", "--optimizer",    "muon",     "--shape",    "8x12", "--lr",
+                          "0.02",     "--weight-decay", "0.1",      "--matrices", "2",    "--steps",
+                          "40",       "--ns-precision", "bfloat16", "--format",   "json", NULL};
+    char *out = NULL, *err = NULL;
+    int rc = roteq_test_run(base, NULL, &out, &err);
+    if (rc != 0)
+        fail_msg("exit %d: %s", rc, err);
+    assert_non_null(strstr(out, "\"ns_precision\": \"bfloat16\""));
+    free(out), free(err);
+    base[16] = "text";
+    assert_int_equal(roteq_test_run(base, NULL, &out, &err), 0);
+    assert_non_null(strstr(out, "Newton-Schulz in bfloat16"));
+    free(out), free(err);
+    base[14] = "bf16";
+    assert_int_equal(roteq_test_run(base, NULL, &out, &err), 2);
+    assert_non_null(strstr(err, "--ns-precision"));
+    assert_int_equal(count_lines(err, NULL), 1);
+    free(out), free(err);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -434,6 +459,7 @@ int main(void)
         cmocka_unit_test(test_outputs),
         cmocka_unit_test(test_text_and_csv),
         cmocka_unit_test(test_bench),
+        cmocka_unit_test(test_muon_ns_precision),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -13,13 +13,14 @@
 
 #include <dirent.h>
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#define MAXN 64
+#define MAXN 512
 
-static void parse_header(char *line, roteq_muon_hparams *hp)
+static void parse_header(char *line, roteq_muon_hparams *hp, roteq_sim_ns_precision *prec)
 {
     for (char *tok = strtok(line + 1, " \t\r\n"); tok; tok = strtok(NULL, " \t\r\n")) {
         char *eq = strchr(tok, '=');
@@ -45,23 +46,69 @@ static void parse_header(char *line, roteq_muon_hparams *hp)
             hp->ns_steps = atoi(v);
         else if (strcmp(k, "adjust_lr") == 0)
             assert_int_equal(roteq_muon_adjust_parse(v, &hp->adjust), 0);
+        else if (strcmp(k, "ns_precision") == 0)
+            assert_int_equal(roteq_sim_ns_precision_parse(v, prec), 0);
     }
 }
 
-/* Replays one file; returns the worst relative error over all coordinates and steps. */
-static double replay(const char *path, size_t *steps)
+/* Worst agreement of one replayed file: float64 files elementwise (rel), bfloat16 files by the
+ * Newton-Schulz output (share of bit-identical entries, relative Frobenius distance) and the
+ * matrix (relative Frobenius distance). */
+typedef struct {
+    size_t steps;
+    int ns_steps;
+    roteq_sim_ns_precision prec;
+    double rel, o_same_min, o_dist_max, w_dist_max;
+} replay_stats;
+
+static double frob_dist(const double *a, const double *b, size_t n, size_t *same)
+{
+    double d = 0, bb = 0;
+    *same = 0;
+    for (size_t i = 0; i < n; i++) {
+        d += (a[i] - b[i]) * (a[i] - b[i]), bb += b[i] * b[i];
+        *same += a[i] == b[i];
+    }
+    return sqrt(d / bb);
+}
+
+static void compare_step(const char *path, size_t t, const roteq_muon_work *wk, const double *W,
+                         const double *x, const double *oref, size_t n, replay_stats *st)
+{
+    if (st->prec == ROTEQ_SIM_NS_FLOAT64) {
+        for (size_t i = 0; i < n; i++) {
+            double err = fabs(W[i] - x[i]) / fabs(x[i]);
+            st->rel = err > st->rel ? err : st->rel;
+            if (!(err <= 1e-12))
+                fail_msg("%s: step %zu x%zu = %.17g, reference %.17g (relative error %.3g)", path,
+                         t, i, W[i], x[i], err);
+        }
+        return;
+    }
+    size_t same;
+    double od = frob_dist(roteq_muon_work_update(wk), oref, n, &same);
+    double share = (double)same / (double)n, wd = frob_dist(W, x, n, &same);
+    st->o_same_min = share < st->o_same_min ? share : st->o_same_min;
+    st->o_dist_max = od > st->o_dist_max ? od : st->o_dist_max;
+    st->w_dist_max = wd > st->w_dist_max ? wd : st->w_dist_max;
+}
+
+/* Replays one file through roteq_muon_step from its initial matrix and gradients. */
+static replay_stats replay(const char *path)
 {
     FILE *f = fopen(path, "r");
     assert_non_null(f);
     static char line[1 << 16];
     roteq_muon_hparams hp = roteq_muon_defaults();
-    double W[MAXN], G[MAXN], buf[MAXN] = {0}, x[MAXN], worst = 0;
+    replay_stats st = {0, 0, ROTEQ_SIM_NS_FLOAT64, 0, 1, 0, 0};
+    static double W[MAXN], G[MAXN], buf[MAXN], x[MAXN], oref[MAXN];
+    memset(buf, 0, sizeof buf);
     roteq_muon_work *wk = NULL;
-    size_t n = 0, t = 0;
+    size_t n = 0;
     int columns = 0;
     while (fgets(line, sizeof line, f)) {
         if (line[0] == '#') {
-            parse_header(line, &hp);
+            parse_header(line, &hp, &st.prec);
             continue;
         }
         if (!columns) {
@@ -69,7 +116,7 @@ static double replay(const char *path, size_t *steps)
             assert_int_equal(roteq_muon_validate(&hp), 0);
             n = hp.rows * hp.cols;
             assert_true(n <= MAXN);
-            wk = roteq_muon_work_alloc(hp.rows, hp.cols);
+            wk = roteq_muon_work_alloc(hp.rows, hp.cols, st.prec);
             assert_non_null(wk);
             continue;
         }
@@ -84,24 +131,49 @@ static double replay(const char *path, size_t *steps)
         if (step == 0) {
             memcpy(W, x, n * sizeof *x);
         } else if (strcmp(kind, "grad") == 0) {
-            assert_int_equal(step, t + 1);
+            assert_int_equal(step, st.steps + 1);
             memcpy(G, x, n * sizeof *x);
+        } else if (strcmp(kind, "ortho") == 0) {
+            memcpy(oref, x, n * sizeof *x);
         } else {
-            t = step;
+            st.steps = step;
             roteq_muon_step(wk, &hp, hp.lr, hp.weight_decay, W, buf, G);
-            for (size_t i = 0; i < n; i++) {
-                double err = fabs(W[i] - x[i]) / fabs(x[i]);
-                worst = err > worst ? err : worst;
-                if (!(err <= 1e-12))
-                    fail_msg("%s: step %zu x%zu = %.17g, reference %.17g (relative error %.3g)",
-                             path, t, i, W[i], x[i], err);
-            }
+            compare_step(path, step, wk, W, x, oref, n, &st);
         }
     }
     fclose(f);
     roteq_muon_work_free(wk);
-    *steps = t;
-    return worst;
+    st.ns_steps = hp.ns_steps;
+    return st;
+}
+
+/* Why bfloat16 parity is not 1e-12: torch (oneDNN) and roteq (OpenBLAS) both accumulate the
+ * exact float32 products of bfloat16 operands in float32, but in different orders, so a sum
+ * that lands near a bfloat16 rounding boundary rounds the other way now and then (1 ulp =
+ * 2^-8 relative). One iteration keeps such flips isolated: every entry of the 12 steps of
+ * muon_bf16_tall_one_step was measured bit-identical, and at most 1% of them may differ. Over
+ * five iterations a flip in X X^T moves the float32 sums of the entries that depend on it by a
+ * fraction of an ulp, which flips some of their roundings in turn: muon_bf16_wide's updates were
+ * measured bit-identical in 33-100% of the entries per step and 0.57% apart at worst (relative
+ * Frobenius; Python's float32 emulation against the same torch kernels: up to 1.2% at 32x32), the
+ * same size as the difference between two torch builds' summation orders, so 3% is allowed. The
+ * gradients and the buffer are float64 on both sides, so the matrix differs only by
+ * adjusted_lr*dO summed over the steps: measured 2.1e-5, allowed 1e-3 (12 steps x 0.02 x 3% of
+ * ||O|| over ||W||, with room). */
+static void check_bf16(const char *name, const replay_stats *st)
+{
+    if (st->ns_steps == 1) {
+        if (!(st->o_same_min >= 0.99 && st->o_dist_max <= 1e-3))
+            fail_msg("%s: one bfloat16 iteration should match torch's bit for bit in >= 99%% of "
+                     "the entries (%.1f%%, distance %.2g)",
+                     name, 100 * st->o_same_min, st->o_dist_max);
+    } else if (!(st->o_dist_max <= 0.03)) {
+        fail_msg("%s: bfloat16 update %.2g from torch's (relative Frobenius), more than 3%%", name,
+                 st->o_dist_max);
+    }
+    if (!(st->w_dist_max <= 1e-3))
+        fail_msg("%s: matrix %.2g from torch's (relative Frobenius), more than 1e-3", name,
+                 st->w_dist_max);
 }
 
 static void test_reference_trajectories(void **state)
@@ -111,26 +183,98 @@ static void test_reference_trajectories(void **state)
     DIR *d = opendir(dir);
     if (!d)
         fail_msg("cannot open %s", dir);
-    int files = 0;
+    int files = 0, bf16 = 0;
     for (struct dirent *e; (e = readdir(d)) != NULL;) {
         size_t len = strlen(e->d_name);
         if (len < 4 || strcmp(e->d_name + len - 4, ".csv") != 0)
             continue;
         char *path = roteq_test_path(dir, e->d_name);
-        size_t steps = 0;
-        double worst = replay(path, &steps);
-        assert_true(steps >= 20);
-        printf("# %-26s %zu steps, worst relative error %.2g\n", e->d_name, steps, worst);
+        replay_stats st = replay(path);
+        if (st.prec == ROTEQ_SIM_NS_FLOAT64) {
+            assert_true(st.steps >= 20);
+            printf("# %-28s %zu steps, worst relative error %.2g\n", e->d_name, st.steps, st.rel);
+        } else {
+            assert_true(st.steps >= 10);
+            printf("# %-28s %zu steps, bfloat16: update bit-identical in >= %.1f%% of entries, "
+                   "update distance <= %.2g, matrix distance <= %.2g (relative Frobenius)\n",
+                   e->d_name, st.steps, 100 * st.o_same_min, st.o_dist_max, st.w_dist_max);
+            bf16++;
+            check_bf16(e->d_name, &st);
+        }
         free(path);
         files++;
     }
     closedir(d);
     free(dir);
-    assert_true(files >= 4);
+    assert_true(files >= 6);
+    assert_true(bf16 >= 2);
+}
+
+static float from_bits(uint32_t u)
+{
+    float f;
+    memcpy(&f, &u, sizeof f);
+    return f;
+}
+
+static uint32_t bits(float f)
+{
+    uint32_t u;
+    memcpy(&u, &f, sizeof u);
+    return u;
+}
+
+/* bfloat16 rounding as torch's c10::BFloat16 does it (each expected value checked against
+ * torch 1.13's Tensor.bfloat16()): nearest, ties to even, in every range. */
+static void test_bf16_round(void **state)
+{
+    (void)state;
+    const float tie = 1.0f + 0x1p-8f;               /* halfway between 1 and 1+2^-7 */
+    assert_true(roteq_sim_bf16_round(tie) == 1.0f); /* to even: down */
+    assert_true(roteq_sim_bf16_round(1.0f + 3 * 0x1p-8f) == 1.0f + 0x1p-6f); /* to even: up */
+    assert_true(roteq_sim_bf16_round(tie + 0x1p-23f) == 1.0f + 0x1p-7f);     /* past the tie */
+    assert_true(roteq_sim_bf16_round(-tie) == -1.0f);
+    assert_true(roteq_sim_bf16_round(-(tie + 0x1p-23f)) == -(1.0f + 0x1p-7f));
+    assert_true(roteq_sim_bf16_round(3.4445f) == 3.4375f);
+    assert_int_equal(bits(roteq_sim_bf16_round(-0.0f)), 0x80000000u);
+    /* NaN of either sign: torch's quiet NaN 0x7FC0 */
+    assert_int_equal(bits(roteq_sim_bf16_round(NAN)), 0x7FC00000u);
+    assert_int_equal(bits(roteq_sim_bf16_round(-NAN)), 0x7FC00000u);
+    assert_int_equal(bits(roteq_sim_bf16_round(from_bits(0x7F800001u))), 0x7FC00000u);
+    /* infinities stay; the largest bfloat16 stays; its upper tie overflows (odd last bit) */
+    assert_true(roteq_sim_bf16_round(INFINITY) == INFINITY);
+    assert_true(roteq_sim_bf16_round(-INFINITY) == -INFINITY);
+    assert_int_equal(bits(roteq_sim_bf16_round(from_bits(0x7F7F7FFFu))), 0x7F7F0000u);
+    assert_int_equal(bits(roteq_sim_bf16_round(from_bits(0x7F7F8000u))), 0x7F800000u);
+    assert_true(roteq_sim_bf16_round(3.4e38f) == INFINITY);
+    /* float32 subnormals round like normals: ties to even, the smallest to zero */
+    assert_int_equal(bits(roteq_sim_bf16_round(from_bits(0x00018000u))), 0x00020000u);
+    assert_int_equal(bits(roteq_sim_bf16_round(from_bits(0x00008000u))), 0x00000000u);
+    assert_int_equal(bits(roteq_sim_bf16_round(from_bits(0x00000001u))), 0x00000000u);
+    assert_int_equal(bits(roteq_sim_bf16_round(from_bits(0x80018000u))), 0x80020000u);
+    /* the largest subnormal rounds up into the smallest normal bfloat16 */
+    assert_int_equal(bits(roteq_sim_bf16_round(from_bits(0x007FFFFFu))), 0x00800000u);
+    /* a double goes through float32 first, as torch converts it: two roundings */
+    assert_true(roteq_sim_bf16_from_double(1.0 + 0x1p-8 + 0x1p-30) == 1.0f);
+    assert_true(roteq_sim_bf16_from_double(1.0 + 0x1p-8 + 0x1p-20) == 1.0f + 0x1p-7f);
+    assert_true(roteq_sim_bf16_from_double(1e300) == INFINITY);
+    assert_true(roteq_sim_bf16_from_double(1e-300) == 0.0f);
+}
+
+static void test_ns_precision_names(void **state)
+{
+    (void)state;
+    roteq_sim_ns_precision p = ROTEQ_SIM_NS_FLOAT64;
+    assert_int_equal(roteq_sim_ns_precision_parse("bfloat16", &p), 0);
+    assert_int_equal(p, ROTEQ_SIM_NS_BFLOAT16);
+    assert_int_equal(roteq_sim_ns_precision_parse("float64", &p), 0);
+    assert_int_equal(p, ROTEQ_SIM_NS_FLOAT64);
+    assert_int_equal(roteq_sim_ns_precision_parse("bf16", &p), ROTEQ_ENOTFOUND);
+    assert_non_null(strstr(roteq_error_message(), "bfloat16"));
 }
 
 static void run(unsigned threads, size_t rows, size_t cols, double momentum,
-                roteq_sim_muon_result *res)
+                roteq_sim_ns_precision prec, roteq_sim_muon_result *res)
 {
     roteq_sim_muon_config cfg;
     roteq_sim_muon_config_init(&cfg);
@@ -143,24 +287,28 @@ static void run(unsigned threads, size_t rows, size_t cols, double momentum,
     cfg.every = 7;
     cfg.threads = threads;
     cfg.seed = 77;
+    cfg.ns_precision = prec;
     assert_int_equal(roteq_sim_muon_run(&cfg, res), 0);
 }
 
 static void test_threads_bit_identical(void **state)
 {
     (void)state;
-    roteq_sim_muon_result a, b;
-    run(1, 9, 6, 0.9, &a);
-    run(3, 9, 6, 0.9, &b);
-    assert_int_equal(a.nrows, 8);
-    assert_int_equal(b.nrows, a.nrows);
-    assert_memory_equal(a.rows, b.rows, a.nrows * sizeof *a.rows);
-    assert_memory_equal(&a.row_norm, &b.row_norm, sizeof(double));
-    assert_memory_equal(&a.row_angle_rms, &b.row_angle_rms, sizeof(double));
-    assert_memory_equal(&a.matrix_norm, &b.matrix_norm, sizeof(double));
-    assert_memory_equal(&a.matrix_angle_rms, &b.matrix_angle_rms, sizeof(double));
-    roteq_sim_muon_result_free(&a);
-    roteq_sim_muon_result_free(&b);
+    for (int p = 0; p < ROTEQ_SIM_NS_COUNT; p++) {
+        roteq_sim_muon_result a, b;
+        run(1, 9, 6, 0.9, (roteq_sim_ns_precision)p, &a);
+        run(3, 9, 6, 0.9, (roteq_sim_ns_precision)p, &b);
+        assert_int_equal(a.nrows, 8);
+        assert_int_equal(b.nrows, a.nrows);
+        assert_memory_equal(a.rows, b.rows, a.nrows * sizeof *a.rows);
+        assert_memory_equal(&a.row_norm, &b.row_norm, sizeof(double));
+        assert_memory_equal(&a.row_angle_rms, &b.row_angle_rms, sizeof(double));
+        assert_memory_equal(&a.matrix_norm, &b.matrix_norm, sizeof(double));
+        assert_memory_equal(&a.matrix_angle_rms, &b.matrix_angle_rms, sizeof(double));
+        assert_memory_equal(&a.q_row, &b.q_row, sizeof(double));
+        roteq_sim_muon_result_free(&a);
+        roteq_sim_muon_result_free(&b);
+    }
 }
 
 /* At momentum 0 successive updates are uncorrelated: the plain form with the measured
@@ -208,6 +356,41 @@ static void test_transient_schedule(void **state)
     roteq_sim_muon_result_free(&res);
 }
 
+/* Newton-Schulz in bfloat16 as torch.optim.Muon runs it (fused addmm, float32 sums) leaves the
+ * equilibrium where float64 puts it: measured at 64x64, momentum 0.95 Nesterov, 32 matrices x
+ * 4000 steps, E||o_row||^2 0.76466 vs 0.76444 (+0.03%), row norm +0.02% +- 0.04%, RMS angle
+ * -0.004% +- 0.04% (sim/README.md). Here, a smaller run: the walks differ (the bfloat16 path
+ * is taken), but E||o_row||^2, the row norm and the angle agree within 4 standard errors of the
+ * difference, and E||o_row||^2 within 0.5% (the unfused form, each elementwise op rounded,
+ * loses 3.3%: this bound would catch a rounding step in the wrong place). */
+static void test_bf16_equilibrium(void **state)
+{
+    (void)state;
+    roteq_sim_muon_result r[2];
+    for (int k = 0; k < 2; k++) {
+        roteq_sim_muon_config cfg;
+        roteq_sim_muon_config_init(&cfg);
+        cfg.hp.lr = 0.02, cfg.hp.weight_decay = 0.1, cfg.hp.momentum = 0.95;
+        cfg.hp.rows = 32, cfg.hp.cols = 48;
+        cfg.matrices = 8, cfg.steps = 2000, cfg.threads = 2, cfg.seed = 21;
+        cfg.ns_precision = k ? ROTEQ_SIM_NS_BFLOAT16 : ROTEQ_SIM_NS_FLOAT64;
+        assert_int_equal(roteq_sim_muon_run(&cfg, &r[k]), 0);
+    }
+    printf("# float64 vs bfloat16: E||o_row||^2 %.5f +- %.1g vs %.5f +- %.1g, row norm %.5f +- "
+           "%.1g vs %.5f +- %.1g, angle %.6f vs %.6f\n",
+           r[0].q_row, r[0].q_row_se, r[1].q_row, r[1].q_row_se, r[0].row_norm, r[0].row_norm_se,
+           r[1].row_norm, r[1].row_norm_se, r[0].row_angle_rms, r[1].row_angle_rms);
+    assert_true(r[0].row_norm != r[1].row_norm);
+    double se_q = hypot(r[0].q_row_se, r[1].q_row_se);
+    assert_within_se(r[1].q_row, r[0].q_row, se_q, 4, 1);
+    assert_close(r[1].q_row, r[0].q_row, 0.005);
+    assert_within_se(r[1].row_norm, r[0].row_norm, hypot(r[0].row_norm_se, r[1].row_norm_se), 4, 1);
+    assert_within_se(r[1].row_angle_rms, r[0].row_angle_rms,
+                     hypot(r[0].row_angle_rms_se, r[1].row_angle_rms_se), 4, 1);
+    roteq_sim_muon_result_free(&r[0]);
+    roteq_sim_muon_result_free(&r[1]);
+}
+
 static void test_bad_config(void **state)
 {
     (void)state;
@@ -230,10 +413,13 @@ static void test_bad_config(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_bf16_round),
+        cmocka_unit_test(test_ns_precision_names),
         cmocka_unit_test(test_reference_trajectories),
         cmocka_unit_test(test_threads_bit_identical),
         cmocka_unit_test(test_momentum_zero_equilibrium),
         cmocka_unit_test(test_transient_schedule),
+        cmocka_unit_test(test_bf16_equilibrium),
         cmocka_unit_test(test_bad_config),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

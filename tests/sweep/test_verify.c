@@ -51,6 +51,7 @@ static void test_verify_quick(void **state)
     assert_non_null(strstr(out, "Muon (torch.optim.Muon"));
     assert_non_null(strstr(out, " 64x64 "));
     assert_non_null(strstr(out, " 32x128 "));
+    assert_non_null(strstr(out, "nesterov ns 5 bf16 "));
     assert_null(strstr(out, "ERROR:"));
     char *text = roteq_test_read_file(rows, NULL);
     assert_non_null(text);
