@@ -126,9 +126,10 @@ static void ns_bf16(roteq_muon_work *w, const double *U, double *O, int ns_steps
     double ss = 0;
     for (size_t i = 0; i < n; i++)
         ss += (double)X[i] * (double)X[i];
-    float norm = roteq_sim_bf16_from_double(sqrt(ss)), floor = roteq_sim_bf16_from_double(eps);
-    if (norm < floor)
-        norm = floor;
+    /* clamp(min=eps) compares in float32 and stores eps rounded to bfloat16 */
+    float norm = roteq_sim_bf16_from_double(sqrt(ss));
+    if (norm < (float)eps)
+        norm = roteq_sim_bf16_from_double(eps);
     for (size_t i = 0; i < n; i++)
         X[i] = roteq_sim_bf16_round(X[i] / norm);
     const int P = (int)p, Q = (int)q;
