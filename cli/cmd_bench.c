@@ -393,8 +393,9 @@ static void finish(const bench_args *a, const bench_run *b, json_t *rows)
             }
         }
         for (int k = 0; k < ROTEQ_OPT_COUNT; k++) /* the matrix optimizers' rows (cmd_muon.c) */
-            if (roteq_optimizers[k]->family->granularity == ROTEQ_GRAN_MATRIX)
-                json_decref(roteq_cli_muon_bench(a->peers, PYTHON, bench_source_dir(), 1));
+            if (roteq_sim_matrix_for(roteq_optimizers[k]))
+                json_decref(roteq_cli_matrix_bench(roteq_optimizers[k], a->peers, PYTHON,
+                                                   bench_source_dir(), 1));
         return;
     }
     json_t *o = json_object();
@@ -412,9 +413,10 @@ static void finish(const bench_args *a, const bench_run *b, json_t *rows)
     json_object_set_new(o, "numpy_cpu_ns", isnan(np.cpu) ? json_null() : json_real(np.cpu));
     json_object_set_new(o, "torch_cpu_ns", isnan(torch.cpu) ? json_null() : json_real(torch.cpu));
     for (int k = 0; k < ROTEQ_OPT_COUNT; k++)
-        if (roteq_optimizers[k]->family->granularity == ROTEQ_GRAN_MATRIX)
+        if (roteq_sim_matrix_for(roteq_optimizers[k]))
             json_object_set_new(o, roteq_optimizers[k]->name,
-                                roteq_cli_muon_bench(a->peers, PYTHON, bench_source_dir(), 0));
+                                roteq_cli_matrix_bench(roteq_optimizers[k], a->peers, PYTHON,
+                                                       bench_source_dir(), 0));
     json_dumpf(o, stdout, JSON_INDENT(2));
     fputc('\n', stdout);
     json_decref(o);
@@ -461,7 +463,7 @@ int roteq_cmd_bench(int argc, char **argv)
     order[nrow++] = KIND_SLEEF_U35;
     for (int k = 0; k < ROTEQ_OPT_COUNT; k++) /* the per-neuron engine's; matrix ones after */
         if ((!a.only || roteq_optimizers[k] == a.only) &&
-            roteq_optimizers[k]->family->granularity != ROTEQ_GRAN_MATRIX)
+            roteq_sim_matrix_for(roteq_optimizers[k]) == NULL)
             order[nrow++] = k;
     json_t *rows = json_array();
     for (int r = 0; r < nrow; r++) {

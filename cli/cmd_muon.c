@@ -2,12 +2,16 @@
  * families/muon.c), and its rows of `roteq verify` and `roteq bench`.
  *
  * A matrix optimizer has hyperparameters the per-neuron table has no place for (the shape,
- * ns_steps, adjust_lr), so its two commands parse their own flags here and predict through the
- * family's matrix hooks; cmd_theory.c and cmd_simulate.c hand over when the optimizer named by
- * --optimizer has matrix granularity. */
+ * ns_steps, adjust_lr), so its two commands parse their own flags here, predict through the
+ * family's matrix hooks (theory) and simulate through its matrix simulator (the family file's
+ * sim part, roteq_sim_matrix_for); cmd_theory.c and cmd_simulate.c hand over when the optimizer
+ * named by --optimizer has those hooks. The flags are Muon's, as the hooks are typed by its
+ * hyperparameters. */
 #include "roteq_cli.h"
 #include "roteq_muon.h"
+#include "roteq_sim.h"
 #include "roteq_sim_muon.h"
+#include "roteq_sweep.h"
 #include "roteq_theory.h"
 
 #include <jansson.h>
@@ -41,7 +45,7 @@ enum {
     OPT_HELP,
 };
 
-const roteq_optimizer_type *roteq_cli_matrix_optimizer(int argc, char **argv)
+const roteq_optimizer_type *roteq_cli_named_optimizer(int argc, char **argv)
 {
     const char *name = NULL;
     for (int i = 1; i < argc && name == NULL; i++) {
@@ -50,12 +54,7 @@ const roteq_optimizer_type *roteq_cli_matrix_optimizer(int argc, char **argv)
         else if (strcmp(argv[i], "--optimizer") == 0 && i + 1 < argc)
             name = argv[i + 1];
     }
-    for (int i = 0; name != NULL && roteq_optimizers[i] != NULL; i++)
-        if (strcmp(roteq_optimizers[i]->name, name) == 0)
-            return roteq_optimizers[i]->family->granularity == ROTEQ_GRAN_MATRIX
-                       ? roteq_optimizers[i]
-                       : NULL;
-    return NULL;
+    return name ? roteq_optimizer_lookup(name) : NULL;
 }
 
 static void usage_hparams(FILE *out)
@@ -297,7 +296,7 @@ static int theory_trajectory(const roteq_matrix_hooks *mx, const roteq_muon_hpar
     return ROTEQ_EXIT_OK;
 }
 
-int roteq_cmd_muon_theory(const roteq_optimizer_type *opt, int argc, char **argv)
+int roteq_cmd_matrix_theory(const roteq_optimizer_type *opt, int argc, char **argv)
 {
     static const char *cmd = "theory";
     const roteq_matrix_hooks *mx = opt->family->matrix;
@@ -477,9 +476,10 @@ static int open_trace(const char *cmd, const char *path, roteq_sim_muon_config *
     return ROTEQ_EXIT_OK;
 }
 
-int roteq_cmd_muon_simulate(const roteq_optimizer_type *opt, int argc, char **argv)
+int roteq_cmd_matrix_simulate(const roteq_optimizer_type *opt, int argc, char **argv)
 {
     static const char *cmd = "simulate";
+    const roteq_sim_matrix *sm = roteq_sim_matrix_for(opt);
     struct option opts[] = {COMMON_OPTS,
                             {"matrices", required_argument, NULL, OPT_MATRICES},
                             {"seed", required_argument, NULL, OPT_SEED},
@@ -489,7 +489,7 @@ int roteq_cmd_muon_simulate(const roteq_optimizer_type *opt, int argc, char **ar
                             {0, 0, 0, 0}};
     const char *trace_path = NULL;
     roteq_sim_muon_config cfg;
-    roteq_sim_muon_config_init(&cfg);
+    sm->config_init(&cfg);
     cfg.hp.rows = cfg.hp.cols = 0;
     roteq_format format = ROTEQ_FORMAT_TEXT;
     size_t threads = 0;
@@ -544,7 +544,7 @@ int roteq_cmd_muon_simulate(const roteq_optimizer_type *opt, int argc, char **ar
     if (threads > 4096)
         return roteq_cli_fail(cmd, "--threads: at most 4096, got %zu", threads);
     cfg.threads = (unsigned)threads;
-    if (roteq_sim_muon_config_validate(&cfg))
+    if (sm->config_validate(&cfg))
         return roteq_cli_fail(cmd, "%s", roteq_error_message());
     roteq_muon_equilibrium eq[ROTEQ_MUON_PRED_COUNT];
     for (int i = 0; i < ROTEQ_MUON_PRED_COUNT; i++)
@@ -561,7 +561,7 @@ int roteq_cmd_muon_simulate(const roteq_optimizer_type *opt, int argc, char **ar
     }
     fprintf(stderr, "roteq simulate: muon, seed %llu\n", (unsigned long long)cfg.seed);
     roteq_sim_muon_result res;
-    int st = roteq_sim_muon_run(&cfg, &res);
+    int st = sm->run(&cfg, &res);
     if (!st && trace) {
         roteq_ofile *t = trace;
         trace = NULL;
@@ -579,79 +579,127 @@ int roteq_cmd_muon_simulate(const roteq_optimizer_type *opt, int argc, char **ar
         return roteq_cli_fail_lib(cmd, st == ROTEQ_EINVAL ? ROTEQ_EXIT_USAGE : ROTEQ_EXIT_FAIL);
     }
     simulate_print(&cfg, &res, eq, format);
-    roteq_sim_muon_result_free(&res);
+    sm->result_free(&res);
     return ROTEQ_EXIT_OK;
 }
 
-/* Muon's rows in `roteq verify`: Muon is a matrix optimizer, so these points run through
- * roteq_sim_muon_run rather than the per-neuron sweep. `best` is approximate (the lag law is
- * the large-matrix limit), so its rows are APPROX with the measured error; theory/README.md
- * ("Muon") has the full measured table. One row runs the iteration in bfloat16 as torch does,
- * against the same (float64) prediction. */
-typedef struct {
-    const char *shape;
-    size_t rows, cols;
-    double momentum;
-    int nesterov, ns_steps, bf16;
-} muon_point;
-
-int roteq_cli_muon_verify(const roteq_optimizer_type *opt, int quick, unsigned threads,
-                          uint64_t seed)
+/* One matrix point of `roteq verify` as a row of the sweep format (sweep/README.md, "Matrix
+ * rows"): the row norm and RMS row angle against the three predictions (best; the Lion-style one
+ * in the paper's columns; plain), the ensemble as neurons = matrices x rows and dim = cols, the
+ * shape and ns_steps in `reason`. `best` is approximate, so the verdict is APPROX. */
+static void verify_row(const roteq_optimizer_type *opt, const roteq_sim_muon_config *cfg,
+                       const roteq_muon_equilibrium *eq, const roteq_sim_muon_result *res, int st,
+                       double tolerance, roteq_sweep_point *p, roteq_sweep_record *rec)
 {
-    static const muon_point full[] = {
-        {"64x64", 64, 64, 0.0, 1, 5, 0},    {"64x64", 64, 64, 0.9, 1, 5, 0},
-        {"64x64", 64, 64, 0.95, 1, 5, 0},   {"64x64", 64, 64, 0.95, 0, 5, 0},
-        {"64x64", 64, 64, 0.95, 1, 10, 0},  {"128x64", 128, 64, 0.95, 1, 5, 0},
-        {"64x256", 64, 256, 0.95, 1, 5, 0}, {"64x256", 64, 256, 0.98, 0, 5, 0},
-        {"64x64", 64, 64, 0.95, 1, 5, 1},
+    const roteq_muon_hparams *h = &cfg->hp;
+    roteq_sim_config *c = &p->cfg;
+    p->seed = cfg->seed;
+    c->opt = opt;
+    c->hp = roteq_optimizer_defaults(opt);
+    c->hp.lr = h->lr, c->hp.weight_decay = h->weight_decay;
+    c->hp.momentum = h->momentum, c->hp.nesterov = h->nesterov ? 1.0 : 0.0;
+    c->neurons = cfg->matrices * h->rows, c->dim = h->cols, c->steps = cfg->steps;
+    roteq_grad_model_lookup("scale-invariant", &c->grad_model);
+    c->grad_norm = c->grad_spread = c->dead_fraction = c->radial = NAN;
+    c->init_norm = cfg->init_norm;
+    snprintf(p->optimizer, sizeof p->optimizer, "%s", opt->name);
+    snprintf(p->lr_schedule, sizeof p->lr_schedule, "constant");
+    snprintf(p->wd_schedule, sizeof p->wd_schedule, "constant");
+    rec->rel_floor = roteq_theory_model_floor(opt, &c->hp, c->dim);
+    if (st) {
+        rec->verdict = ROTEQ_SWEEP_VERDICT_ERROR;
+        snprintf(rec->reason, sizeof rec->reason, "%s", roteq_error_message());
+        for (int k = 0; k < ROTEQ_PRED_COUNT; k++)
+            rec->pred[k] = (roteq_sweep_prediction){NAN, NAN, 0};
+        rec->norm = rec->norm_se = rec->angle = rec->angle_se = rec->seconds = NAN;
+        return;
+    }
+    static const int from[ROTEQ_PRED_COUNT] = {
+        [ROTEQ_PRED_BEST] = ROTEQ_MUON_PRED_BEST,
+        [ROTEQ_PRED_PAPER] = ROTEQ_MUON_PRED_LIONLIKE,
+        [ROTEQ_PRED_PLAIN] = ROTEQ_MUON_PRED_PLAIN,
     };
-    static const muon_point fast[] = {{"64x64", 64, 64, 0.95, 1, 5, 0},
-                                      {"32x128", 32, 128, 0.9, 0, 5, 0},
-                                      {"64x64", 64, 64, 0.95, 1, 5, 1}};
-    const muon_point *pts = quick ? fast : full;
-    size_t n = quick ? sizeof fast / sizeof *fast : sizeof full / sizeof *full;
-    printf("\nMuon (torch.optim.Muon, lr 0.02, weight decay 0.1; matrices of scale-invariant rows; "
-           "row norm and RMS row angle, last quarter, +- 95%% CI; err = best/measured - 1; "
-           "best is approximate: APPROX with its error)\n");
-    printf("%3s %-7s %-32s %3s %6s |%11s %24s %9s |%11s %24s %9s | %s\n", "#", "shape",
-           "hyperparameters", "M", "steps", "best norm", "measured norm", "err", "best angle",
-           "measured angle", "err", "plain err / lionlike err (norm)");
+    for (int k = 0; k < ROTEQ_PRED_COUNT; k++)
+        rec->pred[k] = (roteq_sweep_prediction){eq[from[k]].norm, eq[from[k]].angular_update,
+                                                eq[from[k]].exact};
+    rec->norm = res->row_norm, rec->norm_se = res->row_norm_se;
+    rec->angle = res->row_angle_rms, rec->angle_se = res->row_angle_rms_se;
+    rec->seconds = res->seconds, rec->threads = res->threads_used;
+    snprintf(rec->reason, sizeof rec->reason,
+             "%zux%zu matrices, ns_steps %d, adjust_lr %s%s: row norm and RMS row angle", h->rows,
+             h->cols, h->ns_steps, roteq_muon_adjust_names[h->adjust],
+             cfg->ns_precision == ROTEQ_SIM_NS_BFLOAT16 ? ", Newton-Schulz in bfloat16" : "");
+    rec->verdict = ROTEQ_SWEEP_VERDICT_PASS; /* judged next */
+    roteq_sweep_judge(rec, tolerance, rec->rel_floor);
+}
+
+/* One point: its configuration, the three predictions and the run; the status. */
+static int verify_point(const roteq_optimizer_type *opt, const roteq_sim_matrix *sm,
+                        const roteq_sim_matrix_point *pt, const roteq_cli_matrix_verify_args *a,
+                        roteq_sim_muon_config *cfg, roteq_muon_equilibrium *eq,
+                        roteq_sim_muon_result *res)
+{
+    sm->config_init(cfg);
+    cfg->hp.lr = sm->verify_lr, cfg->hp.weight_decay = sm->verify_wd;
+    cfg->hp.momentum = pt->momentum, cfg->hp.nesterov = pt->nesterov;
+    cfg->hp.ns_steps = pt->ns_steps;
+    cfg->ns_precision = pt->ns_precision;
+    cfg->hp.rows = pt->rows, cfg->hp.cols = pt->cols;
+    cfg->matrices = sm->verify_matrices[a->quick ? 1 : 0];
+    cfg->steps = sm->verify_steps[a->quick ? 1 : 0];
+    cfg->threads = a->threads, cfg->seed = a->seed;
+    int st = 0;
+    for (int k = 0; k < ROTEQ_MUON_PRED_COUNT && !st; k++)
+        st = opt->family->matrix->equilibrium(&cfg->hp, (roteq_muon_prediction)k, &eq[k]);
+    return st ? st : sm->run(cfg, res);
+}
+
+int roteq_cli_matrix_verify(const roteq_optimizer_type *opt, roteq_cli_matrix_verify_args *a)
+{
+    const roteq_sim_matrix *sm = roteq_sim_matrix_for(opt);
+    const roteq_sim_matrix_point *pts = a->quick ? sm->verify_quick_points : sm->verify_points;
+    size_t n = a->quick ? sm->nverify_quick_points : sm->nverify_points;
+    FILE *t = a->text;
+    fprintf(t,
+            "\nMuon (torch.optim.Muon, lr %g, weight decay %g; matrices of scale-invariant rows; "
+            "row norm and RMS row angle, last quarter, +- 95%% CI; err = best/measured - 1; "
+            "best is approximate: APPROX with its error)\n",
+            sm->verify_lr, sm->verify_wd);
+    fprintf(t, "%3s %-7s %-32s %3s %6s |%11s %24s %9s |%11s %24s %9s | %s\n", "#", "shape",
+            "hyperparameters", "M", "steps", "best norm", "measured norm", "err", "best angle",
+            "measured angle", "err", "plain err / lionlike err (norm)");
     int code = ROTEQ_EXIT_OK;
     for (size_t i = 0; i < n; i++) {
         roteq_sim_muon_config cfg;
-        roteq_sim_muon_config_init(&cfg);
-        cfg.hp.lr = 0.02, cfg.hp.weight_decay = 0.1;
-        cfg.hp.momentum = pts[i].momentum, cfg.hp.nesterov = pts[i].nesterov;
-        cfg.hp.ns_steps = pts[i].ns_steps;
-        cfg.ns_precision = pts[i].bf16 ? ROTEQ_SIM_NS_BFLOAT16 : ROTEQ_SIM_NS_FLOAT64;
-        cfg.hp.rows = pts[i].rows, cfg.hp.cols = pts[i].cols;
-        cfg.matrices = quick ? 4 : 8;
-        cfg.steps = quick ? 1200 : 3000;
-        cfg.threads = threads, cfg.seed = seed;
         roteq_muon_equilibrium eq[ROTEQ_MUON_PRED_COUNT];
         roteq_sim_muon_result res;
-        int st = 0;
-        for (int k = 0; k < ROTEQ_MUON_PRED_COUNT && !st; k++)
-            st = opt->family->matrix->equilibrium(&cfg.hp, (roteq_muon_prediction)k, &eq[k]);
-        if (!st)
-            st = roteq_sim_muon_run(&cfg, &res);
-        char hp[64];
+        int st = verify_point(opt, sm, &pts[i], a, &cfg, eq, &res);
+        if (a->out) {
+            roteq_sweep_point p = {.index = a->next_index++};
+            roteq_sweep_record rec = {0};
+            verify_row(opt, &cfg, eq, &res, st, a->tolerance, &p, &rec);
+            if (roteq_sweep_out_write(a->out, &p, &rec))
+                a->write_failed = 1;
+        }
+        char shape[48], hp[64];
+        snprintf(shape, sizeof shape, "%zux%zu", cfg.hp.rows, cfg.hp.cols);
         snprintf(hp, sizeof hp, "momentum %g %s ns %d%s", cfg.hp.momentum,
                  cfg.hp.nesterov ? "nesterov" : "heavy", cfg.hp.ns_steps,
-                 pts[i].bf16 ? " bf16" : "");
-        printf("%3zu %-7s %-32s %3zu %6zu |", i, pts[i].shape, hp, cfg.matrices, cfg.steps);
+                 cfg.ns_precision == ROTEQ_SIM_NS_BFLOAT16 ? " bf16" : "");
+        fprintf(t, "%3zu %-7s %-32s %3zu %6zu |", i, shape, hp, cfg.matrices, cfg.steps);
         if (st) {
-            printf(" ERROR: %s\n", roteq_error_message());
+            fprintf(t, " ERROR: %s\n", roteq_error_message());
             code = ROTEQ_EXIT_FAIL;
             continue;
         }
-        printf(" %10.5g %10.5g +-%9.2g %+8.3f%% | %10.5g %10.5g +-%9.2g %+8.3f%% | APPROX %+.1f%% "
-               "/ %+.1f%%\n",
-               eq[0].norm, res.row_norm, 1.96 * res.row_norm_se,
-               100 * (eq[0].norm / res.row_norm - 1), eq[0].angular_update, res.row_angle_rms,
-               1.96 * res.row_angle_rms_se, 100 * (eq[0].angular_update / res.row_angle_rms - 1),
-               100 * (eq[1].norm / res.row_norm - 1), 100 * (eq[2].norm / res.row_norm - 1));
-        roteq_sim_muon_result_free(&res);
+        fprintf(t,
+                " %10.5g %10.5g +-%9.2g %+8.3f%% | %10.5g %10.5g +-%9.2g %+8.3f%% | APPROX "
+                "%+.1f%% / %+.1f%%\n",
+                eq[0].norm, res.row_norm, 1.96 * res.row_norm_se,
+                100 * (eq[0].norm / res.row_norm - 1), eq[0].angular_update, res.row_angle_rms,
+                1.96 * res.row_angle_rms_se, 100 * (eq[0].angular_update / res.row_angle_rms - 1),
+                100 * (eq[1].norm / res.row_norm - 1), 100 * (eq[2].norm / res.row_norm - 1));
+        sm->result_free(&res);
     }
     return code;
 }
@@ -689,8 +737,10 @@ static void muon_peer(const char *python, const char *src, const char *sizes, do
             step[i] = ns[i] = NAN;
 }
 
-json_t *roteq_cli_muon_bench(int peers, const char *python, const char *src, int text)
+json_t *roteq_cli_matrix_bench(const roteq_optimizer_type *opt, int peers, const char *python,
+                               const char *src, int text)
 {
+    const roteq_sim_matrix *sm = roteq_sim_matrix_for(opt);
     enum { NS = 3 };
     static const size_t sizes[NS] = {64, 256, 512};
     const double work = 2e9; /* flops per size and measurement: ~0.1 s at 20 GFLOP/s */
@@ -708,9 +758,9 @@ json_t *roteq_cli_muon_bench(int peers, const char *python, const char *src, int
         size_t n = sizes[i];
         double fl_ns, fl_mm, per = 25.0 * (double)n * (double)n * (double)n;
         size_t reps = (size_t)(work / per) + 1;
-        double t_ns = roteq_sim_muon_bench_ns(n, 5, reps, &fl_ns);
-        double t_mm = roteq_sim_muon_bench_dgemm(n, (size_t)(work / (2.0 * n * n * n)) + 1, &fl_mm);
-        double walk = roteq_sim_muon_bench_walk(n, reps);
+        double t_ns = sm->bench_ns(n, 5, reps, &fl_ns);
+        double t_mm = sm->bench_dgemm(n, (size_t)(work / (2.0 * n * n * n)) + 1, &fl_mm);
+        double walk = sm->bench_walk(n, reps);
         if (t_ns <= 0 || t_mm <= 0 || walk <= 0)
             continue;
         double g_ns = fl_ns / t_ns * 1e-9, g_mm = fl_mm / t_mm * 1e-9;

@@ -55,7 +55,8 @@ static void usage(FILE *out)
         "  --isa NAME             auto (default), generic, avx2, avx512: kernel instruction set\n"
         "                         (identical results, different speed)\n"
         "  --no-memory-check      run even when the run needs more memory than the machine has\n"
-        "                         available (90% of MemAvailable, or ulimit -v); refused otherwise\n"
+        "                         available (90% of MemAvailable, or ulimit -v); refused "
+        "otherwise\n"
         "  --quiet                no progress (a bar on a terminal, else a line every 10 s)\n"
         "  --help                 this text\n\n",
         out);
@@ -654,9 +655,9 @@ static int draw_figures(const sim_args *a, const outputs *o)
 
 int roteq_cmd_simulate(int argc, char **argv)
 {
-    const roteq_optimizer_type *matrix = roteq_cli_matrix_optimizer(argc, argv);
-    if (matrix != NULL)
-        return roteq_cmd_muon_simulate(matrix, argc, argv);
+    const roteq_optimizer_type *named = roteq_cli_named_optimizer(argc, argv);
+    if (named != NULL && roteq_sim_matrix_for(named) != NULL)
+        return roteq_cmd_matrix_simulate(named, argc, argv);
     sim_args a;
     int rc = parse_args(argc, argv, &a);
     if (rc >= 0)

@@ -412,9 +412,9 @@ static int parse_option(int c, char **argv, job *j, const char **opt_name, int *
 
 int roteq_cmd_theory(int argc, char **argv)
 {
-    const roteq_optimizer_type *matrix = roteq_cli_matrix_optimizer(argc, argv);
-    if (matrix != NULL)
-        return roteq_cmd_muon_theory(matrix, argc, argv);
+    const roteq_optimizer_type *named = roteq_cli_named_optimizer(argc, argv);
+    if (named != NULL && named->family->matrix != NULL)
+        return roteq_cmd_matrix_theory(named, argc, argv);
     struct option opts[32] = {
         {"optimizer", required_argument, NULL, OPT_OPTIMIZER},
         {"list", no_argument, NULL, OPT_LIST},

@@ -318,19 +318,43 @@ static int open_rows(verify_args *a, int rank, const roteq_sweep_grid *g, unsign
     return 1;
 }
 
-/* After the run, on rank 0: the table, Muon's rows, the verdicts' exit status, the figure. */
-static int report(const verify_args *a, const roteq_sweep_grid *g, const roteq_sweep_record *recs,
-                  double wall, int size)
+/* After the grid, on rank 0: the points of the optimizers the per-neuron sweep cannot run, those
+ * with a matrix simulator (cmd_muon.c). Their rows join the grid's in the output, as points
+ * after the grid's; their table goes into *text, printed after the per-neuron one. */
+static int verify_matrix(const verify_args *a, const roteq_sweep_grid *g, verify_ctx *ctx,
+                         char **text)
 {
-    print_table(g, recs, a->tolerance, wall, size);
+    size_t len = 0;
+    FILE *t = open_memstream(text, &len);
+    if (t == NULL)
+        return roteq_cli_fail("verify", "out of memory");
+    roteq_cli_matrix_verify_args m = {.quick = a->quick,
+                                      .threads = (unsigned)a->threads,
+                                      .seed = a->seed,
+                                      .tolerance = a->tolerance,
+                                      .out = ctx->out,
+                                      .next_index = g->npoints,
+                                      .text = t};
     int code = ROTEQ_EXIT_OK;
-    for (int i = 0; i < ROTEQ_OPT_COUNT; i++) /* the matrix optimizers' rows (cmd_muon.c) */
-        if (roteq_optimizers[i]->family->granularity == ROTEQ_GRAN_MATRIX) {
-            int rc =
-                roteq_cli_muon_verify(roteq_optimizers[i], a->quick, (unsigned)a->threads, a->seed);
+    for (int i = 0; i < ROTEQ_OPT_COUNT; i++)
+        if (roteq_sim_matrix_for(roteq_optimizers[i]) != NULL) {
+            int rc = roteq_cli_matrix_verify(roteq_optimizers[i], &m);
             if (rc != ROTEQ_EXIT_OK)
                 code = rc;
         }
+    if (fclose(t) != 0 || *text == NULL)
+        return roteq_cli_fail("verify", "out of memory");
+    ctx->write_failed |= m.write_failed;
+    return code;
+}
+
+/* After the run, on rank 0: the table, the matrix optimizers' table, the verdicts' exit status,
+ * the figure. */
+static int report(const verify_args *a, const roteq_sweep_grid *g, const roteq_sweep_record *recs,
+                  double wall, int size, const char *matrix_text, int code)
+{
+    print_table(g, recs, a->tolerance, wall, size);
+    fputs(matrix_text, stdout);
     for (size_t i = 0; i < g->npoints; i++)
         if (recs[i].verdict == ROTEQ_SWEEP_VERDICT_FAIL ||
             recs[i].verdict == ROTEQ_SWEEP_VERDICT_ERROR ||
@@ -358,7 +382,7 @@ int roteq_cmd_verify(int argc, char **argv)
     roteq_sweep_grid *g = NULL;
     roteq_sweep_record *recs = NULL;
     unsigned char *skip = NULL;
-    char *rows_path = NULL;
+    char *rows_path = NULL, *matrix_text = NULL;
     verify_ctx ctx = {0};
     int parsed = parse_args(argc, argv, rank, &a);
     if (parsed >= 0) {
@@ -410,8 +434,13 @@ int roteq_cmd_verify(int argc, char **argv)
         code = ROTEQ_EXIT_OK;
         goto done;
     }
+    int matrix_code = st ? ROTEQ_EXIT_OK : verify_matrix(&a, g, &ctx, &matrix_text);
     if (st || ctx.write_failed) {
         code = roteq_cli_fail_lib("verify", ROTEQ_EXIT_FAIL);
+        goto done;
+    }
+    if (matrix_text == NULL) {
+        code = matrix_code;
         goto done;
     }
     if (ctx.out) {
@@ -422,8 +451,9 @@ int roteq_cmd_verify(int argc, char **argv)
             goto done;
         }
     }
-    code = report(&a, g, recs, wall, size);
+    code = report(&a, g, recs, wall, size, matrix_text, matrix_code);
 done:
+    free(matrix_text);
     roteq_sweep_out_abandon(ctx.out);
     free(rows_path);
     free(skip);

@@ -30,20 +30,34 @@ int roteq_cmd_sweep(int argc, char **argv);
 int roteq_cmd_analyze(int argc, char **argv);
 int roteq_cmd_plot(int argc, char **argv);
 int roteq_cmd_bench(int argc, char **argv);
-/* Matrix-granularity optimizers (ROTEQ_GRAN_MATRIX: Muon; cmd_muon.c). theory and simulate hand
- * over to them when roteq_cli_matrix_optimizer finds that argv's --optimizer names one (NULL
- * otherwise, also for unknown names: the caller's parser reports those). */
-const roteq_optimizer_type *roteq_cli_matrix_optimizer(int argc, char **argv);
-int roteq_cmd_muon_theory(const roteq_optimizer_type *opt, int argc, char **argv);
-int roteq_cmd_muon_simulate(const roteq_optimizer_type *opt, int argc, char **argv);
-/* A matrix optimizer's rows of `roteq verify` (printed after the per-neuron table); exit code. */
-int roteq_cli_muon_verify(const roteq_optimizer_type *opt, int quick, unsigned threads,
-                          uint64_t seed);
-/* Muon's rows of `roteq bench` (printed when `text`; returned as a JSON array either way):
- * Newton-Schulz GFLOP/s against dgemm, and the walk against bench/muon_peer.py under `python`
- * (peers 0: not run). */
+/* Matrix optimizers (cmd_muon.c): those whose family has matrix hooks (theory,
+ * roteq_family.matrix) and a matrix simulator (sim, roteq_sim_matrix_for). theory and simulate
+ * hand over to them when argv's --optimizer names one: roteq_cli_named_optimizer gives the type
+ * it names (NULL when none or unknown: the caller's parser reports those). */
+const roteq_optimizer_type *roteq_cli_named_optimizer(int argc, char **argv);
+int roteq_cmd_matrix_theory(const roteq_optimizer_type *opt, int argc, char **argv);
+int roteq_cmd_matrix_simulate(const roteq_optimizer_type *opt, int argc, char **argv);
+/* A matrix optimizer's rows of `roteq verify`: its family's verify points, the table into
+ * `text` (printed after the per-neuron table) and, with `out`, one row each in the sweep format
+ * (sweep/README.md, "Matrix rows"), as points next_index, next_index + 1, ...; exit code. */
+struct roteq_sweep_out;
+typedef struct {
+    int quick;
+    unsigned threads;
+    uint64_t seed;
+    double tolerance;
+    struct roteq_sweep_out *out; /* NULL: the table only */
+    size_t next_index;
+    int write_failed; /* set when a row could not be written */
+    FILE *text;
+} roteq_cli_matrix_verify_args;
+int roteq_cli_matrix_verify(const roteq_optimizer_type *opt, roteq_cli_matrix_verify_args *a);
+/* A matrix optimizer's rows of `roteq bench` (printed when `text`; returned as a JSON array
+ * either way): Newton-Schulz GFLOP/s against dgemm, and the walk against bench/muon_peer.py under
+ * `python` (peers 0: not run). */
 struct json_t;
-struct json_t *roteq_cli_muon_bench(int peers, const char *python, const char *src, int text);
+struct json_t *roteq_cli_matrix_bench(const roteq_optimizer_type *opt, int peers,
+                                      const char *python, const char *src, int text);
 
 /* Print "roteq CMD: message" on stderr and return ROTEQ_EXIT_USAGE. */
 int roteq_cli_fail(const char *cmd, const char *fmt, ...) ROTEQ_PRINTF(2, 3);

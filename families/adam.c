@@ -177,6 +177,13 @@ static double convergence_rate(const roteq_optimizer_type *opt, double lr, doubl
     return decoupled(opt) ? -2.0 * log1p(-lr * wd) : (double)NAN;
 }
 
+/* Besides order eta*lambda, the closed forms drop order 1 - beta2 (the second-moment estimate
+ * is taken as exact): at beta2 = 0.999 AdamW's norm shows it at verify's standard errors. */
+static double model_floor(const roteq_optimizer_type *opt, const roteq_hparams *hp, size_t dim)
+{
+    return roteq_theory_floor_lr_wd(opt, hp, dim) + (1.0 - hp->beta2);
+}
+
 const roteq_family roteq_family_adam = {
     .name = "adam",
     .granularity = ROTEQ_GRAN_COORDINATE,
@@ -185,6 +192,7 @@ const roteq_family roteq_family_adam = {
     .stationary = stationary,
     .kstep_drift = kstep_drift,
     .convergence_rate = convergence_rate,
+    .model_floor = model_floor,
     .verify_groups =
         "{\"fixed\": {\"optimizer\": \"adamw\", \"lr\": 0.001, \"weight_decay\": 0.1},\n"
         "   \"points\": [{\"beta1\": 0.9, \"dim\": 64}, {\"beta1\": 0.5, \"dim\": 256},\n"

@@ -328,6 +328,7 @@ const roteq_family roteq_family_lion = {
     .stationary = stationary,
     .kstep_drift = kstep_drift,
     .convergence_rate = convergence_rate,
+    .model_floor = roteq_theory_floor_lr_wd,
     .verify_groups =
         "{\"fixed\": {\"optimizer\": \"lion\", \"lr\": 0.001, \"weight_decay\": 0.1},\n"
         "   \"points\": [{\"beta1\": 0, \"beta2\": 0}, {\"beta1\": 0.5, \"beta2\": 0.9},\n"

@@ -152,6 +152,18 @@ static double kstep_angle(const roteq_optimizer_type *opt, const roteq_hparams *
     return roteq_theory_kstep_generic(base, &h, s, k);
 }
 
+/* Besides order eta*lambda (and 1 - beta2 for the Adam-based variant), the target rotation
+ * drops order (1 - update_norm_decay)/C: the update is divided by a running RMS of its size. */
+static double model_floor(const roteq_optimizer_type *opt, const roteq_hparams *hp, size_t dim)
+{
+    double floor = roteq_theory_floor_lr_wd(opt, hp, dim);
+    if (opt->flags & ROTEQ_OPTF_ADAPTIVE)
+        floor += 1.0 - hp->beta2;
+    if (dim > 0)
+        floor += (1.0 - hp->update_norm_decay) / (double)dim;
+    return floor;
+}
+
 const roteq_family roteq_family_rv = {
     .name = "rv",
     .granularity = ROTEQ_GRAN_NEURON,
@@ -159,6 +171,7 @@ const roteq_family roteq_family_rv = {
     .transient_step = transient_step,
     .stationary = stationary,
     .kstep_angle = kstep_angle,
+    .model_floor = model_floor,
     .holds_norm = 1,
     .verify_groups = "{\"points\": [\n"
                      "    {\"optimizer\": \"rv_adamw\", \"lr\": 0.001, \"weight_decay\": 0.1},\n"

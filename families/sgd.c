@@ -261,6 +261,7 @@ const roteq_family roteq_family_sgd = {
     .stationary = stationary,
     .kstep_drift = kstep_drift,
     .convergence_rate = convergence_rate,
+    .model_floor = roteq_theory_floor_lr_wd,
     .verify_groups =
         "{\"fixed\": {\"optimizer\": \"sgd\", \"weight_decay\": 0.001}, \"axes\": {\"lr\": [0.1, "
         "0.05]}},\n"

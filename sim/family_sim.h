@@ -79,9 +79,22 @@ static inline void roteq_sim_init_zero(double *w, double *state, double *scalars
  * them from families/roteq_families.def): state vectors and per-neuron scalars it keeps, its
  * init, reference step, per-step coefficient adjustment (or NULL) and fused loop (or NULL: the
  * engine materialises the gradient and calls step). */
-#define ROTEQ_SIM_RULE(name, vectors, scalars, init, step, coef, fused)                            \
+#define ROTEQ_SIM_RULE(name, vectors_, scalars_, init_, step_, coef_, fused_)                      \
     extern const roteq_sim_rule K(roteq_simrule_##name);                                           \
-    const roteq_sim_rule K(roteq_simrule_##name) = {&roteq_##name, vectors, scalars, init,         \
-                                                    step,          coef,    fused}
+    const roteq_sim_rule K(roteq_simrule_##name) = {.opt = &roteq_##name,                          \
+                                                    .state_vectors = (vectors_),                   \
+                                                    .scalars = (scalars_),                         \
+                                                    .init = (init_),                               \
+                                                    .step = (step_),                               \
+                                                    .coef = (coef_),                               \
+                                                    .fused = (fused_)}
+
+/* The rule-table entry of a matrix-granularity optimizer: no per-neuron rule (the engine refuses
+ * it, roteq_sim_config_validate), and the matrix simulator `sim` (a roteq_sim_matrix, from
+ * roteq_sim_muon.h) that the drivers reach through roteq_sim_matrix_for. */
+#define ROTEQ_SIM_MATRIX_RULE(name, sim_)                                                          \
+    extern const roteq_sim_rule K(roteq_simrule_##name);                                           \
+    const roteq_sim_rule K(roteq_simrule_##name) = {                                               \
+        .opt = &roteq_##name, .init = roteq_sim_init_zero, .matrix = (sim_)}
 
 #endif

@@ -148,10 +148,16 @@ typedef struct roteq_sim_rule {
      * NULL: the engine materialises the gradient and calls step. */
     void (*fused)(const roteq_sim_coef *k, size_t cp, double alpha, double beta, double *w,
                   double *z, double *s1, double *s2, double sums[3]);
+    /* A matrix-granularity family's simulator (roteq_sim_muon.h): its ensembles of whole
+     * matrices run there, not in the per-neuron engine. NULL for per-neuron rules. */
+    const struct roteq_sim_matrix *matrix;
 } roteq_sim_rule;
 
 /* The rule of `opt`; NULL (ROTEQ_EUNSUPPORTED set) for a type with no rule. */
 const roteq_sim_rule *roteq_sim_rule_for(const roteq_optimizer_type *opt);
+/* The matrix simulator of `opt` (its family file's ROTEQ_SIM_MATRIX_RULE); NULL, with no error
+ * set, for an optimizer the per-neuron engine runs. */
+const struct roteq_sim_matrix *roteq_sim_matrix_for(const roteq_optimizer_type *opt);
 
 /* ---- Engine options ---------------------------------------------------------------------------
  * The kernels are compiled for several instruction sets and give identical bits on each

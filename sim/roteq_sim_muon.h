@@ -115,4 +115,36 @@ double roteq_sim_muon_bench_dgemm(size_t n, size_t reps, double *flops);
  * one thread: what bench/muon_peer.py does in torch. Negative status on failure. */
 double roteq_sim_muon_bench_walk(size_t n, size_t steps);
 
+/* ---- A matrix family's simulator, as its family file registers it ----------------------------
+ * The sim part of a matrix-granularity family (families/<family>.c) gives one of these in its
+ * rule-table entry (ROTEQ_SIM_MATRIX_RULE, sim/family_sim.h); the drivers (simulate, verify,
+ * bench, sweep) reach it through roteq_sim_matrix_for(opt) and never name the optimizer. Typed by
+ * Muon's configuration, as the theory's matrix hooks are by its hyperparameters: a second matrix
+ * family would generalise roteq_sim_muon_config. */
+
+/* One point of `roteq verify`'s matrix rows: the hyperparameters that vary between points. */
+typedef struct {
+    size_t rows, cols;
+    double momentum;
+    int nesterov, ns_steps;
+    roteq_sim_ns_precision ns_precision;
+} roteq_sim_matrix_point;
+
+typedef struct roteq_sim_matrix {
+    void (*config_init)(roteq_sim_muon_config *cfg);
+    int (*config_validate)(const roteq_sim_muon_config *cfg);
+    int (*run)(const roteq_sim_muon_config *cfg, roteq_sim_muon_result *out);
+    void (*result_free)(roteq_sim_muon_result *r);
+    /* `roteq bench`'s rows: the orthogonalisation, the dgemm ceiling, the whole walk. */
+    double (*bench_ns)(size_t n, int ns_steps, size_t reps, double *flops);
+    double (*bench_dgemm)(size_t n, size_t reps, double *flops);
+    double (*bench_walk)(size_t n, size_t steps);
+    /* `roteq verify`'s points (full and --quick) at lr verify_lr, weight decay verify_wd, and
+     * the ensemble each runs: matrices and steps (full, quick). */
+    const roteq_sim_matrix_point *verify_points, *verify_quick_points;
+    size_t nverify_points, nverify_quick_points;
+    double verify_lr, verify_wd;
+    size_t verify_matrices[2], verify_steps[2];
+} roteq_sim_matrix;
+
 #endif

@@ -18,6 +18,12 @@ const roteq_sim_rule *roteq_sim_rule_for(const roteq_optimizer_type *opt)
     return r;
 }
 
+const struct roteq_sim_matrix *roteq_sim_matrix_for(const roteq_optimizer_type *opt)
+{
+    const roteq_sim_rule *r = opt ? roteq_kernel_generic.rule_for(opt) : NULL;
+    return r ? r->matrix : NULL;
+}
+
 void roteq_sim_coef_init(roteq_sim_coef *k, const roteq_optimizer_type *opt,
                          const roteq_hparams *hp, size_t t, double lr, double wd, double rv_rate)
 {

@@ -30,16 +30,7 @@ double roteq_sweep_z(double measured, double predicted, double se)
 
 double roteq_sweep_model_floor(const roteq_sweep_point *p)
 {
-    const roteq_optimizer_type *opt = p->cfg.opt;
-    if (opt == NULL)
-        return NAN;
-    const roteq_hparams *h = &p->cfg.hp;
-    double floor = h->lr * h->weight_decay;
-    if (opt->flags & ROTEQ_OPTF_ADAPTIVE)
-        floor += 1.0 - h->beta2;
-    if ((opt->flags & ROTEQ_OPTF_ROTATIONAL) && p->cfg.dim > 0)
-        floor += (1.0 - h->update_norm_decay) / (double)p->cfg.dim;
-    return floor;
+    return roteq_theory_model_floor(p->cfg.opt, &p->cfg.hp, p->cfg.dim);
 }
 
 static int within(double measured, double predicted, double se, double k, double rel_floor)

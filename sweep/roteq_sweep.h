@@ -103,11 +103,12 @@ typedef struct {
  * standard error is small enough (long runs, many neurons, the almost deterministic rotation of
  * the rotational variants). */
 void roteq_sweep_judge(roteq_sweep_record *rec, double tolerance, double rel_floor);
-/* The relative size of the corrections a point's exact formula leaves out (derivations and
- * measurements in sweep/README.md): eta*lambda for every optimizer (one step's decay, the
- * continuous-time limit), plus 1 - beta2 for Adam-type optimizers (the second-moment estimate is
- * treated as exact), plus (1 - update_norm_decay)/C for the rotational variants (the update is
- * divided by a running RMS of its size). */
+/* The relative size of the corrections a point's exact formula leaves out, from its family's
+ * model_floor hook (families/<family>.c; derivations and measurements in sweep/README.md):
+ * eta*lambda for every optimizer (one step's decay, the continuous-time limit), plus 1 - beta2
+ * for Adam-type optimizers (the second-moment estimate is treated as exact), plus
+ * (1 - update_norm_decay)/C for the rotational variants (the update is divided by a running RMS
+ * of its size). NAN for a family without one. */
 double roteq_sweep_model_floor(const roteq_sweep_point *p);
 /* (measured - predicted) / predicted, and (measured - predicted) / SE. NAN when unknown. */
 double roteq_sweep_rel_err(double measured, double predicted);

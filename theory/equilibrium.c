@@ -64,3 +64,18 @@ double roteq_theory_convergence_rate(const roteq_optimizer_type *opt, double lr,
         return ROTEQ_NAN;
     return opt->family->convergence_rate(opt, lr, wd);
 }
+
+double roteq_theory_model_floor(const roteq_optimizer_type *opt, const roteq_hparams *hp,
+                                size_t dim)
+{
+    if (opt == NULL || opt->family == NULL || opt->family->model_floor == NULL)
+        return ROTEQ_NAN;
+    return opt->family->model_floor(opt, hp, dim);
+}
+
+double roteq_theory_floor_lr_wd(const roteq_optimizer_type *opt, const roteq_hparams *hp,
+                                size_t dim)
+{
+    (void)opt, (void)dim;
+    return hp->lr * hp->weight_decay;
+}

@@ -89,6 +89,12 @@ struct roteq_family {
     /* Rate of the linearised mean-square-norm recurrence at equilibrium (per step); NULL or
      * NAN: no closed form. */
     double (*convergence_rate)(const roteq_optimizer_type *opt, double lr, double wd);
+    /* The relative error the closed forms may show at these hyperparameters beside the standard
+     * error: the terms the random-walk model's first-order expansion drops (order eta*lambda for
+     * every family, and the family's own, as AdamW's 1 - beta2); `roteq verify`'s and `roteq
+     * sweep`'s PASS rule allows it (sweep/README.md). dim 0: unknown. Every family gives one (NAN
+     * without: no exact prediction would pass). */
+    double (*model_floor)(const roteq_optimizer_type *opt, const roteq_hparams *hp, size_t dim);
     int holds_norm; /* 1: the norm stays at its initial value (rotational variants) */
     /* Groups of `roteq verify`'s grid for the family's optimizers (JSON text, roteq sweep GRID
      * syntax), chosen so that each run measures an equilibrium (sweep/README.md); NULL: none. */
@@ -136,6 +142,11 @@ long roteq_theory_steps_to_equilibrium(const roteq_optimizer_type *opt, const ro
  * equilibrium, from the linearised recurrence (analysis/README.md); NAN where the family has no
  * closed form or the norm is held constant. */
 double roteq_theory_convergence_rate(const roteq_optimizer_type *opt, double lr, double wd);
+
+/* The family's model floor (roteq_family.model_floor) for validated `hp` and dimension `dim`
+ * (0: unknown); NAN for a NULL type or a family without one. */
+double roteq_theory_model_floor(const roteq_optimizer_type *opt, const roteq_hparams *hp,
+                                size_t dim);
 
 /* RMS angle between w_t and w_{t+k} at equilibrium (checkpoints k steps apart). k = 1 gives the
  * angular update. */

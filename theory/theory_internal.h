@@ -55,6 +55,10 @@ double roteq_theory_affine_power_E(double X[3][3], long k, double E0, double Q0)
 /* The generic k-step angle (transient.c), for families that map onto another optimizer. */
 double roteq_theory_kstep_generic(const roteq_optimizer_type *opt, const roteq_hparams *hp,
                                   const roteq_setting *s, long k);
+/* The model floor's order-eta*lambda term, lr * weight_decay (equilibrium.c): the whole
+ * model_floor hook of the families that drop nothing else (SGD, Lion, Muon). */
+double roteq_theory_floor_lr_wd(const roteq_optimizer_type *opt, const roteq_hparams *hp,
+                                size_t dim);
 /* 1 when `s` gives every scale `opt` needs. */
 int roteq_theory_scale_known(const roteq_optimizer_type *opt, const roteq_setting *s);
 void roteq_theory_set(roteq_equilibrium *out, double norm, double angle, int exact,

@@ -210,6 +210,7 @@ const roteq_family roteq_family_sgd_copy = {
     .stationary = stationary,
     .kstep_drift = kstep_drift,
     .convergence_rate = convergence_rate,
+    .model_floor = roteq_theory_floor_lr_wd,
 };
 
 #else /* ---- sim part: compiled once per instruction set (sim/meson.build) ---- */

@@ -6,7 +6,8 @@
 # Covers: theory --list (text, json), theory per optimizer (closed forms without and with the
 # scales, trajectory under schedules, k-step angle, csv and json), simulate per optimizer and
 # gradient model (json summary and csv series, every instruction set), analyze of a simulated
-# trace per optimizer (convergence rate), and verify --quick's rows.
+# trace per optimizer (convergence rate), and verify --quick's rows; the matrix optimizer (muon)
+# through its own flags: theory, simulate, analyze of its trace, verify --quick's Muon table.
 set -eu
 R=$1
 O=$2
@@ -51,10 +52,26 @@ for o in $OPTS; do
     "$R" analyze "$O/trace_$o.csv" --format json 2>&1 | strip_json > "$O/analyze_$o.json" || true
     rm -f "$O/trace_$o.csv" "$O/trace_$o.csv.json"
 done
+# shellcheck disable=SC2043
+for o in muon; do
+    m="--optimizer $o --shape 16x24 --lr 0.02 --weight-decay 0.1"
+    # shellcheck disable=SC2086
+    {
+        "$R" theory $m --format json || true
+        "$R" theory $m --momentum 0.9 --no-nesterov --ns-steps 7 || true
+        "$R" theory $m --steps 200 --every 9 --schedule warmup:20+cosine:200 --format csv || true
+    } > "$O/theory_$o.txt" 2>&1
+    # shellcheck disable=SC2086
+    "$R" simulate $m --matrices 3 --steps 300 --format json 2>&1 | strip_json > "$O/sim_$o.json" || true
+    # shellcheck disable=SC2086
+    "$R" simulate $m --matrices 2 --steps 400 --every 10 --trace "$O/trace_$o.csv" > /dev/null 2>&1 || true
+    "$R" analyze "$O/trace_$o.csv" --format json 2>&1 | strip_json > "$O/analyze_$o.json" || true
+    rm -f "$O/trace_$o.csv" "$O/trace_$o.csv.json"
+done
 "$R" bench --neurons 8 --dim 8 --steps 10 --repeat 1 --no-peers --format json |
     grep '"name"' > "$O/bench_rows.txt" 2>&1 || true
 "$R" verify --quick --print-grid > "$O/verify_grid.json" 2>&1 || true
-"$R" verify --quick --out "$O/verify.csv" > /dev/null 2>&1 || true
+"$R" verify --quick --out "$O/verify.csv" 2>/dev/null | sed -n '/^Muon (/,$p' > "$O/verify_matrix.txt" || true
 # timing columns of the sweep rows
 if [ -f "$O/verify.csv" ]; then
     python3 - "$O/verify.csv" <<'PY'

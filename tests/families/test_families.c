@@ -10,6 +10,7 @@
 #include <cmocka.h>
 
 #include "roteq_sim.h"
+#include "roteq_sim_muon.h"
 #include "roteq_test.h"
 
 #include <math.h>
@@ -80,6 +81,33 @@ static void test_theory(void **state)
          roteq_theory_kstep_angle(&roteq_sgd, &hb, &s, 50), "k-step angle");
     same(roteq_theory_convergence_rate(&roteq_sgd_copy, 0.1, 0.01),
          roteq_theory_convergence_rate(&roteq_sgd, 0.1, 0.01), "convergence rate");
+    same(roteq_theory_model_floor(&roteq_sgd_copy, &ha, 128),
+         roteq_theory_model_floor(&roteq_sgd, &hb, 128), "model floor");
+}
+
+/* The PASS rule's model floor comes from each family's hook: every listed optimizer has one, and
+ * it is the terms its closed forms drop (sweep/README.md, "PASS rule"). */
+static void test_model_floor(void **state)
+{
+    (void)state;
+    for (int i = 0; i < ROTEQ_OPT_COUNT; i++) {
+        const roteq_optimizer_type *o = roteq_optimizers[i];
+        roteq_hparams h = roteq_optimizer_defaults(o);
+        h.lr = 0.001, h.weight_decay = 0.1;
+        double f = roteq_theory_model_floor(o, &h, 64);
+        if (!(f >= h.lr * h.weight_decay && f < 0.01))
+            fail_msg("%s: model floor %g", o->name, f);
+    }
+    roteq_hparams h = roteq_optimizer_defaults(&roteq_rv_adamw);
+    h.lr = 0.001, h.weight_decay = 0.1;
+    same(roteq_theory_model_floor(&roteq_sgd, &h, 64), h.lr * h.weight_decay, "sgd floor");
+    same(roteq_theory_model_floor(&roteq_adamw, &h, 64), h.lr * h.weight_decay + (1.0 - h.beta2),
+         "adamw floor");
+    same(roteq_theory_model_floor(&roteq_rv_adamw, &h, 64),
+         h.lr * h.weight_decay + (1.0 - h.beta2) + (1.0 - h.update_norm_decay) / 64.0,
+         "rv_adamw floor");
+    same(roteq_theory_model_floor(&roteq_rv_sgdm, &h, 0), h.lr * h.weight_decay, "rv_sgdm, no C");
+    assert_true(isnan(roteq_theory_model_floor(NULL, &h, 64)));
 }
 
 static void run(const roteq_optimizer_type *opt, int reference, roteq_sim_result *r)
@@ -117,11 +145,53 @@ static void test_simulate(void **state)
     }
 }
 
+/* A matrix family carries its simulator in its family file (ROTEQ_SIM_MATRIX_RULE): exactly the
+ * optimizers with theory's matrix hooks have one, the per-neuron ones (sgd_copy among them) do
+ * not, its verify points are valid configurations, and a run through it measures something. */
+static void test_matrix_hooks(void **state)
+{
+    (void)state;
+    int matrices = 0;
+    for (int i = 0; i < ROTEQ_OPT_COUNT; i++) {
+        const roteq_optimizer_type *o = roteq_optimizers[i];
+        const roteq_sim_matrix *sm = roteq_sim_matrix_for(o);
+        assert_int_equal(sm != NULL, o->family->matrix != NULL);
+        if (sm == NULL)
+            continue;
+        matrices++;
+        assert_true(sm->nverify_points > 0 && sm->nverify_quick_points > 0);
+        for (size_t k = 0; k < sm->nverify_points + sm->nverify_quick_points; k++) {
+            const roteq_sim_matrix_point *pt =
+                k < sm->nverify_points ? &sm->verify_points[k]
+                                       : &sm->verify_quick_points[k - sm->nverify_points];
+            roteq_sim_muon_config c;
+            sm->config_init(&c);
+            c.hp.lr = sm->verify_lr, c.hp.weight_decay = sm->verify_wd;
+            c.hp.rows = pt->rows, c.hp.cols = pt->cols, c.hp.momentum = pt->momentum;
+            c.hp.nesterov = pt->nesterov, c.hp.ns_steps = pt->ns_steps;
+            c.matrices = sm->verify_matrices[0], c.steps = sm->verify_steps[0];
+            assert_int_equal(o->family->matrix->validate(&c.hp), 0);
+            assert_int_equal(sm->config_validate(&c), 0);
+        }
+        roteq_sim_muon_config c;
+        sm->config_init(&c);
+        c.hp.lr = 0.02, c.hp.rows = 8, c.hp.cols = 16, c.matrices = 2, c.steps = 200;
+        c.threads = 1;
+        roteq_sim_muon_result r;
+        assert_int_equal(sm->run(&c, &r), 0);
+        assert_true(r.row_norm > 0 && r.row_angle_rms > 0 && r.nrows > 0);
+        sm->result_free(&r);
+    }
+    assert_int_equal(matrices, 1); /* muon */
+    assert_null(roteq_sim_matrix_for(&roteq_sgd_copy));
+    assert_null(roteq_sim_matrix_for(NULL));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_listed),
-        cmocka_unit_test(test_theory),
+        cmocka_unit_test(test_listed),      cmocka_unit_test(test_theory),
+        cmocka_unit_test(test_model_floor), cmocka_unit_test(test_matrix_hooks),
         cmocka_unit_test(test_simulate),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

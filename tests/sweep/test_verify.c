@@ -55,7 +55,27 @@ static void test_verify_quick(void **state)
     assert_null(strstr(out, "ERROR:"));
     char *text = roteq_test_read_file(rows, NULL);
     assert_non_null(text);
-    assert_true(count_rows(text) >= 16);
+    assert_true(count_rows(text) >= 19);
+    /* ... and are written with the other rows (sweep/README.md, "Matrix rows"), after them, in
+     * the same columns: the table's measured row norm, the shape in `reason`, APPROX. */
+    size_t muon = 0, muon_bf16 = 0;
+    for (const char *p = strstr(text, ",muon,"); p; p = strstr(p + 1, ",muon,")) {
+        const char *eol = strchr(p, '\n');
+        assert_non_null(eol);
+        assert_null(strstr(eol, ",sgd,")); /* after the per-neuron rows */
+        char line[2048];
+        snprintf(line, sizeof line, "%.*s", (int)(eol - p), p);
+        assert_non_null(strstr(line, ",APPROX,"));
+        assert_non_null(strstr(line, " matrices, ns_steps 5, adjust_lr original"));
+        muon_bf16 += strstr(line, "adjust_lr original, Newton-Schulz in bfloat16: ") != NULL;
+        muon++;
+    }
+    assert_int_equal(muon, 3);
+    assert_int_equal(muon_bf16, 1);
+    assert_non_null(strstr(text, ",0.02,0.10000000000000001,,,,0.94999999999999996,,1,,256,64,1200,"
+                                 "scale-invariant,"));
+    assert_non_null(strstr(text, "\"64x64 matrices,"));
+    assert_non_null(strstr(text, "\"32x128 matrices,"));
     free(text);
     free(out);
     free(err);
