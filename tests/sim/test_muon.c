@@ -390,9 +390,9 @@ static void test_transient_schedule(void **state)
  * sqrt(E||o_row||^2)), the angle unchanged. Here, a smaller run: the walks differ (the bfloat16
  * path is taken), the ratios bfloat16/float64 agree with those shifts (+0.04%, +0.02%, 0)
  * within 4 standard errors of the difference (the runs' SEs combined; they share the gradient
- * streams, so this overstates the noise), and E||o_row||^2 within 0.2% outright: the unfused
- * form (each elementwise op rounded) shifts it by -3.2% at 64x64, so a rounding step in the
- * wrong place fails here. */
+ * streams, so this overstates the noise), and E||o_row||^2 within 0.2% outright: coefficients
+ * narrowed to bfloat16 (torch 1.13's scalar * bfloat16 tensor) shift it by -3.7% at 64x64, so
+ * they would fail here. */
 static void test_bf16_equilibrium(void **state)
 {
     (void)state;
