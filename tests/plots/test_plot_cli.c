@@ -230,10 +230,10 @@ static void test_outputs_checked(void **state)
 }
 
 /* A run killed by SIGTERM while gnuplot draws leaves no temporary figure: ROTEQ_GNUPLOT is a
- * script that marks that it started, sleeps, then writes the figure (as a gnuplot that outlived
- * roteq would, creating the removed file again) and marks that. roteq alone gets the signal and
- * must kill it, then die of the signal with the folder holding only what was complete (the input
- * and the data file). */
+ * script that marks that it started, waits for roteq to be gone, then writes the figure (as a
+ * gnuplot that outlived roteq would, creating the removed file again) and marks that. roteq alone
+ * gets the signal and must kill it, then die of the signal with the folder holding only what was
+ * complete (the input and the data file). */
 static void test_killed_leaves_no_tmp(void **state)
 {
     (void)state;
@@ -245,7 +245,8 @@ static void test_killed_leaves_no_tmp(void **state)
     fx_series(in, groups, 1, 20, 0);
     char script[9000];
     snprintf(script, sizeof script,
-             "#!/bin/sh\ntouch '%s'\nsleep 1\necho figure > \"$4\"\ntouch '%s'\nexec sleep 60\n",
+             "#!/bin/sh\ntouch '%s'\nwhile kill -0 $PPID 2>/dev/null; do sleep 0.05; done\n"
+             "echo figure > \"$4\"\ntouch '%s'\nexec sleep 60\n",
              mark, done);
     roteq_test_write_file(gp, script);
     assert_int_equal(chmod(gp, 0755), 0);
@@ -269,10 +270,13 @@ static void test_killed_leaves_no_tmp(void **state)
     assert_int_equal(kill(pid, SIGTERM), 0);
     int status;
     assert_int_equal(waitpid(pid, &status, 0), pid);
-    /* past the script's sleep: roteq killed it before it wrote (the group is killed after the
-     * check, in case it did not) */
-    nanosleep(&(struct timespec){1, 500000000}, NULL);
-    int wrote = access(done, F_OK) == 0;
+    /* The script writes as soon as roteq is gone, unless roteq killed it first: give it 2 s
+     * (the group is killed after the check, in case it is still there). */
+    int wrote = 0;
+    for (int i = 0; i < 40 && !wrote; i++) {
+        nanosleep(&(struct timespec){0, 50000000}, NULL);
+        wrote = access(done, F_OK) == 0;
+    }
     kill(-pid, SIGKILL);
     assert_false(wrote);
     assert_true(WIFSIGNALED(status));
