@@ -111,9 +111,11 @@ static int resolve_muon(roteq_analysis *a, roteq_layer *L, const roteq_analysis_
     L->hp.lr = L->hp.weight_decay = DNAN;
     if (lm && lm->other_optimizer)
         return ROTEQ_OK;
+    const roteq_optimizer_type *mo = lm && lm->matrix_opt ? lm->matrix_opt : m->matrix_opt;
+    const roteq_matrix_hooks *mx = mo->family->matrix;
     roteq_muon_hparams hp = m->muon_hp;
     if (!m->muon) {
-        hp = roteq_muon_defaults();
+        hp = mx->defaults();
         hp.lr = m->given & ROTEQ_HP_BIT(ROTEQ_HP_LR) ? m->hp.lr : DNAN;
         hp.weight_decay =
             m->given & ROTEQ_HP_BIT(ROTEQ_HP_WEIGHT_DECAY) ? m->hp.weight_decay : DNAN;
@@ -145,9 +147,9 @@ static int resolve_muon(roteq_analysis *a, roteq_layer *L, const roteq_analysis_
                                meta_name(m), L->name, lm->rows, lm->cols, L->dim);
     if (hp.cols == 0)
         return roteq_error_set(ROTEQ_EINVAL,
-                               "%s: layer '%s': muon needs the matrix shape: give "
+                               "%s: layer '%s': %s needs the matrix shape: give "
                                "layers.%s.shape [rows, cols] or its dim (the row length)",
-                               meta_name(m), L->name, L->name);
+                               meta_name(m), L->name, mo->name, L->name);
     L->dim = hp.cols;
     roteq_muon_hparams check = hp;
     if (isnan(check.lr) && a->has_lr)
@@ -156,18 +158,20 @@ static int resolve_muon(roteq_analysis *a, roteq_layer *L, const roteq_analysis_
         check.weight_decay = 1.0;
     if (isnan(check.lr) || isnan(check.weight_decay))
         return roteq_error_set(ROTEQ_EINVAL,
-                               "%s: layer '%s': missing hyperparameter '%s' needed by muon (give "
+                               "%s: layer '%s': missing hyperparameter '%s' needed by %s (give "
                                "it in the metadata or as a trace column)",
-                               meta_name(m), L->name, isnan(check.lr) ? "lr" : "weight_decay");
+                               meta_name(m), L->name, isnan(check.lr) ? "lr" : "weight_decay",
+                               mo->name);
     if (check.rows == 0)
         check.rows = 2; /* placeholder: counted at the first record */
-    if (roteq_muon_validate(&check)) {
+    if (mx->validate(&check)) {
         char why[256];
         snprintf(why, sizeof why, "%s", roteq_error_message());
         return roteq_error_set(ROTEQ_EINVAL, "%s: layer '%s': %s", meta_name(m), L->name, why);
     }
     L->muon = 1;
     L->mhp = hp;
+    L->mx = mx;
     L->hp.lr = hp.lr;
     L->hp.weight_decay = hp.weight_decay;
     return ROTEQ_OK;
@@ -489,8 +493,8 @@ void roteq_analysis_layer_static_prediction(const roteq_analysis *a, const roteq
         roteq_muon_equilibrium eq;
         hp.lr = lr, hp.weight_decay = wd;
         /* Muon's theory has no k-step angle: snapshots k > 1 steps apart get none. */
-        if (!isnan(lr) && !isnan(wd) && hp.rows && roteq_muon_validate(&hp) == ROTEQ_OK &&
-            roteq_muon_equilibrium_of(&hp, ROTEQ_MUON_PRED_BEST, &eq) == ROTEQ_OK) {
+        if (!isnan(lr) && !isnan(wd) && hp.rows && L->mx->validate(&hp) == ROTEQ_OK &&
+            L->mx->equilibrium(&hp, ROTEQ_MUON_PRED_BEST, &eq) == ROTEQ_OK) {
             *norm = isfinite(eq.norm) ? eq.norm : DNAN;
             *angle = gap <= 1 && isfinite(eq.angular_update) ? eq.angular_update : DNAN;
         }

@@ -4,6 +4,7 @@
 #define ROTEQ_ANALYSIS_INTERNAL_H
 
 #include "roteq_analysis.h"
+#include "roteq_theory.h"
 
 #include <regex.h>
 
@@ -78,6 +79,7 @@ typedef struct {
     roteq_hparams hp;       /* resolved; lr / weight_decay may be NAN when a column supplies them */
     int muon;               /* a Muon run's layer with a prediction (not a fallback group) */
     roteq_muon_hparams mhp; /* resolved; rows 0 until the first record counts the neurons */
+    const roteq_matrix_hooks *mx; /* its family's matrix hooks (muon layers) */
 
     size_t nneur, cap;              /* neurons seen (slots in use), slots allocated */
     double *ring_norm, *ring_angle; /* [cap][ring_w], by slot: record r at r % window */

@@ -357,8 +357,8 @@ static void matrix(const roteq_analysis *a, const roteq_layer *L, size_t r0,
     roteq_muon_hparams hp = L->mhp;
     hp.lr = R->lr, hp.weight_decay = R->weight_decay;
     roteq_muon_equilibrium eq;
-    if (isnan(hp.lr) || isnan(hp.weight_decay) || roteq_muon_validate(&hp) ||
-        roteq_muon_equilibrium_of(&hp, ROTEQ_MUON_PRED_BEST, &eq))
+    if (isnan(hp.lr) || isnan(hp.weight_decay) || L->mx->validate(&hp) ||
+        L->mx->equilibrium(&hp, ROTEQ_MUON_PRED_BEST, &eq))
         return;
     R->matrix_pred_norm = isfinite(eq.matrix_norm) ? eq.matrix_norm : DNAN;
     R->matrix_pred_angle =
@@ -458,7 +458,8 @@ int roteq_analysis_finish(roteq_analysis *a, roteq_analysis_result **out)
         free(r);
         return roteq_error_set(ROTEQ_ENOMEM, "out of memory");
     }
-    r->optimizer = a->cfg.meta->opt ? a->cfg.meta->opt->name : a->cfg.meta->muon ? "muon" : NULL;
+    const roteq_analysis_meta *m = a->cfg.meta;
+    r->optimizer = m->opt ? m->opt->name : m->muon ? m->matrix_opt->name : NULL;
     r->tolerance = a->cfg.tolerance;
     r->window = a->cfg.window;
     r->explain = a->cfg.explain;

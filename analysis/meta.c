@@ -4,6 +4,7 @@
  * their own; a hyperparameter that does not apply to the optimizer is an error (a typo or a
  * wrong optimizer would silently change every prediction). */
 #include "roteq_analysis.h"
+#include "roteq_theory.h"
 #include "roteq_util.h"
 
 #include <jansson.h>
@@ -158,9 +159,9 @@ static int get_hparams(const char *path, const char *where, const roteq_optimize
 }
 
 /* Muon's keys (lr, weight_decay, momentum, nesterov, ns_steps, adjust_lr, eps) of one object into
- * hp/given; another roteq hyperparameter (betas, dampening, ...) does not apply to muon. */
-static int get_muon(const char *path, const char *where, json_t *obj, roteq_muon_hparams *hp,
-                    unsigned *given)
+ * hp/given; another roteq hyperparameter (betas, dampening, ...) does not apply to `opt`. */
+static int get_muon(const char *path, const char *where, const roteq_optimizer_type *opt,
+                    json_t *obj, roteq_muon_hparams *hp, unsigned *given)
 {
     static const struct {
         const char *key;
@@ -187,8 +188,8 @@ static int get_muon(const char *path, const char *where, json_t *obj, roteq_muon
             for (int i = 0; i < ROTEQ_HP_COUNT; i++)
                 ours |= strcmp(roteq_hparam_descs[i].key, key) == 0;
             if (ours)
-                return roteq_error_set(ROTEQ_EINVAL, "%s: %s%s does not apply to muon", path, where,
-                                       key);
+                return roteq_error_set(ROTEQ_EINVAL, "%s: %s%s does not apply to %s", path, where,
+                                       key, opt->name);
             continue; /* not ours: recorders may add their own keys */
         }
         if (bit == ROTEQ_MUON_GIVEN_ADJUST) {
@@ -226,16 +227,30 @@ static int get_muon(const char *path, const char *where, json_t *obj, roteq_muon
     return ROTEQ_OK;
 }
 
-/* A Muon run's layer: "shape": [rows, cols], and its own hyperparameters unless it names another
- * optimizer (a fallback AdamW group), which leaves it without a prediction. */
+/* The matrix optimizer (a family with matrix hooks: Muon) that `o` names in the optimizer list;
+ * NULL for anything else. Recognition by the table, so a new matrix family is recognised by
+ * its family file and list line. */
+static const roteq_optimizer_type *matrix_named(const json_t *o)
+{
+    const char *name = json_is_string(o) ? json_string_value(o) : NULL;
+    for (int i = 0; name != NULL && i < ROTEQ_OPT_COUNT; i++)
+        if (strcmp(roteq_optimizers[i]->name, name) == 0)
+            return roteq_optimizers[i]->family->matrix ? roteq_optimizers[i] : NULL;
+    return NULL;
+}
+
+/* A matrix run's layer (or a layer naming a matrix optimizer): "shape": [rows, cols], and its
+ * own hyperparameters unless it names another optimizer (a fallback AdamW group), which leaves
+ * it without a prediction. `run`: the run's matrix optimizer, NULL in another run. */
 static int get_muon_layer(const char *path, const char *where, json_t *l,
-                          roteq_analysis_layer_meta *lm)
+                          const roteq_optimizer_type *run, roteq_analysis_layer_meta *lm)
 {
     json_t *o = json_object_get(l, "optimizer"), *sh = json_object_get(l, "shape");
+    lm->matrix_opt = run;
     if (o && !json_is_null(o)) {
         if (!json_is_string(o))
             return roteq_error_set(ROTEQ_EFORMAT, "%s: %soptimizer must be a string", path, where);
-        if (strcmp(json_string_value(o), "muon") != 0) {
+        if ((lm->matrix_opt = matrix_named(o)) == NULL) {
             lm->other_optimizer = 1;
             return ROTEQ_OK;
         }
@@ -251,7 +266,7 @@ static int get_muon_layer(const char *path, const char *where, json_t *l,
         lm->rows = (size_t)json_integer_value(r);
         lm->cols = (size_t)json_integer_value(c);
     }
-    return get_muon(path, where, l, &lm->muon_hp, &lm->muon_given);
+    return get_muon(path, where, lm->matrix_opt, l, &lm->muon_hp, &lm->muon_given);
 }
 
 int roteq_analysis_meta_parse(const char *path, const char *text, size_t len,
@@ -281,9 +296,9 @@ int roteq_analysis_meta_parse(const char *path, const char *text, size_t len,
             st = roteq_error_set(ROTEQ_EFORMAT, "%s: optimizer must be a string", path);
             goto done;
         }
-        if (strcmp(json_string_value(o), "muon") == 0) {
+        if ((out->matrix_opt = matrix_named(o)) != NULL) {
             out->muon = 1;
-            out->muon_hp = roteq_muon_defaults();
+            out->muon_hp = out->matrix_opt->family->matrix->defaults();
             out->muon_hp.lr = out->muon_hp.weight_decay = DNAN; /* given, or trace columns */
         } else if ((out->opt = roteq_optimizer_lookup(json_string_value(o))) == NULL) {
             char msg[256];
@@ -294,7 +309,7 @@ int roteq_analysis_meta_parse(const char *path, const char *text, size_t len,
     }
     st = get_dim(path, "", json_object_get(root, "dim"), &out->dim);
     if (!st && out->muon)
-        st = get_muon(path, "", root, &out->muon_hp, &out->muon_given);
+        st = get_muon(path, "", out->matrix_opt, root, &out->muon_hp, &out->muon_given);
     else if (!st)
         st = get_hparams(path, "", out->opt, root, &out->hp, &out->given, &out->grad_norm);
     if (st)
@@ -333,9 +348,8 @@ int roteq_analysis_meta_parse(const char *path, const char *text, size_t len,
             if (!st)
                 st = get_axis(path, where, l, lm);
             json_t *lo = json_object_get(l, "optimizer");
-            if (!st &&
-                (out->muon || (json_is_string(lo) && strcmp(json_string_value(lo), "muon") == 0)))
-                st = get_muon_layer(path, where, l, lm); /* a Muon layer of another run too */
+            if (!st && (out->muon || matrix_named(lo) != NULL))
+                st = get_muon_layer(path, where, l, out->matrix_opt, lm); /* another run's too */
             else if (!st)
                 st = get_hparams(path, where, out->opt, l, &lm->hp, &lm->given, &lm->grad_norm);
             if (st)

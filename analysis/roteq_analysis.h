@@ -47,6 +47,7 @@ typedef struct {
      * (ROTEQ_MUON_GIVEN_* bits). other_optimizer: a Muon run's layer that names another
      * optimizer ("optimizer": "adamw", the fallback groups), measured without a prediction. */
     int is_muon;
+    const roteq_optimizer_type *matrix_opt; /* the matrix optimizer of an is_muon layer */
     size_t rows, cols;
     roteq_muon_hparams muon_hp;
     unsigned muon_given;
@@ -77,10 +78,11 @@ typedef struct {
     char *path;      /* the file it came from (for messages), NULL if none */
     unsigned forced; /* ROTEQ_HP_BIT of lr / weight_decay given on the command line: these win
                         over a trace's lr / weight_decay columns too */
-    /* "optimizer": "muon" (not in the per-neuron table: opt stays NULL): predictions come from
-     * roteq_muon.h with these top-level values (bits in muon_given) over torch.optim.Muon's
-     * defaults. */
+    /* "optimizer" naming a matrix optimizer (Muon: its family has matrix hooks, found by name in
+     * the optimizer list; opt stays NULL): predictions come from that family's matrix hooks with
+     * these top-level values (bits in muon_given) over its defaults (torch.optim.Muon's). */
     int muon;
+    const roteq_optimizer_type *matrix_opt;
     roteq_muon_hparams muon_hp;
     unsigned muon_given;
 } roteq_analysis_meta;

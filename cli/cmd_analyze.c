@@ -130,9 +130,9 @@ static int merge_cli(roteq_analysis_meta *m, const roteq_optimizer_type *opt,
 {
     if (m->muon && (opt || h->given))
         return roteq_cli_fail(CMD,
-                              "%s: a muon run takes its optimizer and hyperparameters from "
+                              "%s: a %s run takes its optimizer and hyperparameters from "
                               "the metadata only",
-                              m->path ? m->path : "metadata");
+                              m->path ? m->path : "metadata", m->matrix_opt->name);
     if (opt)
         m->opt = opt;
     if ((h->given & ROTEQ_HP_BIT(ROTEQ_HP_NESTEROV)) && m->opt == &roteq_sgdm)
@@ -257,13 +257,15 @@ static int parse_args(int argc, char **argv, args *a)
             a->meta_path = optarg;
             break;
         case OPT_OPTIMIZER:
-            if (strcmp(optarg, "muon") == 0)
-                return roteq_cli_fail(CMD, "--optimizer muon: give it in the metadata "
-                                           "(\"optimizer\": \"muon\", each layer's shape or "
-                                           "dim; docs/FORMATS.md)");
             a->opt = roteq_optimizer_lookup(optarg);
             if (a->opt == NULL)
                 return roteq_cli_fail(CMD, "--optimizer: %s", roteq_error_message());
+            if (a->opt->family->matrix != NULL) /* a matrix optimizer needs each layer's shape */
+                return roteq_cli_fail(CMD,
+                                      "--optimizer %s: give it in the metadata "
+                                      "(\"optimizer\": \"%s\", each layer's shape or "
+                                      "dim; docs/FORMATS.md)",
+                                      optarg, optarg);
             break;
         case OPT_DIM:
             if (roteq_cli_size(CMD, "dim", optarg, &a->dim))

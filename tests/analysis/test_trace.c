@@ -9,6 +9,7 @@
 
 #include "roteq_analysis.h"
 #include "roteq_test.h"
+#include "roteq_theory.h"
 #include "roteq_util.h"
 
 #include <math.h>
@@ -246,6 +247,56 @@ static roteq_analysis_meta adamw_meta(double lr, double wd, size_t dim)
              lr, wd, dim, 2 * dim, 2 * wd);
     assert_int_equal(roteq_analysis_meta_parse("meta.json", json, strlen(json), &m), 0);
     return m;
+}
+
+/* The metadata's optimizer is recognised through the list: every optimizer whose family has
+ * matrix hooks makes a matrix run (its type kept, its family's defaults), at the top or for
+ * one layer of another run, and every other one a per-neuron run; no name is special. */
+static void test_meta_matrix_by_table(void **state)
+{
+    (void)state;
+    int matrices = 0;
+    for (int i = 0; i < ROTEQ_OPT_COUNT; i++) {
+        const roteq_optimizer_type *o = roteq_optimizers[i];
+        char js[512];
+        snprintf(js, sizeof js,
+                 "{\"optimizer\":\"%s\",\"layers\":{\"w\":{\"shape\":[4,6]},"
+                 "\"b\":{\"optimizer\":\"adamw\"}}}",
+                 o->name);
+        roteq_analysis_meta m;
+        assert_int_equal(roteq_analysis_meta_parse("m.json", js, strlen(js), &m), 0);
+        if (o->family->matrix) {
+            matrices++;
+            assert_true(m.muon);
+            assert_null(m.opt);
+            assert_ptr_equal(m.matrix_opt, o);
+            assert_int_equal(m.muon_hp.ns_steps, o->family->matrix->defaults().ns_steps);
+            const roteq_analysis_layer_meta *w = roteq_analysis_meta_layer(&m, "w");
+            const roteq_analysis_layer_meta *b = roteq_analysis_meta_layer(&m, "b");
+            assert_true(w->is_muon && w->rows == 4 && w->cols == 6);
+            assert_ptr_equal(w->matrix_opt, o);
+            assert_true(b->other_optimizer && !b->is_muon); /* a fallback AdamW group */
+            roteq_analysis_meta_clear(&m);
+            /* a matrix layer in an AdamW run */
+            snprintf(js, sizeof js,
+                     "{\"optimizer\":\"adamw\",\"lr\":0.001,\"layers\":{\"w\":"
+                     "{\"optimizer\":\"%s\",\"shape\":[4,6]}}}",
+                     o->name);
+            assert_int_equal(roteq_analysis_meta_parse("m.json", js, strlen(js), &m), 0);
+            assert_ptr_equal(m.opt, &roteq_adamw);
+            assert_false(m.muon);
+            w = roteq_analysis_meta_layer(&m, "w");
+            assert_true(w->is_muon);
+            assert_ptr_equal(w->matrix_opt, o);
+        } else {
+            assert_false(m.muon);
+            assert_null(m.matrix_opt);
+            assert_non_null(m.opt);
+            assert_false(roteq_analysis_meta_layer(&m, "w")->is_muon);
+        }
+        roteq_analysis_meta_clear(&m);
+    }
+    assert_int_equal(matrices, 1); /* muon */
 }
 
 /* A trace that approaches the AdamW equilibrium exactly like the expected-value recurrence:
@@ -713,6 +764,7 @@ int main(void)
         cmocka_unit_test(test_layer_overrides_and_schedule),
         cmocka_unit_test(test_bad_input),
         cmocka_unit_test(test_meta_errors),
+        cmocka_unit_test(test_meta_matrix_by_table),
         cmocka_unit_test(test_series_output),
         cmocka_unit_test(test_sparse_neurons_and_many_layers),
         cmocka_unit_test(test_quoting_and_float32),
