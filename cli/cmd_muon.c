@@ -591,21 +591,11 @@ static void verify_row(const roteq_optimizer_type *opt, const roteq_sim_muon_con
                        const roteq_muon_equilibrium *eq, const roteq_sim_muon_result *res, int st,
                        double tolerance, roteq_sweep_point *p, roteq_sweep_record *rec)
 {
-    const roteq_muon_hparams *h = &cfg->hp;
-    roteq_sim_config *c = &p->cfg;
     p->seed = cfg->seed;
-    c->opt = opt;
-    c->hp = roteq_optimizer_defaults(opt);
-    c->hp.lr = h->lr, c->hp.weight_decay = h->weight_decay;
-    c->hp.momentum = h->momentum, c->hp.nesterov = h->nesterov ? 1.0 : 0.0;
-    c->neurons = cfg->matrices * h->rows, c->dim = h->cols, c->steps = cfg->steps;
-    roteq_grad_model_lookup("scale-invariant", &c->grad_model);
-    c->grad_norm = c->grad_spread = c->dead_fraction = c->radial = NAN;
-    c->init_norm = cfg->init_norm;
-    snprintf(p->optimizer, sizeof p->optimizer, "%s", opt->name);
+    roteq_sweep_matrix_describe(opt, cfg, p);
     snprintf(p->lr_schedule, sizeof p->lr_schedule, "constant");
     snprintf(p->wd_schedule, sizeof p->wd_schedule, "constant");
-    rec->rel_floor = roteq_theory_model_floor(opt, &c->hp, c->dim);
+    rec->rel_floor = roteq_theory_model_floor(opt, &p->cfg.hp, p->cfg.dim);
     if (st) {
         rec->verdict = ROTEQ_SWEEP_VERDICT_ERROR;
         snprintf(rec->reason, sizeof rec->reason, "%s", roteq_error_message());
@@ -614,21 +604,8 @@ static void verify_row(const roteq_optimizer_type *opt, const roteq_sim_muon_con
         rec->norm = rec->norm_se = rec->angle = rec->angle_se = rec->seconds = NAN;
         return;
     }
-    static const int from[ROTEQ_PRED_COUNT] = {
-        [ROTEQ_PRED_BEST] = ROTEQ_MUON_PRED_BEST,
-        [ROTEQ_PRED_PAPER] = ROTEQ_MUON_PRED_LIONLIKE,
-        [ROTEQ_PRED_PLAIN] = ROTEQ_MUON_PRED_PLAIN,
-    };
-    for (int k = 0; k < ROTEQ_PRED_COUNT; k++)
-        rec->pred[k] = (roteq_sweep_prediction){eq[from[k]].norm, eq[from[k]].angular_update,
-                                                eq[from[k]].exact};
-    rec->norm = res->row_norm, rec->norm_se = res->row_norm_se;
-    rec->angle = res->row_angle_rms, rec->angle_se = res->row_angle_rms_se;
-    rec->seconds = res->seconds, rec->threads = res->threads_used;
-    snprintf(rec->reason, sizeof rec->reason,
-             "%zux%zu matrices, ns_steps %d, adjust_lr %s%s: row norm and RMS row angle", h->rows,
-             h->cols, h->ns_steps, roteq_muon_adjust_names[h->adjust],
-             cfg->ns_precision == ROTEQ_SIM_NS_BFLOAT16 ? ", Newton-Schulz in bfloat16" : "");
+    roteq_sweep_matrix_record(cfg, eq, res, rec);
+    rec->seconds = res->seconds;
     rec->verdict = ROTEQ_SWEEP_VERDICT_PASS; /* judged next */
     roteq_sweep_judge(rec, tolerance, rec->rel_floor);
 }

@@ -35,6 +35,12 @@ typedef enum {
     K_INIT_NORM,
     K_LR_SCHEDULE,
     K_WD_SCHEDULE,
+    /* a matrix optimizer's (families/README.md, "A matrix-granularity family") */
+    K_SHAPE,
+    K_MATRICES,
+    K_NS_STEPS,
+    K_ADJUST_LR,
+    K_NS_PRECISION,
     K_NONHP_COUNT
 } point_key;
 
@@ -54,6 +60,11 @@ static const struct {
     [K_INIT_NORM] = {"init_norm", KT_NUMBER},
     [K_LR_SCHEDULE] = {"schedule", KT_STRING},
     [K_WD_SCHEDULE] = {"wd_schedule", KT_STRING},
+    [K_SHAPE] = {"shape", KT_STRING},
+    [K_MATRICES] = {"matrices", KT_COUNT},
+    [K_NS_STEPS] = {"ns_steps", KT_COUNT},
+    [K_ADJUST_LR] = {"adjust_lr", KT_STRING},
+    [K_NS_PRECISION] = {"ns_precision", KT_STRING},
 };
 
 /* Check one key = value pair of the grid; `where` names it ("axes.lr[2]"). */
@@ -135,6 +146,102 @@ static void point_fail(roteq_sweep_point *p, const char *fmt, ...)
     va_end(ap);
 }
 
+/* The schedules' keys into `lr`/`wd` and their text into the point. */
+static void point_schedules(roteq_sweep_point *p, const json_t *kv, roteq_schedule *lr,
+                            roteq_schedule *wd)
+{
+    struct {
+        int key;
+        roteq_schedule *s;
+        char *text;
+    } sch[] = {{K_LR_SCHEDULE, lr, p->lr_schedule}, {K_WD_SCHEDULE, wd, p->wd_schedule}};
+    for (int i = 0; i < 2; i++) {
+        const json_t *v = json_object_get(kv, point_keys[sch[i].key].key);
+        if (v == NULL)
+            continue;
+        if (roteq_schedule_parse(json_string_value(v), sch[i].s)) {
+            point_fail(p, "%s: %s", point_keys[sch[i].key].key, roteq_error_message());
+            snprintf(sch[i].text, ROTEQ_SWEEP_SCHEDULE_MAX, "%s", json_string_value(v));
+            continue;
+        }
+        roteq_schedule_format(sch[i].s, sch[i].text, ROTEQ_SWEEP_SCHEDULE_MAX);
+    }
+}
+
+/* A count key in 1..max into *out (left alone when absent); 0 if bad (the point fails). */
+static int point_count(roteq_sweep_point *p, const json_t *kv, int key, double max, size_t *out)
+{
+    const json_t *v = json_object_get(kv, point_keys[key].key);
+    if (v == NULL)
+        return 1;
+    double x = num(v);
+    if (!(x >= 1.0 && x <= max)) {
+        point_fail(p, "%s: must be an integer in 1..%.17g, got %.17g", point_keys[key].key, max, x);
+        return 0;
+    }
+    *out = (size_t)x;
+    return 1;
+}
+
+/* A matrix optimizer's point: the hyperparameters it has, the shape ("ROWSxCOLS"), the ensemble
+ * (matrices, steps), ns_steps, adjust_lr, ns_precision, init_norm and the schedules; the
+ * per-neuron engine's keys do not apply. */
+static void build_matrix_point(roteq_sweep_point *p, const roteq_optimizer_type *opt,
+                               const roteq_sim_matrix *sm, const json_t *kv)
+{
+    roteq_sim_muon_config *m = &p->mcfg;
+    p->matrix = 1;
+    sm->config_init(m);
+    static const int per_neuron[] = {K_NEURONS,     K_DIM,    K_GRADIENT,     K_GRAD_NORM,
+                                     K_GRAD_SPREAD, K_RADIAL, K_DEAD_FRACTION};
+    for (size_t i = 0; i < sizeof per_neuron / sizeof per_neuron[0]; i++)
+        if (json_object_get(kv, point_keys[per_neuron[i]].key))
+            point_fail(p, "%s: does not apply to %s", point_keys[per_neuron[i]].key, opt->name);
+    const char *key;
+    json_t *val;
+    json_object_foreach((json_t *)kv, key, val)
+    {
+        const roteq_hparam_desc *d = roteq_hparam_lookup(key);
+        if (d == NULL)
+            continue;
+        if (!(opt->hparams & ROTEQ_HP_BIT(d->id)))
+            point_fail(p, "%s: does not apply to %s", key, opt->name);
+        else if (d->id == ROTEQ_HP_NESTEROV)
+            m->hp.nesterov = num(val) != 0.0;
+        else
+            *(d->id == ROTEQ_HP_LR             ? &m->hp.lr
+              : d->id == ROTEQ_HP_WEIGHT_DECAY ? &m->hp.weight_decay
+                                               : &m->hp.momentum) = num(val);
+    }
+    const json_t *v = json_object_get(kv, "shape");
+    unsigned long long r = 0, c = 0;
+    char tail;
+    if (v == NULL)
+        point_fail(p, "shape: not given (ROWSxCOLS) for %s", opt->name);
+    else if (sscanf(json_string_value(v), "%llux%llu%c", &r, &c, &tail) != 2 || r == 0 || c == 0 ||
+             r > 1u << 20 || c > 1u << 20)
+        point_fail(p, "shape: '%s' is not ROWSxCOLS with sizes in 1..1048576",
+                   json_string_value(v));
+    m->hp.rows = (size_t)r, m->hp.cols = (size_t)c;
+    size_t ns = (size_t)m->hp.ns_steps;
+    point_count(p, kv, K_MATRICES, 1e9, &m->matrices);
+    point_count(p, kv, K_STEPS, 1e15, &m->steps);
+    if (point_count(p, kv, K_NS_STEPS, 99, &ns))
+        m->hp.ns_steps = (int)ns;
+    if ((v = json_object_get(kv, "adjust_lr")) != NULL &&
+        roteq_muon_adjust_parse(json_string_value(v), &m->hp.adjust))
+        point_fail(p, "adjust_lr: %s", roteq_error_message());
+    if ((v = json_object_get(kv, "ns_precision")) != NULL &&
+        roteq_sim_ns_precision_parse(json_string_value(v), &m->ns_precision))
+        point_fail(p, "ns_precision: %s", roteq_error_message());
+    if ((v = json_object_get(kv, "init_norm")) != NULL)
+        m->init_norm = num(v);
+    point_schedules(p, kv, &m->lr_schedule, &m->wd_schedule);
+    if (!p->error[0] && sm->config_validate(m))
+        point_fail(p, "%s", roteq_error_message());
+    roteq_sweep_matrix_describe(opt, m, p);
+}
+
 static void build_point(roteq_sweep_point *p, const json_t *kv)
 {
     const json_t *v = json_object_get(kv, "optimizer");
@@ -160,6 +267,14 @@ static void build_point(roteq_sweep_point *p, const json_t *kv)
             point_fail(p, "nesterov: must be true for optimizer nesterov");
     }
     snprintf(p->optimizer, sizeof p->optimizer, "%s", opt->name);
+    const roteq_sim_matrix *sm = roteq_sim_matrix_for(opt);
+    if (sm) {
+        build_matrix_point(p, opt, sm, kv);
+        return;
+    }
+    for (int k = K_SHAPE; k < K_NONHP_COUNT; k++)
+        if (json_object_get(kv, point_keys[k].key))
+            point_fail(p, "%s: does not apply to %s", point_keys[k].key, opt->name);
     roteq_sim_config_init(&p->cfg, opt);
     p->cfg.seed = p->seed;
     p->cfg.threads = 0;
@@ -206,22 +321,7 @@ static void build_point(roteq_sweep_point *p, const json_t *kv)
     if ((v = json_object_get(kv, "gradient")) != NULL &&
         roteq_grad_model_lookup(json_string_value(v), &p->cfg.grad_model))
         point_fail(p, "gradient: %s", roteq_error_message());
-    struct {
-        int key;
-        roteq_schedule *s;
-        char *text;
-    } sch[] = {{K_LR_SCHEDULE, &p->cfg.lr_schedule, p->lr_schedule},
-               {K_WD_SCHEDULE, &p->cfg.wd_schedule, p->wd_schedule}};
-    for (int i = 0; i < 2; i++) {
-        if ((v = json_object_get(kv, point_keys[sch[i].key].key)) == NULL)
-            continue;
-        if (roteq_schedule_parse(json_string_value(v), sch[i].s)) {
-            point_fail(p, "%s: %s", point_keys[sch[i].key].key, roteq_error_message());
-            snprintf(sch[i].text, ROTEQ_SWEEP_SCHEDULE_MAX, "%s", json_string_value(v));
-            continue;
-        }
-        roteq_schedule_format(sch[i].s, sch[i].text, ROTEQ_SWEEP_SCHEDULE_MAX);
-    }
+    point_schedules(p, kv, &p->cfg.lr_schedule, &p->cfg.wd_schedule);
     if (!p->error[0] && roteq_sim_config_validate(&p->cfg))
         point_fail(p, "%s", roteq_error_message());
 }

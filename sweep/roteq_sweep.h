@@ -10,6 +10,7 @@
 #define ROTEQ_SWEEP_H
 
 #include "roteq_sim.h"
+#include "roteq_sim_muon.h"
 
 #include <stddef.h>
 #include <stdint.h>
@@ -27,6 +28,10 @@ typedef struct {
     char optimizer[32];   /* as written in the grid */
     char lr_schedule[ROTEQ_SWEEP_SCHEDULE_MAX], wd_schedule[ROTEQ_SWEEP_SCHEDULE_MAX];
     char error[ROTEQ_SWEEP_REASON_MAX]; /* non-empty: bad parameters, the point is not run */
+    /* A matrix optimizer's point (its family's simulator, roteq_sim_matrix_for(cfg.opt)): the
+     * ensemble it runs; cfg then only describes it for the row (roteq_sweep_matrix_describe). */
+    int matrix;
+    roteq_sim_muon_config mcfg;
 } roteq_sweep_point;
 
 typedef struct {
@@ -122,6 +127,16 @@ typedef int (*roteq_sweep_runner)(const roteq_sweep_point *p, unsigned threads,
 /* The real runner: one roteq_sim_run() call. */
 int roteq_sweep_sim_runner(const roteq_sweep_point *p, unsigned threads, roteq_sweep_record *rec,
                            void *ctx);
+
+/* A matrix optimizer's point or run in the row columns (sweep/README.md, "Matrix rows"):
+ * describe fills p->cfg from the ensemble (hyperparameters in force, neurons = matrices x rows,
+ * dim = cols, the row gradients' scale-invariant model); record fills rec from the three
+ * predictions `eq` (the family's matrix hooks: best; Lion-style in the paper's columns; plain)
+ * and the run `res` (row norm and RMS row angle), and names the shape in rec->reason. */
+void roteq_sweep_matrix_describe(const roteq_optimizer_type *opt, const roteq_sim_muon_config *m,
+                                 roteq_sweep_point *p);
+void roteq_sweep_matrix_record(const roteq_sim_muon_config *m, const roteq_muon_equilibrium *eq,
+                               const roteq_sim_muon_result *res, roteq_sweep_record *rec);
 
 /* ---- rows ----------------------------------------------------------------------------- */
 

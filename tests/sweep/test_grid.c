@@ -8,6 +8,7 @@
 
 #include "roteq_sweep.h"
 #include "roteq_test.h"
+#include "roteq_theory.h"
 #include "roteq_util.h"
 
 #include <math.h>
@@ -308,6 +309,82 @@ static void test_bad_points(void **state)
     roteq_sweep_grid_free(g);
 }
 
+/* A matrix optimizer's points (its family's simulator): its own keys, the per-neuron engine's
+ * refused and the other way round, the row columns describing the ensemble, and the runner giving
+ * exactly what the family's simulator gives for the point's seed. */
+static void test_matrix_points(void **state)
+{
+    (void)state;
+    roteq_sweep_grid *g = parse_ok(
+        "{\"seed\": 3, \"fixed\": {\"optimizer\": \"muon\", \"lr\": 0.02, \"weight_decay\": 0.1},"
+        " \"points\": ["
+        "  {\"shape\": \"6x10\", \"matrices\": 2, \"steps\": 120, \"momentum\": 0.9,"
+        "   \"nesterov\": false, \"ns_steps\": 7, \"adjust_lr\": \"match_rms_adamw\"},"
+        "  {\"shape\": \"6x10\", \"dim\": 10},"
+        "  {},"
+        "  {\"shape\": \"6x\"},"
+        "  {\"shape\": \"6x10\", \"beta1\": 0.9},"
+        "  {\"shape\": \"6x10\", \"ns_steps\": 100},"
+        "  {\"shape\": \"6x10\", \"adjust_lr\": \"sqrt\"},"
+        "  {\"optimizer\": \"sgd\", \"shape\": \"6x10\"}"
+        " ]}");
+    static const char *const want[] = {
+        "",
+        "dim: does not apply to muon",
+        "shape: not given",
+        "shape: '6x' is not ROWSxCOLS",
+        "beta1: does not apply to muon",
+        "ns_steps: must be an integer in 1..99",
+        "adjust_lr: ",
+        "shape: does not apply to sgd",
+    };
+    assert_int_equal(g->npoints, 8);
+    for (size_t i = 0; i < 8; i++)
+        if (strstr(point_at(g, i)->error, want[i]) == NULL ||
+            (!want[i][0] && point_at(g, i)->error[0])) {
+            print_error("point %zu: '%s', want '%s'\n", i, point_at(g, i)->error, want[i]);
+            fail();
+        }
+    const roteq_sweep_point *p = point_at(g, 0);
+    assert_true(p->matrix);
+    assert_ptr_equal(p->cfg.opt, &roteq_muon);
+    assert_int_equal(p->mcfg.hp.rows, 6);
+    assert_int_equal(p->mcfg.hp.cols, 10);
+    assert_int_equal(p->mcfg.hp.ns_steps, 7);
+    assert_int_equal(p->mcfg.hp.nesterov, 0);
+    assert_int_equal(p->mcfg.hp.adjust, ROTEQ_MUON_ADJUST_MATCH_RMS_ADAMW);
+    assert_int_equal(p->cfg.neurons, 12); /* the rows of both matrices */
+    assert_int_equal(p->cfg.dim, 10);
+    assert_int_equal(p->cfg.steps, 120);
+    assert_false(point_at(g, 7)->matrix);
+
+    roteq_sweep_record rec;
+    memset(&rec, 0, sizeof rec);
+    assert_int_equal(roteq_sweep_sim_runner(p, 1, &rec, NULL), 0);
+    roteq_sim_muon_config c = p->mcfg;
+    c.seed = p->seed, c.threads = 1, c.every = c.steps;
+    roteq_sim_muon_result res;
+    assert_int_equal(roteq_sim_muon_run(&c, &res), 0);
+    assert_memory_equal(&rec.norm, &res.row_norm, sizeof rec.norm);
+    assert_memory_equal(&rec.angle, &res.row_angle_rms, sizeof rec.angle);
+    assert_memory_equal(&rec.norm_se, &res.row_norm_se, sizeof rec.norm_se);
+    roteq_sim_muon_result_free(&res);
+    roteq_muon_equilibrium best, lionlike;
+    assert_int_equal(roteq_muon_equilibrium_of(&c.hp, ROTEQ_MUON_PRED_BEST, &best), 0);
+    assert_int_equal(roteq_muon_equilibrium_of(&c.hp, ROTEQ_MUON_PRED_LIONLIKE, &lionlike), 0);
+    assert_memory_equal(&rec.pred[ROTEQ_PRED_BEST].norm, &best.norm, sizeof best.norm);
+    assert_memory_equal(&rec.pred[ROTEQ_PRED_PAPER].norm, &lionlike.norm, sizeof best.norm);
+    assert_false(rec.pred[ROTEQ_PRED_BEST].exact);
+    assert_non_null(strstr(rec.reason, "6x10 matrices, ns_steps 7, adjust_lr match_rms_adamw"));
+    char *row = roteq_sweep_format_row(ROTEQ_SWEEP_CSV, g, p, &rec);
+    assert_non_null(row);
+    assert_non_null(strstr(row,
+                           ",muon,0.02,0.10000000000000001,,,,0.90000000000000002,,0,,12,10,120,"
+                           "scale-invariant,,,,,,constant,constant,"));
+    free(row);
+    roteq_sweep_grid_free(g);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -315,6 +392,7 @@ int main(void)
         cmocka_unit_test(test_other_keys),    cmocka_unit_test(test_seeds),
         cmocka_unit_test(test_hash),          cmocka_unit_test(test_lazy_points),
         cmocka_unit_test(test_malformed),     cmocka_unit_test(test_bad_points),
+        cmocka_unit_test(test_matrix_points),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
