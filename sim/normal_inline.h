@@ -22,8 +22,10 @@
  *   (Philox: words 0|1<<32 and 2|3<<32 of each block).
  * Box-Muller: u = (x + 1/2) 2^-32, r = sqrt(-2 log u1) (fdlibm's log method), angle 2 pi u2
  * reduced exactly in integers, fdlibm's sin/cos kernels. Ziggurat: sim/ziggurat_tables.h; the
- * fast path (99.3% of draws: one table lookup, a multiply and a compare) is branch-free over the
- * lanes, the rest goes through zig_slow() one normal at a time. */
+ * fast path (99.8% of draws: one table lookup, a multiply and a compare) is branch-free over the
+ * lanes; the rejected lanes follow per group of batches (zig_fix: wedge points decided by
+ * precomputed bounds without a logarithm, branch-free), and what the bounds leave open goes
+ * through the exact tests of zig_slow(), one normal at a time. */
 #ifndef ROTEQ_SIM_NORMAL_INLINE_H
 #define ROTEQ_SIM_NORMAL_INLINE_H
 
@@ -301,13 +303,15 @@ static inline void ars5_blocks(const ars_key *k, uint32_t base, uint32_t c1, uin
 typedef struct {
     const uint64_t *kw;
     const double *xnext, *f;
+    const zig_wedge_box *wedge;
     uint64_t boxes;
     int sign_shift;
     double r, tail_p;
 } zig_table;
 
-static const zig_table zig2048 = {zig_kw, zig_xnext, zig_f, ZIG_BOXES, 11, ZIG_R, ZIG_TAIL_P};
-static const zig_table zig256 = {zig256_kw, zig256_xnext, zig256_f,     ZIG256_BOXES,
+static const zig_table zig2048 = {zig_kw,    zig_xnext, zig_f, zig_wedge,
+                                  ZIG_BOXES, 11,        ZIG_R, ZIG_TAIL_P};
+static const zig_table zig256 = {zig256_kw, zig256_xnext, zig256_f,     zig256_wedge, ZIG256_BOXES,
                                  8,         ZIG256_R,     ZIG256_TAIL_P};
 
 /* A uniform in (0, 1) from the top 53 bits of a word. */
@@ -316,30 +320,27 @@ static inline double zig_u01(uint64_t w)
     return (as_double(0x4330000000000000ull | (w >> 12)) - 0x1p52 + 0.5) * 0x1p-52;
 }
 
-/* The words the slow path draws, for one batch of 64 normals (batch b): first 8 words from 4
- * ARS blocks (b*4 + j, step lo, step hi, 1) computed when the batch first needs them, then one
- * block (b, step lo, step hi, 2 + n) at a time. Consumed in lane order, so which word serves
- * which normal depends only on the batch's own words. */
+/* The words the slow path draws, for one batch of 64 normals (batch b): words 0..7 from 4 ARS
+ * blocks (b*4 + j, step lo, step hi, 1), then words 8 + 2m, 9 + 2m from block (b, step lo, step
+ * hi, 2 + m). Consumed in lane order, so which word serves which normal depends only on the
+ * batch's own words. zig_fix computes words 0..7 when a batch has a rejected lane; `next` is the
+ * index of the next word to consume. */
 typedef struct {
     const ars_key *k;
-    uint32_t b, c1, c2, n;
-    int used, have;
-    uint64_t w[8];
+    uint32_t b, c1, c2, next, blk;
+    uint64_t w[8], x[2];
 } zig_src;
 
 static inline uint64_t zig_next(zig_src *s)
 {
-    if (s->used == s->have) {
-        if (s->have == 0) {
-            ars5_blocks(s->k, 4 * s->b, s->c1, s->c2, 1, 4, s->w);
-            s->have = 8;
-        } else {
-            ars5_one(s->k, s->b, s->c1, s->c2, 2 + s->n++, s->w);
-            s->have = 2;
-        }
-        s->used = 0;
+    uint32_t j = s->next++;
+    if (j < 8)
+        return s->w[j];
+    if ((j - 8) / 2 != s->blk) {
+        s->blk = (j - 8) / 2;
+        ars5_one(s->k, s->b, s->c1, s->c2, 2 + s->blk, s->x);
     }
-    return s->w[s->used++];
+    return s->x[j & 1];
 }
 
 /* Box i's x for word w: u = w >> 12 times the box width (a float, so the product is the same
@@ -416,13 +417,12 @@ static inline __m512i zig_entries8(const uint64_t *kw, const uint64_t *w, uint64
 #endif
 
 /* 64 normals from 64 words and their table entries (ee from zig_lookup; AVX-512 looks them up
- * itself, ee unused): the branch-free fast path, then the rare rejects. The arithmetic is the
- * same on every instruction set (an exact int-to-double conversion, one product with a float, a
- * sign flip), so are the bits. */
-static inline void zig_batch(const zig_table *t, const uint64_t *wd, const uint64_t *ee, double *o,
-                             const ars_key *k, uint32_t b, uint32_t c1, uint32_t c2)
+ * itself, ee unused): the branch-free fast path. Returns the mask of the lanes it rejected (bit
+ * l: o[l] is still to be drawn, by zig_fix). The arithmetic is the same on every instruction set
+ * (an exact int-to-double conversion, one product with a float, a sign flip), so are the bits. */
+static inline uint64_t zig_batch(const zig_table *t, const uint64_t *wd, const uint64_t *ee,
+                                 double *o)
 {
-    zig_src src = {k, b, c1, c2, 0, 0, 0, {0}};
 #if defined(__AVX512F__) && defined(__AVX512DQ__)
     (void)ee;
     uint64_t bad = 0;
@@ -437,11 +437,7 @@ static inline void zig_batch(const zig_table *t, const uint64_t *wd, const uint6
         _mm512_storeu_pd(o + l, _mm512_castsi512_pd(_mm512_xor_si512(_mm512_castpd_si512(x), sg)));
         bad |= (uint64_t)_mm512_cmpge_epu64_mask(w, _mm512_and_si512(e, hi)) << l;
     }
-    while (bad) {
-        int l = __builtin_ctzll(bad);
-        bad &= bad - 1;
-        o[l] = zig_slow(t, wd[l], &src);
-    }
+    return bad;
 #else
     uint8_t bad[ROTEQ_KERNEL_BATCH];
     uint64_t any = 0;
@@ -458,17 +454,77 @@ static inline void zig_batch(const zig_table *t, const uint64_t *wd, const uint6
         any |= rej;
     }
     if (!any)
-        return;
-    for (int g = 0; g < ROTEQ_KERNEL_BATCH; g += 8) {
-        uint64_t m;
-        memcpy(&m, bad + g, 8);
-        while (m) {
-            int l = g + __builtin_ctzll(m) / 8;
-            m &= m - 1;
-            o[l] = zig_slow(t, wd[l], &src);
-        }
-    }
+        return 0;
+    uint64_t m = 0;
+    for (int l = 0; l < ROTEQ_KERNEL_BATCH; l++)
+        m |= (uint64_t)bad[l] << l;
+    return m;
 #endif
+}
+
+/* The lanes of batch b that zig_batch rejected (mask `bad`), in lane order, with the batch's own
+ * slow-path words. The common case - a wedge point that the bounds of sim/ziggurat_tables.h
+ * decide from its one uniform, accepted, or else rejected and the next word accepted by the fast
+ * test - is branch-free, so that no unpredictable branch waits for it; zig_slow takes the rest
+ * (base box, bounds undecided, a second rejection, a threshold that left x < xnext open). The
+ * bounds hold only where the exact test agrees, so the words consumed and the results are
+ * zig_slow's own. */
+static inline void zig_fix(const zig_table *t, const uint64_t *wd, double *o, uint64_t bad,
+                           const ars_key *k, uint32_t b, uint32_t c1, uint32_t c2)
+{
+    zig_src s = {k, b, c1, c2, 0, UINT32_MAX, {0}, {0}};
+    ars5_blocks(k, 4 * b, c1, c2, 1, 4, s.w);
+    const uint64_t im = t->boxes - 1;
+    const int sh = 63 - t->sign_shift;
+    while (bad) {
+        int l = __builtin_ctzll(bad);
+        bad &= bad - 1;
+        uint64_t w = wd[l];
+        uint32_t j = s.next;
+        if (__builtin_expect(j <= 6, 1)) {
+            unsigned i = (unsigned)(w & im);
+            double x = zig_x(t, w, i);
+            uint64_t w1 = s.w[j + 1];
+            unsigned i1 = (unsigned)(w1 & im);
+            double x1 = zig_x(t, w1, i1);
+            const zig_wedge_box *g = &t->wedge[i];
+            double tt = x - g->xn;
+            double D = (zig_u01(s.w[j]) - (double)g->a) - tt * ((double)g->b + (double)g->c * tt);
+            uint64_t acc = D<(double)g->lo, rej = D>(double) g->hi;
+            uint64_t ok1 = (w1 >> 32) < (t->kw[i1] >> 32);
+            uint64_t open = (uint64_t)(tt < 0.0) | ((acc | rej) ^ 1) | ((acc | ok1) ^ 1);
+            if (__builtin_expect(!open, 1)) {
+                uint64_t m = 0 - acc;
+                uint64_t r0 = nrm_as_u64(x) ^ ((w & t->boxes) << sh);
+                uint64_t r1 = nrm_as_u64(x1) ^ ((w1 & t->boxes) << sh);
+                o[l] = as_double((r0 & m) | (r1 & ~m));
+                s.next = j + 2 - (uint32_t)acc;
+                continue;
+            }
+        }
+        o[l] = zig_slow(t, w, &s);
+    }
+}
+
+/* Normals are drawn ZIG_GROUP batches at a time: their words, their table entries (zig_lookup;
+ * in zig_batch's own loop on AVX-512), the fast path of all, then the rejected lanes of all, so
+ * that the slow path costs one branch per group rather than one per batch. */
+#define ZIG_GROUP 4
+
+static inline void zig_group(const zig_table *t, const uint64_t *wd, const uint64_t *ee, double *o,
+                             size_t nb, const ars_key *k, uint32_t b0, uint32_t c1, uint32_t c2)
+{
+    uint64_t bad[ZIG_GROUP], any = 0;
+    for (size_t b = 0; b < nb; b++) {
+        bad[b] = zig_batch(t, wd + b * ROTEQ_KERNEL_BATCH, ee + b * ROTEQ_KERNEL_BATCH,
+                           o + b * ROTEQ_KERNEL_BATCH);
+        any |= bad[b];
+    }
+    if (__builtin_expect(any != 0, 0))
+        for (size_t b = 0; b < nb; b++)
+            if (bad[b])
+                zig_fix(t, wd + b * ROTEQ_KERNEL_BATCH, o + b * ROTEQ_KERNEL_BATCH, bad[b], k,
+                        b0 + (uint32_t)b, c1, c2);
 }
 
 /* ---- The variants ---- */
@@ -505,10 +561,6 @@ static inline void normals_ars_bm(uint64_t seed, uint32_t stream, uint64_t step,
     }
 }
 
-/* Ziggurat normals: the words of up to ZIG_GROUP batches, their table entries (zig_lookup; in
- * the batch's own loop on AVX-512), then the arithmetic batch by batch. */
-#define ZIG_GROUP 4
-
 static inline void normals_ars_zig(uint64_t seed, uint32_t stream, uint64_t step, double *out,
                                    size_t ngen)
 {
@@ -522,9 +574,7 @@ static inline void normals_ars_zig(uint64_t seed, uint32_t stream, uint64_t step
 #if !defined(ZIG_ENTRIES_IN_REGISTERS)
         zig_lookup(&zig2048, wd, ee, nb * ROTEQ_KERNEL_BATCH);
 #endif
-        for (size_t b = 0; b < nb; b++)
-            zig_batch(&zig2048, wd + b * ROTEQ_KERNEL_BATCH, ee + b * ROTEQ_KERNEL_BATCH,
-                      out + (b0 + b) * ROTEQ_KERNEL_BATCH, &k, (uint32_t)(b0 + b), c1, c2);
+        zig_group(&zig2048, wd, ee, out + b0 * ROTEQ_KERNEL_BATCH, nb, &k, (uint32_t)b0, c1, c2);
     }
 }
 
@@ -549,9 +599,7 @@ static inline void normals_philox_zig(int rounds, uint64_t seed, uint32_t stream
 #if !defined(ZIG_ENTRIES_IN_REGISTERS)
         zig_lookup(&zig2048, wd, ee, nb * ROTEQ_KERNEL_BATCH);
 #endif
-        for (size_t b = 0; b < nb; b++)
-            zig_batch(&zig2048, wd + b * ROTEQ_KERNEL_BATCH, ee + b * ROTEQ_KERNEL_BATCH,
-                      out + (b0 + b) * ROTEQ_KERNEL_BATCH, &k, (uint32_t)(b0 + b), c1, c2);
+        zig_group(&zig2048, wd, ee, out + b0 * ROTEQ_KERNEL_BATCH, nb, &k, (uint32_t)b0, c1, c2);
     }
 }
 
@@ -582,7 +630,6 @@ static inline void zig256_batch_reg(const __m512i *tw, const __m512i *tk, const 
                                     double *o, const ars_key *k, uint32_t b, uint32_t c1,
                                     uint32_t c2)
 {
-    zig_src src = {k, b, c1, c2, 0, 0, 0, {0}};
     const __m512i even =
         _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
     const __m512i odd = _mm512_add_epi32(even, _mm512_set1_epi32(1));
@@ -605,11 +652,8 @@ static inline void zig256_batch_reg(const __m512i *tw, const __m512i *tk, const 
         _mm512_storeu_pd(o + l + 8,
                          _mm512_castsi512_pd(_mm512_xor_si512(_mm512_castpd_si512(x1), s1)));
     }
-    while (bad) {
-        int l = __builtin_ctzll(bad);
-        bad &= bad - 1;
-        o[l] = zig_slow(&zig256, wd[l], &src);
-    }
+    if (bad)
+        zig_fix(&zig256, wd, o, bad, k, b, c1, c2);
 }
 #endif
 
@@ -637,9 +681,7 @@ static inline void normals_ars_zig256(uint64_t seed, uint32_t stream, uint64_t s
 #else
         uint64_t ee[ZIG_GROUP * ROTEQ_KERNEL_BATCH];
         zig_lookup(&zig256, wd, ee, nb * ROTEQ_KERNEL_BATCH);
-        for (size_t b = 0; b < nb; b++)
-            zig_batch(&zig256, wd + b * ROTEQ_KERNEL_BATCH, ee + b * ROTEQ_KERNEL_BATCH,
-                      out + (b0 + b) * ROTEQ_KERNEL_BATCH, &k, (uint32_t)(b0 + b), c1, c2);
+        zig_group(&zig256, wd, ee, out + b0 * ROTEQ_KERNEL_BATCH, nb, &k, (uint32_t)b0, c1, c2);
 #endif
     }
 }

@@ -3,12 +3,15 @@
  * tail frequencies beyond 4 and 5 sigma, and independence across neighbouring neuron streams,
  * steps (counters), coordinates and seeds - for the kind the engine draws and the 256-box
  * ziggurat in full, for every other kind `roteq bench` times in a lighter form. Bits do not depend
- * on the instruction set (test_engine.c), so the widest kernels draw them here. */
+ * on the instruction set (test_engine.c), so the widest kernels draw them here. And the
+ * ziggurat's wedge bounds (sim/gen_ziggurat_tables.py), which decide rejected points without a
+ * logarithm, against the exact test they must agree with (the kernel header, included here). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <cmocka.h>
 
+#include "normal_inline.h"
 #include "roteq_sim.h"
 #include "roteq_test.h"
 
@@ -203,12 +206,68 @@ static void test_zig256_full(void **state)
     check_independence(ROTEQ_NORMALS_ARS5_ZIGGURAT256);
 }
 
+/* Box i's wedge points (x in [xnext, W], from words with index i): half with a uniform u drawn
+ * at random, half aimed at the curve (u within 2^-20..2^-60 of c(x), where the exact test is
+ * closest to the bounds). Wherever zig_fix's bounds decide, they must say what the exact test of
+ * zig_slow says; and they must decide almost every random point. */
+static void check_wedge(const zig_table *t, int per_box)
+{
+    uint64_t s = 0x9E3779B97F4A7C15ull;
+    size_t random = 0, decided_random = 0, decided = 0, wrong = 0;
+    for (unsigned i = 1; i < t->boxes; i++)
+        for (int n = 0; n < per_box; n++) {
+            s ^= s << 13, s ^= s >> 7, s ^= s << 17;
+            uint64_t hi = s;
+            s ^= s << 13, s ^= s >> 7, s ^= s << 17;
+            /* the top bits just below 1 make x land in the wedge (K[i] 2^-32 of the range up) */
+            uint64_t top = (t->kw[i] >> 32) + (hi >> 32) % ((1ull << 32) - (t->kw[i] >> 32));
+            uint64_t w = top << 32 | (hi & 0xfffff000u) | i;
+            double x = zig_x(t, w, i);
+            if (x < t->xnext[i])
+                continue;
+            double df = t->f[i + 1] - t->f[i], uc = (exp(-0.5 * x * x) - t->f[i]) / df;
+            double u = zig_u01(s);
+            if (n & 1) {
+                if (!(uc > 0.0 && uc < 1.0))
+                    continue;
+                u = uc + ldexp((double)(s % 2001) - 1000.0, -(int)(30 + (s >> 40) % 40));
+                if (!(u > 0.0 && u < 1.0))
+                    continue;
+            } else {
+                random++;
+            }
+            uint64_t uw = (uint64_t)(u * 0x1p52) << 12;
+            const zig_wedge_box *g = &t->wedge[i];
+            double tt = x - g->xn;
+            double D = (zig_u01(uw) - (double)g->a) - tt * ((double)g->b + (double)g->c * tt);
+            int acc = D<(double)g->lo, rej = D>(double) g->hi;
+            double y = t->f[i] + zig_u01(uw) * df;
+            int exact = y < 1.0 && nrm_log(y) < -0.5 * x * x;
+            decided += (size_t)(acc | rej);
+            decided_random += (size_t)((acc | rej) & !(n & 1));
+            wrong += (size_t)((acc | rej) & (acc != exact));
+        }
+    printf("# %u boxes: %zu wedge points decided by the bounds, %zu disagree with the exact test; "
+           "%zu of %zu random ones decided\n",
+           (unsigned)t->boxes, decided, wrong, decided_random, random);
+    assert_int_equal(wrong, 0);
+    assert_true(decided_random > 0.99 * (double)random);
+    (void)zig_slow;
+}
+
+static void test_wedge_bounds(void **state)
+{
+    (void)state;
+    check_wedge(&zig2048, 400);
+    check_wedge(&zig256, 3200);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_engine_moments_ks), cmocka_unit_test(test_every_kind_moments_ks),
         cmocka_unit_test(test_engine_tails),      cmocka_unit_test(test_engine_independence),
-        cmocka_unit_test(test_zig256_full),
+        cmocka_unit_test(test_zig256_full),       cmocka_unit_test(test_wedge_bounds),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
