@@ -15,6 +15,13 @@
  *           taken as buf (equal for a gradient at its running mean)          (approximate)
  *   Lion (exp_avg only): the update sign(beta1 m_{t-1} + (1-beta1) g) needs m_{t-1} and g;
  *           taken as sign(m_t), decay decoupled                              (approximate)
+ *   Muon (a matrix layer; momentum_buffer): W_t = (1 - lr*wd) W_{t-1} - lr_adj NS(update) with
+ *           update = buf (heavy ball), so
+ *           W_{t-1} = (W_t + lr_adj NS(buf)) / (1 - lr*wd)                    (exact)
+ *           Nesterov's update lerp(g, buf, momentum) needs the last gradient: taken as buf
+ *                                                                             (approximate)
+ *           with NS torch.optim.Muon's Newton-Schulz iteration and lr_adj its adjusted lr, at
+ *           the layer's ns_steps, eps and adjust_lr (theory/README.md "Muon").
  * with m^ = exp_avg/(1 - beta1^t), v^ = exp_avg_sq/(1 - beta2^t) (torch's bias corrections, t the
  * state's step; with amsgrad the state's max_exp_avg_sq, the running maximum the step divided
  * by, takes exp_avg_sq's place). The lr must be the one the last step applied: the recorder stores
@@ -50,7 +57,16 @@ int roteq_analysis_checkpoint_state(const char *path, const roteq_analysis_meta 
     return ROTEQ_OK;
 }
 
-typedef enum { KIND_NONE, KIND_ADAMW, KIND_ADAM_L2, KIND_SGD, KIND_NESTEROV, KIND_LION } kind;
+typedef enum {
+    KIND_NONE,
+    KIND_ADAMW,
+    KIND_ADAM_L2,
+    KIND_SGD,
+    KIND_NESTEROV,
+    KIND_LION,
+    KIND_MUON,
+    KIND_MUON_NESTEROV
+} kind;
 
 /* Which update rule the state belongs to: the stored class name, else the metadata's optimizer,
  * else what the state holds. */
@@ -106,6 +122,81 @@ static kind rebuild(const roteq_analysis_optstate_layer *s, const char *cls,
     return k;
 }
 
+/* O = NS(U) for the r x c matrix U, as torch.optim.Muon orthogonalises: U/max(||U||_F, eps),
+ * transposed when r > c, then `steps` quintic iterations X <- a X + (b A + c A^2) X with
+ * A = X X^T. Plain loops: analysis does not link the simulator's BLAS engine, and this runs once
+ * per layer and checkpoint. */
+static int newton_schulz(const double *U, double *O, size_t r, size_t c, int steps, double eps)
+{
+    int tr = r > c;
+    size_t p = tr ? c : r, q = tr ? r : c;
+    double *mem = malloc((2 * p * q + 2 * p * p) * sizeof *mem), *X = mem;
+    if (mem == NULL)
+        return roteq_error_set(ROTEQ_ENOMEM, "out of memory");
+    double *Y = X + p * q, *A = Y + p * q, *B = A + p * p, ss = 0;
+    for (size_t i = 0; i < r; i++)
+        for (size_t j = 0; j < c; j++) {
+            X[tr ? j * r + i : i * c + j] = U[i * c + j];
+            ss += U[i * c + j] * U[i * c + j];
+        }
+    double norm = fmax(sqrt(ss), eps);
+    for (size_t i = 0; i < p * q; i++)
+        X[i] /= norm;
+    for (int k = 0; k < steps; k++) {
+        for (size_t i = 0; i < p; i++)
+            for (size_t j = 0; j <= i; j++) {
+                double d = 0;
+                for (size_t l = 0; l < q; l++)
+                    d += X[i * q + l] * X[j * q + l];
+                A[i * p + j] = A[j * p + i] = d;
+            }
+        for (size_t i = 0; i < p; i++)
+            for (size_t j = 0; j < p; j++) {
+                double d = 0;
+                for (size_t l = 0; l < p; l++)
+                    d += A[i * p + l] * A[l * p + j];
+                B[i * p + j] = ROTEQ_MUON_NS_B * A[i * p + j] + ROTEQ_MUON_NS_C * d;
+            }
+        for (size_t i = 0; i < p; i++) {
+            for (size_t j = 0; j < q; j++)
+                Y[i * q + j] = ROTEQ_MUON_NS_A * X[i * q + j];
+            for (size_t l = 0; l < p; l++)
+                for (size_t j = 0; j < q; j++)
+                    Y[i * q + j] += B[i * p + l] * X[l * q + j];
+        }
+        double *t = X;
+        X = Y, Y = t;
+    }
+    for (size_t i = 0; i < r; i++)
+        for (size_t j = 0; j < c; j++)
+            O[i * c + j] = X[tr ? j * r + i : i * c + j];
+    free(mem);
+    return ROTEQ_OK;
+}
+
+/* Rebuild W_{t-1} of a Muon layer (L->mhp: its resolved ns_steps, eps, adjust_lr) from its
+ * momentum buffer; the state's lr and weight decay where it has them. KIND_NONE without the
+ * buffer or a usable lr / weight decay; a negative status on failure. */
+static int rebuild_muon(const roteq_analysis_optstate_layer *s, const roteq_layer *L,
+                        const double *w, double *prev)
+{
+    roteq_muon_hparams hp = L->mhp;
+    double lr = (s->known & ROTEQ_OPTSTATE_LR) ? s->lr : hp.lr;
+    double wd = (s->known & ROTEQ_OPTSTATE_WEIGHT_DECAY) ? s->weight_decay : hp.weight_decay;
+    if (s->momentum_buffer == NULL || !(lr > 0) || !(wd >= 0) || !(lr * wd < 1))
+        return KIND_NONE;
+    hp.rows = s->rows, hp.cols = s->cols;
+    int nesterov = (s->known & ROTEQ_OPTSTATE_NESTEROV) ? s->nesterov : hp.nesterov;
+    size_t n = s->rows * s->cols;
+    int st = newton_schulz(s->momentum_buffer, prev, s->rows, s->cols, hp.ns_steps, hp.eps);
+    if (st)
+        return st;
+    double adj = roteq_muon_adjusted_lr(&hp, lr), keep = 1 - lr * wd;
+    for (size_t i = 0; i < n; i++)
+        prev[i] = (w[i] + adj * prev[i]) / keep;
+    return nesterov ? KIND_MUON_NESTEROV : KIND_MUON;
+}
+
 /* Angle between rows a and b: 2 atan2(|a^ - b^|, |a^ + b^|) (accurate at every angle). */
 static double row_angle(const double *a, const double *b, size_t n)
 {
@@ -142,15 +233,21 @@ int roteq_analysis_state_angles(roteq_analysis *a, const roteq_analysis_optstate
                 free(w);
                 return 0;
             }
-    kind k = rebuild(s, os->optimizer, a->cfg.meta, w, prev);
+    int k = L->muon ? rebuild_muon(s, L, w, prev)
+                    : (int)rebuild(s, os->optimizer, a->cfg.meta, w, prev);
+    if (k < 0) {
+        free(w);
+        return k;
+    }
     if (k != KIND_NONE)
         for (size_t i = 0; i < rows; i++)
             angle[i] = row_angle(prev + i * cols, w + i * cols, cols);
     free(w);
     if (k == KIND_NONE)
         return 0;
-    L->step_src |= k == KIND_NESTEROV || k == KIND_LION ? ROTEQ_STEP_APPROX : ROTEQ_STEP_EXACT;
-    if (k == KIND_NESTEROV)
+    int approx = k == KIND_NESTEROV || k == KIND_LION || k == KIND_MUON_NESTEROV;
+    L->step_src |= approx ? ROTEQ_STEP_APPROX : ROTEQ_STEP_EXACT;
+    if (k == KIND_NESTEROV || k == KIND_MUON_NESTEROV)
         L->step_src |= ROTEQ_STEP_NESTEROV;
     if (k == KIND_LION)
         L->step_src |= ROTEQ_STEP_LION;

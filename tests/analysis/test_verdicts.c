@@ -11,6 +11,7 @@
 #include <cmocka.h>
 
 #include "roteq_analysis.h"
+#include "roteq_sim_muon.h"
 #include "roteq_test.h"
 #include "roteq_test_json.h"
 #include "roteq_util.h"
@@ -563,22 +564,22 @@ static void write_state_snapshot(const char *dir, train_mode mode, int lr_applie
     free(path);
 }
 
-/* RMS over the SN neurons of the angle between prev and w. */
-static double rms_angle(const double *prev, const double *w)
+/* RMS over the rows of the angle between prev and w (rows x cols). */
+static double rms_angle(const double *prev, const double *w, size_t rows, size_t cols)
 {
     double ss = 0;
-    for (size_t r = 0; r < SN; r++) {
+    for (size_t r = 0; r < rows; r++) {
         double na = 0, nb = 0, d = 0, su = 0;
-        for (size_t j = 0; j < SC; j++)
-            na += prev[r * SC + j] * prev[r * SC + j], nb += w[r * SC + j] * w[r * SC + j];
-        for (size_t j = 0; j < SC; j++) {
-            double a = prev[r * SC + j] / sqrt(na), b = w[r * SC + j] / sqrt(nb);
+        for (size_t j = 0; j < cols; j++)
+            na += prev[r * cols + j] * prev[r * cols + j], nb += w[r * cols + j] * w[r * cols + j];
+        for (size_t j = 0; j < cols; j++) {
+            double a = prev[r * cols + j] / sqrt(na), b = w[r * cols + j] / sqrt(nb);
             d += (a - b) * (a - b), su += (a + b) * (a + b);
         }
         double ang = 2 * atan2(sqrt(d), sqrt(su));
         ss += ang * ang;
     }
-    return sqrt(ss / SN);
+    return sqrt(ss / (double)rows);
 }
 
 /* Train SN neurons of SC weights with AdamW, heavy-ball SGD with L2 decay or AdamW with amsgrad
@@ -608,7 +609,7 @@ static double train_with_state(const char *dir, train_mode mode, int lr_applied,
         if (t % 100)
             continue;
         write_state_snapshot(dir, mode, lr_applied, t, w, m, v, vmax);
-        last = rms_angle(prev, w);
+        last = rms_angle(prev, w, SN, SC);
     }
     return last;
 }
@@ -667,6 +668,80 @@ static void test_per_step_from_state(void **state)
         }
 }
 
+/* Muon (torch.optim.Muon's step, sim/muon.c) on a rows x cols matrix, a snapshot with the
+ * momentum buffer every 100 steps; returns the RMS over rows of the true angle of the last step. */
+static double train_muon(const char *dir, size_t rows, size_t cols, int nesterov, long steps)
+{
+    size_t n = rows * cols;
+    double *w = calloc(4 * n, sizeof *w), *buf = w + n, *g = buf + n, *prev = g + n;
+    assert_non_null(w);
+    roteq_muon_hparams hp = roteq_muon_defaults();
+    hp.lr = 0.02, hp.weight_decay = 0.1, hp.nesterov = nesterov, hp.rows = rows, hp.cols = cols;
+    roteq_muon_work *work = roteq_muon_work_alloc(rows, cols, ROTEQ_SIM_NS_FLOAT64);
+    assert_non_null(work);
+    uint64_t rng = 777;
+    for (size_t i = 0; i < n; i++)
+        w[i] = normal(&rng) * 0.5;
+    double last = DNAN;
+    for (long t = 1; t <= steps; t++) {
+        memcpy(prev, w, n * sizeof *w);
+        for (size_t i = 0; i < n; i++)
+            g[i] = normal(&rng);
+        roteq_muon_step(work, &hp, hp.lr, hp.weight_decay, w, buf, g);
+        if (t % 100)
+            continue;
+        char meta[256], file[64];
+        snprintf(meta, sizeof meta,
+                 "{\"class\":\"Muon\",\"params\":{\"fc.weight\":{\"group\":0}},\"groups\":[{"
+                 "\"lr\":0.02,\"lr_applied\":0.02,\"momentum\":0.95,\"weight_decay\":0.1,"
+                 "\"nesterov\":%s}]}",
+                 nesterov ? "true" : "false");
+        snprintf(file, sizeof file, "step_%ld.safetensors", t);
+        char *path = roteq_test_path(dir, file);
+        const char *names[] = {"fc.weight", "optimizer/fc.weight/momentum_buffer"};
+        const double *data[] = {w, buf};
+        write_safetensors(path, names, data, 2, rows, cols, meta);
+        free(path);
+        last = rms_angle(prev, w, rows, cols);
+    }
+    roteq_muon_work_free(work);
+    free(w);
+    return last;
+}
+
+/* Checkpoints of a Muon layer with its momentum buffer: the last step is rebuilt through the
+ * Newton-Schulz iteration, exactly for heavy-ball momentum (wide and tall matrices, the tall
+ * one transposed inside the iteration) and approximately for Nesterov (the last gradient is not
+ * stored), marked so. */
+static void test_per_step_muon(void **state)
+{
+    (void)state;
+    static const size_t shapes[][2] = {{6, 10}, {10, 6}};
+    for (int nesterov = 0; nesterov < 2; nesterov++)
+        for (size_t k = 0; k < 2; k++) {
+            char *dir = roteq_test_tmpdir();
+            double truth = train_muon(dir, shapes[k][0], shapes[k][1], nesterov, 300);
+            /* Nesterov or not comes from the state's group. */
+            roteq_analysis_result *r = analyze_dir(dir, "muon", 0.02, 0.1);
+            const roteq_analysis_layer_result *L = &r->layers[0];
+            assert_int_equal(r->nlayers, 1);
+            assert_int_equal(L->gap, 1);
+            if (!nesterov) {
+                assert_close(L->angular_update, truth, 1e-9);
+                assert_non_null(strstr(L->angle_source, "optimizer state, exact"));
+            } else {
+                print_message("muon %zux%zu nesterov: rebuilt angle %.6g, true %.6g (%+.1f%%)\n",
+                              shapes[k][0], shapes[k][1], L->angular_update, truth,
+                              100 * (L->angular_update / truth - 1));
+                assert_close(L->angular_update, truth, 0.5);
+                assert_non_null(strstr(L->angle_source, "approximate"));
+                assert_non_null(strstr(L->angle_source, "Nesterov"));
+            }
+            roteq_analysis_result_free(r);
+            roteq_test_rmtree(dir);
+        }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -680,6 +755,7 @@ int main(void)
         cmocka_unit_test(test_kstep_not_judged),
         cmocka_unit_test(test_explain_parts),
         cmocka_unit_test(test_per_step_from_state),
+        cmocka_unit_test(test_per_step_muon),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
