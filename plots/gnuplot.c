@@ -292,9 +292,10 @@ int roteq_plots_job_run(roteq_plots_job *job)
     posix_spawnattr_init(&sa);
     posix_spawnattr_setsigmask(&sa, &mask_was);
     posix_spawnattr_setflags(&sa, POSIX_SPAWN_SETSIGMASK);
-    pid_t pid;
+    int child = roteq_child_begin();
+    pid_t pid = 0;
     int rc = posix_spawnp(&pid, gnuplot, &fa, &sa, (char *const *)argv, environ);
-    int child = rc == 0 ? roteq_child_register(pid) : -1;
+    roteq_child_started(child, rc == 0 ? pid : 0);
     roteq_cleanup_signals_block(0, &mask_was);
     posix_spawnattr_destroy(&sa);
     posix_spawn_file_actions_destroy(&fa);

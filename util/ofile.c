@@ -41,7 +41,11 @@ static void cleanup_handler(int sig)
     int saved = errno;
     /* Children first: one still writing a temporary file would create it again. */
     for (int i = 0; i < CHILD_SLOTS; i++) {
-        pid_t pid = atomic_load(&child_slots[i]);
+        pid_t pid;
+        /* -1: being started on another thread (this one is not it: that thread holds the
+         * signals back meanwhile); its pid follows within the spawn call. */
+        while ((pid = atomic_load(&child_slots[i])) == -1)
+            ;
         if (pid > 0 && kill(pid, SIGKILL) == 0)
             while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
                 ;
@@ -94,15 +98,21 @@ void roteq_tmpfile_unregister(int slot)
         atomic_store(&tmp_slots[slot], NULL);
 }
 
-int roteq_child_register(pid_t pid)
+int roteq_child_begin(void)
 {
     install_handlers();
     for (int i = 0; i < CHILD_SLOTS; i++) {
         pid_t expected = 0;
-        if (atomic_compare_exchange_strong(&child_slots[i], &expected, pid))
+        if (atomic_compare_exchange_strong(&child_slots[i], &expected, -1))
             return i;
     }
     return -1;
+}
+
+void roteq_child_started(int slot, pid_t pid)
+{
+    if (slot >= 0 && slot < CHILD_SLOTS)
+        atomic_store(&child_slots[slot], pid > 0 ? pid : 0);
 }
 
 void roteq_child_unregister(int slot)

@@ -81,10 +81,13 @@ int roteq_tmpfile_register(const char *path);
 void roteq_tmpfile_unregister(int slot);
 /* A child process (gnuplot drawing into a registered temporary file) that the same handler kills
  * with SIGKILL and reaps before it removes the files, so that the child cannot create one again
- * after the parent is gone. Register it while the signals are blocked around its start
- * (roteq_cleanup_signals_block(1, &old) ... roteq_cleanup_signals_block(0, &old)), so no signal
- * falls between the start and the registration; -1 when all slots are taken. */
-int roteq_child_register(pid_t pid);
+ * after the parent is gone. The slot is taken before the child starts (roteq_child_begin; -1 when
+ * all are taken) and given its pid right after (roteq_child_started, pid <= 0: it did not start),
+ * with this thread's signals held back in between (roteq_cleanup_signals_block(1, &old) ...
+ * roteq_cleanup_signals_block(0, &old)): a signal delivered meanwhile to another thread (the
+ * BLAS library's) waits in the handler for the pid. */
+int roteq_child_begin(void);
+void roteq_child_started(int slot, pid_t pid);
 void roteq_child_unregister(int slot);
 void roteq_cleanup_signals_block(int block, sigset_t *old);
 
