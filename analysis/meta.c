@@ -357,9 +357,9 @@ int roteq_analysis_meta_parse(const char *path, const char *text, size_t len,
         }
     }
     /* PyTorch spells Nesterov as SGD(nesterov=True); roteq has it as its own optimizer. */
-    if (out->opt == &roteq_sgdm && (out->given & ROTEQ_HP_BIT(ROTEQ_HP_NESTEROV)) &&
-        out->hp.nesterov == 1.0) {
-        out->opt = &roteq_nesterov;
+    if (out->opt && out->opt->nesterov_variant && out->opt->nesterov_variant != out->opt &&
+        (out->given & ROTEQ_HP_BIT(ROTEQ_HP_NESTEROV)) && out->hp.nesterov == 1.0) {
+        out->opt = out->opt->nesterov_variant;
         out->given &= ~ROTEQ_HP_BIT(ROTEQ_HP_NESTEROV);
         if ((out->given & ROTEQ_HP_BIT(ROTEQ_HP_DAMPENING)) && out->hp.dampening == 0.0)
             out->given &= ~ROTEQ_HP_BIT(ROTEQ_HP_DAMPENING);

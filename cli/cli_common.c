@@ -72,13 +72,13 @@ int roteq_cli_hparams_finish(const char *cmd, const roteq_optimizer_type **optp,
                              const roteq_cli_hparams *h, roteq_hparams *out)
 {
     const roteq_optimizer_type *opt = *optp;
-    if ((h->given & ROTEQ_HP_BIT(ROTEQ_HP_NESTEROV)) && opt == &roteq_sgdm)
-        opt = &roteq_nesterov;
+    if ((h->given & ROTEQ_HP_BIT(ROTEQ_HP_NESTEROV)) && opt->nesterov_variant)
+        opt = opt->nesterov_variant;
     roteq_hparams hp = roteq_optimizer_defaults(opt);
     for (int i = 0; i < ROTEQ_HP_COUNT; i++) {
         if (!(h->given & ROTEQ_HP_BIT(i)))
             continue;
-        if (i == ROTEQ_HP_NESTEROV && opt == &roteq_nesterov)
+        if (i == ROTEQ_HP_NESTEROV && opt->nesterov_variant == opt)
             continue; /* implied by the optimizer */
         if (!(opt->hparams & ROTEQ_HP_BIT(i))) {
             roteq_cli_fail(cmd, "--%s: does not apply to %s", roteq_hparam_descs[i].flag,

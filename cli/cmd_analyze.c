@@ -135,13 +135,14 @@ static int merge_cli(roteq_analysis_meta *m, const roteq_optimizer_type *opt,
                               m->path ? m->path : "metadata", m->matrix_opt->name);
     if (opt)
         m->opt = opt;
-    if ((h->given & ROTEQ_HP_BIT(ROTEQ_HP_NESTEROV)) && m->opt == &roteq_sgdm)
-        m->opt = &roteq_nesterov;
+    if ((h->given & ROTEQ_HP_BIT(ROTEQ_HP_NESTEROV)) && m->opt && m->opt->nesterov_variant)
+        m->opt = m->opt->nesterov_variant;
     if (h->given && m->opt == NULL)
         return roteq_cli_fail(CMD, "hyperparameter flags need --optimizer (or an optimizer in "
                                    "the metadata)");
     for (int i = 0; i < ROTEQ_HP_COUNT; i++) {
-        if (!(h->given & ROTEQ_HP_BIT(i)) || (i == ROTEQ_HP_NESTEROV && m->opt == &roteq_nesterov))
+        if (!(h->given & ROTEQ_HP_BIT(i)) ||
+            (i == ROTEQ_HP_NESTEROV && m->opt->nesterov_variant == m->opt))
             continue;
         if (!(m->opt->hparams & ROTEQ_HP_BIT(i)))
             return roteq_cli_fail(CMD, "--%s: does not apply to %s", roteq_hparam_descs[i].flag,

@@ -50,6 +50,7 @@ const roteq_optimizer_type roteq_sgdm = {
     .family = &roteq_family_sgd,
     .needs = ROTEQ_NEED_GRAD_NORM,
     .predictions = 1,
+    .nesterov_variant = &roteq_nesterov,
     .example_lr = 0.1,
     .example_wd = 0.01,
 };
@@ -66,6 +67,7 @@ const roteq_optimizer_type roteq_nesterov = {
     .family = &roteq_family_sgd,
     .needs = ROTEQ_NEED_GRAD_NORM,
     .predictions = 1,
+    .nesterov_variant = &roteq_nesterov,
     .example_lr = 0.1,
     .example_wd = 0.01,
 };

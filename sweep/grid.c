@@ -260,11 +260,12 @@ static void build_point(roteq_sweep_point *p, const json_t *kv)
     }
     /* As on the command line: nesterov = true on sgdm selects the nesterov optimizer. */
     const json_t *nest = json_object_get(kv, "nesterov");
-    if (nest && (opt == &roteq_sgdm || opt == &roteq_nesterov)) {
+    int variant = nest && opt->nesterov_variant;
+    if (variant) {
         if (num(nest) == 1.0)
-            opt = &roteq_nesterov;
-        else if (opt == &roteq_nesterov)
-            point_fail(p, "nesterov: must be true for optimizer nesterov");
+            opt = opt->nesterov_variant;
+        else if (opt->nesterov_variant == opt)
+            point_fail(p, "nesterov: must be true for optimizer %s", opt->name);
     }
     snprintf(p->optimizer, sizeof p->optimizer, "%s", opt->name);
     const roteq_sim_matrix *sm = roteq_sim_matrix_for(opt);
@@ -284,8 +285,7 @@ static void build_point(roteq_sweep_point *p, const json_t *kv)
     json_object_foreach((json_t *)kv, key, val)
     {
         const roteq_hparam_desc *d = roteq_hparam_lookup(key);
-        if (d == NULL ||
-            (d->id == ROTEQ_HP_NESTEROV && nest && (opt == &roteq_sgdm || opt == &roteq_nesterov)))
+        if (d == NULL || (d->id == ROTEQ_HP_NESTEROV && variant))
             continue;
         if (!(opt->hparams & ROTEQ_HP_BIT(d->id))) {
             point_fail(p, "%s: does not apply to %s", key, opt->name);

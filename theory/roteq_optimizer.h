@@ -100,6 +100,10 @@ typedef struct roteq_optimizer_type {
     unsigned needs;        /* ROTEQ_NEED_* for the equilibrium norm */
     int angle_needs_scale; /* 1: the angle too needs `needs` (no scale-free form: Adam+L2) */
     int predictions;       /* distinct predictions worth showing (Lion: best, paper, plain) */
+    /* Where `nesterov` names a variant rather than a hyperparameter (torch.optim.SGD's flag: sgdm
+     * with nesterov=True is the nesterov optimizer): the optimizer nesterov=True selects, itself
+     * when the flag is implied (nesterov); NULL where nesterov is an ordinary hyperparameter. */
+    const struct roteq_optimizer_type *nesterov_variant;
     /* Typical hyperparameters for benchmarks (the work per step does not depend on them):
      * lr (NAN: the default) and weight decay. */
     double example_lr, example_wd;
