@@ -490,7 +490,8 @@ static inline void zig_fix(const zig_table *t, const uint64_t *wd, double *o, ui
             const zig_wedge_box *g = &t->wedge[i];
             double tt = x - g->xn;
             double D = (zig_u01(s.w[j]) - (double)g->a) - tt * ((double)g->b + (double)g->c * tt);
-            uint64_t acc = D<(double)g->lo, rej = D>(double) g->hi;
+            uint64_t acc = D < (double)g->lo;
+            uint64_t rej = D > (double)g->hi;
             uint64_t ok1 = (w1 >> 32) < (t->kw[i1] >> 32);
             uint64_t open = (uint64_t)(tt < 0.0) | ((acc | rej) ^ 1) | ((acc | ok1) ^ 1);
             if (__builtin_expect(!open, 1)) {

@@ -240,7 +240,8 @@ static void check_wedge(const zig_table *t, int per_box)
             const zig_wedge_box *g = &t->wedge[i];
             double tt = x - g->xn;
             double D = (zig_u01(uw) - (double)g->a) - tt * ((double)g->b + (double)g->c * tt);
-            int acc = D<(double)g->lo, rej = D>(double) g->hi;
+            int acc = D < (double)g->lo;
+            int rej = D > (double)g->hi;
             double y = t->f[i] + zig_u01(uw) * df;
             int exact = y < 1.0 && nrm_log(y) < -0.5 * x * x;
             decided += (size_t)(acc | rej);
