@@ -742,10 +742,13 @@ json_t *roteq_cli_matrix_bench(const roteq_optimizer_type *opt, int peers, const
             continue;
         double g_ns = fl_ns / t_ns * 1e-9, g_mm = fl_mm / t_mm * 1e-9;
         double ns_ms = 1e3 * t_ns / (double)reps;
-        if (text)
+        if (text && isfinite(pstep[i]))
             printf("  %3zux%-3zu %27.1f %14.1f %8.0f%% %7.3f %12.3f %13.3f %19.3f %11.2fx\n", n, n,
                    g_ns, g_mm, 100 * g_ns / g_mm, ns_ms, 1e3 * pns[i], 1e3 * walk, 1e3 * pstep[i],
                    pstep[i] / walk);
+        else if (text) /* no peer (--no-peers, or it failed): dashes, not nan */
+            printf("  %3zux%-3zu %27.1f %14.1f %8.0f%% %7.3f %12s %13.3f %19s %12s\n", n, n, g_ns,
+                   g_mm, 100 * g_ns / g_mm, ns_ms, "-", 1e3 * walk, "-", "-");
         json_array_append_new(rows,
                               json_pack("{s:I, s:f, s:f, s:f, s:o, s:f, s:o}", "n", (json_int_t)n,
                                         "ns_gflops", g_ns, "dgemm_gflops", g_mm, "ns_ms", ns_ms,
