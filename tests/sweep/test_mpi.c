@@ -1,5 +1,6 @@
 /* test_mpi.c - `mpirun --oversubscribe -np 3 roteq sweep` gives the same rows as one process
- * (timing columns aside), in CSV and JSON, including a bad point, and resumes a partial file.
+ * (timing columns aside), in CSV and JSON, including a bad point and a matrix optimizer's (Muon)
+ * points, and resumes a partial file.
  * Registered only in MPI builds (suite 'mpi'); mpirun's path comes from ROTEQ_MPIRUN. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -41,17 +42,22 @@ static int run(char *const *argv, const char *log)
 }
 
 static const char *const grid_text =
-    "{\"seed\": 31, \"fixed\": {\"neurons\": 16, \"dim\": 32},\n"
+    "{\"seed\": 31,\n"
     " \"groups\": [\n"
-    "  {\"fixed\": {\"optimizer\": \"adamw\", \"weight_decay\": 0.1, \"steps\": 2000},\n"
+    "  {\"fixed\": {\"optimizer\": \"adamw\", \"weight_decay\": 0.1, \"steps\": 2000, "
+    "\"neurons\": 16, \"dim\": 32},\n"
     "   \"axes\": {\"lr\": [0.001, 0.003, 0.01]}},\n"
     "  {\"fixed\": {\"optimizer\": \"lion\", \"lr\": 0.001, \"weight_decay\": 0.3, \"steps\": "
-    "6000},\n"
+    "6000, \"neurons\": 16, \"dim\": 32},\n"
     "   \"points\": [{\"beta1\": 0, \"beta2\": 0}, {\"beta1\": 0.9, \"beta2\": 0.99}]},\n"
-    "  {\"points\": [{\"optimizer\": \"sgdm\", \"lr\": 0.1, \"weight_decay\": 0.01, \"steps\": "
+    "  {\"fixed\": {\"neurons\": 16, \"dim\": 32},\n"
+    "   \"points\": [{\"optimizer\": \"sgdm\", \"lr\": 0.1, \"weight_decay\": 0.01, \"steps\": "
     "500},\n"
     "              {\"optimizer\": \"sgdm\", \"lr\": 0.1, \"weight_decay\": 0.01, \"momentum\": "
-    "2}]}\n"
+    "2}]},\n"
+    "  {\"fixed\": {\"optimizer\": \"muon\", \"lr\": 0.02, \"weight_decay\": 0.1, \"shape\": "
+    "\"16x24\", \"matrices\": 2, \"steps\": 300},\n"
+    "   \"axes\": {\"momentum\": [0.9, 0.95]}}\n"
     " ]}\n";
 
 static void compare_formats(const char *format)
@@ -73,6 +79,8 @@ static void compare_formats(const char *format)
     char *c1 = sweep_test_comparable(t1, json), *c3 = sweep_test_comparable(t3, json);
     assert_string_equal(c3, c1);
     assert_non_null(strstr(c1, "momentum: must be in [0, 1), got 2"));
+    /* the matrix optimizer's rows, the same for any rank count */
+    assert_non_null(strstr(c1, "16x24 matrices"));
     free(c1);
     free(c3);
     free(t1);
@@ -92,7 +100,7 @@ static void compare_formats(const char *format)
                       grid,           "--out",           three, "--resume", NULL};
         assert_int_equal(run(ar, log), 1);
         char *tl = roteq_test_read_file(log, NULL);
-        assert_non_null(strstr(tl, "5 run here (2 resumed rows kept)"));
+        assert_non_null(strstr(tl, "7 run here (2 resumed rows kept)"));
         free(tl);
         t1 = roteq_test_read_file(one, NULL);
         t3 = roteq_test_read_file(three, NULL);
