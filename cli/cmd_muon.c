@@ -476,6 +476,26 @@ static int open_trace(const char *cmd, const char *path, roteq_sim_muon_config *
     return ROTEQ_EXIT_OK;
 }
 
+void roteq_cli_matrix_usage_note(FILE *out, const char *cmd)
+{
+    const char *first = NULL;
+    fputs("\nMatrix optimizers (", out);
+    for (int i = 0; i < ROTEQ_OPT_COUNT; i++)
+        if (roteq_optimizers[i]->family->matrix) {
+            fprintf(out, "%s%s", first ? ", " : "", roteq_optimizers[i]->name);
+            if (!first)
+                first = roteq_optimizers[i]->name;
+        }
+    if (!first) {
+        fputs("none)\n", out);
+        return;
+    }
+    fprintf(out,
+            "): --shape ROWSxCOLS and their own flags, listed by\n"
+            "`roteq %s --optimizer %s --help`.\n",
+            cmd, first);
+}
+
 int roteq_cmd_matrix_simulate(const roteq_optimizer_type *opt, int argc, char **argv)
 {
     static const char *cmd = "simulate";

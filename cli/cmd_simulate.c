@@ -61,6 +61,7 @@ static void usage(FILE *out)
         "  --help                 this text\n\n",
         out);
     roteq_cli_hparam_usage(out);
+    roteq_cli_matrix_usage_note(out, "simulate");
 }
 
 enum {

@@ -45,6 +45,7 @@ static void usage(FILE *out)
           "  --help               this text\n\n",
           out);
     roteq_cli_hparam_usage(out);
+    roteq_cli_matrix_usage_note(out, "theory");
     fputs("\nUnknown quantities print as NaN (text), empty (csv) or null (json).\n", out);
 }
 

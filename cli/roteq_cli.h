@@ -36,6 +36,9 @@ int roteq_cmd_bench(int argc, char **argv);
  * it names (NULL when none or unknown: the caller's parser reports those). */
 const roteq_optimizer_type *roteq_cli_named_optimizer(int argc, char **argv);
 int roteq_cmd_matrix_theory(const roteq_optimizer_type *opt, int argc, char **argv);
+/* The paragraph theory's and simulate's --help end with: the matrix optimizers and where their
+ * flags are listed. */
+void roteq_cli_matrix_usage_note(FILE *out, const char *cmd);
 int roteq_cmd_matrix_simulate(const roteq_optimizer_type *opt, int argc, char **argv);
 /* A matrix optimizer's rows of `roteq verify`: its family's verify points, the table into
  * `text` (printed after the per-neuron table) and, with `out`, one row each in the sweep format

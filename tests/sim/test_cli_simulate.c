@@ -52,6 +52,9 @@ static void test_help(void **state)
     assert_int_equal(roteq_test_run(args, NULL, &out, &err), 0);
     assert_non_null(strstr(out, "usage: roteq simulate"));
     assert_non_null(strstr(out, "--weight-decay"));
+    /* the matrix optimizers, and where their own flags are */
+    assert_non_null(strstr(out, "Matrix optimizers (muon)"));
+    assert_non_null(strstr(out, "`roteq simulate --optimizer muon --help`"));
     free(out);
     free(err);
     const char *bargs[] = {"bench", "--help", NULL};

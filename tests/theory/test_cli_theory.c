@@ -39,6 +39,7 @@ static void test_help(void **state)
     assert_int_equal(run((const char *[]){"theory", "--help", NULL}, &out, &err), 0);
     assert_non_null(strstr(out, "usage: roteq theory"));
     assert_non_null(strstr(out, "--weight-decay"));
+    assert_non_null(strstr(out, "`roteq theory --optimizer muon --help`"));
     assert_string_equal(err, "");
     free(out), free(err);
 }
