@@ -106,22 +106,12 @@ static int hparam_flag(const char *cmd, int c, const char *arg, roteq_muon_hpara
             return -1;
         }
         return 1;
-    case OPT_SHAPE: {
-        char *x = strchr(arg, 'x');
-        size_t r, cc;
-        if (!x || x == arg) {
-            roteq_cli_fail(cmd, "--shape: '%s' is not ROWSxCOLS", arg);
+    case OPT_SHAPE:
+        if (roteq_muon_shape_parse(arg, &hp->rows, &hp->cols)) {
+            roteq_cli_fail(cmd, "--shape: %s", roteq_error_message());
             return -1;
         }
-        char rows[32];
-        snprintf(rows, sizeof rows, "%.*s", (int)(x - arg), arg);
-        if (roteq_parse_size(rows, &r) || roteq_parse_size(x + 1, &cc) || r == 0 || cc == 0) {
-            roteq_cli_fail(cmd, "--shape: '%s' is not ROWSxCOLS with positive sizes", arg);
-            return -1;
-        }
-        hp->rows = r, hp->cols = cc;
         return 1;
-    }
     default:
         (void)v;
         return 0;

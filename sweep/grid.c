@@ -214,15 +214,11 @@ static void build_matrix_point(roteq_sweep_point *p, const roteq_optimizer_type 
                                                : &m->hp.momentum) = num(val);
     }
     const json_t *v = json_object_get(kv, "shape");
-    unsigned long long r = 0, c = 0;
-    char tail;
+    m->hp.rows = m->hp.cols = 0;
     if (v == NULL)
         point_fail(p, "shape: not given (ROWSxCOLS) for %s", opt->name);
-    else if (sscanf(json_string_value(v), "%llux%llu%c", &r, &c, &tail) != 2 || r == 0 || c == 0 ||
-             r > 1u << 20 || c > 1u << 20)
-        point_fail(p, "shape: '%s' is not ROWSxCOLS with sizes in 1..1048576",
-                   json_string_value(v));
-    m->hp.rows = (size_t)r, m->hp.cols = (size_t)c;
+    else if (roteq_muon_shape_parse(json_string_value(v), &m->hp.rows, &m->hp.cols))
+        point_fail(p, "shape: %s", roteq_error_message());
     size_t ns = (size_t)m->hp.ns_steps;
     point_count(p, kv, K_MATRICES, 1e9, &m->matrices);
     point_count(p, kv, K_STEPS, 1e15, &m->steps);

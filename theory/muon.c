@@ -10,6 +10,7 @@
 #include "theory_internal.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -62,6 +63,21 @@ int roteq_muon_validate(const roteq_muon_hparams *hp)
     if (hp->rows > 65536 || hp->cols > 65536)
         return roteq_error_set(ROTEQ_EINVAL, "shape %zux%zu: each side must be at most 65536",
                                hp->rows, hp->cols);
+    return ROTEQ_OK;
+}
+
+int roteq_muon_shape_parse(const char *s, size_t *rows, size_t *cols)
+{
+    const char *x = s ? strchr(s, 'x') : NULL;
+    char head[32];
+    size_t r, c;
+    if (x == NULL || x == s || (size_t)(x - s) >= sizeof head)
+        return roteq_error_set(ROTEQ_EINVAL, "'%s' is not ROWSxCOLS with positive sizes",
+                               s ? s : "");
+    snprintf(head, sizeof head, "%.*s", (int)(x - s), s);
+    if (roteq_parse_size(head, &r) || roteq_parse_size(x + 1, &c) || r == 0 || c == 0)
+        return roteq_error_set(ROTEQ_EINVAL, "'%s' is not ROWSxCOLS with positive sizes", s);
+    *rows = r, *cols = c;
     return ROTEQ_OK;
 }
 

@@ -43,6 +43,11 @@ roteq_muon_hparams roteq_muon_defaults(void);
  * direction to rotate in). */
 int roteq_muon_validate(const roteq_muon_hparams *hp);
 
+/* "ROWSxCOLS", two positive integers (roteq_parse_size's spelling), into *rows, *cols;
+ * ROTEQ_EINVAL ("'6x' is not ROWSxCOLS with positive sizes") otherwise. The sizes' upper bounds
+ * are roteq_muon_validate's. */
+int roteq_muon_shape_parse(const char *s, size_t *rows, size_t *cols);
+
 /* "original" / "match_rms_adamw"; ROTEQ_ENOTFOUND (message lists both) otherwise. */
 int roteq_muon_adjust_parse(const char *name, roteq_muon_adjust *out);
 
