@@ -594,38 +594,15 @@ int roteq_cmd_matrix_simulate(const roteq_optimizer_type *opt, int argc, char **
 }
 
 /* One matrix point of `roteq verify` as a row of the sweep format (sweep/README.md, "Matrix
- * rows"): the row norm and RMS row angle against the three predictions (best; the Lion-style one
- * in the paper's columns; plain), the ensemble as neurons = matrices x rows and dim = cols, the
+ * rows"), run by the sweep's own runner (the three predictions and one run of the family's
+ * matrix simulator): the row norm and RMS row angle against best, the Lion-style prediction in
+ * the paper's columns and plain; the ensemble as neurons = matrices x rows and dim = cols, the
  * shape and ns_steps in `reason`. `best` is approximate, so the verdict is APPROX. */
-static void verify_row(const roteq_optimizer_type *opt, const roteq_sim_muon_config *cfg,
-                       const roteq_muon_equilibrium *eq, const roteq_sim_muon_result *res, int st,
-                       double tolerance, roteq_sweep_point *p, roteq_sweep_record *rec)
-{
-    p->seed = cfg->seed;
-    roteq_sweep_matrix_describe(opt, cfg, p);
-    snprintf(p->lr_schedule, sizeof p->lr_schedule, "constant");
-    snprintf(p->wd_schedule, sizeof p->wd_schedule, "constant");
-    rec->rel_floor = roteq_theory_model_floor(opt, &p->cfg.hp, p->cfg.dim);
-    if (st) {
-        rec->verdict = ROTEQ_SWEEP_VERDICT_ERROR;
-        snprintf(rec->reason, sizeof rec->reason, "%s", roteq_error_message());
-        for (int k = 0; k < ROTEQ_PRED_COUNT; k++)
-            rec->pred[k] = (roteq_sweep_prediction){NAN, NAN, 0};
-        rec->norm = rec->norm_se = rec->angle = rec->angle_se = rec->seconds = NAN;
-        return;
-    }
-    roteq_sweep_matrix_record(cfg, eq, res, rec);
-    rec->seconds = res->seconds;
-    rec->verdict = ROTEQ_SWEEP_VERDICT_PASS; /* judged next */
-    roteq_sweep_judge(rec, tolerance, rec->rel_floor);
-}
-
-/* One point: its configuration, the three predictions and the run; the status. */
 static int verify_point(const roteq_optimizer_type *opt, const roteq_sim_matrix *sm,
                         const roteq_sim_matrix_point *pt, const roteq_cli_matrix_verify_args *a,
-                        roteq_sim_muon_config *cfg, roteq_muon_equilibrium *eq,
-                        roteq_sim_muon_result *res)
+                        roteq_sweep_point *p, roteq_sweep_record *rec)
 {
+    roteq_sim_muon_config *cfg = &p->mcfg;
     sm->config_init(cfg);
     cfg->hp.lr = sm->verify_lr, cfg->hp.weight_decay = sm->verify_wd;
     cfg->hp.momentum = pt->momentum, cfg->hp.nesterov = pt->nesterov;
@@ -634,11 +611,26 @@ static int verify_point(const roteq_optimizer_type *opt, const roteq_sim_matrix 
     cfg->hp.rows = pt->rows, cfg->hp.cols = pt->cols;
     cfg->matrices = sm->verify_matrices[a->quick ? 1 : 0];
     cfg->steps = sm->verify_steps[a->quick ? 1 : 0];
-    cfg->threads = a->threads, cfg->seed = a->seed;
-    int st = 0;
-    for (int k = 0; k < ROTEQ_MUON_PRED_COUNT && !st; k++)
-        st = opt->family->matrix->equilibrium(&cfg->hp, (roteq_muon_prediction)k, &eq[k]);
-    return st ? st : sm->run(cfg, res);
+    p->matrix = 1;
+    p->seed = a->seed;
+    roteq_sweep_matrix_describe(opt, cfg, p);
+    snprintf(p->lr_schedule, sizeof p->lr_schedule, "constant");
+    snprintf(p->wd_schedule, sizeof p->wd_schedule, "constant");
+    rec->rel_floor = roteq_theory_model_floor(opt, &p->cfg.hp, p->cfg.dim);
+    double t0 = roteq_seconds();
+    int st = roteq_sweep_sim_runner(p, a->threads, rec, NULL);
+    if (st) {
+        rec->verdict = ROTEQ_SWEEP_VERDICT_ERROR;
+        snprintf(rec->reason, sizeof rec->reason, "%s", roteq_error_message());
+        for (int k = 0; k < ROTEQ_PRED_COUNT; k++)
+            rec->pred[k] = (roteq_sweep_prediction){NAN, NAN, 0};
+        rec->norm = rec->norm_se = rec->angle = rec->angle_se = rec->seconds = NAN;
+        return st;
+    }
+    rec->seconds = roteq_seconds() - t0;
+    rec->verdict = ROTEQ_SWEEP_VERDICT_PASS; /* judged next */
+    roteq_sweep_judge(rec, a->tolerance, rec->rel_floor);
+    return ROTEQ_OK;
 }
 
 int roteq_cli_matrix_verify(const roteq_optimizer_type *opt, roteq_cli_matrix_verify_args *a)
@@ -657,36 +649,32 @@ int roteq_cli_matrix_verify(const roteq_optimizer_type *opt, roteq_cli_matrix_ve
             "measured angle", "err", "plain err / lionlike err (norm)");
     int code = ROTEQ_EXIT_OK;
     for (size_t i = 0; i < n; i++) {
-        roteq_sim_muon_config cfg;
-        roteq_muon_equilibrium eq[ROTEQ_MUON_PRED_COUNT];
-        roteq_sim_muon_result res;
-        int st = verify_point(opt, sm, &pts[i], a, &cfg, eq, &res);
-        if (a->out) {
-            roteq_sweep_point p = {.index = a->next_index++};
-            roteq_sweep_record rec = {0};
-            verify_row(opt, &cfg, eq, &res, st, a->tolerance, &p, &rec);
-            if (roteq_sweep_out_write(a->out, &p, &rec))
-                a->write_failed = 1;
-        }
+        roteq_sweep_point p = {.index = a->next_index++};
+        roteq_sweep_record rec = {0};
+        int st = verify_point(opt, sm, &pts[i], a, &p, &rec);
+        if (a->out && roteq_sweep_out_write(a->out, &p, &rec))
+            a->write_failed = 1;
+        const roteq_sim_muon_config *cfg = &p.mcfg;
         char shape[48], hp[64];
-        snprintf(shape, sizeof shape, "%zux%zu", cfg.hp.rows, cfg.hp.cols);
-        snprintf(hp, sizeof hp, "momentum %g %s ns %d%s", cfg.hp.momentum,
-                 cfg.hp.nesterov ? "nesterov" : "heavy", cfg.hp.ns_steps,
-                 cfg.ns_precision == ROTEQ_SIM_NS_BFLOAT16 ? " bf16" : "");
-        fprintf(t, "%3zu %-7s %-32s %3zu %6zu |", i, shape, hp, cfg.matrices, cfg.steps);
+        snprintf(shape, sizeof shape, "%zux%zu", cfg->hp.rows, cfg->hp.cols);
+        snprintf(hp, sizeof hp, "momentum %g %s ns %d%s", cfg->hp.momentum,
+                 cfg->hp.nesterov ? "nesterov" : "heavy", cfg->hp.ns_steps,
+                 cfg->ns_precision == ROTEQ_SIM_NS_BFLOAT16 ? " bf16" : "");
+        fprintf(t, "%3zu %-7s %-32s %3zu %6zu |", i, shape, hp, cfg->matrices, cfg->steps);
         if (st) {
-            fprintf(t, " ERROR: %s\n", roteq_error_message());
+            fprintf(t, " ERROR: %s\n", rec.reason);
             code = ROTEQ_EXIT_FAIL;
             continue;
         }
+        const roteq_sweep_prediction *best = &rec.pred[ROTEQ_PRED_BEST];
         fprintf(t,
                 " %10.5g %10.5g +-%9.2g %+8.3f%% | %10.5g %10.5g +-%9.2g %+8.3f%% | APPROX "
                 "%+.1f%% / %+.1f%%\n",
-                eq[0].norm, res.row_norm, 1.96 * res.row_norm_se,
-                100 * (eq[0].norm / res.row_norm - 1), eq[0].angular_update, res.row_angle_rms,
-                1.96 * res.row_angle_rms_se, 100 * (eq[0].angular_update / res.row_angle_rms - 1),
-                100 * (eq[1].norm / res.row_norm - 1), 100 * (eq[2].norm / res.row_norm - 1));
-        sm->result_free(&res);
+                best->norm, rec.norm, 1.96 * rec.norm_se, 100 * (best->norm / rec.norm - 1),
+                best->angular_update, rec.angle, 1.96 * rec.angle_se,
+                100 * (best->angular_update / rec.angle - 1),
+                100 * (rec.pred[ROTEQ_PRED_PLAIN].norm / rec.norm - 1),
+                100 * (rec.pred[ROTEQ_PRED_PAPER].norm / rec.norm - 1));
     }
     return code;
 }
