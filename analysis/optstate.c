@@ -790,13 +790,18 @@ void roteq_analysis_optstate_free(roteq_analysis_optstate *s)
     free(s);
 }
 
+static int cmp_layer_name(const void *key, const void *x)
+{
+    return strcmp((const char *)key, ((const roteq_analysis_optstate_layer *)x)->name);
+}
+
+/* The layers are sorted by name (build): every snapshot looks each of its layers up here. */
 const roteq_analysis_optstate_layer *roteq_analysis_optstate_find(const roteq_analysis_optstate *s,
                                                                   const char *name)
 {
-    for (size_t i = 0; s && i < s->nlayers; i++)
-        if (strcmp(s->layers[i].name, name) == 0)
-            return &s->layers[i];
-    return NULL;
+    if (s == NULL || s->nlayers == 0)
+        return NULL;
+    return bsearch(name, s->layers, s->nlayers, sizeof *s->layers, cmp_layer_name);
 }
 
 /* rows x cols float64 image of t (same shape as the weight), or NULL with *st set on error. */
